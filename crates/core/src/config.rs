@@ -1,0 +1,220 @@
+//! The validated configuration: what a `vpnbridge.toml` means once it has passed every
+//! check of [`crate::validate`]. Types make bad states unrepresentable; the file holds
+//! no secret (a PSK comes from `env:NAME` or is generated).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+use crate::secret::Psk;
+
+/// The whole configuration of one deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: PathBuf,
+    /// Deployment name: ownership tag value and resource-name prefix.
+    pub name: String,
+    pub mode: Mode,
+    /// Tunnels used per AWS VPN connection (1 or 2).
+    pub tunnels_per_connection: u8,
+    pub psk: PskSource,
+    pub azure: AzureConfig,
+    pub aws: AwsConfig,
+}
+
+impl Config {
+    /// How many tunnels the deployment uses (2 VPN connections × tunnels each).
+    pub fn tunnel_count(&self) -> usize {
+        2 * usize::from(self.tunnels_per_connection)
+    }
+}
+
+/// Routing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Static routes, tunnel 1 (and optionally 2) of each VPN connection.
+    StaticHa,
+    /// BGP over APIPA inside addresses, 4 tunnels.
+    BgpHa,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::StaticHa => "static-ha",
+            Mode::BgpHa => "bgp-ha",
+        })
+    }
+}
+
+/// Where the tunnels' pre-shared keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PskSource {
+    /// vpnbridge generates one key per tunnel, valid for both clouds, and gives it to
+    /// AWS at creation; afterwards the key AWS holds is kept.
+    Generate,
+    /// AWS generates the keys; vpnbridge reads them back.
+    Aws,
+    /// One key for every tunnel, from an environment variable (read at load time).
+    Env { var: String, key: Psk },
+}
+
+/// Which implementation serves a side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded simulator.
+    Sim,
+    /// The real cloud (`azure` / `aws` in the file).
+    Real,
+}
+
+#[derive(Debug, Clone)]
+pub struct AzureConfig {
+    pub backend: Backend,
+    /// Subscription GUID (lowercase); from the file or `AZURE_SUBSCRIPTION_ID`.
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub vnet: String,
+    /// Declared VNet address space; cross-checked read-only against the real VNet.
+    pub address_space: Vec<Ipv4Net>,
+    pub gateway_subnet: Ipv4Net,
+    pub gateway_sku: GatewaySku,
+    pub gateway_generation: Generation,
+    /// The gateway's ASN; in static-ha also the customer gateways' label ASN.
+    pub asn: u32,
+    /// ARM endpoint override (tests, sovereign clouds).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub backend: Backend,
+    pub region: String,
+    pub vpc_id: String,
+    /// Declared VPC CIDRs; cross-checked read-only against the real VPC.
+    pub cidrs: Vec<Ipv4Net>,
+    /// Route tables that get a route to each Azure prefix; empty = the VPC's main one.
+    pub route_tables: Vec<String>,
+    pub amazon_asn: u32,
+    /// Tunnel inside CIDRs in tunnel order (connection 0 tunnel 0, connection 0
+    /// tunnel 1, connection 1 tunnel 0, …); empty lets AWS choose (static-ha).
+    pub tunnel_inside_cidrs: Vec<Ipv4Net>,
+    /// EC2 endpoint override.
+    pub endpoint: Option<String>,
+}
+
+impl AwsConfig {
+    /// The inside CIDR configured for tunnel `t` of connection `k`, if any.
+    pub fn inside_cidr(&self, k: u8, t: u8) -> Option<Ipv4Net> {
+        self.tunnel_inside_cidrs.get(usize::from(k) * 2 + usize::from(t)).copied()
+    }
+}
+
+/// Azure VPN gateway SKUs that can still be created (the zone-redundant ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum GatewaySku {
+    VpnGw1AZ,
+    VpnGw2AZ,
+    VpnGw3AZ,
+    VpnGw4AZ,
+    VpnGw5AZ,
+}
+
+impl GatewaySku {
+    pub const ALL: [GatewaySku; 5] = [Self::VpnGw1AZ, Self::VpnGw2AZ, Self::VpnGw3AZ, Self::VpnGw4AZ, Self::VpnGw5AZ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VpnGw1AZ => "VpnGw1AZ",
+            Self::VpnGw2AZ => "VpnGw2AZ",
+            Self::VpnGw3AZ => "VpnGw3AZ",
+            Self::VpnGw4AZ => "VpnGw4AZ",
+            Self::VpnGw5AZ => "VpnGw5AZ",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Site-to-site tunnels the SKU supports.
+    pub fn tunnel_limit(self) -> usize {
+        match self {
+            Self::VpnGw1AZ | Self::VpnGw2AZ | Self::VpnGw3AZ => 30,
+            Self::VpnGw4AZ | Self::VpnGw5AZ => 100,
+        }
+    }
+
+    /// Whether Azure accepts this SKU with this generation.
+    pub fn supports(self, g: Generation) -> bool {
+        match g {
+            Generation::Generation1 => matches!(self, Self::VpnGw1AZ | Self::VpnGw2AZ | Self::VpnGw3AZ),
+            Generation::Generation2 => matches!(self, Self::VpnGw2AZ | Self::VpnGw3AZ | Self::VpnGw4AZ | Self::VpnGw5AZ),
+        }
+    }
+
+    /// Every SKU/generation pair Azure accepts, for messages.
+    pub fn valid_pairs() -> String {
+        let mut out = Vec::new();
+        for g in [Generation::Generation1, Generation::Generation2] {
+            let skus: Vec<_> = Self::ALL.into_iter().filter(|s| s.supports(g)).map(Self::name).collect();
+            out.push(format!("{g}: {}", skus.join(", ")));
+        }
+        out.join("; ")
+    }
+}
+
+impl fmt::Display for GatewaySku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// VPN gateway generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Generation {
+    Generation1,
+    Generation2,
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Generation::Generation1 => "Generation1",
+            Generation::Generation2 => "Generation2",
+        })
+    }
+}
+
+/// Azure's reserved ASNs: a gateway or peer may not use these.
+pub fn azure_reserved_asn(asn: u32) -> bool {
+    matches!(asn, 8074 | 8075 | 12076 | 65515 | 23456 | 65517..=65520 | 64496..=64511 | 65535..=65551)
+}
+
+/// ASNs AWS accepts as a VGW's Amazon-side ASN.
+pub fn valid_amazon_asn(asn: u32) -> bool {
+    (64512..=65534).contains(&asn) || (4_200_000_000..=4_294_967_294).contains(&asn)
+}
+
+/// Tunnel inside CIDRs that AWS reserves.
+pub fn reserved_inside_cidr(net: Ipv4Net) -> bool {
+    let o = net.network().octets();
+    (o[0] == 169 && o[1] == 254 && o[2] <= 5 && o[3] < 4) || net == "169.254.169.252/30".parse::<Ipv4Net>().expect("literal")
+}
+
+/// Whether an inside CIDR lies in Azure's APIPA range for custom BGP addresses.
+pub fn in_azure_apipa_range(net: Ipv4Net) -> bool {
+    let o = net.network().octets();
+    o[0] == 169 && o[1] == 254 && (o[2] == 21 || o[2] == 22)
+}
+
+/// Whether two networks share any address.
+pub fn overlaps(a: IpNet, b: IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}

@@ -1,0 +1,10 @@
+//! vpnbridge-core: the cloud-agnostic heart of vpnbridge.
+//!
+//! config -> validate -> observe -> plan -> execute -> (verify). Core owns every
+//! decision; it never talks to a network and never names a cloud SDK.
+
+pub mod config;
+pub mod endpoint;
+pub mod model;
+pub mod ops;
+pub mod secret;
