@@ -8,3 +8,6 @@ pub mod endpoint;
 pub mod model;
 pub mod ops;
 pub mod secret;
+pub mod pairing;
+pub mod plan;
+pub mod exec;

@@ -275,6 +275,10 @@ pub struct AzureObserved {
     pub vpn_gateway: Option<VirtualNetworkGateway>,
     pub local_network_gateways: Vec<LocalNetworkGateway>,
     pub connections: Vec<Connection>,
+    /// Names of public IPs, gateways, LocalNetworkGateways and Connections in the
+    /// resource group that are *not* ours: a PUT on one of these names would take
+    /// over someone else's resource, so the planner refuses such a name.
+    pub foreign_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,209 @@
+//! The pairing rule (DESIGN §1): instance k of the Azure gateway (its k-th
+//! ipConfiguration and the public IP that ipConfiguration references) <-> customer
+//! gateway k <-> VPN connection k; one LocalNetworkGateway and one Connection per AWS
+//! tunnel outside IP that is used, carrying that tunnel's PSK. Azure also tries each
+//! Connection from the other instance; AWS refuses it, so that tunnel is down by design.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::model::{AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, VpnConnection, role_of};
+
+/// Number of gateway instances in active-active (and so of CGWs and VPN connections).
+pub const INSTANCES: u8 = 2;
+
+/// Resource names derived from the deployment name (Azure names are the idempotency
+/// keys of its PUTs; AWS resources are found by their role tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    deployment: String,
+}
+
+impl Names {
+    pub fn new(deployment: &str) -> Self {
+        Self { deployment: deployment.to_owned() }
+    }
+    pub fn public_ip(&self, k: u8) -> String {
+        format!("{}-pip-{k}", self.deployment)
+    }
+    pub fn gateway(&self) -> String {
+        format!("{}-vpngw", self.deployment)
+    }
+    pub fn local_network_gateway(&self, k: u8, t: u8) -> String {
+        format!("{}-lng-{k}-{t}", self.deployment)
+    }
+    pub fn connection(&self, k: u8, t: u8) -> String {
+        format!("{}-cn-{k}-{t}", self.deployment)
+    }
+    /// The CGW's DeviceName: unique, so CreateCustomerGateway never hands back a
+    /// foreign CGW that happens to share IP and ASN.
+    pub fn cgw_device_name(&self, k: u8) -> String {
+        format!("vpnbridge-{}-cgw-{k}", self.deployment)
+    }
+}
+
+/// One used tunnel as the design wants it: which resources carry it and which gateway
+/// instance is expected to bring it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelSlot {
+    /// AWS VPN connection index (= CGW index = Azure instance expected up).
+    pub connection: u8,
+    /// Tunnel index within the VPN connection (by outside IP).
+    pub tunnel: u8,
+    pub local_network_gateway: String,
+    pub azure_connection: String,
+    /// The gateway instance whose IP is CGW k's: the only one AWS accepts.
+    pub expected_up_instance: u8,
+    /// The other instance: Azure tries it too; AWS refuses it by design.
+    pub expected_down_instance: u8,
+}
+
+/// The used tunnels of a deployment, in order.
+pub fn slots(deployment: &str, tunnels_per_connection: u8) -> Vec<TunnelSlot> {
+    let names = Names::new(deployment);
+    let mut out = Vec::new();
+    for k in 0..INSTANCES {
+        for t in 0..tunnels_per_connection {
+            out.push(TunnelSlot {
+                connection: k,
+                tunnel: t,
+                local_network_gateway: names.local_network_gateway(k, t),
+                azure_connection: names.connection(k, t),
+                expected_up_instance: k,
+                expected_down_instance: INSTANCES - 1 - k,
+            });
+        }
+    }
+    out
+}
+
+/// A used tunnel joined across both clouds from what was observed. Missing pieces are
+/// `None`: the deployment is incomplete or drifted there.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservedTunnel {
+    pub slot: TunnelSlot,
+    /// Public IP of the instance expected up (the k-th ipConfiguration's public IP).
+    pub azure_instance_ip: Option<Ipv4Addr>,
+    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_ip: Option<Ipv4Addr>,
+    pub vpn_connection_id: Option<String>,
+    /// AWS tunnel outside IP.
+    pub aws_outside_ip: Option<Ipv4Addr>,
+    pub lng_gateway_ip: Option<Ipv4Addr>,
+    pub azure_connection_state: Option<String>,
+    /// Everything that does not line up, in the user's words.
+    pub problems: Vec<String>,
+}
+
+/// The k-th instance's public IP: the public IP its ipConfiguration references, never
+/// the order in which a list call returned the public IPs.
+pub fn instance_ip(azure: &AzureObserved, k: u8) -> Option<Ipv4Addr> {
+    let gw = azure.vpn_gateway.as_ref()?;
+    let cfg = gw.ip_configurations.get(usize::from(k))?;
+    azure.public_ips.iter().find(|p| p.id.eq_ignore_ascii_case(&cfg.public_ip_id))?.ip
+}
+
+/// Our (live) resource with `role`, if any.
+pub fn customer_gateway<'a>(owner: &Owner, aws: &'a AwsObserved, k: u8) -> Option<&'a CustomerGateway> {
+    aws.customer_gateways.iter().filter(|c| !c.state.is_gone()).find(|c| role_of(owner, &c.tags) == Some(Role::CustomerGateway(k)))
+}
+
+pub fn vpn_connection<'a>(owner: &Owner, aws: &'a AwsObserved, k: u8) -> Option<&'a VpnConnection> {
+    aws.vpn_connections.iter().filter(|c| !c.state.is_gone()).find(|c| role_of(owner, &c.tags) == Some(Role::VpnConnection(k)))
+}
+
+pub fn local_network_gateway<'a>(azure: &'a AzureObserved, name: &str) -> Option<&'a LocalNetworkGateway> {
+    azure.local_network_gateways.iter().find(|l| l.name == name)
+}
+
+pub fn connection<'a>(azure: &'a AzureObserved, name: &str) -> Option<&'a Connection> {
+    azure.connections.iter().find(|c| c.name == name)
+}
+
+/// Tunnel t of a VPN connection (tunnels are kept ordered by outside IP).
+pub fn aws_tunnel(vpn: &VpnConnection, t: u8) -> Option<&AwsTunnelOptions> {
+    let mut tunnels: Vec<&AwsTunnelOptions> = vpn.tunnels.iter().collect();
+    tunnels.sort_by_key(|x| x.outside_ip);
+    tunnels.get(usize::from(t)).copied()
+}
+
+/// Joins the two clouds' observed state into the used tunnels and says what is off.
+pub fn join(owner: &Owner, tunnels_per_connection: u8, azure: &AzureObserved, aws: &AwsObserved) -> Vec<ObservedTunnel> {
+    slots(&owner.deployment, tunnels_per_connection)
+        .into_iter()
+        .map(|slot| {
+            let k = slot.connection;
+            let mut problems = Vec::new();
+            let azure_instance_ip = instance_ip(azure, k);
+            let cgw = customer_gateway(owner, aws, k);
+            let vpn = vpn_connection(owner, aws, k);
+            let aws_t = vpn.and_then(|v| aws_tunnel(v, slot.tunnel));
+            let lng = local_network_gateway(azure, &slot.local_network_gateway);
+            let cn = connection(azure, &slot.azure_connection);
+            if let (Some(ip), Some(c)) = (azure_instance_ip, cgw)
+                && ip != c.ip {
+                    problems.push(format!("customer gateway {} has IP {} but Azure instance {k} has {ip}", c.id, c.ip));
+                }
+            if let (Some(c), Some(v)) = (cgw, vpn)
+                && v.customer_gateway_id != c.id {
+                    problems.push(format!("VPN connection {} uses {} instead of customer gateway {}", v.id, v.customer_gateway_id, c.id));
+                }
+            if let (Some(t), Some(l)) = (aws_t, lng)
+                && t.outside_ip != l.gateway_ip {
+                    problems.push(format!(
+                        "LocalNetworkGateway {} points at {} but the AWS tunnel's outside IP is {}",
+                        l.name, l.gateway_ip, t.outside_ip
+                    ));
+                }
+            if let (Some(t), Some(c)) = (aws_t, cn)
+                && let (Some(a), Some(b)) = (&t.psk, &c.shared_key)
+                    && a != b {
+                        problems.push(format!("PSK mismatch between AWS tunnel {} and Azure connection {}", t.outside_ip, c.name));
+                    }
+            for (what, missing) in [
+                ("Azure gateway instance", azure_instance_ip.is_none()),
+                ("customer gateway", cgw.is_none()),
+                ("VPN connection", vpn.is_none()),
+                ("LocalNetworkGateway", lng.is_none()),
+                ("Azure connection", cn.is_none()),
+            ] {
+                if missing {
+                    problems.push(format!("{what} missing"));
+                }
+            }
+            ObservedTunnel {
+                azure_instance_ip,
+                customer_gateway_id: cgw.map(|c| c.id.clone()),
+                customer_gateway_ip: cgw.map(|c| c.ip),
+                vpn_connection_id: vpn.map(|v| v.id.clone()),
+                aws_outside_ip: aws_t.map(|t| t.outside_ip),
+                lng_gateway_ip: lng.map(|l| l.gateway_ip),
+                azure_connection_state: cn.map(|c| format!("{:?}", c.state)),
+                problems,
+                slot,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_ha_uses_tunnel_one_of_each_connection() {
+        let s = slots("x", 1);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].connection, s[0].tunnel, s[0].expected_up_instance, s[0].expected_down_instance), (0, 0, 0, 1));
+        assert_eq!((s[1].connection, s[1].tunnel, s[1].expected_up_instance, s[1].expected_down_instance), (1, 0, 1, 0));
+        assert_eq!(s[1].local_network_gateway, "x-lng-1-0");
+    }
+
+    #[test]
+    fn four_tunnels_with_two_per_connection() {
+        let s = slots("x", 2);
+        assert_eq!(s.len(), 4);
+        assert!(s.iter().filter(|t| t.connection == 1).all(|t| t.expected_up_instance == 1));
+    }
+}

@@ -1,0 +1,1067 @@
+//! The planner: config + observed state -> an immutable [`Plan`].
+//!
+//! Pure: no I/O, no clock. A plan is a DAG of steps; values known only after an
+//! earlier step are [`Late`]. Destroy is the plan for an empty desired state. The plan
+//! prints like a Terraform plan and serialises to JSON; neither shows a secret.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+use crate::config::{Config, Mode, PskSource, overlaps};
+use crate::endpoint::CloudName;
+use crate::model::{AttachmentState, AwsObserved, AwsState, AzureObserved, Owner, ProvisioningState, Role, role_of};
+use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, Late, OutputField, Planned, StepId, TunnelSpec};
+use crate::pairing::{self, INSTANCES, Names, TunnelSlot};
+use crate::secret::Psk;
+
+/// Dead Peer Detection timeout set on Azure Connections (Azure's default).
+pub const AZURE_DPD_SECONDS: u32 = 45;
+
+/// Both clouds' observed state.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub azure: AzureObserved,
+    pub aws: AwsObserved,
+}
+
+/// What a step does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Modify,
+    Delete,
+    /// Wait for an operation already in progress (found on observe) to finish.
+    Wait,
+}
+
+impl Action {
+    fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Modify => "~",
+            Action::Delete => "-",
+            Action::Wait => "…",
+        }
+    }
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "will be created",
+            Action::Modify => "will be updated in place",
+            Action::Delete => "will be destroyed",
+            Action::Wait => "is already changing; vpnbridge will wait for it",
+        }
+    }
+}
+
+/// A cloud operation, typed per cloud, with late-bound values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOp {
+    Aws(AwsOp<Planned>),
+    Azure(AzureOp<Planned>),
+}
+
+impl StepOp {
+    pub fn cloud(&self) -> CloudName {
+        match self {
+            StepOp::Aws(_) => CloudName::Aws,
+            StepOp::Azure(_) => CloudName::Azure,
+        }
+    }
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: StepId,
+    pub action: Action,
+    /// Resource type in the user's words (`vpn_connection`, `local_network_gateway`).
+    pub resource_type: &'static str,
+    /// Name (Azure) or role and id (AWS).
+    pub name: String,
+    pub op: StepOp,
+    /// Steps that must finish first (including every step whose output this one reads).
+    pub depends_on: Vec<StepId>,
+    /// What the change interrupts, if anything.
+    pub disruption: Option<String>,
+}
+
+impl Step {
+    pub fn cloud(&self) -> CloudName {
+        self.op.cloud()
+    }
+
+    /// Attributes as the plan shows them; secrets and unknown values are placeholders.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        fn list<T: fmt::Display>(v: &[T]) -> String {
+            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        }
+        fn known_or<T: fmt::Display>(l: &Late<T>) -> String {
+            l.show()
+        }
+        let secret = |l: &Late<Psk>| match l {
+            Late::Known(_) => "(sensitive)".to_owned(),
+            Late::After(..) => "(sensitive, known after apply)".to_owned(),
+        };
+        match &self.op {
+            StepOp::Aws(op) => match op {
+                AwsOp::CreateVpnGateway { amazon_asn, .. } => vec![("type", "ipsec.1".into()), ("amazon_side_asn", amazon_asn.to_string())],
+                AwsOp::AttachVpnGateway { vgw_id, vpc_id } => vec![("vpn_gateway_id", known_or(vgw_id)), ("vpc_id", vpc_id.clone())],
+                AwsOp::DetachVpnGateway { vgw_id, vpc_id } => vec![("vpn_gateway_id", vgw_id.clone()), ("vpc_id", vpc_id.clone())],
+                AwsOp::DeleteVpnGateway { vgw_id } => vec![("id", vgw_id.clone())],
+                AwsOp::CreateRoute { route_table_id, destination, vgw_id } => vec![
+                    ("route_table_id", route_table_id.clone()),
+                    ("destination", destination.to_string()),
+                    ("gateway_id", known_or(vgw_id)),
+                ],
+                AwsOp::DeleteRoute { route_table_id, destination } => {
+                    vec![("route_table_id", route_table_id.clone()), ("destination", destination.to_string())]
+                }
+                AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, .. } => vec![
+                    ("type", "ipsec.1".into()),
+                    ("ip_address", known_or(ip)),
+                    ("bgp_asn", bgp_asn.to_string()),
+                    ("device_name", device_name.clone()),
+                ],
+                AwsOp::DeleteCustomerGateway { cgw_id } => vec![("id", cgw_id.clone())],
+                AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, .. } => {
+                    let mut v = vec![
+                        ("customer_gateway_id", known_or(cgw_id)),
+                        ("vpn_gateway_id", known_or(vgw_id)),
+                        ("static_routes_only", static_routes_only.to_string()),
+                    ];
+                    let cidrs: Vec<String> = tunnels.iter().map(|t| t.inside_cidr.map_or("(chosen by AWS)".into(), |c| c.to_string())).collect();
+                    v.push(("tunnel_inside_cidrs", cidrs.join(", ")));
+                    let keys = if tunnels.iter().any(|t| t.psk.is_some()) { "(sensitive)" } else { "(generated by AWS)" };
+                    v.push(("tunnel_pre_shared_keys", keys.into()));
+                    v.push(("tunnel_outside_ips", "(known after apply)".into()));
+                    v
+                }
+                AwsOp::DeleteVpnConnection { vpn_id } => vec![("id", vpn_id.clone())],
+                AwsOp::CreateVpnConnectionRoute { vpn_id, destination } => {
+                    vec![("vpn_connection_id", known_or(vpn_id)), ("destination", destination.to_string())]
+                }
+                AwsOp::DeleteVpnConnectionRoute { vpn_id, destination } => {
+                    vec![("vpn_connection_id", vpn_id.clone()), ("destination", destination.to_string())]
+                }
+                AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
+                    let mut v = vec![("vpn_connection_id", vpn_id.clone()), ("tunnel_outside_ip", outside_ip.to_string())];
+                    if psk.is_some() {
+                        v.push(("pre_shared_key", "(sensitive, changes)".into()));
+                    }
+                    if let Some(c) = inside_cidr {
+                        v.push(("inside_cidr", c.to_string()));
+                    }
+                    v
+                }
+                AwsOp::Await { kind, id } => vec![("kind", format!("{kind:?}")), ("id", id.clone())],
+            },
+            StepOp::Azure(op) => match op {
+                AzureOp::CreatePublicIp { zones, .. } => {
+                    vec![("sku", "Standard".into()), ("allocation", "Static".into()), ("zones", zones.join(", ")), ("ip_address", "(known after apply)".into())]
+                }
+                AzureOp::CreateVpnGateway { vnet, sku, generation, public_ips, enable_bgp, asn, .. } => {
+                    let mut v = vec![
+                        ("gateway_type", "Vpn".into()),
+                        ("vpn_type", "RouteBased".into()),
+                        ("sku", sku.clone()),
+                        ("generation", generation.clone()),
+                        ("active_active", "true".into()),
+                        ("subnet", format!("{vnet}/GatewaySubnet")),
+                        ("ip_configurations", list(public_ips)),
+                        ("enable_bgp", enable_bgp.to_string()),
+                    ];
+                    if let Some(a) = asn {
+                        v.push(("asn", a.to_string()));
+                    }
+                    v
+                }
+                AzureOp::ResizeVpnGateway { sku, .. } => vec![("sku", sku.clone())],
+                AzureOp::PutLocalNetworkGateway { gateway_ip, address_prefixes, .. } => {
+                    vec![("gateway_ip_address", known_or(gateway_ip)), ("address_prefixes", list(address_prefixes))]
+                }
+                AzureOp::PutConnection { gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, .. } => vec![
+                    ("connection_type", "IPsec".into()),
+                    ("connection_protocol", "IKEv2".into()),
+                    ("virtual_network_gateway", gateway.clone()),
+                    ("local_network_gateway", local_network_gateway.clone()),
+                    ("shared_key", secret(shared_key)),
+                    ("enable_bgp", enable_bgp.to_string()),
+                    ("dpd_timeout_seconds", dpd_timeout_seconds.to_string()),
+                ],
+                AzureOp::SetSharedKey { shared_key, .. } => vec![("shared_key", secret(shared_key))],
+                AzureOp::Await { kind, .. } => vec![("kind", format!("{kind:?}"))],
+                AzureOp::DeletePublicIp { .. }
+                | AzureOp::DeleteVpnGateway { .. }
+                | AzureOp::DeleteLocalNetworkGateway { .. }
+                | AzureOp::DeleteConnection { .. } => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Whether the plan builds (or converges) the deployment or tears it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    Apply,
+    Destroy,
+}
+
+/// An immutable plan: print it, serialise it, hand it to the executor.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub deployment: String,
+    pub kind: PlanKind,
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+    /// The used tunnels and which instance is expected up for each.
+    pub tunnels: Vec<TunnelSlot>,
+    /// Things the user should know that change nothing (drift left alone, warnings).
+    pub notes: Vec<String>,
+}
+
+/// Counts of steps by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCount {
+    pub create: usize,
+    pub modify: usize,
+    pub delete: usize,
+    pub wait: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn counts(&self) -> ChangeCount {
+        let mut c = ChangeCount::default();
+        for s in &self.steps {
+            match s.action {
+                Action::Create => c.create += 1,
+                Action::Modify => c.modify += 1,
+                Action::Delete => c.delete += 1,
+                Action::Wait => c.wait += 1,
+            }
+        }
+        c
+    }
+
+    /// The JSON document of `plan --output json` (format_version 1; see the README).
+    pub fn to_json(&self) -> serde_json::Value {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let attrs: BTreeMap<&str, String> = s.attributes().into_iter().collect();
+                serde_json::json!({
+                    "id": s.id,
+                    "cloud": s.cloud(),
+                    "action": s.action,
+                    "resource_type": s.resource_type,
+                    "name": s.name,
+                    "depends_on": s.depends_on,
+                    "attributes": attrs,
+                    "disruption": s.disruption,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "format_version": 1,
+            "deployment": self.deployment,
+            "kind": self.kind,
+            "mode": self.mode,
+            "changes": self.counts(),
+            "steps": steps,
+            "tunnels": self.tunnels,
+            "notes": self.notes,
+        })
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            writeln!(f, "No changes. Deployment \"{}\" matches the configuration.", self.deployment)?;
+        } else {
+            let what = match self.kind {
+                PlanKind::Apply => "build or converge",
+                PlanKind::Destroy => "destroy",
+            };
+            writeln!(f, "vpnbridge will {what} deployment \"{}\" ({}):", self.deployment, self.mode)?;
+            writeln!(f)?;
+            for s in &self.steps {
+                writeln!(f, "  # {} {} \"{}\" {}", s.cloud(), s.resource_type, s.name, s.action.verb())?;
+                writeln!(f, "  {} {} \"{}\" {{", s.action.symbol(), s.resource_type, s.name)?;
+                let attrs = s.attributes();
+                let width = attrs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+                for (k, v) in attrs {
+                    writeln!(f, "      {k:<width$} = {v}")?;
+                }
+                writeln!(f, "    }}")?;
+                if let Some(d) = &s.disruption {
+                    writeln!(f, "    ! disruption: {d}")?;
+                }
+                if !s.depends_on.is_empty() {
+                    let deps: Vec<String> = s.depends_on.iter().map(|d| format!("#{d}")).collect();
+                    writeln!(f, "    (step #{}, after {})", s.id, deps.join(", "))?;
+                } else {
+                    writeln!(f, "    (step #{}, starts at once)", s.id)?;
+                }
+                writeln!(f)?;
+            }
+            let c = self.counts();
+            let mut line = format!("Plan: {} to create, {} to modify, {} to destroy", c.create, c.modify, c.delete);
+            if c.wait > 0 {
+                let _ = write!(line, ", {} in progress to wait for", c.wait);
+            }
+            writeln!(f, "{line}.")?;
+        }
+        if self.kind == PlanKind::Apply && !self.tunnels.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Tunnels ({}):", self.tunnels.len())?;
+            for t in &self.tunnels {
+                writeln!(
+                    f,
+                    "  AWS VPN connection {} tunnel {} <-> {} (instance {} up; instance {} down by design)",
+                    t.connection + 1,
+                    t.tunnel + 1,
+                    t.azure_connection,
+                    t.expected_up_instance,
+                    t.expected_down_instance
+                )?;
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "Note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why no plan can be made: the observed world contradicts the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s) found before any change:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct PlanError(pub Vec<String>);
+
+/// Refuses what this version cannot build yet, before anything is observed.
+pub fn check_supported(config: &Config) -> Result<(), PlanError> {
+    if config.mode == Mode::BgpHa {
+        return Err(PlanError(vec![format!(
+            "{}: mode = \"bgp-ha\" is validated but not built yet by this version of vpnbridge (no half-built BGP deployments); \
+             use mode = \"static-ha\" for now",
+            config.source.display()
+        )]));
+    }
+    Ok(())
+}
+
+struct Builder {
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn push(&mut self, action: Action, resource_type: &'static str, name: String, op: StepOp, after: &[Option<StepId>]) -> StepId {
+        let id = self.steps.len();
+        let mut deps: Vec<StepId> = after.iter().flatten().copied().collect();
+        deps.extend(match &op {
+            StepOp::Aws(o) => o.reads(),
+            StepOp::Azure(o) => o.reads(),
+        });
+        deps.sort_unstable();
+        deps.dedup();
+        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None });
+        id
+    }
+
+    fn disrupt(&mut self, id: StepId, what: String) {
+        self.steps[id].disruption = Some(what);
+    }
+}
+
+/// Cross-checks the declared networks against the real VNet and VPC (read-only) and
+/// finds anything in the way. Every problem is reported at once.
+pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
+    let mut problems = Vec::new();
+    let file = config.source.display();
+    let az = &config.azure;
+    match &observed.azure.vnet {
+        None => problems.push(format!(
+            "Azure VNet \"{}\" was not found in resource group \"{}\": create it (with a GatewaySubnet) or fix azure.vnet / azure.resource_group in {file}",
+            az.vnet, az.resource_group
+        )),
+        Some(vnet) => {
+            for p in &az.address_space {
+                if !vnet.address_space.iter().any(|a| a.contains(&IpNet::V4(*p))) {
+                    problems.push(format!(
+                        "azure.address_space declares {p}, but VNet \"{}\" has {}: fix azure.address_space in {file}",
+                        vnet.name,
+                        join(&vnet.address_space)
+                    ));
+                }
+            }
+            match vnet.gateway_subnet() {
+                None => problems.push(format!(
+                    "VNet \"{}\" has no subnet named exactly \"GatewaySubnet\": add one (/27 recommended, {} declared in azure.gateway_subnet)",
+                    vnet.name, az.gateway_subnet
+                )),
+                Some(s) => {
+                    if s.prefix != IpNet::V4(az.gateway_subnet) {
+                        problems.push(format!(
+                            "GatewaySubnet of VNet \"{}\" is {}, but azure.gateway_subnet declares {}: fix azure.gateway_subnet in {file}",
+                            vnet.name, s.prefix, az.gateway_subnet
+                        ));
+                    }
+                    if s.prefix.prefix_len() > 29 {
+                        problems.push(format!("GatewaySubnet {} is smaller than /29: Azure needs /29 at least (/27 recommended)", s.prefix));
+                    }
+                    let gw_prefix = format!("/providers/Microsoft.Network/virtualNetworkGateways/{}/", Names::new(&config.name).gateway());
+                    let others: Vec<&String> =
+                        s.ip_configurations.iter().filter(|id| !id.to_ascii_lowercase().contains(&gw_prefix.to_ascii_lowercase())).collect();
+                    if !others.is_empty() && observed.azure.foreign_gateways_in_vnet.is_empty() {
+                        problems.push(format!(
+                            "GatewaySubnet must hold nothing but the VPN gateway, but {} use it: move them to another subnet",
+                            others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for g in &observed.azure.foreign_gateways_in_vnet {
+        problems.push(format!(
+            "VNet \"{}\" already has a VPN gateway \"{g}\" that vpnbridge does not own; Azure allows one per VNet: \
+             delete it, or use another VNet",
+            az.vnet
+        ));
+    }
+    let names = Names::new(&config.name);
+    let mut ours: Vec<String> = (0..INSTANCES).map(|k| names.public_ip(k)).collect();
+    ours.push(names.gateway());
+    for s in pairing::slots(&config.name, config.tunnels_per_connection) {
+        ours.push(s.local_network_gateway);
+        ours.push(s.azure_connection);
+    }
+    for n in &observed.azure.foreign_names {
+        if ours.contains(n) {
+            problems.push(format!(
+                "resource group \"{}\" already has a resource named \"{n}\" without the tag vpnbridge:deployment={}: \
+                 vpnbridge will not take it over; rename or delete it, or choose another `name` in {file}",
+                az.resource_group, config.name
+            ));
+        }
+    }
+
+    let aws = &config.aws;
+    match &observed.aws.vpc {
+        None => problems.push(format!(
+            "AWS VPC {} was not found in {} (InvalidVpcID.NotFound): fix aws.vpc_id / aws.region in {file}",
+            aws.vpc_id, aws.region
+        )),
+        Some(vpc) => {
+            for c in &aws.cidrs {
+                if !vpc.cidrs.iter().any(|a| a.contains(&IpNet::V4(*c))) {
+                    problems.push(format!("aws.cidrs declares {c}, but VPC {} has {}: fix aws.cidrs in {file}", vpc.id, join(&vpc.cidrs)));
+                }
+            }
+            for rtb in &aws.route_tables {
+                if !vpc.route_tables.iter().any(|t| &t.id == rtb) {
+                    problems.push(format!("route table {rtb} (aws.route_tables) is not in VPC {}: fix aws.route_tables in {file}", vpc.id));
+                }
+            }
+            if aws.route_tables.is_empty() && vpc.main_route_table().is_none() {
+                problems.push(format!("VPC {} has no main route table: name the tables in aws.route_tables", vpc.id));
+            }
+            if let Some(vnet) = &observed.azure.vnet {
+                for a in &vnet.address_space {
+                    for b in &vpc.cidrs {
+                        if overlaps(*a, *b) {
+                            problems.push(format!(
+                                "VNet \"{}\" address space {a} overlaps VPC {} CIDR {b}: traffic cannot be routed between overlapping networks",
+                                vnet.name, vpc.id
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(v) = &observed.aws.foreign_vgw_on_vpc {
+        problems.push(format!(
+            "VPC {} already has virtual private gateway {v} attached, which vpnbridge does not own; AWS allows one per VPC: \
+             detach it first",
+            aws.vpc_id
+        ));
+    }
+    problems
+}
+
+fn join<T: fmt::Display>(v: &[T]) -> String {
+    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Plans the changes that make the clouds match `config`.
+pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanError> {
+    check_supported(config)?;
+    let mut problems = preflight(config, observed);
+    let owner = Owner::new(&config.name);
+    let names = Names::new(&config.name);
+    let az = &observed.azure;
+    let aws = &observed.aws;
+    let mut b = Builder { steps: Vec::new() };
+    let mut notes = Vec::new();
+    let file = config.source.display().to_string();
+
+    let azure_prefixes: Vec<IpNet> = config.azure.address_space.iter().map(|p| IpNet::V4(*p)).collect();
+    let aws_prefixes: Vec<IpNet> = config.aws.cidrs.iter().map(|p| IpNet::V4(*p)).collect();
+
+    // ---- Azure: public IPs -> gateway --------------------------------------------
+    let zones: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
+    let mut pip_step: [Option<StepId>; 2] = [None, None];
+    for k in 0..INSTANCES {
+        let name = names.public_ip(k);
+        let role = Role::PublicIp(k);
+        match az.public_ips.iter().find(|p| p.name == name) {
+            Some(p) if p.state == ProvisioningState::Updating => {
+                let op = AzureOp::Await { kind: AzureResourceKind::PublicIp, name: name.clone() };
+                pip_step[usize::from(k)] = Some(b.push(Action::Wait, "public_ip", name, StepOp::Azure(op), &[]));
+            }
+            Some(p) if p.state != ProvisioningState::Failed && p.ip.is_some() => {}
+            found => {
+                let action = if found.is_some() { Action::Modify } else { Action::Create };
+                let op = AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: owner.tags(&role) };
+                pip_step[usize::from(k)] = Some(b.push(action, "public_ip", name, StepOp::Azure(op), &[]));
+            }
+        }
+    }
+    // Instance k's IP: from the existing gateway's k-th ipConfiguration, else from the
+    // public IP we create for instance k.
+    let instance_ip: Vec<Late<Ipv4Addr>> = (0..INSTANCES)
+        .map(|k| {
+            if let Some(ip) = pairing::instance_ip(az, k) {
+                return Late::Known(ip);
+            }
+            match pip_step[usize::from(k)] {
+                Some(s) => Late::After(s, OutputField::PublicIp),
+                None => {
+                    let ip = az.public_ips.iter().find(|p| p.name == names.public_ip(k)).and_then(|p| p.ip);
+                    ip.map_or(Late::After(usize::MAX, OutputField::PublicIp), Late::Known)
+                }
+            }
+        })
+        .collect();
+
+    let gw_name = names.gateway();
+    let mut gw_step = None;
+    match &az.vpn_gateway {
+        None => {
+            let op = AzureOp::CreateVpnGateway {
+                name: gw_name.clone(),
+                vnet: config.azure.vnet.clone(),
+                sku: config.azure.gateway_sku.to_string(),
+                generation: config.azure.gateway_generation.to_string(),
+                public_ips: (0..INSTANCES).map(|k| names.public_ip(k)).collect(),
+                enable_bgp: false,
+                asn: None,
+                tags: owner.tags(&Role::VpnGateway),
+            };
+            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &pip_step));
+        }
+        Some(gw) => {
+            if gw.generation != config.azure.gateway_generation.to_string() {
+                problems.push(format!(
+                    "gateway \"{}\" is {} but {file} asks for {}: Azure cannot change a gateway's generation in place; \
+                     keep azure.gateway_generation = \"{}\" or destroy and rebuild",
+                    gw.name, gw.generation, config.azure.gateway_generation, gw.generation
+                ));
+            }
+            if !gw.active_active || gw.ip_configurations.len() != usize::from(INSTANCES) {
+                problems.push(format!(
+                    "gateway \"{}\" is not active-active with two ipConfigurations; vpnbridge builds only active-active gateways: destroy and rebuild",
+                    gw.name
+                ));
+            }
+            if gw.state == ProvisioningState::Updating {
+                let op = AzureOp::Await { kind: AzureResourceKind::VpnGateway, name: gw_name.clone() };
+                gw_step = Some(b.push(Action::Wait, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &pip_step));
+            } else if gw.state == ProvisioningState::Failed {
+                problems.push(format!(
+                    "gateway \"{}\" is in provisioning state Failed: inspect it in the Azure portal (a reset or a re-PUT often fixes it), \
+                     or destroy and rebuild",
+                    gw.name
+                ));
+            } else if gw.sku != config.azure.gateway_sku.to_string() {
+                let op = AzureOp::ResizeVpnGateway { name: gw_name.clone(), sku: config.azure.gateway_sku.to_string() };
+                let id = b.push(Action::Modify, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &[]);
+                b.disrupt(id, format!("resize {} -> {}: each instance restarts in turn; tunnels flap during the update", gw.sku, config.azure.gateway_sku));
+                gw_step = Some(id);
+            }
+        }
+    }
+
+    // ---- AWS: VGW -> attachment -> VPC routes ---------------------------------------
+    let mut vgws: Vec<_> = aws
+        .vpn_gateways
+        .iter()
+        .filter(|v| !v.state.is_gone() && role_of(&owner, &v.tags) == Some(Role::VirtualPrivateGateway))
+        .collect();
+    // Keep the one attached to our VPC (or the oldest id); any other is a duplicate
+    // left by an ambiguous create, deleted below.
+    vgws.sort_by_key(|v| (!v.attachments.iter().any(|a| a.vpc_id == config.aws.vpc_id && a.state != AttachmentState::Detached), v.id.clone()));
+    let vgw = vgws.first().copied();
+    let mut vgw_step = None;
+    let vgw_id: Late<String> = match vgw {
+        None => {
+            let op = AwsOp::CreateVpnGateway { amazon_asn: config.aws.amazon_asn, tags: owner.tags(&Role::VirtualPrivateGateway) };
+            let id = b.push(Action::Create, "vpn_gateway", "vgw".into(), StepOp::Aws(op), &[]);
+            vgw_step = Some(id);
+            Late::After(id, OutputField::Id)
+        }
+        Some(v) => {
+            if v.amazon_asn != config.aws.amazon_asn {
+                problems.push(format!(
+                    "virtual private gateway {} has Amazon ASN {} but aws.amazon_asn is {}: AWS cannot change it in place; \
+                     set aws.amazon_asn = {} or destroy and rebuild",
+                    v.id, v.amazon_asn, config.aws.amazon_asn, v.amazon_asn
+                ));
+            }
+            if v.state == AwsState::Pending {
+                let op = AwsOp::Await { kind: AwsResourceKind::VpnGateway, id: v.id.clone() };
+                vgw_step = Some(b.push(Action::Wait, "vpn_gateway", format!("vgw {}", v.id), StepOp::Aws(op), &[]));
+            }
+            Late::Known(v.id.clone())
+        }
+    };
+    for extra in vgws.iter().skip(1) {
+        delete_vgw(&mut b, extra, &[]);
+    }
+
+    let attachment = vgw.and_then(|v| v.attachments.iter().find(|a| a.vpc_id == config.aws.vpc_id));
+    let attach_step = match attachment.map(|a| a.state) {
+        Some(AttachmentState::Attached) => None,
+        Some(AttachmentState::Attaching) => {
+            let op = AwsOp::Await { kind: AwsResourceKind::VgwAttachment, id: vgw.map(|v| v.id.clone()).unwrap_or_default() };
+            Some(b.push(Action::Wait, "vpn_gateway_attachment", config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
+        }
+        _ => {
+            let op = AwsOp::AttachVpnGateway { vgw_id: vgw_id.clone(), vpc_id: config.aws.vpc_id.clone() };
+            Some(b.push(Action::Create, "vpn_gateway_attachment", config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
+        }
+    };
+
+    if let Some(vpc) = &aws.vpc {
+        let tables: Vec<&crate::model::RouteTable> = if config.aws.route_tables.is_empty() {
+            vpc.main_route_table().into_iter().collect()
+        } else {
+            vpc.route_tables.iter().filter(|t| config.aws.route_tables.contains(&t.id)).collect()
+        };
+        let our_vgw_id = vgw.map(|v| v.id.as_str());
+        for table in &tables {
+            for p in &azure_prefixes {
+                match table.routes.iter().find(|r| r.destination == *p) {
+                    Some(r) if r.gateway_id.as_deref() == our_vgw_id && our_vgw_id.is_some() => {}
+                    Some(r) => problems.push(format!(
+                        "route table {} already sends {p} to {}, not to our virtual private gateway: remove that route or choose \
+                         other tables in aws.route_tables",
+                        table.id,
+                        r.gateway_id.as_deref().unwrap_or("another target")
+                    )),
+                    None => {
+                        let op = AwsOp::CreateRoute { route_table_id: table.id.clone(), destination: *p, vgw_id: vgw_id.clone() };
+                        b.push(Action::Create, "vpc_route", format!("{} {p}", table.id), StepOp::Aws(op), &[attach_step]);
+                    }
+                }
+            }
+        }
+        // Routes via our VGW that the config no longer wants: ours through the tagged VGW.
+        if let Some(vid) = our_vgw_id {
+            for table in &vpc.route_tables {
+                for r in &table.routes {
+                    let wanted = tables.iter().any(|t| t.id == table.id) && azure_prefixes.contains(&r.destination);
+                    if r.gateway_id.as_deref() == Some(vid) && !wanted {
+                        let op = AwsOp::DeleteRoute { route_table_id: table.id.clone(), destination: r.destination };
+                        let id = b.push(Action::Delete, "vpc_route", format!("{} {}", table.id, r.destination), StepOp::Aws(op), &[]);
+                        b.disrupt(id, format!("traffic from {} to {} stops using the VPN", table.id, r.destination));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- AWS: CGW k -> VPN connection k -> its static routes ------------------------
+    let mut vpn_ids: Vec<Late<String>> = Vec::new();
+    let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
+    let mut tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>> = Vec::new();
+    for k in 0..INSTANCES {
+        let cgw_role = Role::CustomerGateway(k);
+        let mut cgws: Vec<_> =
+            aws.customer_gateways.iter().filter(|c| !c.state.is_gone() && role_of(&owner, &c.tags) == Some(cgw_role)).collect();
+        let vpn_role = Role::VpnConnection(k);
+        let mut vpns: Vec<_> =
+            aws.vpn_connections.iter().filter(|c| !c.state.is_gone() && role_of(&owner, &c.tags) == Some(vpn_role)).collect();
+        // A duplicate from an ambiguous create: keep the one in use (or the oldest).
+        cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
+        vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
+        let cgw = cgws.first().copied();
+        let vpn = vpns.first().copied();
+
+        let mut cgw_step = None;
+        let cgw_id: Late<String> = match cgw {
+            Some(c) => {
+                if let Late::Known(ip) = &instance_ip[usize::from(k)]
+                    && *ip != c.ip {
+                        problems.push(format!(
+                            "customer gateway {} (cgw-{k}) has IP {} but Azure gateway instance {k} has {ip}: destroy and re-apply to re-pair",
+                            c.id, c.ip
+                        ));
+                    }
+                if c.state == AwsState::Pending {
+                    let op = AwsOp::Await { kind: AwsResourceKind::CustomerGateway, id: c.id.clone() };
+                    cgw_step = Some(b.push(Action::Wait, "customer_gateway", format!("cgw-{k} {}", c.id), StepOp::Aws(op), &[]));
+                }
+                Late::Known(c.id.clone())
+            }
+            None => {
+                let op = AwsOp::CreateCustomerGateway {
+                    ip: instance_ip[usize::from(k)].clone(),
+                    bgp_asn: config.azure.asn,
+                    device_name: names.cgw_device_name(k),
+                    tags: owner.tags(&cgw_role),
+                };
+                let id = b.push(Action::Create, "customer_gateway", format!("cgw-{k}"), StepOp::Aws(op), &[]);
+                cgw_step = Some(id);
+                Late::After(id, OutputField::Id)
+            }
+        };
+
+        let mut vpn_step = None;
+        let mut values = Vec::new();
+        let vpn_id: Late<String> = match vpn {
+            None => {
+                let tunnels = (0..2u8)
+                    .map(|t| TunnelSpec {
+                        inside_cidr: config.aws.inside_cidr(k, t),
+                        psk: match &config.psk {
+                            PskSource::Generate => Some(Psk::generate()),
+                            PskSource::Aws => None,
+                            PskSource::Env { key, .. } => Some(key.clone()),
+                        },
+                    })
+                    .collect();
+                let op = AwsOp::CreateVpnConnection {
+                    cgw_id: cgw_id.clone(),
+                    vgw_id: vgw_id.clone(),
+                    static_routes_only: true,
+                    tunnels,
+                    tags: owner.tags(&vpn_role),
+                };
+                let id = b.push(Action::Create, "vpn_connection", format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
+                vpn_step = Some(id);
+                for t in 0..config.tunnels_per_connection {
+                    values.push((Late::After(id, OutputField::TunnelOutsideIp(t)), Late::After(id, OutputField::TunnelPsk(t))));
+                }
+                Late::After(id, OutputField::Id)
+            }
+            Some(v) => {
+                if let Some(c) = cgw
+                    && v.customer_gateway_id != c.id {
+                        problems.push(format!(
+                            "VPN connection {} uses customer gateway {} instead of {} (cgw-{k}): destroy and re-apply to re-pair",
+                            v.id, v.customer_gateway_id, c.id
+                        ));
+                    }
+                if !v.static_routes_only {
+                    problems.push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
+                }
+                if v.state == AwsState::Pending {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                    vpn_step = Some(b.push(Action::Wait, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
+                }
+                for t in 0..config.tunnels_per_connection {
+                    match pairing::aws_tunnel(v, t) {
+                        None => problems.push(format!("VPN connection {} reports fewer than {} tunnels", v.id, t + 1)),
+                        Some(tun) => {
+                            let psk = match (&config.psk, &tun.psk) {
+                                (PskSource::Env { key, .. }, _) => Late::Known(key.clone()),
+                                (_, Some(p)) => Late::Known(p.clone()),
+                                (_, None) => {
+                                    problems.push(format!(
+                                        "AWS does not return the pre-shared key of tunnel {} of {} (kept in Secrets Manager?): \
+                                         set psk = \"env:NAME\" with the key in that environment variable",
+                                        tun.outside_ip, v.id
+                                    ));
+                                    Late::After(usize::MAX, OutputField::TunnelPsk(t))
+                                }
+                            };
+                            values.push((Late::Known(tun.outside_ip), psk));
+                        }
+                    }
+                }
+                Late::Known(v.id.clone())
+            }
+        };
+        for extra in cgws.iter().skip(1) {
+            let after: Vec<Option<StepId>> = Vec::new();
+            let op = AwsOp::DeleteCustomerGateway { cgw_id: extra.id.clone() };
+            b.push(Action::Delete, "customer_gateway", format!("duplicate cgw-{k} {}", extra.id), StepOp::Aws(op), &after);
+        }
+        for extra in vpns.iter().skip(1) {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
+            b.push(Action::Delete, "vpn_connection", format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
+        }
+
+        // Static routes of the VPN connection: one per Azure prefix.
+        let existing: Vec<IpNet> = vpn.map(|v| v.routes.iter().filter(|r| !r.state.is_gone()).map(|r| r.destination).collect()).unwrap_or_default();
+        for p in &azure_prefixes {
+            if !existing.contains(p) {
+                let op = AwsOp::CreateVpnConnectionRoute { vpn_id: vpn_id.clone(), destination: *p };
+                b.push(Action::Create, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[vpn_step]);
+            }
+        }
+        if let Some(v) = vpn {
+            for p in existing.iter().filter(|p| !azure_prefixes.contains(p)) {
+                let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
+                let id = b.push(Action::Delete, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);
+                b.disrupt(id, format!("AWS stops sending traffic for {p} through {}", v.id));
+            }
+        }
+        vpn_ids.push(vpn_id);
+        vpn_steps.push(vpn_step);
+        tunnel_values.push(values);
+    }
+
+    // ---- In-place key and inside-CIDR changes, one tunnel at a time -----------------
+    // Each changed tunnel: AWS ModifyVpnTunnelOptions, then the Azure side's key; the
+    // next tunnel starts only when the previous one is done, so at most one is down.
+    let mut previous_change: Option<StepId> = None;
+    let mut key_changed: BTreeMap<(u8, u8), StepId> = BTreeMap::new();
+    for k in 0..INSTANCES {
+        let Some(v) = pairing::vpn_connection(&owner, aws, k) else { continue };
+        for t in 0..config.tunnels_per_connection {
+            let Some(tun) = pairing::aws_tunnel(v, t) else { continue };
+            let new_psk = match &config.psk {
+                PskSource::Env { key, .. } if tun.psk.as_ref() != Some(key) => Some(key.clone()),
+                _ => None,
+            };
+            let new_cidr = config.aws.inside_cidr(k, t).filter(|c| tun.inside_cidr != Some(*c));
+            if new_psk.is_none() && new_cidr.is_none() {
+                continue;
+            }
+            let op = AwsOp::ModifyVpnTunnelOptions { vpn_id: v.id.clone(), outside_ip: tun.outside_ip, psk: new_psk.clone(), inside_cidr: new_cidr };
+            let id = b.push(Action::Modify, "vpn_tunnel", format!("{} {}", v.id, tun.outside_ip), StepOp::Aws(op), &[previous_change, vpn_steps[usize::from(k)]]);
+            let mut what = Vec::new();
+            if new_psk.is_some() {
+                what.push("pre-shared key");
+            }
+            if new_cidr.is_some() {
+                what.push("inside CIDR");
+            }
+            b.disrupt(id, format!("tunnel {} ({}) is down for several minutes while AWS applies the new {}", tun.outside_ip, v.id, what.join(" and ")));
+            previous_change = Some(id);
+            // The Azure end of the same tunnel follows before the next tunnel starts.
+            let cn_name = names.connection(k, t);
+            if let (Some(key), Some(c)) = (new_psk, pairing::connection(az, &cn_name))
+                && c.shared_key.as_ref() != Some(&key) {
+                    let op = AzureOp::SetSharedKey { name: cn_name.clone(), shared_key: Late::Known(key) };
+                    let cid = b.push(Action::Modify, "connection", cn_name.clone(), StepOp::Azure(op), &[Some(id)]);
+                    b.disrupt(cid, format!("{cn_name} reconnects with the new key (same tunnel as the step before)"));
+                    previous_change = Some(cid);
+                }
+            key_changed.insert((k, t), id);
+        }
+    }
+
+    // ---- Azure: one LocalNetworkGateway and one Connection per used AWS tunnel -------
+    let slots = pairing::slots(&config.name, config.tunnels_per_connection);
+    for slot in &slots {
+        let (k, t) = (slot.connection, slot.tunnel);
+        let Some((outside_ip, psk)) = tunnel_values[usize::from(k)].get(usize::from(t)).cloned() else { continue };
+        let lng_role = Role::LocalNetworkGateway(k, t);
+        let lng = pairing::local_network_gateway(az, &slot.local_network_gateway);
+        let mut lng_step = None;
+        let lng_op = AzureOp::PutLocalNetworkGateway {
+            name: slot.local_network_gateway.clone(),
+            gateway_ip: outside_ip.clone(),
+            address_prefixes: aws_prefixes.clone(),
+            tags: owner.tags(&lng_role),
+        };
+        match lng {
+            None => lng_step = Some(b.push(Action::Create, "local_network_gateway", slot.local_network_gateway.clone(), StepOp::Azure(lng_op), &[])),
+            Some(l) if l.state == ProvisioningState::Updating => {
+                let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
+                lng_step = Some(b.push(Action::Wait, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &[]));
+            }
+            Some(l) => {
+                let ip_differs = matches!(&outside_ip, Late::Known(ip) if *ip != l.gateway_ip);
+                let mut have = l.address_prefixes.clone();
+                have.sort();
+                let mut want = aws_prefixes.clone();
+                want.sort();
+                if ip_differs || have != want || l.state == ProvisioningState::Failed {
+                    let id = b.push(Action::Modify, "local_network_gateway", l.name.clone(), StepOp::Azure(lng_op), &[]);
+                    if ip_differs {
+                        b.disrupt(id, format!("{} re-points from {} to the AWS tunnel's outside IP; its tunnel is down until it reconnects", l.name, l.gateway_ip));
+                    } else if have != want {
+                        b.disrupt(id, format!("{}: address prefixes {} -> {}; traffic to removed prefixes stops", l.name, join(&have), join(&want)));
+                    }
+                    lng_step = Some(id);
+                }
+            }
+        }
+
+        let cn = pairing::connection(az, &slot.azure_connection);
+        let cn_role = Role::Connection(k, t);
+        match cn {
+            None => {
+                let op = AzureOp::PutConnection {
+                    name: slot.azure_connection.clone(),
+                    gateway: gw_name.clone(),
+                    local_network_gateway: slot.local_network_gateway.clone(),
+                    shared_key: psk.clone(),
+                    enable_bgp: false,
+                    dpd_timeout_seconds: AZURE_DPD_SECONDS,
+                    tags: owner.tags(&cn_role),
+                };
+                b.push(Action::Create, "connection", slot.azure_connection.clone(), StepOp::Azure(op), &[gw_step, lng_step, key_changed.get(&(k, t)).copied()]);
+            }
+            Some(c) if c.state == ProvisioningState::Updating => {
+                let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
+                b.push(Action::Wait, "connection", c.name.clone(), StepOp::Azure(op), &[]);
+            }
+            Some(_) if key_changed.contains_key(&(k, t)) => {}
+            Some(c) => {
+                let key_differs = match (&psk, &c.shared_key) {
+                    (Late::Known(want), Some(have)) => want != have,
+                    (Late::Known(_), None) => true,
+                    (Late::After(..), _) => true,
+                };
+                if key_differs {
+                    let op = AzureOp::SetSharedKey { name: c.name.clone(), shared_key: psk.clone() };
+                    let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(op), &[key_changed.get(&(k, t)).copied(), lng_step]);
+                    b.disrupt(id, format!("{} reconnects with the new key; its tunnel is down until both ends match", c.name));
+                }
+            }
+        }
+    }
+
+    // ---- Ours but no longer wanted (e.g. tunnels_per_connection lowered) ------------
+    let wanted_lngs: Vec<&str> = slots.iter().map(|s| s.local_network_gateway.as_str()).collect();
+    let wanted_cns: Vec<&str> = slots.iter().map(|s| s.azure_connection.as_str()).collect();
+    let mut cn_deletes = Vec::new();
+    for c in az.connections.iter().filter(|c| owner.owns(&c.tags) && !wanted_cns.contains(&c.name.as_str())) {
+        let id = b.push(Action::Delete, "connection", c.name.clone(), StepOp::Azure(AzureOp::DeleteConnection { name: c.name.clone() }), &[]);
+        b.disrupt(id, format!("the tunnel carried by {} goes away", c.name));
+        cn_deletes.push(Some(id));
+    }
+    for l in az.local_network_gateways.iter().filter(|l| owner.owns(&l.tags) && !wanted_lngs.contains(&l.name.as_str())) {
+        let op = AzureOp::DeleteLocalNetworkGateway { name: l.name.clone() };
+        b.push(Action::Delete, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &cn_deletes);
+    }
+
+    // Values that could not be bound point at usize::MAX: they were reported above.
+    if !problems.is_empty() {
+        return Err(PlanError(problems));
+    }
+    if az.vpn_gateway.is_none() && b.steps.iter().any(|s| s.resource_type == "vpn_gateway" && s.cloud() == CloudName::Azure) {
+        notes.push("the Azure VPN gateway takes about 45 minutes to build; the AWS side and the LocalNetworkGateways are built meanwhile".into());
+    }
+    Ok(Plan { deployment: config.name.clone(), kind: PlanKind::Apply, mode: config.mode, steps: b.steps, tunnels: slots, notes })
+}
+
+fn delete_vgw(b: &mut Builder, v: &crate::model::VpnGateway, after: &[Option<StepId>]) -> StepId {
+    let mut last: Vec<Option<StepId>> = after.to_vec();
+    for a in v.attachments.iter().filter(|a| matches!(a.state, AttachmentState::Attached | AttachmentState::Attaching)) {
+        let op = AwsOp::DetachVpnGateway { vgw_id: v.id.clone(), vpc_id: a.vpc_id.clone() };
+        last.push(Some(b.push(Action::Delete, "vpn_gateway_attachment", format!("{} {}", v.id, a.vpc_id), StepOp::Aws(op), after)));
+    }
+    let op = AwsOp::DeleteVpnGateway { vgw_id: v.id.clone() };
+    b.push(Action::Delete, "vpn_gateway", format!("vgw {}", v.id), StepOp::Aws(op), &last)
+}
+
+/// Plans the removal of everything this deployment owns, and nothing else: the
+/// plan for an empty desired state.
+pub fn plan_destroy(config: &Config, observed: &Observed) -> Plan {
+    let owner = Owner::new(&config.name);
+    let az = &observed.azure;
+    let aws = &observed.aws;
+    let mut b = Builder { steps: Vec::new() };
+
+    // Azure: Connections -> LocalNetworkGateways; Connections -> gateway -> public IPs.
+    let mut cn_deletes = Vec::new();
+    for c in az.connections.iter().filter(|c| owner.owns(&c.tags)) {
+        let waited = wait_if_updating(&mut b, c.state, AzureResourceKind::Connection, &c.name, "connection");
+        let op = AzureOp::DeleteConnection { name: c.name.clone() };
+        cn_deletes.push(Some(b.push(Action::Delete, "connection", c.name.clone(), StepOp::Azure(op), &[waited])));
+    }
+    for l in az.local_network_gateways.iter().filter(|l| owner.owns(&l.tags)) {
+        let waited = wait_if_updating(&mut b, l.state, AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+        let mut after = cn_deletes.clone();
+        after.push(waited);
+        let op = AzureOp::DeleteLocalNetworkGateway { name: l.name.clone() };
+        b.push(Action::Delete, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &after);
+    }
+    let mut gw_delete = None;
+    if let Some(gw) = az.vpn_gateway.as_ref().filter(|g| owner.owns(&g.tags)) {
+        let waited = wait_if_updating(&mut b, gw.state, AzureResourceKind::VpnGateway, &gw.name, "vpn_gateway");
+        let mut after = cn_deletes.clone();
+        after.push(waited);
+        let op = AzureOp::DeleteVpnGateway { name: gw.name.clone() };
+        gw_delete = Some(b.push(Action::Delete, "vpn_gateway", gw.name.clone(), StepOp::Azure(op), &after));
+    }
+    for p in az.public_ips.iter().filter(|p| owner.owns(&p.tags)) {
+        let waited = wait_if_updating(&mut b, p.state, AzureResourceKind::PublicIp, &p.name, "public_ip");
+        let op = AzureOp::DeletePublicIp { name: p.name.clone() };
+        b.push(Action::Delete, "public_ip", p.name.clone(), StepOp::Azure(op), &[gw_delete, waited]);
+    }
+
+    // AWS: VPN connections -> CGWs; routes via our VGW -> detach -> VGW.
+    let mut vpn_deletes = Vec::new();
+    for v in aws.vpn_connections.iter().filter(|v| owner.owns(&v.tags)) {
+        let name = format!("{} {}", role_of(&owner, &v.tags).map(|r| r.to_string()).unwrap_or_default(), v.id);
+        let step = match v.state {
+            AwsState::Deleted => continue,
+            AwsState::Deleting => {
+                let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                b.push(Action::Wait, "vpn_connection", name, StepOp::Aws(op), &[])
+            }
+            _ => b.push(Action::Delete, "vpn_connection", name, StepOp::Aws(AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() }), &[]),
+        };
+        vpn_deletes.push(Some(step));
+    }
+    for c in aws.customer_gateways.iter().filter(|c| owner.owns(&c.tags) && !c.state.is_gone()) {
+        let name = format!("{} {}", role_of(&owner, &c.tags).map(|r| r.to_string()).unwrap_or_default(), c.id);
+        let op = AwsOp::DeleteCustomerGateway { cgw_id: c.id.clone() };
+        b.push(Action::Delete, "customer_gateway", name, StepOp::Aws(op), &vpn_deletes);
+    }
+    for v in aws.vpn_gateways.iter().filter(|v| owner.owns(&v.tags) && !v.state.is_gone()) {
+        let mut route_deletes = vpn_deletes.clone();
+        if let Some(vpc) = &aws.vpc {
+            for t in &vpc.route_tables {
+                for r in t.routes.iter().filter(|r| r.gateway_id.as_deref() == Some(v.id.as_str())) {
+                    let op = AwsOp::DeleteRoute { route_table_id: t.id.clone(), destination: r.destination };
+                    route_deletes.push(Some(b.push(Action::Delete, "vpc_route", format!("{} {}", t.id, r.destination), StepOp::Aws(op), &[])));
+                }
+            }
+        }
+        delete_vgw(&mut b, v, &route_deletes);
+    }
+
+    Plan { deployment: config.name.clone(), kind: PlanKind::Destroy, mode: config.mode, steps: b.steps, tunnels: Vec::new(), notes: Vec::new() }
+}
+
+fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResourceKind, name: &str, rtype: &'static str) -> Option<StepId> {
+    (state == ProvisioningState::Updating || state == ProvisioningState::Deleting).then(|| {
+        let op = AzureOp::Await { kind, name: name.to_owned() };
+        b.push(Action::Wait, rtype, name.to_owned(), StepOp::Azure(op), &[])
+    })
+}
+
+/// The prefixes that cross the VPN, for messages.
+pub fn routed_prefixes(config: &Config) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
+    (config.azure.address_space.clone(), config.aws.cidrs.clone())
+}
