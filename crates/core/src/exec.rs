@@ -430,3 +430,208 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod behaviour {
+    use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use mockall::predicate::always;
+
+    use super::*;
+    use crate::config::Mode;
+    use crate::endpoint::{ErrorKind, Tunnel};
+    use crate::model::{AzureObserved, CustomerGateway, Role};
+    use crate::ops::{AzureOp, Late, OutputField, Planned};
+    use crate::plan::{Action, PlanKind};
+
+    mockall::mock! {
+        pub AwsEndpoint {}
+        #[async_trait]
+        impl VpnEndpoint<Aws> for AwsEndpoint {
+            async fn observe(&self, owner: &Owner) -> Result<AwsObserved, EndpointError>;
+            async fn start(&self, op: &AwsOp) -> Result<OpHandle, EndpointError>;
+            async fn poll(&self, handle: &OpHandle) -> Result<OpStatus, EndpointError>;
+            async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError>;
+        }
+    }
+
+    mockall::mock! {
+        pub AzureEndpoint {}
+        #[async_trait]
+        impl VpnEndpoint<Azure> for AzureEndpoint {
+            async fn observe(&self, owner: &Owner) -> Result<AzureObserved, EndpointError>;
+            async fn start(&self, op: &AzureOp) -> Result<OpHandle, EndpointError>;
+            async fn poll(&self, handle: &OpHandle) -> Result<OpStatus, EndpointError>;
+            async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError>;
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner::new("t")
+    }
+
+    fn plan(steps: Vec<(StepOp, Vec<StepId>)>) -> Plan {
+        let steps = steps
+            .into_iter()
+            .enumerate()
+            .map(|(id, (op, depends_on))| Step { id, action: Action::Create, resource_type: "thing", name: format!("s{id}"), op, depends_on, disruption: None })
+            .collect();
+        Plan { deployment: "t".into(), kind: PlanKind::Apply, mode: Mode::StaticHa, steps, tunnels: vec![], notes: vec![] }
+    }
+
+    fn cgw_op(ip: Late<std::net::Ipv4Addr>) -> StepOp {
+        StepOp::Aws(AwsOp::<Planned>::CreateCustomerGateway { ip, bgp_asn: 65000, device_name: "d".into(), tags: owner().tags(&Role::CustomerGateway(0)) })
+    }
+
+    fn executor(aws: impl VpnEndpoint<Aws> + 'static, azure: impl VpnEndpoint<Azure> + 'static) -> Executor {
+        Executor::new(Arc::new(aws), Arc::new(azure), owner(), ExecSettings::default())
+    }
+
+    fn throttled() -> EndpointError {
+        let mut e = EndpointError::new(CloudName::Aws, ErrorKind::Throttled, "RequestLimitExceeded", "Request limit exceeded.");
+        e.retry_after = Some(Duration::from_secs(7));
+        e
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_retried_after_the_clouds_hint() {
+        let mut aws = MockAwsEndpoint::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        aws.expect_start().times(3).returning(move |_| if c.fetch_add(1, Ordering::SeqCst) < 2 { Err(throttled()) } else { Ok(OpHandle("h".into())) });
+        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-1".into()), ..Default::default() })));
+        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        assert!(report.succeeded());
+        // Two back-offs of exactly the Retry-After the cloud asked for.
+        assert_eq!(report.makespan, Duration::from_secs(14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_create_is_found_by_tag_not_repeated() {
+        let mut aws = MockAwsEndpoint::new();
+        let mut seq = mockall::Sequence::new();
+        aws.expect_start()
+            .withf(|op| matches!(op, AwsOp::CreateCustomerGateway { .. }))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| {
+                let mut e = EndpointError::new(CloudName::Aws, ErrorKind::Transient, "RequestTimeout", "timed out");
+                e.may_have_committed = true;
+                Err(e)
+            });
+        aws.expect_observe().with(always()).times(1).returning(|o| {
+            Ok(AwsObserved {
+                customer_gateways: vec![CustomerGateway {
+                    id: "cgw-committed".into(),
+                    state: crate::model::AwsState::Pending,
+                    ip: [1, 2, 3, 4].into(),
+                    bgp_asn: 65000,
+                    device_name: Some("d".into()),
+                    tags: o.tags(&Role::CustomerGateway(0)),
+                }],
+                ..Default::default()
+            })
+        });
+        aws.expect_start()
+            .withf(|op| matches!(op, AwsOp::Await { id, .. } if id == "cgw-committed"))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(OpHandle("await".into())));
+        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-committed".into()), ..Default::default() })));
+        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        assert!(report.succeeded(), "{report:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_step_skips_its_dependents_and_lets_the_rest_finish() {
+        let mut aws = MockAwsEndpoint::new();
+        aws.expect_start().returning(|op| match op {
+            AwsOp::CreateVpnGateway { .. } => Err(EndpointError::new(CloudName::Aws, ErrorKind::Permanent, "VpnGatewayLimitExceeded", "quota")),
+            _ => Ok(OpHandle("ok".into())),
+        });
+        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("x".into()), ..Default::default() })));
+        let vgw = StepOp::Aws(AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Default::default() });
+        let attach = StepOp::Aws(AwsOp::AttachVpnGateway { vgw_id: Late::After(0, OutputField::Id), vpc_id: "vpc-1".into() });
+        let p = plan(vec![(vgw, vec![]), (attach, vec![0]), (cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]);
+        let report = executor(aws, MockAzureEndpoint::new()).run(&p, |_| {}).await;
+        assert!(matches!(report.steps[0].outcome, StepOutcome::Failed { ref error } if error.contains("VpnGatewayLimitExceeded")));
+        assert_eq!(report.steps[1].outcome, StepOutcome::Skipped { because_of: 0 });
+        assert_eq!(report.steps[2].outcome, StepOutcome::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_values_are_bound_from_earlier_outputs() {
+        let mut aws = MockAwsEndpoint::new();
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let s = seen.clone();
+        aws.expect_start().returning(move |op| {
+            s.lock().unwrap().push(op.clone());
+            Ok(OpHandle("h".into()))
+        });
+        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-9".into()), ..Default::default() })));
+        let mut azure = MockAzureEndpoint::new();
+        azure.expect_start().returning(|_| Ok(OpHandle("pip".into())));
+        azure.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { public_ip: Some([20, 1, 2, 3].into()), ..Default::default() })));
+        let pip = StepOp::Azure(AzureOp::CreatePublicIp { name: "p".into(), zones: vec![], tags: Default::default() });
+        let p = plan(vec![(pip, vec![]), (cgw_op(Late::After(0, OutputField::PublicIp)), vec![0])]);
+        assert!(executor(aws, azure).run(&p, |_| {}).await.succeeded());
+        assert!(matches!(&seen.lock().unwrap()[0], AwsOp::CreateCustomerGateway { ip, .. } if *ip == std::net::Ipv4Addr::new(20, 1, 2, 3)));
+    }
+
+    /// Counts concurrent gateway writes; each takes 10 minutes.
+    struct SlowGateway {
+        running: AtomicUsize,
+        max_seen: AtomicUsize,
+        polls: StdMutex<HashMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl VpnEndpoint<Azure> for SlowGateway {
+        async fn observe(&self, _: &Owner) -> Result<AzureObserved, EndpointError> {
+            Ok(AzureObserved::default())
+        }
+        async fn start(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_seen.fetch_max(now, Ordering::SeqCst);
+            Ok(OpHandle(format!("{op:?}")))
+        }
+        async fn poll(&self, h: &OpHandle) -> Result<OpStatus, EndpointError> {
+            let mut polls = self.polls.lock().unwrap();
+            let n = polls.entry(h.0.clone()).or_default();
+            *n += 1;
+            if *n > 10 {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                Ok(OpStatus::Done(OpOutput::default()))
+            } else {
+                Ok(OpStatus::Running { retry_after: Some(Duration::from_secs(60)) })
+            }
+        }
+        async fn tunnel_ends(&self, _: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
+            Ok(vec![])
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_to_one_gateway_never_overlap() {
+        let gw = Arc::new(SlowGateway { running: AtomicUsize::new(0), max_seen: AtomicUsize::new(0), polls: StdMutex::default() });
+        let resize = |sku: &str| StepOp::Azure(AzureOp::ResizeVpnGateway { name: "gw".into(), sku: sku.into() });
+        let p = plan(vec![(resize("VpnGw2AZ"), vec![]), (resize("VpnGw3AZ"), vec![])]);
+        let ex = Executor::new(Arc::new(MockAwsEndpoint::new()), gw.clone(), owner(), ExecSettings::default());
+        let report = ex.run(&p, |_| {}).await;
+        assert!(report.succeeded());
+        assert_eq!(gw.max_seen.load(Ordering::SeqCst), 1);
+        assert_eq!(report.makespan, Duration::from_secs(2 * 600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_that_never_finishes_hits_its_deadline() {
+        let mut aws = MockAwsEndpoint::new();
+        aws.expect_start().returning(|_| Ok(OpHandle("h".into())));
+        aws.expect_poll().returning(|_| Ok(OpStatus::Running { retry_after: None }));
+        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        assert!(matches!(&report.steps[0].outcome, StepOutcome::Failed { error } if error.contains("did not finish in time")));
+        assert_eq!(report.makespan, Duration::from_secs(15 * 60));
+    }
+}

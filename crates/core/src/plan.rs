@@ -1065,3 +1065,252 @@ fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResour
 pub fn routed_prefixes(config: &Config) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
     (config.azure.address_space.clone(), config.aws.cidrs.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{AwsTunnelOptions, Connection, CustomerGateway, GatewayIpConfiguration, LocalNetworkGateway, PublicIp, RouteTable, Subnet, VgwAttachment, VirtualNetwork, VirtualNetworkGateway, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway};
+    use crate::validate;
+
+    fn config(extra_env: Option<&str>) -> Config {
+        let text = validate::EXAMPLE.replace("psk = \"generate\"", if extra_env.is_some() { "psk = \"env:VPN_PSK\"" } else { "psk = \"generate\"" });
+        let env = move |k: &str| (k == "VPN_PSK").then(|| extra_env.unwrap_or_default().to_owned());
+        validate::parse(&text, Path::new("vpnbridge.toml"), &env).expect("example is valid").config
+    }
+
+    /// The user's prerequisites only: a VNet with a GatewaySubnet and a VPC.
+    fn prerequisites() -> Observed {
+        let mut o = Observed::default();
+        o.azure.vnet = Some(VirtualNetwork {
+            id: "/subscriptions/s/resourceGroups/rg-vpn/providers/Microsoft.Network/virtualNetworks/vnet-hub".into(),
+            name: "vnet-hub".into(),
+            address_space: vec!["10.1.0.0/16".parse().unwrap()],
+            subnets: vec![Subnet { id: "gs".into(), name: "GatewaySubnet".into(), prefix: "10.1.255.0/27".parse().unwrap(), ip_configurations: vec![] }],
+        });
+        o.aws.vpc = Some(Vpc {
+            id: "vpc-0123456789abcdef0".into(),
+            cidrs: vec!["10.2.0.0/16".parse().unwrap()],
+            route_tables: vec![RouteTable {
+                id: "rtb-0000000000000main".into(),
+                main: true,
+                routes: vec![VpcRoute { destination: "10.2.0.0/16".parse().unwrap(), gateway_id: Some("local".into()), state: "active".into() }],
+                propagating_vgws: vec![],
+            }],
+        });
+        o
+    }
+
+    fn tags(role: Role) -> crate::model::Tags {
+        Owner::new("azure-aws").tags(&role)
+    }
+
+    /// What a finished deployment looks like, built by hand.
+    fn finished(psk: &str) -> Observed {
+        let mut o = prerequisites();
+        let key = Psk::new(psk).unwrap();
+        for k in 0..2u8 {
+            o.azure.public_ips.push(PublicIp {
+                id: format!("pip-id-{k}"),
+                name: format!("azure-aws-pip-{k}"),
+                ip: Some(Ipv4Addr::new(20, 0, 0, 10 + k)),
+                sku: "Standard".into(),
+                static_allocation: true,
+                zones: vec!["1".into(), "2".into(), "3".into()],
+                state: ProvisioningState::Succeeded,
+                tags: tags(Role::PublicIp(k)),
+            });
+            o.aws.customer_gateways.push(CustomerGateway {
+                id: format!("cgw-{k}"),
+                state: AwsState::Available,
+                ip: Ipv4Addr::new(20, 0, 0, 10 + k),
+                bgp_asn: 65000,
+                device_name: None,
+                tags: tags(Role::CustomerGateway(k)),
+            });
+            let outside = |t: u8| Ipv4Addr::new(3, 0, k, 1 + t);
+            o.aws.vpn_connections.push(VpnConnection {
+                id: format!("vpn-{k}"),
+                state: AwsState::Available,
+                customer_gateway_id: format!("cgw-{k}"),
+                vpn_gateway_id: "vgw-1".into(),
+                static_routes_only: true,
+                tunnels: (0..2)
+                    .map(|t| AwsTunnelOptions { outside_ip: outside(t), inside_cidr: None, psk: Some(key.clone()), ike_versions: vec!["ikev2".into()] })
+                    .collect(),
+                routes: vec![VpnConnectionRoute { destination: "10.1.0.0/16".parse().unwrap(), state: AwsState::Available }],
+                telemetry: vec![],
+                tags: tags(Role::VpnConnection(k)),
+            });
+            o.azure.local_network_gateways.push(LocalNetworkGateway {
+                id: format!("lng-id-{k}"),
+                name: format!("azure-aws-lng-{k}-0"),
+                gateway_ip: outside(0),
+                address_prefixes: vec!["10.2.0.0/16".parse().unwrap()],
+                state: ProvisioningState::Succeeded,
+                tags: tags(Role::LocalNetworkGateway(k, 0)),
+            });
+            o.azure.connections.push(Connection {
+                id: format!("cn-id-{k}"),
+                name: format!("azure-aws-cn-{k}-0"),
+                gateway_id: "gw-id".into(),
+                local_network_gateway_id: format!("lng-id-{k}"),
+                protocol: "IKEv2".into(),
+                shared_key: Some(key.clone()),
+                enable_bgp: false,
+                state: ProvisioningState::Succeeded,
+                connection_status: "Connected".into(),
+                tunnels: vec![],
+                tags: tags(Role::Connection(k, 0)),
+            });
+        }
+        o.azure.vpn_gateway = Some(VirtualNetworkGateway {
+            id: "gw-id".into(),
+            name: "azure-aws-vpngw".into(),
+            sku: "VpnGw1AZ".into(),
+            generation: "Generation1".into(),
+            vpn_type: "RouteBased".into(),
+            active_active: true,
+            enable_bgp: false,
+            asn: None,
+            // Listed in the gateway's order; public IP 1 first on purpose.
+            ip_configurations: vec![
+                GatewayIpConfiguration { id: "c0".into(), name: "ipconfig-0".into(), public_ip_id: "pip-id-0".into() },
+                GatewayIpConfiguration { id: "c1".into(), name: "ipconfig-1".into(), public_ip_id: "pip-id-1".into() },
+            ],
+            state: ProvisioningState::Succeeded,
+            tags: tags(Role::VpnGateway),
+        });
+        o.aws.vpn_gateways.push(VpnGateway {
+            id: "vgw-1".into(),
+            state: AwsState::Available,
+            amazon_asn: 64512,
+            attachments: vec![VgwAttachment { vpc_id: "vpc-0123456789abcdef0".into(), state: AttachmentState::Attached }],
+            tags: tags(Role::VirtualPrivateGateway),
+        });
+        o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+            destination: "10.1.0.0/16".parse().unwrap(),
+            gateway_id: Some("vgw-1".into()),
+            state: "active".into(),
+        });
+        o
+    }
+
+    #[test]
+    fn fresh_deployment_plan() {
+        let plan = plan_apply(&config(None), &prerequisites()).unwrap();
+        let c = plan.counts();
+        assert_eq!((c.create, c.modify, c.delete), (16, 0, 0));
+        insta::assert_snapshot!("fresh_plan", plan.to_string());
+        insta::assert_json_snapshot!("fresh_plan_json", plan.to_json());
+    }
+
+    #[test]
+    fn plan_never_shows_a_key() {
+        let plan = plan_apply(&config(Some("TopSecretKey123")), &prerequisites()).unwrap();
+        let text = format!("{plan}{}{plan:?}", plan.to_json());
+        assert!(!text.contains("TopSecretKey123"));
+        assert!(text.contains("(sensitive"));
+    }
+
+    #[test]
+    fn gateway_waits_for_both_public_ips_and_connections_wait_for_gateway_and_their_tunnel() {
+        let plan = plan_apply(&config(None), &prerequisites()).unwrap();
+        let find = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name == n).unwrap();
+        let gw = find("vpn_gateway", "azure-aws-vpngw");
+        assert_eq!(gw.depends_on, vec![find("public_ip", "azure-aws-pip-0").id, find("public_ip", "azure-aws-pip-1").id]);
+        let cn = find("connection", "azure-aws-cn-1-0");
+        let vpn1 = find("vpn_connection", "vpn-1").id;
+        let lng = find("local_network_gateway", "azure-aws-lng-1-0").id;
+        assert!(cn.depends_on.contains(&gw.id) && cn.depends_on.contains(&vpn1) && cn.depends_on.contains(&lng));
+        // Nothing on the AWS side waits for the 45-minute gateway.
+        let aws_after_gateway = plan.steps.iter().filter(|s| s.cloud() == CloudName::Aws).any(|s| s.depends_on.contains(&gw.id));
+        assert!(!aws_after_gateway);
+        // CGW k reads the IP of public IP k: the pairing rule.
+        let cgw1 = find("customer_gateway", "cgw-1");
+        assert_eq!(cgw1.depends_on, vec![find("public_ip", "azure-aws-pip-1").id]);
+    }
+
+    #[test]
+    fn finished_deployment_plans_nothing() {
+        let plan = plan_apply(&config(None), &finished("SameKey.123")).unwrap();
+        assert!(plan.is_empty(), "{plan}");
+    }
+
+    #[test]
+    fn new_key_is_changed_in_place_one_tunnel_at_a_time() {
+        let plan = plan_apply(&config(Some("BrandNewKey_456")), &finished("OldKey.123")).unwrap();
+        let c = plan.counts();
+        assert_eq!((c.create, c.modify, c.delete), (0, 4, 0), "{plan}");
+        // aws tunnel 0 -> azure cn-0-0 -> aws tunnel of vpn-1 -> azure cn-1-0: a chain.
+        for w in plan.steps.windows(2) {
+            assert_eq!(w[1].depends_on, vec![w[0].id], "{plan}");
+        }
+        assert!(plan.steps.iter().all(|s| s.disruption.is_some()));
+        insta::assert_snapshot!("rotate_key_plan", plan.to_string());
+    }
+
+    #[test]
+    fn pairing_follows_ip_configurations_not_list_order() {
+        let mut o = finished("SameKey.123");
+        // The public IP list comes back in the other order: nothing changes.
+        o.azure.public_ips.reverse();
+        assert!(plan_apply(&config(None), &o).unwrap().is_empty());
+        // The gateway's instance 0 now uses the other IP: CGW 0 no longer matches.
+        let gw = o.azure.vpn_gateway.as_mut().unwrap();
+        gw.ip_configurations.swap(0, 1);
+        let err = plan_apply(&config(None), &o).unwrap_err();
+        assert!(err.0.iter().any(|p| p.contains("cgw-0") && p.contains("instance 0")), "{err}");
+    }
+
+    #[test]
+    fn preflight_reports_every_conflict_at_once() {
+        let mut o = prerequisites();
+        o.azure.vnet.as_mut().unwrap().subnets.clear();
+        o.aws.foreign_vgw_on_vpc = Some("vgw-foreign".into());
+        o.azure.foreign_names.push("azure-aws-vpngw".into());
+        let err = plan_apply(&config(None), &o).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.to_string().contains("GatewaySubnet"));
+        assert!(err.to_string().contains("vgw-foreign"));
+        assert!(err.to_string().contains("will not take it over"));
+    }
+
+    #[test]
+    fn destroy_touches_only_tagged_resources_in_dependency_order() {
+        let mut o = finished("SameKey.123");
+        // A foreign route and a foreign LNG beside ours.
+        o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+            destination: "192.168.0.0/16".parse().unwrap(),
+            gateway_id: Some("vgw-foreign".into()),
+            state: "active".into(),
+        });
+        let mut foreign = o.azure.local_network_gateways[0].clone();
+        foreign.name = "someone-elses".into();
+        foreign.tags.clear();
+        o.azure.local_network_gateways.push(foreign);
+        let plan = plan_destroy(&config(None), &o);
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.iter().any(|n| n.contains("someone-elses") || n.contains("192.168")), "{names:?}");
+        let c = plan.counts();
+        // 2 cn + 2 lng + gw + 2 pip; 2 vpn + 2 cgw + 1 route + detach + vgw.
+        assert_eq!(c.delete, 14, "{plan}");
+        let id = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name.contains(n)).unwrap().id;
+        let gw = &plan.steps[id("vpn_gateway", "azure-aws-vpngw")];
+        assert!(gw.depends_on.contains(&id("connection", "cn-0-0")));
+        let pip = &plan.steps[id("public_ip", "pip-0")];
+        assert!(pip.depends_on.contains(&gw.id));
+        let vgw = &plan.steps[id("vpn_gateway", "vgw vgw-1")];
+        assert!(vgw.depends_on.contains(&id("vpn_gateway_attachment", "vgw-1")));
+        insta::assert_snapshot!("destroy_plan", plan.to_string());
+    }
+
+    #[test]
+    fn bgp_ha_is_refused_before_anything_is_observed() {
+        let text = validate::EXAMPLE.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"").replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+        let cfg = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).unwrap().config;
+        let err = check_supported(&cfg).unwrap_err();
+        assert!(err.to_string().contains("static-ha"));
+    }
+}
