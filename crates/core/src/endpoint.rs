@@ -115,15 +115,7 @@ pub struct EndpointError {
 
 impl EndpointError {
     pub fn new(cloud: CloudName, kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            cloud,
-            kind,
-            code: code.into(),
-            message: message.into(),
-            request_id: None,
-            retry_after: None,
-            may_have_committed: false,
-        }
+        Self { cloud, kind, code: code.into(), message: message.into(), request_id: None, retry_after: None, may_have_committed: false }
     }
 
     /// Whether retrying the same request can succeed.

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::endpoint::{Aws, Azure, CloudName, EndpointError, OpHandle, OpStatus, VpnEndpoint};
-use crate::model::{AwsObserved, AwsState, Owner, Tags, TAG_ROLE};
+use crate::model::{AwsObserved, AwsState, Owner, TAG_ROLE, Tags};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, OpOutput, StepId};
 use crate::plan::{Plan, Step, StepOp};
 
@@ -69,12 +69,30 @@ pub fn deadline(op: &StepOp) -> Duration {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ExecEvent {
-    Started { step: StepId, at: Duration },
-    Retrying { step: StepId, at: Duration, error: String, delay: Duration },
-    Finished { step: StepId, at: Duration },
-    Failed { step: StepId, at: Duration, error: String },
+    Started {
+        step: StepId,
+        at: Duration,
+    },
+    Retrying {
+        step: StepId,
+        at: Duration,
+        error: String,
+        delay: Duration,
+    },
+    Finished {
+        step: StepId,
+        at: Duration,
+    },
+    Failed {
+        step: StepId,
+        at: Duration,
+        error: String,
+    },
     /// Not started because a step it depends on failed.
-    Skipped { step: StepId, because_of: StepId },
+    Skipped {
+        step: StepId,
+        because_of: StepId,
+    },
 }
 
 /// How a step ended.
@@ -322,7 +340,14 @@ impl Executor {
         }
     }
 
-    async fn poll_until_done(&self, step: StepId, op: &BoundOp, handle: &OpHandle, sink: &EventSink, t0: Instant) -> Result<PollEnd, StepError> {
+    async fn poll_until_done(
+        &self,
+        step: StepId,
+        op: &BoundOp,
+        handle: &OpHandle,
+        sink: &EventSink,
+        t0: Instant,
+    ) -> Result<PollEnd, StepError> {
         let mut interval = self.settings.poll_initial;
         let mut errors = 0u32;
         loop {
@@ -359,7 +384,9 @@ impl Executor {
     /// After an ambiguous failure of a create: the resource, if the cloud did commit it.
     async fn find_committed_create(&self, op: &AwsOp) -> Option<OpHandle> {
         let tags = match op {
-            AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => tags,
+            AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => {
+                tags
+            }
             _ => return None,
         };
         let observed = self.aws.observe(&self.owner).await.ok()?;
@@ -371,15 +398,24 @@ impl Executor {
 
 /// A resource carrying exactly these ownership tags, if one exists and is not gone.
 pub fn find_by_tags(observed: &AwsObserved, tags: &Tags) -> Option<(AwsResourceKind, String)> {
-    let same = |t: &Tags| t.get(TAG_ROLE) == tags.get(TAG_ROLE) && t.get(crate::model::TAG_DEPLOYMENT) == tags.get(crate::model::TAG_DEPLOYMENT);
+    let same =
+        |t: &Tags| t.get(TAG_ROLE) == tags.get(TAG_ROLE) && t.get(crate::model::TAG_DEPLOYMENT) == tags.get(crate::model::TAG_DEPLOYMENT);
     let live = |s: AwsState| !s.is_gone();
     observed
         .vpn_gateways
         .iter()
         .find(|v| live(v.state) && same(&v.tags))
         .map(|v| (AwsResourceKind::VpnGateway, v.id.clone()))
-        .or_else(|| observed.customer_gateways.iter().find(|c| live(c.state) && same(&c.tags)).map(|c| (AwsResourceKind::CustomerGateway, c.id.clone())))
-        .or_else(|| observed.vpn_connections.iter().find(|c| live(c.state) && same(&c.tags)).map(|c| (AwsResourceKind::VpnConnection, c.id.clone())))
+        .or_else(|| {
+            observed
+                .customer_gateways
+                .iter()
+                .find(|c| live(c.state) && same(&c.tags))
+                .map(|c| (AwsResourceKind::CustomerGateway, c.id.clone()))
+        })
+        .or_else(|| {
+            observed.vpn_connections.iter().find(|c| live(c.state) && same(&c.tags)).map(|c| (AwsResourceKind::VpnConnection, c.id.clone()))
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,13 +512,26 @@ mod behaviour {
         let steps = steps
             .into_iter()
             .enumerate()
-            .map(|(id, (op, depends_on))| Step { id, action: Action::Create, resource_type: "thing", name: format!("s{id}"), op, depends_on, disruption: None })
+            .map(|(id, (op, depends_on))| Step {
+                id,
+                action: Action::Create,
+                resource_type: "thing",
+                name: format!("s{id}"),
+                op,
+                depends_on,
+                disruption: None,
+            })
             .collect();
         Plan { deployment: "t".into(), kind: PlanKind::Apply, mode: Mode::StaticHa, steps, tunnels: vec![], notes: vec![] }
     }
 
     fn cgw_op(ip: Late<std::net::Ipv4Addr>) -> StepOp {
-        StepOp::Aws(AwsOp::<Planned>::CreateCustomerGateway { ip, bgp_asn: 65000, device_name: "d".into(), tags: owner().tags(&Role::CustomerGateway(0)) })
+        StepOp::Aws(AwsOp::<Planned>::CreateCustomerGateway {
+            ip,
+            bgp_asn: 65000,
+            device_name: "d".into(),
+            tags: owner().tags(&Role::CustomerGateway(0)),
+        })
     }
 
     fn executor(aws: impl VpnEndpoint<Aws> + 'static, azure: impl VpnEndpoint<Azure> + 'static) -> Executor {
@@ -500,9 +549,12 @@ mod behaviour {
         let mut aws = MockAwsEndpoint::new();
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        aws.expect_start().times(3).returning(move |_| if c.fetch_add(1, Ordering::SeqCst) < 2 { Err(throttled()) } else { Ok(OpHandle("h".into())) });
+        aws.expect_start()
+            .times(3)
+            .returning(move |_| if c.fetch_add(1, Ordering::SeqCst) < 2 { Err(throttled()) } else { Ok(OpHandle("h".into())) });
         aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-1".into()), ..Default::default() })));
-        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        let report =
+            executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
         assert!(report.succeeded());
         // Two back-offs of exactly the Retry-After the cloud asked for.
         assert_eq!(report.makespan, Duration::from_secs(14));
@@ -512,15 +564,11 @@ mod behaviour {
     async fn an_ambiguous_create_is_found_by_tag_not_repeated() {
         let mut aws = MockAwsEndpoint::new();
         let mut seq = mockall::Sequence::new();
-        aws.expect_start()
-            .withf(|op| matches!(op, AwsOp::CreateCustomerGateway { .. }))
-            .times(1)
-            .in_sequence(&mut seq)
-            .returning(|_| {
-                let mut e = EndpointError::new(CloudName::Aws, ErrorKind::Transient, "RequestTimeout", "timed out");
-                e.may_have_committed = true;
-                Err(e)
-            });
+        aws.expect_start().withf(|op| matches!(op, AwsOp::CreateCustomerGateway { .. })).times(1).in_sequence(&mut seq).returning(|_| {
+            let mut e = EndpointError::new(CloudName::Aws, ErrorKind::Transient, "RequestTimeout", "timed out");
+            e.may_have_committed = true;
+            Err(e)
+        });
         aws.expect_observe().with(always()).times(1).returning(|o| {
             Ok(AwsObserved {
                 customer_gateways: vec![CustomerGateway {
@@ -540,7 +588,8 @@ mod behaviour {
             .in_sequence(&mut seq)
             .returning(|_| Ok(OpHandle("await".into())));
         aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-committed".into()), ..Default::default() })));
-        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        let report =
+            executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
         assert!(report.succeeded(), "{report:?}");
     }
 
@@ -548,7 +597,9 @@ mod behaviour {
     async fn a_failed_step_skips_its_dependents_and_lets_the_rest_finish() {
         let mut aws = MockAwsEndpoint::new();
         aws.expect_start().returning(|op| match op {
-            AwsOp::CreateVpnGateway { .. } => Err(EndpointError::new(CloudName::Aws, ErrorKind::Permanent, "VpnGatewayLimitExceeded", "quota")),
+            AwsOp::CreateVpnGateway { .. } => {
+                Err(EndpointError::new(CloudName::Aws, ErrorKind::Permanent, "VpnGatewayLimitExceeded", "quota"))
+            }
             _ => Ok(OpHandle("ok".into())),
         });
         aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("x".into()), ..Default::default() })));
@@ -630,7 +681,8 @@ mod behaviour {
         let mut aws = MockAwsEndpoint::new();
         aws.expect_start().returning(|_| Ok(OpHandle("h".into())));
         aws.expect_poll().returning(|_| Ok(OpStatus::Running { retry_after: None }));
-        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        let report =
+            executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
         assert!(matches!(&report.steps[0].outcome, StepOutcome::Failed { error } if error.contains("did not finish in time")));
         assert_eq!(report.makespan, Duration::from_secs(15 * 60));
     }

@@ -5,9 +5,10 @@
 
 pub mod config;
 pub mod endpoint;
+pub mod exec;
 pub mod model;
 pub mod ops;
-pub mod secret;
 pub mod pairing;
 pub mod plan;
-pub mod exec;
+pub mod secret;
+pub mod validate;

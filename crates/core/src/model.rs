@@ -35,10 +35,7 @@ impl Owner {
 
     /// The tags a resource of this deployment carries for `role`.
     pub fn tags(&self, role: &Role) -> Tags {
-        Tags::from([
-            (TAG_DEPLOYMENT.to_owned(), self.deployment.clone()),
-            (TAG_ROLE.to_owned(), role.to_string()),
-        ])
+        Tags::from([(TAG_DEPLOYMENT.to_owned(), self.deployment.clone()), (TAG_ROLE.to_owned(), role.to_string())])
     }
 
     /// Whether `tags` mark a resource as this deployment's.

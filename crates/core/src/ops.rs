@@ -118,10 +118,9 @@ pub trait Outputs {
     {
         match v {
             Late::Known(v) => Ok(v.clone()),
-            Late::After(step, field) => self
-                .output(*step)
-                .and_then(|o| T::from_output(o, *field))
-                .ok_or(Unbound { step: *step, field: *field }),
+            Late::After(step, field) => {
+                self.output(*step).and_then(|o| T::from_output(o, *field)).ok_or(Unbound { step: *step, field: *field })
+            }
         }
     }
 }
@@ -162,20 +161,45 @@ pub struct TunnelSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AwsOp<B: Binding = Bound> {
     /// CreateVpnGateway (type ipsec.1), tagged at creation.
-    CreateVpnGateway { amazon_asn: u32, tags: Tags },
+    CreateVpnGateway {
+        amazon_asn: u32,
+        tags: Tags,
+    },
     /// AttachVpnGateway; done when the attachment is `attached`.
-    AttachVpnGateway { vgw_id: B::Of<String>, vpc_id: String },
+    AttachVpnGateway {
+        vgw_id: B::Of<String>,
+        vpc_id: String,
+    },
     /// DetachVpnGateway; done when `detached`.
-    DetachVpnGateway { vgw_id: String, vpc_id: String },
+    DetachVpnGateway {
+        vgw_id: String,
+        vpc_id: String,
+    },
     /// DeleteVpnGateway; done when `deleted`.
-    DeleteVpnGateway { vgw_id: String },
+    DeleteVpnGateway {
+        vgw_id: String,
+    },
     /// CreateRoute to `destination` via the VGW.
-    CreateRoute { route_table_id: String, destination: IpNet, vgw_id: B::Of<String> },
+    CreateRoute {
+        route_table_id: String,
+        destination: IpNet,
+        vgw_id: B::Of<String>,
+    },
     /// DeleteRoute (only routes that target our VGW).
-    DeleteRoute { route_table_id: String, destination: IpNet },
+    DeleteRoute {
+        route_table_id: String,
+        destination: IpNet,
+    },
     /// CreateCustomerGateway (ipsec.1) with a unique device name, tagged at creation.
-    CreateCustomerGateway { ip: B::Of<Ipv4Addr>, bgp_asn: u32, device_name: String, tags: Tags },
-    DeleteCustomerGateway { cgw_id: String },
+    CreateCustomerGateway {
+        ip: B::Of<Ipv4Addr>,
+        bgp_asn: u32,
+        device_name: String,
+        tags: Tags,
+    },
+    DeleteCustomerGateway {
+        cgw_id: String,
+    },
     /// CreateVpnConnection, tagged at creation; done when `available`. Reports the
     /// tunnels' outside IPs and keys.
     CreateVpnConnection {
@@ -185,13 +209,29 @@ pub enum AwsOp<B: Binding = Bound> {
         tunnels: Vec<TunnelSpec>,
         tags: Tags,
     },
-    DeleteVpnConnection { vpn_id: String },
-    CreateVpnConnectionRoute { vpn_id: B::Of<String>, destination: IpNet },
-    DeleteVpnConnectionRoute { vpn_id: String, destination: IpNet },
+    DeleteVpnConnection {
+        vpn_id: String,
+    },
+    CreateVpnConnectionRoute {
+        vpn_id: B::Of<String>,
+        destination: IpNet,
+    },
+    DeleteVpnConnectionRoute {
+        vpn_id: String,
+        destination: IpNet,
+    },
     /// ModifyVpnTunnelOptions for one tunnel (that tunnel goes down for minutes).
-    ModifyVpnTunnelOptions { vpn_id: String, outside_ip: Ipv4Addr, psk: Option<Psk>, inside_cidr: Option<Ipv4Net> },
+    ModifyVpnTunnelOptions {
+        vpn_id: String,
+        outside_ip: Ipv4Addr,
+        psk: Option<Psk>,
+        inside_cidr: Option<Ipv4Net>,
+    },
     /// Waits for a resource found pending (or deleting) to settle; starts nothing.
-    Await { kind: AwsResourceKind, id: String },
+    Await {
+        kind: AwsResourceKind,
+        id: String,
+    },
 }
 
 /// AWS resource kinds, for [`AwsOp::Await`] and messages.
@@ -208,8 +248,14 @@ pub enum AwsResourceKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AzureOp<B: Binding = Bound> {
     /// PUT a Standard, Static, zone-redundant (1, 2, 3) public IP; reports the address.
-    CreatePublicIp { name: String, zones: Vec<String>, tags: Tags },
-    DeletePublicIp { name: String },
+    CreatePublicIp {
+        name: String,
+        zones: Vec<String>,
+        tags: Tags,
+    },
+    DeletePublicIp {
+        name: String,
+    },
     /// PUT the active-active RouteBased VPN gateway in the VNet's GatewaySubnet.
     CreateVpnGateway {
         name: String,
@@ -223,11 +269,23 @@ pub enum AzureOp<B: Binding = Bound> {
         tags: Tags,
     },
     /// Resize the gateway in place (same SKU family and generation).
-    ResizeVpnGateway { name: String, sku: String },
-    DeleteVpnGateway { name: String },
+    ResizeVpnGateway {
+        name: String,
+        sku: String,
+    },
+    DeleteVpnGateway {
+        name: String,
+    },
     /// PUT a LocalNetworkGateway (create or update its IP and prefixes).
-    PutLocalNetworkGateway { name: String, gateway_ip: B::Of<Ipv4Addr>, address_prefixes: Vec<IpNet>, tags: Tags },
-    DeleteLocalNetworkGateway { name: String },
+    PutLocalNetworkGateway {
+        name: String,
+        gateway_ip: B::Of<Ipv4Addr>,
+        address_prefixes: Vec<IpNet>,
+        tags: Tags,
+    },
+    DeleteLocalNetworkGateway {
+        name: String,
+    },
     /// PUT an IPsec Connection (IKEv2) between the gateway and a LocalNetworkGateway.
     PutConnection {
         name: String,
@@ -239,10 +297,18 @@ pub enum AzureOp<B: Binding = Bound> {
         tags: Tags,
     },
     /// PUT the Connection's `sharedkey` sub-resource.
-    SetSharedKey { name: String, shared_key: B::Of<Psk> },
-    DeleteConnection { name: String },
+    SetSharedKey {
+        name: String,
+        shared_key: B::Of<Psk>,
+    },
+    DeleteConnection {
+        name: String,
+    },
     /// Waits for a resource found Updating (or Deleting) to settle; starts nothing.
-    Await { kind: AzureResourceKind, name: String },
+    Await {
+        kind: AzureResourceKind,
+        name: String,
+    },
 }
 
 /// Azure resource kinds, for [`AzureOp::Await`] and messages.
@@ -268,12 +334,9 @@ impl AwsOp<Planned> {
             AwsOp::DeleteRoute { route_table_id, destination } => {
                 AwsOp::DeleteRoute { route_table_id: route_table_id.clone(), destination: *destination }
             }
-            AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => AwsOp::CreateCustomerGateway {
-                ip: o.get(ip)?,
-                bgp_asn: *bgp_asn,
-                device_name: device_name.clone(),
-                tags: tags.clone(),
-            },
+            AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
+                AwsOp::CreateCustomerGateway { ip: o.get(ip)?, bgp_asn: *bgp_asn, device_name: device_name.clone(), tags: tags.clone() }
+            }
             AwsOp::DeleteCustomerGateway { cgw_id } => AwsOp::DeleteCustomerGateway { cgw_id: cgw_id.clone() },
             AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, tags } => AwsOp::CreateVpnConnection {
                 cgw_id: o.get(cgw_id)?,
@@ -315,7 +378,9 @@ impl AzureOp<Planned> {
     /// Fills in every late-bound value from earlier steps' outputs.
     pub fn bind(&self, o: &impl Outputs) -> Result<AzureOp<Bound>, Unbound> {
         Ok(match self {
-            AzureOp::CreatePublicIp { name, zones, tags } => AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: tags.clone() },
+            AzureOp::CreatePublicIp { name, zones, tags } => {
+                AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: tags.clone() }
+            }
             AzureOp::DeletePublicIp { name } => AzureOp::DeletePublicIp { name: name.clone() },
             AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => AzureOp::CreateVpnGateway {
                 name: name.clone(),

@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::model::{AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, VpnConnection, role_of};
+use crate::model::{
+    AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, VpnConnection, role_of,
+};
 
 /// Number of gateway instances in active-active (and so of CGWs and VPN connections).
 pub const INSTANCES: u8 = 2;
@@ -142,25 +144,29 @@ pub fn join(owner: &Owner, tunnels_per_connection: u8, azure: &AzureObserved, aw
             let lng = local_network_gateway(azure, &slot.local_network_gateway);
             let cn = connection(azure, &slot.azure_connection);
             if let (Some(ip), Some(c)) = (azure_instance_ip, cgw)
-                && ip != c.ip {
-                    problems.push(format!("customer gateway {} has IP {} but Azure instance {k} has {ip}", c.id, c.ip));
-                }
+                && ip != c.ip
+            {
+                problems.push(format!("customer gateway {} has IP {} but Azure instance {k} has {ip}", c.id, c.ip));
+            }
             if let (Some(c), Some(v)) = (cgw, vpn)
-                && v.customer_gateway_id != c.id {
-                    problems.push(format!("VPN connection {} uses {} instead of customer gateway {}", v.id, v.customer_gateway_id, c.id));
-                }
+                && v.customer_gateway_id != c.id
+            {
+                problems.push(format!("VPN connection {} uses {} instead of customer gateway {}", v.id, v.customer_gateway_id, c.id));
+            }
             if let (Some(t), Some(l)) = (aws_t, lng)
-                && t.outside_ip != l.gateway_ip {
-                    problems.push(format!(
-                        "LocalNetworkGateway {} points at {} but the AWS tunnel's outside IP is {}",
-                        l.name, l.gateway_ip, t.outside_ip
-                    ));
-                }
+                && t.outside_ip != l.gateway_ip
+            {
+                problems.push(format!(
+                    "LocalNetworkGateway {} points at {} but the AWS tunnel's outside IP is {}",
+                    l.name, l.gateway_ip, t.outside_ip
+                ));
+            }
             if let (Some(t), Some(c)) = (aws_t, cn)
                 && let (Some(a), Some(b)) = (&t.psk, &c.shared_key)
-                    && a != b {
-                        problems.push(format!("PSK mismatch between AWS tunnel {} and Azure connection {}", t.outside_ip, c.name));
-                    }
+                && a != b
+            {
+                problems.push(format!("PSK mismatch between AWS tunnel {} and Azure connection {}", t.outside_ip, c.name));
+            }
             for (what, missing) in [
                 ("Azure gateway instance", azure_instance_ip.is_none()),
                 ("customer gateway", cgw.is_none()),

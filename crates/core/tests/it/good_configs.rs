@@ -1,0 +1,78 @@
+//! Configs that must load: the example `vpnbridge init` writes and `tests/corpus/good/`.
+
+use std::path::Path;
+
+use vpnbridge_core::config::{Backend, GatewaySku, Generation, Mode, PskSource};
+use vpnbridge_core::validate::{self, EXAMPLE, Loaded};
+
+use crate::corpus::{self, Case};
+
+fn accept(case: &Case) -> Loaded {
+    match validate::parse(&case.text, &case.path, &case.lookup()) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("{} was refused:\n{e}", case.name()),
+    }
+}
+
+fn good(name: &str) -> Loaded {
+    let case = corpus::cases("good").into_iter().find(|c| c.name() == name).unwrap();
+    accept(&case)
+}
+
+#[test]
+fn the_example_loads_cleanly_on_the_simulator() {
+    let loaded = validate::parse(EXAMPLE, Path::new("vpnbridge.toml"), &|_| None).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!((c.azure.backend, c.aws.backend), (Backend::Sim, Backend::Sim));
+    assert_eq!(c.name, "azure-aws");
+    assert_eq!(c.tunnel_count(), 2);
+    assert_eq!(c.psk, PskSource::Generate);
+    assert_eq!(c.azure.gateway_subnet.to_string(), "10.1.255.0/27");
+    assert_eq!(c.aws.vpc_id, "vpc-0123456789abcdef0");
+}
+
+#[test]
+fn the_example_ignores_the_environment_it_does_not_need() {
+    // A developer's real subscription in the shell must not break the simulator example.
+    let env = |k: &str| (k == "AZURE_SUBSCRIPTION_ID").then(|| "11111111-2222-3333-4444-555555555555".to_owned());
+    assert!(validate::parse(EXAMPLE, Path::new("vpnbridge.toml"), &env).is_ok());
+}
+
+#[test]
+fn every_good_config_loads() {
+    for case in corpus::cases("good") {
+        accept(&case);
+    }
+}
+
+#[test]
+fn bgp_ha_fills_in_the_apipa_inside_cidrs() {
+    let c = good("bgp-ha").config;
+    assert_eq!(c.mode, Mode::BgpHa);
+    assert_eq!(c.tunnels_per_connection, 2);
+    let inside: Vec<String> = c.aws.tunnel_inside_cidrs.iter().map(ToString::to_string).collect();
+    assert_eq!(inside, ["169.254.21.0/30", "169.254.22.0/30", "169.254.21.4/30", "169.254.22.4/30"]);
+    assert_eq!((c.azure.asn, c.aws.amazon_asn), (65000, 64512));
+    assert_eq!((c.azure.gateway_sku, c.azure.gateway_generation), (GatewaySku::VpnGw2AZ, Generation::Generation2));
+    assert_eq!(c.aws.route_tables.len(), 2);
+}
+
+#[test]
+fn env_psk_is_read_at_load_time_and_never_printed() {
+    let loaded = good("env-psk");
+    let c = &loaded.config;
+    match &c.psk {
+        PskSource::Env { var, key } => {
+            assert_eq!(var, "VPNBRIDGE_CORPUS_PSK");
+            assert_eq!(key.expose(), "Good.Key_2024");
+        }
+        other => panic!("psk: {other:?}"),
+    }
+    assert!(!format!("{loaded:?}").contains("Good.Key_2024"));
+    assert_eq!((c.azure.backend, c.aws.backend), (Backend::Real, Backend::Real));
+    assert_eq!(c.azure.subscription_id, "0a1b2c3d-0000-4000-8000-00000000abcd");
+    assert_eq!(c.tunnel_count(), 4);
+    assert_eq!(c.aws.inside_cidr(1, 0).map(|n| n.to_string()).as_deref(), Some("169.254.11.0/30"));
+    assert_eq!(c.azure.endpoint.as_deref(), Some("https://management.azure.com"));
+}

@@ -1,0 +1,5 @@
+//! The one integration-test target of vpnbridge-core (one link instead of many).
+
+mod bad_configs;
+mod corpus;
+mod good_configs;
