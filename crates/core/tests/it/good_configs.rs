@@ -76,3 +76,9 @@ fn env_psk_is_read_at_load_time_and_never_printed() {
     assert_eq!(c.aws.inside_cidr(1, 0).map(|n| n.to_string()).as_deref(), Some("169.254.11.0/30"));
     assert_eq!(c.azure.endpoint.as_deref(), Some("https://management.azure.com"));
 }
+
+#[test]
+fn the_readme_example_is_the_init_example() {
+    // README's quickstart runs examples/vpnbridge.toml; `vpnbridge init` writes EXAMPLE.
+    assert_eq!(include_str!("../../../../examples/vpnbridge.toml"), vpnbridge_core::validate::EXAMPLE);
+}
