@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::model::{
+use crate::endpoint::{CloudName, Tunnel, TunnelStatus};
+use crate::model::{TunnelState, 
     AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, VpnConnection, role_of,
 };
 
@@ -189,6 +190,43 @@ pub fn join(owner: &Owner, tunnels_per_connection: u8, azure: &AzureObserved, aw
                 problems,
                 slot,
             }
+        })
+        .collect()
+}
+
+/// One used tunnel's ends as each cloud reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelHealth {
+    pub slot: TunnelSlot,
+    /// The AWS end (`VgwTelemetry` of the tunnel's outside IP).
+    pub aws: Option<TunnelStatus>,
+    /// The Azure end on the instance whose IP is the CGW's: must be up.
+    pub azure_expected: Option<TunnelStatus>,
+    /// The Azure end on the other instance: down by design (AWS refuses it).
+    pub azure_other: Option<TunnelStatus>,
+}
+
+impl TunnelHealth {
+    /// Both ends of the tunnel that should carry traffic are up.
+    pub fn is_up(&self) -> bool {
+        let up = |s: &Option<TunnelStatus>| s.as_ref().is_some_and(|s| s.state == TunnelState::Up);
+        up(&self.aws) && up(&self.azure_expected)
+    }
+}
+
+/// Matches each used tunnel with the ends both clouds report.
+pub fn health(joined: &[ObservedTunnel], ends: &[Box<dyn Tunnel>]) -> Vec<TunnelHealth> {
+    joined
+        .iter()
+        .map(|t| {
+            let slot = &t.slot;
+            let aws = t.aws_outside_ip.and_then(|ip| ends.iter().find(|e| e.cloud() == CloudName::Aws && e.outside_ip() == ip)).map(|e| e.status().clone());
+            let azure = |instance: u8| {
+                ends.iter()
+                    .find(|e| e.cloud() == CloudName::Azure && e.resource() == slot.azure_connection && e.instance() == usize::from(instance))
+                    .map(|e| e.status().clone())
+            };
+            TunnelHealth { slot: slot.clone(), aws, azure_expected: azure(slot.expected_up_instance), azure_other: azure(slot.expected_down_instance) }
         })
         .collect()
 }

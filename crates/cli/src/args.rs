@@ -1,0 +1,95 @@
+//! Command-line interface definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success (plan: no changes, or changes without --detailed-exitcode)
+  1   a cloud operation failed, or an unexpected error
+  2   plan --detailed-exitcode: changes are pending
+  3   the configuration is invalid (no cloud was called)
+  4   the clouds contradict the configuration (preflight); nothing was changed
+  5   confirmation declined or impossible (no terminal and no --yes)
+  64  command-line usage error";
+
+const EXAMPLES: &str = "\
+Examples:
+  vpnbridge init                      write a commented vpnbridge.toml that runs on the simulator
+  vpnbridge plan                      show what apply would do, Terraform-style
+  vpnbridge apply --yes               build (or converge) the VPN; re-running changes nothing
+  vpnbridge status --output json      both clouds' resources and the tunnel pairing, for scripts
+  vpnbridge destroy --yes             remove everything this deployment owns, nothing else
+
+On the simulator (backend = \"sim\", the default) nothing real is created: the
+simulated clouds live in .vpnbridge/ next to the config file, and a 45-minute
+gateway build takes milliseconds of wall time.";
+
+/// vpnbridge builds, checks and tears down a redundant site-to-site VPN between an
+/// Azure VNet (VPN Gateway, active-active) and an AWS VPC (Virtual Private Gateway +
+/// Site-to-Site VPN) from one config file.
+#[derive(Debug, Parser)]
+#[command(name = "vpnbridge", version, about, long_about = None, after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The deployment's config file.
+    #[arg(short, long, global = true, env = "VPNBRIDGE_CONFIG", default_value = "vpnbridge.toml")]
+    pub config: PathBuf,
+    /// Output format: human text, or one JSON document on stdout for scripts.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// More log detail on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Where the simulator keeps its clouds (default: .vpnbridge/ next to the config file).
+    #[arg(long, global = true, env = "VPNBRIDGE_SIM_DIR", value_name = "DIR")]
+    pub sim_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example config that works on the simulator as it is.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show what `apply` (or `destroy`) would change, without changing anything.
+    #[command(after_help = "With --detailed-exitcode: exit 0 = no changes, 2 = changes pending, 1 = error.")]
+    Plan {
+        /// Exit 2 when changes are pending (for scripts and CI).
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Plan the destruction of the deployment instead.
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// Build or converge the deployment. Safe to re-run: a finished deployment makes zero changes.
+    Apply {
+        /// Do not ask for confirmation before changing a real cloud.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Show both clouds' resources of this deployment and how the tunnels pair up.
+    Status,
+    /// Remove everything this deployment owns (by tag), and nothing else.
+    Destroy {
+        /// Do not ask for confirmation before changing a real cloud.
+        #[arg(short, long)]
+        yes: bool,
+    },
+}

@@ -1,0 +1,16 @@
+//! Documented exit codes (see `vpnbridge --help`).
+
+/// Success.
+pub const OK: u8 = 0;
+/// A cloud operation failed, or an unexpected error.
+pub const FAILED: u8 = 1;
+/// `plan --detailed-exitcode`: changes are pending.
+pub const CHANGES_PENDING: u8 = 2;
+/// The configuration is invalid; no cloud was called.
+pub const CONFIG_INVALID: u8 = 3;
+/// The clouds contradict the configuration; nothing was changed.
+pub const PREFLIGHT: u8 = 4;
+/// Confirmation declined or impossible.
+pub const NOT_CONFIRMED: u8 = 5;
+/// Command-line usage error.
+pub const USAGE: u8 = 64;

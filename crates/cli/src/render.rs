@@ -1,0 +1,183 @@
+//! Human output: progress while a plan runs, summaries and the status table.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vpnbridge_core::endpoint::TunnelStatus;
+use vpnbridge_core::exec::ExecEvent;
+use vpnbridge_core::pairing::{ObservedTunnel, TunnelHealth};
+use vpnbridge_core::plan::{Observed, Plan};
+
+use crate::logging;
+
+/// `46m 50s`, `1h 02m 03s`, `0.4s`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s:02}s"),
+        _ => format!("{h}h {m:02}m {s:02}s"),
+    }
+}
+
+/// The loud banner shown whenever a side is simulated.
+pub fn banner(azure_sim: bool, aws_sim: bool, dir: Option<&std::path::Path>) -> Option<String> {
+    let which = match (azure_sim, aws_sim) {
+        (true, true) => "Azure and AWS are",
+        (true, false) => "Azure is",
+        (false, true) => "AWS is",
+        (false, false) => return None,
+    };
+    let line = format!("SIMULATED: {which} the embedded simulator; nothing real is created or changed.");
+    let state = dir.map(|d| format!("Simulated clouds are kept in {}", d.display())).unwrap_or_default();
+    let width = line.len().max(state.len()) + 4;
+    let rule = "=".repeat(width);
+    Some(format!("{rule}\n  {line}\n  {state}\n{rule}"))
+}
+
+/// Prints each step as it finishes, with a bar on a terminal.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    labels: Vec<String>,
+}
+
+impl Progress {
+    pub fn new(plan: &Plan, show: bool) -> Arc<Mutex<Self>> {
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(plan.steps.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} steps  {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            logging::set_active_bar(Some(b.clone()));
+            b
+        });
+        let labels = plan.steps.iter().map(|s| format!("{} {} \"{}\"", s.cloud(), s.resource_type, s.name)).collect();
+        Arc::new(Mutex::new(Self { bar: if show { bar } else { None }, labels }))
+    }
+
+    pub fn on_event(&self, e: &ExecEvent, show: bool) {
+        let line = match e {
+            ExecEvent::Started { step, at } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("t+{}  started {}", duration(*at), self.labels[*step]));
+                }
+                tracing::info!(step, "started {}", self.labels[*step]);
+                None
+            }
+            ExecEvent::Finished { step, at } => Some(format!("  ok    t+{:>9}  {}", duration(*at), self.labels[*step])),
+            ExecEvent::Failed { step, at, error } => Some(format!("  FAIL  t+{:>9}  {}: {error}", duration(*at), self.labels[*step])),
+            ExecEvent::Retrying { step, at, error, delay } => {
+                Some(format!("  retry t+{:>9}  {} in {}: {error}", duration(*at), self.labels[*step], duration(*delay)))
+            }
+            ExecEvent::Skipped { step, because_of } => {
+                Some(format!("  skip               {} (step #{because_of} failed)", self.labels[*step]))
+            }
+        };
+        if let (Some(l), true) = (line, show) {
+            match &self.bar {
+                Some(b) => {
+                    if !matches!(e, ExecEvent::Retrying { .. }) {
+                        b.inc(1);
+                    }
+                    b.println(l);
+                }
+                None => eprintln!("{l}"),
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+            logging::set_active_bar(None);
+        }
+    }
+}
+
+/// The tunnel table: how the two clouds pair up and what each end reports.
+pub fn tunnels(joined: &[ObservedTunnel], health: &[TunnelHealth]) -> String {
+    let mut out = String::new();
+    let opt = |v: Option<std::net::Ipv4Addr>| v.map_or("-".to_owned(), |ip| ip.to_string());
+    let end = |s: &Option<TunnelStatus>| s.as_ref().map_or("not reported".to_owned(), |s| format!("{} ({})", s.state, s.reason));
+    for (i, t) in joined.iter().enumerate() {
+        let s = &t.slot;
+        out.push_str(&format!(
+            "  {}. Azure instance {} ({}) <-> {} tunnel {} ({}), CGW {}\n",
+            i + 1,
+            s.expected_up_instance,
+            opt(t.azure_instance_ip),
+            t.vpn_connection_id.as_deref().unwrap_or("-"),
+            s.tunnel + 1,
+            opt(t.aws_outside_ip),
+            t.customer_gateway_id.as_deref().unwrap_or("-"),
+        ));
+        out.push_str(&format!("     Azure {} via {} (remote IP {})\n", s.azure_connection, s.local_network_gateway, opt(t.lng_gateway_ip)));
+        if let Some(h) = health.iter().find(|h| h.slot == *s) {
+            out.push_str(&format!("     AWS end:              {}\n", end(&h.aws)));
+            out.push_str(&format!("     Azure instance {} end: {}\n", s.expected_up_instance, end(&h.azure_expected)));
+            let other = h.azure_other.as_ref().map_or("not reported".to_owned(), |st| st.state.to_string());
+            out.push_str(&format!(
+                "     Azure instance {} end: {other}, down by design (AWS accepts this tunnel only from its CGW's IP)\n",
+                s.expected_down_instance
+            ));
+        }
+        for p in &t.problems {
+            out.push_str(&format!("     ! {p}\n"));
+        }
+    }
+    out
+}
+
+/// Both clouds' resources of the deployment, one line each.
+pub fn resources(o: &Observed) -> String {
+    let mut out = String::new();
+    out.push_str("Azure\n");
+    for p in &o.azure.public_ips {
+        out.push_str(&format!(
+            "  public_ip              {:<28} {:<16} {:?}\n",
+            p.name,
+            p.ip.map(|i| i.to_string()).unwrap_or_default(),
+            p.state
+        ));
+    }
+    if let Some(g) = &o.azure.vpn_gateway {
+        let desc = format!("{} {}{}", g.sku, g.generation, if g.active_active { " active-active" } else { "" });
+        out.push_str(&format!("  vpn_gateway            {:<28} {:<16} {:?}\n", g.name, desc, g.state));
+    }
+    for l in &o.azure.local_network_gateways {
+        out.push_str(&format!("  local_network_gateway  {:<28} {:<16} {:?}\n", l.name, l.gateway_ip, l.state));
+    }
+    for c in &o.azure.connections {
+        out.push_str(&format!("  connection             {:<28} {:<16} {:?}\n", c.name, c.connection_status, c.state));
+    }
+    out.push_str("AWS\n");
+    for v in &o.aws.vpn_gateways {
+        let att = v.attachments.iter().map(|a| format!("{} {:?}", a.vpc_id, a.state).to_lowercase()).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!("  vpn_gateway            {:<28} {:<16} {:?}\n", v.id, att, v.state));
+    }
+    for c in &o.aws.customer_gateways {
+        out.push_str(&format!("  customer_gateway       {:<28} {:<16} {:?}\n", c.id, c.ip, c.state));
+    }
+    for v in &o.aws.vpn_connections {
+        let routes = v.routes.iter().map(|r| r.destination.to_string()).collect::<Vec<_>>().join(",");
+        out.push_str(&format!("  vpn_connection         {:<28} {:<16} {:?}\n", v.id, routes, v.state));
+    }
+    if let Some(vpc) = &o.aws.vpc {
+        let vgw_ids: Vec<&str> = o.aws.vpn_gateways.iter().map(|v| v.id.as_str()).collect();
+        for t in &vpc.route_tables {
+            for r in t.routes.iter().filter(|r| r.gateway_id.as_deref().is_some_and(|g| vgw_ids.contains(&g))) {
+                out.push_str(&format!("  vpc_route              {:<28} {:<16} {}\n", t.id, r.destination, r.state));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,149 @@
+//! A command's connection to the two clouds: the validated config, one endpoint per
+//! side (simulated or real), call counters, and the simulator's world when one side
+//! is simulated.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use vpnbridge_core::config::{Backend, Config};
+use vpnbridge_core::endpoint::{Aws, Azure, CallCount, CallCounter, Instrumented, VpnEndpoint};
+use vpnbridge_core::model::Owner;
+use vpnbridge_core::plan::Observed;
+use vpnbridge_core::validate::{self, ConfigWarning};
+use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
+
+use crate::Failure;
+
+pub struct Session {
+    pub config: Config,
+    pub warnings: Vec<ConfigWarning>,
+    pub owner: Owner,
+    pub aws: Arc<dyn VpnEndpoint<Aws>>,
+    pub azure: Arc<dyn VpnEndpoint<Azure>>,
+    aws_calls: Arc<CallCounter>,
+    azure_calls: Arc<CallCounter>,
+    /// The simulated clouds, when a side is simulated.
+    pub sim: Option<(SimCloud, PathBuf)>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+/// Calls made through both endpoints so far.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Calls {
+    pub azure: CallCount,
+    pub aws: CallCount,
+}
+
+impl Calls {
+    pub fn mutations(&self) -> u64 {
+        self.azure.mutations + self.aws.mutations
+    }
+}
+
+/// Loads and validates the config. Nothing is called before this succeeds.
+pub fn load_config(path: &Path) -> Result<validate::Loaded, Failure> {
+    validate::load(path).map_err(Failure::Config)
+}
+
+impl Session {
+    /// Opens the endpoints the config names. `sim_dir` overrides where the simulator
+    /// keeps its clouds.
+    pub fn open(loaded: validate::Loaded, sim_dir: Option<&Path>) -> Result<Self, Failure> {
+        let config = loaded.config;
+        let owner = Owner::new(&config.name);
+        let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
+        let sim = if needs_sim {
+            let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
+            let cloud = SimCloud::open(&dir)
+                .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
+                .map_err(Failure::Other)?;
+            Some((cloud, dir))
+        } else {
+            None
+        };
+        if let Some((cloud, _)) = &sim {
+            let az = &config.azure;
+            let vnet = VnetSpec {
+                subscription_id: az.subscription_id.clone(),
+                resource_group: az.resource_group.clone(),
+                location: az.location.clone(),
+                name: az.vnet.clone(),
+                address_space: az.address_space.clone(),
+                gateway_subnet: az.gateway_subnet,
+            };
+            let vpc = VpcSpec { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone(), cidrs: config.aws.cidrs.clone() };
+            cloud.ensure_prerequisites(&vnet, &vpc).context("creating the simulated VNet and VPC").map_err(Failure::Other)?;
+        }
+        let (aws, aws_calls) = match (config.aws.backend, &sim) {
+            (Backend::Sim, Some((cloud, _))) => {
+                let target = AwsTarget { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone() };
+                let ep = Instrumented::new(SimAws::new(cloud.clone(), target));
+                let c = ep.counter();
+                (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
+            }
+            _ => return Err(Failure::Other(real_backend_missing("aws", "AWS side for real: vpnbridge-aws"))),
+        };
+        let (azure, azure_calls) = match (config.azure.backend, &sim) {
+            (Backend::Sim, Some((cloud, _))) => {
+                let az = &config.azure;
+                let target = AzureTarget {
+                    subscription_id: az.subscription_id.clone(),
+                    resource_group: az.resource_group.clone(),
+                    location: az.location.clone(),
+                    vnet: az.vnet.clone(),
+                };
+                let ep = Instrumented::new(SimAzure::new(cloud.clone(), target));
+                let c = ep.counter();
+                (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
+            }
+            _ => return Err(Failure::Other(real_backend_missing("azure", "Azure side for real: vpnbridge-azure"))),
+        };
+        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim })
+    }
+
+    pub fn simulated(&self) -> (bool, bool) {
+        (self.config.azure.backend == Backend::Sim, self.config.aws.backend == Backend::Sim)
+    }
+
+    pub fn any_real(&self) -> bool {
+        let (a, b) = self.simulated();
+        !(a && b)
+    }
+
+    pub fn calls(&self) -> Calls {
+        Calls { azure: self.azure_calls.snapshot(), aws: self.aws_calls.snapshot() }
+    }
+
+    /// Both sides' state, observed concurrently.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let (azure, aws) = tokio::join!(self.azure.observe(&self.owner), self.aws.observe(&self.owner));
+        Ok(Observed { azure: azure.context("observing Azure")?, aws: aws.context("observing AWS")? })
+    }
+
+    /// Persists the simulated clouds (they are also saved after every mutating call).
+    pub fn save(&self) -> anyhow::Result<()> {
+        if let Some((cloud, dir)) = &self.sim {
+            cloud.save().with_context(|| format!("saving the simulated clouds to {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `.vpnbridge/` next to the config file.
+pub fn default_sim_dir(config: &Path) -> PathBuf {
+    let parent = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(".vpnbridge")
+}
+
+fn real_backend_missing(side: &str, issue: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{side}.backend = \"{side}\" needs the real {side} adapter, which this build of vpnbridge does not include yet \
+         (tracked as \"{issue}\"); set {side}.backend = \"sim\" to run on the simulator"
+    )
+}

@@ -1,0 +1,75 @@
+//! The binary, run the way a user runs it, on the simulator.
+
+mod workflow;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory with a config file, removed at the end.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vpnbridge-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("vpnbridge.toml")
+    }
+
+    pub fn sim_dir(&self) -> PathBuf {
+        self.dir.join(".vpnbridge")
+    }
+
+    /// Runs `vpnbridge --config <scratch>/vpnbridge.toml <args>` with `envs`.
+    pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpnbridge"));
+        cmd.arg("--config").arg(self.config()).args(args).env_remove("RUST_LOG").env_remove("VPNBRIDGE_SIM_DIR");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().expect("vpnbridge runs"))
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    pub fn init(&self) {
+        let r = self.run(&["init"], &[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,212 @@
+use crate::{Scratch, exists};
+
+/// Critical path on the default latency table: public IP 10 s -> gateway 45 min ->
+/// Connection 90 s.
+const CRITICAL_PATH_S: f64 = 10.0 + 2700.0 + 90.0;
+
+#[test]
+fn apply_builds_the_whole_deployment_on_the_critical_path_then_reapply_changes_nothing() {
+    let s = Scratch::new("apply");
+    s.init();
+    let r = s.run(&["apply", "--output", "json"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["result"], "applied");
+    assert!(r.stderr().contains("SIMULATED"), "the banner is loud: {}", r.stderr());
+    // Every used tunnel pairs up with nothing off.
+    let tunnels = doc["tunnels"].as_array().unwrap();
+    assert_eq!(tunnels.len(), 2);
+    for t in tunnels {
+        assert_eq!(t["problems"].as_array().unwrap().len(), 0, "{t}");
+        assert_eq!(t["azure_instance_ip"], t["customer_gateway_ip"]);
+        assert_eq!(t["aws_outside_ip"], t["lng_gateway_ip"]);
+    }
+    // Modelled time to the last Connection is within 2% of the critical path.
+    let last_connection = doc["execution"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["resource_type"] == "connection")
+        .map(|s| s["finished_at"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        (last_connection - CRITICAL_PATH_S).abs() / CRITICAL_PATH_S < 0.02,
+        "last Connection at {last_connection} s vs critical path {CRITICAL_PATH_S} s"
+    );
+    let mutations = doc["calls"]["azure"]["mutations"].as_u64().unwrap() + doc["calls"]["aws"]["mutations"].as_u64().unwrap();
+    assert_eq!(mutations, 16, "one mutating call per step, no retries on a healthy cloud");
+
+    let again = s.run(&["apply", "--output", "json"], &[]);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+    let doc = again.json();
+    assert_eq!(doc["result"], "no_changes");
+    assert_eq!(doc["calls"]["azure"]["mutations"], 0);
+    assert_eq!(doc["calls"]["aws"]["mutations"], 0);
+
+    let human = s.run(&["apply"], &[]);
+    assert!(human.stdout().contains("No changes"), "{}", human.stdout());
+}
+
+#[test]
+fn plan_detailed_exitcode_tells_scripts_whether_changes_are_pending() {
+    let s = Scratch::new("exitcode");
+    s.init();
+    let r = s.run(&["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stdout().contains("Plan: 16 to create, 0 to modify, 0 to destroy."), "{}", r.stdout());
+    assert!(r.stdout().contains("(known after apply)"));
+    assert_eq!(s.run(&["apply"], &[]).code(), 0);
+    let r = s.run(&["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+    // Without the flag, pending changes still exit 0.
+    let r = s.run(&["plan", "--destroy"], &[]);
+    assert_eq!(r.code(), 0);
+    assert!(r.stdout().contains("to destroy"));
+}
+
+#[test]
+fn destroy_removes_everything_of_ours_and_then_nothing_is_left() {
+    let s = Scratch::new("destroy");
+    s.init();
+    assert_eq!(s.run(&["apply"], &[]).code(), 0);
+    let r = s.run(&["destroy", "--output", "json"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.json()["result"], "applied");
+    let status = s.run(&["status", "--output", "json"], &[]).json();
+    let res = &status["resources"];
+    for list in [
+        &res["azure"]["public_ips"],
+        &res["azure"]["local_network_gateways"],
+        &res["azure"]["connections"],
+        &res["aws"]["customer_gateways"],
+    ] {
+        assert_eq!(list.as_array().unwrap().len(), 0, "{status}");
+    }
+    assert!(res["azure"]["vpn_gateway"].is_null());
+    let plan = s.run(&["plan", "--destroy", "--detailed-exitcode"], &[]);
+    assert_eq!(plan.code(), 0, "nothing left to destroy: {}", plan.stdout());
+}
+
+#[test]
+fn a_new_key_is_rolled_in_place_with_its_disruption_shown() {
+    let s = Scratch::new("rotate");
+    s.init();
+    let text = std::fs::read_to_string(s.config()).unwrap().replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
+    s.write_config(&text);
+    assert_eq!(s.run(&["apply"], &[("VPN_PSK", "FirstKey.0001")]).code(), 0);
+    let plan = s.run(&["plan", "--output", "json"], &[("VPN_PSK", "SecondKey_0002")]);
+    let doc = plan.json();
+    assert_eq!(doc["changes"]["create"], 0, "{doc}");
+    assert_eq!(doc["changes"]["delete"], 0, "{doc}");
+    assert_eq!(doc["changes"]["modify"], 4, "{doc}");
+    for step in doc["steps"].as_array().unwrap() {
+        assert!(step["disruption"].is_string(), "every in-place change says what it interrupts: {step}");
+    }
+    let r = s.run(&["apply", "--output", "json"], &[("VPN_PSK", "SecondKey_0002")]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let again = s.run(&["apply", "--output", "json"], &[("VPN_PSK", "SecondKey_0002")]).json();
+    assert_eq!(again["result"], "no_changes");
+}
+
+#[test]
+fn no_key_ever_reaches_the_output_even_at_trace_level() {
+    let s = Scratch::new("secrets");
+    s.init();
+    let text = std::fs::read_to_string(s.config()).unwrap().replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
+    s.write_config(&text);
+    let key = "Leak.Canary_7731";
+    let env = [("VPN_PSK", key), ("RUST_LOG", "trace")];
+    let mut all = String::new();
+    for args in [
+        &["plan", "-vvv"][..],
+        &["apply", "-vvv"],
+        &["status", "-vvv"],
+        &["plan", "--output", "json"],
+        &["apply", "--output", "json"],
+        &["status", "--output", "json"],
+        &["destroy", "-vvv"],
+    ] {
+        let r = s.run(args, &env);
+        assert!(r.code() == 0, "{args:?}: {}", r.stderr());
+        all.push_str(&r.stdout());
+        all.push_str(&r.stderr());
+    }
+    assert!(all.len() > 10_000, "trace output was produced");
+    assert!(!all.contains(key), "the PSK leaked");
+}
+
+#[test]
+fn an_invalid_config_calls_no_cloud() {
+    let s = Scratch::new("invalid");
+    s.init();
+    let text = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("gateway_generation = \"Generation1\"", "gateway_generation = \"Generation2\"");
+    s.write_config(&text);
+    for args in [&["plan"][..], &["apply"], &["destroy"], &["status"]] {
+        let r = s.run(args, &[]);
+        assert_eq!(r.code(), 3, "{}", r.stderr());
+        assert!(r.stderr().contains("azure.gateway_generation"), "{}", r.stderr());
+    }
+    let r = s.run(&["plan", "--output", "json"], &[]);
+    assert_eq!(r.json()["error"]["kind"], "config");
+    assert!(!exists(&s.sim_dir()), "the simulated clouds were never opened");
+}
+
+#[test]
+fn bgp_ha_is_refused_until_it_is_built() {
+    let s = Scratch::new("bgp");
+    s.init();
+    let text = std::fs::read_to_string(s.config())
+        .unwrap()
+        .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    s.write_config(&text);
+    let r = s.run(&["plan"], &[]);
+    assert_eq!(r.code(), 3, "{}", r.stderr());
+    assert!(r.stderr().contains("bgp-ha") && r.stderr().contains("static-ha"), "{}", r.stderr());
+    assert!(!exists(&s.sim_dir()));
+}
+
+#[test]
+fn four_tunnels_with_two_per_connection() {
+    let s = Scratch::new("four");
+    s.init();
+    let text = std::fs::read_to_string(s.config()).unwrap().replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    s.write_config(&text);
+    let doc = s.run(&["apply", "--output", "json"], &[]).json();
+    assert_eq!(doc["result"], "applied");
+    assert_eq!(doc["tunnels"].as_array().unwrap().len(), 4);
+    // Lowering it back removes the second tunnel of each connection, nothing else.
+    s.write_config(&text.replace("tunnels_per_connection = 2", "tunnels_per_connection = 1"));
+    let plan = s.run(&["plan", "--output", "json"], &[]).json();
+    assert_eq!(plan["changes"]["delete"], 4, "{plan}");
+    assert_eq!(plan["changes"]["create"], 0);
+}
+
+#[test]
+fn status_shows_the_expected_down_tunnel_as_by_design() {
+    let s = Scratch::new("status");
+    s.init();
+    assert_eq!(s.run(&["apply"], &[]).code(), 0);
+    let r = s.run(&["status"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("down by design"), "{}", r.stdout());
+    let doc = s.run(&["status", "--output", "json"], &[]).json();
+    let ends = doc["tunnel_ends"].as_array().unwrap();
+    let count = |cloud: &str| ends.iter().filter(|e| e["cloud"] == cloud).count();
+    assert_eq!(count("aws"), 4, "both tunnels of both VPN connections, the unused ones included");
+    assert_eq!(count("azure"), 4, "2 Connections, each tried from both gateway instances");
+}
+
+#[test]
+fn help_teaches_and_usage_errors_have_their_own_code() {
+    let s = Scratch::new("help");
+    let r = s.run(&["--help"], &[]);
+    assert_eq!(r.code(), 0);
+    assert!(r.stdout().contains("Exit codes") && r.stdout().contains("Examples"));
+    assert_eq!(s.run(&["frobnicate"], &[]).code(), 64);
+    let missing = s.run(&["plan"], &[]);
+    assert_eq!(missing.code(), 3);
+    assert!(missing.stderr().contains("vpnbridge init"), "{}", missing.stderr());
+}
