@@ -15,7 +15,9 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench>\n  ci     fmt check, clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts");
+            eprintln!(
+                "usage: cargo xtask <ci|bench>\n  ci     fmt check, clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts"
+            );
             std::process::exit(64);
         }
     }
@@ -112,7 +114,11 @@ fn bench() -> Result<()> {
     let m = |s: f64| format!("{:.1} min", s / 60.0);
     println!("vpnbridge bench (simulator, default latency table, static-ha, 2 tunnels)");
     println!("  lower bound (independent dependency table)   {}", m(bound));
-    println!("  modelled: last Connection created             {}  ({:+.2}% vs bound)", m(last_connection), (last_connection / bound - 1.0) * 100.0);
+    println!(
+        "  modelled: last Connection created             {}  ({:+.2}% vs bound)",
+        m(last_connection),
+        (last_connection / bound - 1.0) * 100.0
+    );
     println!("  modelled: whole apply                         {}", m(makespan));
     println!("  manual order, every wait in sequence          {}  (vpnbridge saves {})", m(manual), m(manual - last_connection));
     println!("  steps                                         {}", steps.len());

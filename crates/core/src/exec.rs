@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::endpoint::{Aws, Azure, CloudName, EndpointError, OpHandle, OpStatus, VpnEndpoint};
+use crate::endpoint::{Aws, Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, VpnEndpoint};
 use crate::model::{AwsObserved, AwsState, Owner, TAG_ROLE, Tags};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, OpOutput, StepId};
 use crate::plan::{Plan, Step, StepOp};
@@ -304,6 +304,11 @@ impl Executor {
             };
             let handle = match started {
                 Ok(h) => h,
+                // Deleting what is already gone is success.
+                Err(e) if e.kind == ErrorKind::NotFound && op.is_delete() => {
+                    tracing::info!(step, error = %e, "already gone");
+                    return Ok(OpOutput::default());
+                }
                 Err(e) if e.is_transient() && attempt < self.settings.max_retries => {
                     // A create without a client token may have been committed although
                     // the call failed: look for it by tag before creating again.
@@ -437,6 +442,15 @@ enum BoundOp {
     Azure(AzureOp),
 }
 
+impl BoundOp {
+    fn is_delete(&self) -> bool {
+        match self {
+            BoundOp::Aws(o) => o.is_delete(),
+            BoundOp::Azure(o) => o.is_delete(),
+        }
+    }
+}
+
 fn bind(step: &Step, outputs: &HashMap<StepId, OpOutput>) -> Result<BoundOp, crate::ops::Unbound> {
     Ok(match &step.op {
         StepOp::Aws(o) => BoundOp::Aws(o.bind(outputs)?),
@@ -477,7 +491,7 @@ mod behaviour {
 
     use super::*;
     use crate::config::Mode;
-    use crate::endpoint::{ErrorKind, Tunnel};
+    use crate::endpoint::Tunnel;
     use crate::model::{AzureObserved, CustomerGateway, Role};
     use crate::ops::{AzureOp, Late, OutputField, Planned};
     use crate::plan::{Action, PlanKind};

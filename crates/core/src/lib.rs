@@ -4,6 +4,7 @@
 //! decision; it never talks to a network and never names a cloud SDK.
 
 pub mod config;
+pub mod contract;
 pub mod endpoint;
 pub mod exec;
 pub mod model;

@@ -431,6 +431,17 @@ impl AzureOp<Planned> {
 }
 
 impl<B: Binding> AzureOp<B> {
+    /// Whether the operation removes something: "not found" then means already done.
+    pub fn is_delete(&self) -> bool {
+        matches!(
+            self,
+            AzureOp::DeletePublicIp { .. }
+                | AzureOp::DeleteVpnGateway { .. }
+                | AzureOp::DeleteLocalNetworkGateway { .. }
+                | AzureOp::DeleteConnection { .. }
+        )
+    }
+
     /// Writes that Azure serialises on one gateway: the executor runs at most one of
     /// these at a time per returned key (409 AnotherOperationInProgress otherwise).
     pub fn serial_key(&self) -> Option<&str> {
@@ -444,6 +455,19 @@ impl<B: Binding> AzureOp<B> {
 }
 
 impl<B: Binding> AwsOp<B> {
+    /// Whether the operation removes something: "not found" then means already done.
+    pub fn is_delete(&self) -> bool {
+        matches!(
+            self,
+            AwsOp::DetachVpnGateway { .. }
+                | AwsOp::DeleteVpnGateway { .. }
+                | AwsOp::DeleteRoute { .. }
+                | AwsOp::DeleteCustomerGateway { .. }
+                | AwsOp::DeleteVpnConnection { .. }
+                | AwsOp::DeleteVpnConnectionRoute { .. }
+        )
+    }
+
     /// Whether the operation creates a resource without a client token: after an
     /// ambiguous failure it must not simply be retried (see the executor).
     pub fn creates_without_token(&self) -> bool {

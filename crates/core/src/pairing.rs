@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::endpoint::{CloudName, Tunnel, TunnelStatus};
-use crate::model::{TunnelState, 
-    AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, VpnConnection, role_of,
+use crate::model::{
+    AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, TunnelState,
+    VpnConnection, role_of,
 };
 
 /// Number of gateway instances in active-active (and so of CGWs and VPN connections).
@@ -220,13 +221,23 @@ pub fn health(joined: &[ObservedTunnel], ends: &[Box<dyn Tunnel>]) -> Vec<Tunnel
         .iter()
         .map(|t| {
             let slot = &t.slot;
-            let aws = t.aws_outside_ip.and_then(|ip| ends.iter().find(|e| e.cloud() == CloudName::Aws && e.outside_ip() == ip)).map(|e| e.status().clone());
+            let aws = t
+                .aws_outside_ip
+                .and_then(|ip| ends.iter().find(|e| e.cloud() == CloudName::Aws && e.outside_ip() == ip))
+                .map(|e| e.status().clone());
             let azure = |instance: u8| {
                 ends.iter()
-                    .find(|e| e.cloud() == CloudName::Azure && e.resource() == slot.azure_connection && e.instance() == usize::from(instance))
+                    .find(|e| {
+                        e.cloud() == CloudName::Azure && e.resource() == slot.azure_connection && e.instance() == usize::from(instance)
+                    })
                     .map(|e| e.status().clone())
             };
-            TunnelHealth { slot: slot.clone(), aws, azure_expected: azure(slot.expected_up_instance), azure_other: azure(slot.expected_down_instance) }
+            TunnelHealth {
+                slot: slot.clone(),
+                aws,
+                azure_expected: azure(slot.expected_up_instance),
+                azure_other: azure(slot.expected_down_instance),
+            }
         })
         .collect()
 }

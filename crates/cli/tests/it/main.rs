@@ -1,11 +1,13 @@
 //! The binary, run the way a user runs it, on the simulator.
 
+mod foreign;
 mod workflow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A scratch directory with a config file, removed at the end.
+#[derive(Debug)]
 pub struct Scratch {
     pub dir: PathBuf,
 }
@@ -52,6 +54,7 @@ impl Drop for Scratch {
     }
 }
 
+#[derive(Debug)]
 pub struct Run(pub Output);
 
 impl Run {

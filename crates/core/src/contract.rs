@@ -1,0 +1,346 @@
+//! The contract every [`VpnEndpoint`] implementation passes: the simulator, the AWS
+//! adapter against moto, the Azure adapter against the ARM fake.
+//!
+//! Each function drives one endpoint through the whole life cycle of every operation
+//! the planner uses, checking what `observe`, `poll` and `tunnel_ends` report after
+//! each step. They return the first broken promise as an error, so a test can
+//! `unwrap()` them. Time: they sleep with `tokio::time` as the executor does (on the
+//! simulator, run them under a paused clock).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::endpoint::{Aws, Azure, CloudName, EndpointError, ErrorKind, OpStatus, VpnEndpoint};
+use crate::model::{AttachmentState, AwsState, Owner, ProvisioningState, Role, role_of};
+use crate::ops::{AwsOp, AzureOp, OpOutput, TunnelSpec};
+use crate::secret::Psk;
+
+/// A broken promise of an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractFailure {
+    #[error("{step}: {error}")]
+    Call { step: String, error: EndpointError },
+    #[error("{step}: {what}")]
+    Broken { step: String, what: String },
+    #[error("{step}: did not finish within {limit:?}")]
+    Timeout { step: String, limit: Duration },
+}
+
+fn broken(step: &str, what: impl Into<String>) -> ContractFailure {
+    ContractFailure::Broken { step: step.to_owned(), what: what.into() }
+}
+
+fn check(step: &str, ok: bool, what: impl FnOnce() -> String) -> Result<(), ContractFailure> {
+    if ok { Ok(()) } else { Err(broken(step, what())) }
+}
+
+/// Starts `op` and polls it to the end, honouring the endpoint's retry hints.
+pub async fn run_to_end<C: crate::endpoint::Cloud>(
+    ep: &dyn VpnEndpoint<C>,
+    op: &C::Op,
+    step: &str,
+    limit: Duration,
+) -> Result<OpOutput, ContractFailure> {
+    let call = |error| ContractFailure::Call { step: step.to_owned(), error };
+    let handle = ep.start(op).await.map_err(call)?;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match ep.poll(&handle).await.map_err(call)? {
+            OpStatus::Done(out) => return Ok(out),
+            OpStatus::Failed(e) => return Err(call(e)),
+            OpStatus::Running { retry_after } => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ContractFailure::Timeout { step: step.to_owned(), limit });
+                }
+                tokio::time::sleep(retry_after.unwrap_or(Duration::from_secs(2)).min(Duration::from_secs(30))).await;
+            }
+        }
+    }
+}
+
+/// The AWS contract. `vpc_id` must name an existing VPC with a main route table and
+/// CIDR 10.2.0.0/16; the endpoint must be scoped to it. `limit` bounds each operation.
+pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
+    let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
+    let call = |step: &str| {
+        let step = step.to_owned();
+        move |error| ContractFailure::Call { step, error }
+    };
+
+    let o = ep.observe(owner).await.map_err(call("observe (empty)"))?;
+    let vpc = o.vpc.ok_or_else(|| broken("observe (empty)", format!("VPC {vpc_id} not reported")))?;
+    check("observe (empty)", vpc.id == vpc_id, || format!("VPC {} reported instead of {vpc_id}", vpc.id))?;
+    let main = vpc.main_route_table().ok_or_else(|| broken("observe (empty)", "no main route table reported"))?.id.clone();
+    check("observe (empty)", o.vpn_gateways.is_empty() && o.customer_gateways.is_empty() && o.vpn_connections.is_empty(), || {
+        "resources of a fresh owner reported".into()
+    })?;
+
+    // VGW, attachment, VPC route.
+    let step = "CreateVpnGateway";
+    let out =
+        run_to_end(ep, &AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) }, step, limit).await?;
+    let vgw = out.id.ok_or_else(|| broken(step, "no id reported"))?;
+    check(step, vgw.starts_with("vgw-"), || format!("id {vgw} is not a vgw- id"))?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_gateways.iter().find(|v| v.id == vgw).ok_or_else(|| broken(step, "the new VGW is not observed"))?;
+    check(step, v.state == AwsState::Available && v.amazon_asn == 64512, || format!("{v:?}"))?;
+    check(step, role_of(owner, &v.tags) == Some(Role::VirtualPrivateGateway), || format!("tags not applied at creation: {:?}", v.tags))?;
+
+    let step = "AttachVpnGateway";
+    run_to_end(ep, &AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc_id.to_owned() }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_gateways.iter().find(|v| v.id == vgw).ok_or_else(|| broken(step, "VGW gone"))?;
+    check(step, v.attachments.iter().any(|a| a.vpc_id == vpc_id && a.state == AttachmentState::Attached), || {
+        format!("{:?}", v.attachments)
+    })?;
+    check(step, o.foreign_vgw_on_vpc.is_none(), || "our own VGW reported as foreign".into())?;
+
+    let step = "CreateRoute";
+    run_to_end(ep, &AwsOp::CreateRoute { route_table_id: main.clone(), destination: azure_prefix, vgw_id: vgw.clone() }, step, limit)
+        .await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let routes = &o
+        .vpc
+        .as_ref()
+        .and_then(|v| v.route_tables.iter().find(|t| t.id == main).cloned())
+        .ok_or_else(|| broken(step, "main table gone"))?
+        .routes;
+    check(step, routes.iter().any(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())), || {
+        format!("{routes:?}")
+    })?;
+
+    // CGW, VPN connection, its route.
+    let step = "CreateCustomerGateway";
+    let cgw_ip = Ipv4Addr::new(20, 0, 113, 10);
+    let op = AwsOp::CreateCustomerGateway {
+        ip: cgw_ip,
+        bgp_asn: 65000,
+        device_name: format!("vpnbridge-{}-cgw-0", owner.deployment),
+        tags: owner.tags(&Role::CustomerGateway(0)),
+    };
+    let cgw = run_to_end(ep, &op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported"))?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let c = o.customer_gateways.iter().find(|c| c.id == cgw).ok_or_else(|| broken(step, "the new CGW is not observed"))?;
+    check(step, c.ip == cgw_ip && c.bgp_asn == 65000 && c.state == AwsState::Available, || format!("{c:?}"))?;
+    check(step, role_of(owner, &c.tags) == Some(Role::CustomerGateway(0)), || format!("tags: {:?}", c.tags))?;
+
+    let step = "CreateVpnConnection";
+    let key = Psk::new("Contract.Key_0001").expect("valid");
+    let tunnels = vec![
+        TunnelSpec { inside_cidr: Some("169.254.100.0/30".parse().expect("literal")), psk: Some(key.clone()) },
+        TunnelSpec { inside_cidr: None, psk: None },
+    ];
+    let op = AwsOp::CreateVpnConnection {
+        cgw_id: cgw.clone(),
+        vgw_id: vgw.clone(),
+        static_routes_only: true,
+        tunnels,
+        tags: owner.tags(&Role::VpnConnection(0)),
+    };
+    let out = run_to_end(ep, &op, step, limit).await?;
+    let vpn = out.id.clone().ok_or_else(|| broken(step, "no id reported"))?;
+    check(step, out.tunnels.len() == 2, || format!("{} tunnels reported", out.tunnels.len()))?;
+    check(step, out.tunnels[0].0 < out.tunnels[1].0, || "tunnels not ordered by outside IP".into())?;
+    check(step, out.tunnels.iter().all(|(_, k)| k.is_some()), || "a tunnel's key was not reported".into())?;
+    check(step, out.tunnels.iter().any(|(_, k)| k.as_ref() == Some(&key)), || "the given key is not one of the tunnels' keys".into())?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "the new VPN connection is not observed"))?;
+    check(step, v.state == AwsState::Available && v.static_routes_only, || {
+        format!("state {:?}, static {}", v.state, v.static_routes_only)
+    })?;
+    check(step, v.customer_gateway_id == cgw && v.vpn_gateway_id == vgw, || format!("{v:?}"))?;
+    check(step, v.tunnels.iter().map(|t| t.outside_ip).eq(out.tunnels.iter().map(|t| t.0)), || {
+        "observe and poll disagree on outside IPs".into()
+    })?;
+
+    let step = "CreateVpnConnectionRoute";
+    run_to_end(ep, &AwsOp::CreateVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "VPN connection gone"))?;
+    check(step, v.routes.iter().any(|r| r.destination == azure_prefix && !r.state.is_gone()), || format!("{:?}", v.routes))?;
+
+    let step = "tunnel_ends";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let mine: Vec<_> = ends.iter().filter(|e| e.resource() == vpn).collect();
+    check(step, mine.len() == 2, || format!("{} ends for {vpn}", mine.len()))?;
+    check(step, mine.iter().all(|e| e.cloud() == CloudName::Aws && e.peer_ip() == cgw_ip), || format!("{mine:?}"))?;
+
+    let step = "ModifyVpnTunnelOptions";
+    let new_key = Psk::new("Contract.Key_0002").expect("valid");
+    let first_ip = out.tunnels[0].0;
+    let op = AwsOp::ModifyVpnTunnelOptions { vpn_id: vpn.clone(), outside_ip: first_ip, psk: Some(new_key.clone()), inside_cidr: None };
+    run_to_end(ep, &op, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "VPN connection gone"))?;
+    let t = v.tunnels.iter().find(|t| t.outside_ip == first_ip).ok_or_else(|| broken(step, "tunnel gone"))?;
+    check(step, t.psk.as_ref() == Some(&new_key), || "the new key is not observed on the tunnel".into())?;
+
+    // Teardown in the destroy plan's order; each observed gone; repeat deletes succeed.
+    for (step, op) in [
+        ("DeleteVpnConnectionRoute", AwsOp::DeleteVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }),
+        ("DeleteVpnConnection", AwsOp::DeleteVpnConnection { vpn_id: vpn.clone() }),
+        ("DeleteCustomerGateway", AwsOp::DeleteCustomerGateway { cgw_id: cgw.clone() }),
+        ("DeleteRoute", AwsOp::DeleteRoute { route_table_id: main.clone(), destination: azure_prefix }),
+        ("DetachVpnGateway", AwsOp::DetachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc_id.to_owned() }),
+        ("DeleteVpnGateway", AwsOp::DeleteVpnGateway { vgw_id: vgw.clone() }),
+    ] {
+        run_to_end(ep, &op, step, limit).await?;
+    }
+    let step = "observe (after teardown)";
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.vpn_gateways.iter().all(|v| v.state.is_gone()), || format!("{:?}", o.vpn_gateways))?;
+    check(step, o.customer_gateways.iter().all(|c| c.state.is_gone()), || format!("{:?}", o.customer_gateways))?;
+    check(step, o.vpn_connections.iter().all(|c| c.state.is_gone()), || format!("{:?}", o.vpn_connections))?;
+    let table = o.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| t.id == main)).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, !table.routes.iter().any(|r| r.destination == azure_prefix), || format!("{:?}", table.routes))?;
+    let step = "DeleteCustomerGateway (already gone)";
+    run_to_end(ep, &AwsOp::DeleteCustomerGateway { cgw_id: cgw }, step, limit).await?;
+    Ok(())
+}
+
+/// The Azure contract. The endpoint must be scoped to a resource group holding VNet
+/// `vnet` with a GatewaySubnet, where `owner` has nothing yet.
+pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit: Duration) -> Result<(), ContractFailure> {
+    let call = |step: &str| {
+        let step = step.to_owned();
+        move |error| ContractFailure::Call { step, error }
+    };
+    let d = &owner.deployment;
+    let step = "observe (empty)";
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vnet.ok_or_else(|| broken(step, format!("VNet {vnet} not reported")))?;
+    check(step, v.gateway_subnet().is_some(), || "GatewaySubnet not reported".into())?;
+    check(
+        step,
+        o.public_ips.is_empty() && o.vpn_gateway.is_none() && o.local_network_gateways.is_empty() && o.connections.is_empty(),
+        || "resources of a fresh owner reported".into(),
+    )?;
+
+    let mut ips = Vec::new();
+    for k in 0..2u8 {
+        let step = "CreatePublicIp";
+        let op = AzureOp::CreatePublicIp {
+            name: format!("{d}-pip-{k}"),
+            zones: vec!["1".into(), "2".into(), "3".into()],
+            tags: owner.tags(&Role::PublicIp(k)),
+        };
+        let out = run_to_end(ep, &op, step, limit).await?;
+        ips.push(out.public_ip.ok_or_else(|| broken(step, "no address reported"))?);
+    }
+    let step = "CreatePublicIp";
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(
+        step,
+        o.public_ips.len() == 2
+            && o.public_ips.iter().all(|p| p.sku == "Standard" && p.static_allocation && p.state == ProvisioningState::Succeeded),
+        || format!("{:?}", o.public_ips),
+    )?;
+
+    let gateway = |sku: &str, generation: &str| AzureOp::CreateVpnGateway {
+        name: format!("{d}-vpngw"),
+        vnet: vnet.to_owned(),
+        sku: sku.into(),
+        generation: generation.into(),
+        public_ips: vec![format!("{d}-pip-0"), format!("{d}-pip-1")],
+        enable_bgp: false,
+        asn: None,
+        tags: owner.tags(&Role::VpnGateway),
+    };
+    let step = "CreateVpnGateway (VpnGw1AZ + Generation2)";
+    match ep.start(&gateway("VpnGw1AZ", "Generation2")).await {
+        Err(e) => check(
+            step,
+            e.kind == ErrorKind::Permanent && e.code == "VirtualNetworkGatewaySkuCannotBeCreatedForSpecifiedVmGeneration",
+            || format!("{e}"),
+        )?,
+        Ok(h) => match ep.poll(&h).await.map_err(call(step))? {
+            OpStatus::Failed(e) => {
+                check(step, e.code == "VirtualNetworkGatewaySkuCannotBeCreatedForSpecifiedVmGeneration", || format!("{e}"))?
+            }
+            other => return Err(broken(step, format!("accepted an invalid SKU/generation pair: {other:?}"))),
+        },
+    }
+    let step = "CreateVpnGateway";
+    run_to_end(ep, &gateway("VpnGw1AZ", "Generation1"), step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let gw = o.vpn_gateway.ok_or_else(|| broken(step, "the new gateway is not observed"))?;
+    check(step, gw.active_active && gw.vpn_type == "RouteBased" && gw.sku == "VpnGw1AZ" && gw.generation == "Generation1", || {
+        format!("{gw:?}")
+    })?;
+    check(step, gw.ip_configurations.len() == 2, || format!("{:?}", gw.ip_configurations))?;
+    for (k, cfg) in gw.ip_configurations.iter().enumerate() {
+        let pip = o
+            .public_ips
+            .iter()
+            .find(|p| p.id.eq_ignore_ascii_case(&cfg.public_ip_id))
+            .ok_or_else(|| broken(step, "ipConfiguration references an unknown public IP"))?;
+        check(step, pip.name == format!("{d}-pip-{k}"), || format!("instance {k} uses {} instead of {d}-pip-{k}", pip.name))?;
+    }
+
+    let remote = Ipv4Addr::new(3, 0, 113, 5);
+    let step = "PutLocalNetworkGateway";
+    let prefixes: Vec<IpNet> = vec!["10.2.0.0/16".parse().expect("literal")];
+    let op = AzureOp::PutLocalNetworkGateway {
+        name: format!("{d}-lng-0-0"),
+        gateway_ip: remote,
+        address_prefixes: prefixes.clone(),
+        tags: owner.tags(&Role::LocalNetworkGateway(0, 0)),
+    };
+    run_to_end(ep, &op, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.local_network_gateways.iter().any(|l| l.gateway_ip == remote && l.address_prefixes == prefixes), || {
+        format!("{:?}", o.local_network_gateways)
+    })?;
+
+    let step = "PutConnection";
+    let key = Psk::new("Contract.Key_0001").expect("valid");
+    let cn = format!("{d}-cn-0-0");
+    let op = AzureOp::PutConnection {
+        name: cn.clone(),
+        gateway: format!("{d}-vpngw"),
+        local_network_gateway: format!("{d}-lng-0-0"),
+        shared_key: key.clone(),
+        enable_bgp: false,
+        dpd_timeout_seconds: 45,
+        tags: owner.tags(&Role::Connection(0, 0)),
+    };
+    run_to_end(ep, &op, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let c = o.connections.iter().find(|c| c.name == cn).ok_or_else(|| broken(step, "the new connection is not observed"))?;
+    check(step, c.protocol == "IKEv2" && c.shared_key.as_ref() == Some(&key), || "protocol or key differ".into())?;
+
+    let step = "SetSharedKey";
+    let new_key = Psk::new("Contract.Key_0002").expect("valid");
+    run_to_end(ep, &AzureOp::SetSharedKey { name: cn.clone(), shared_key: new_key.clone() }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.connections.iter().any(|c| c.name == cn && c.shared_key.as_ref() == Some(&new_key)), || {
+        "the new key is not observed".into()
+    })?;
+
+    let step = "tunnel_ends";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let mine: Vec<_> = ends.iter().filter(|e| e.resource() == cn).collect();
+    check(step, mine.len() == 2, || format!("{} ends for {cn}: one per gateway instance expected", mine.len()))?;
+    check(step, mine.iter().all(|e| e.peer_ip() == remote && ips.contains(&e.outside_ip())), || format!("{mine:?}"))?;
+
+    for (step, op) in [
+        ("DeleteConnection", AzureOp::DeleteConnection { name: cn.clone() }),
+        ("DeleteLocalNetworkGateway", AzureOp::DeleteLocalNetworkGateway { name: format!("{d}-lng-0-0") }),
+        ("DeleteVpnGateway", AzureOp::DeleteVpnGateway { name: format!("{d}-vpngw") }),
+        ("DeletePublicIp", AzureOp::DeletePublicIp { name: format!("{d}-pip-0") }),
+        ("DeletePublicIp", AzureOp::DeletePublicIp { name: format!("{d}-pip-1") }),
+        ("DeleteConnection (already gone)", AzureOp::DeleteConnection { name: cn.clone() }),
+    ] {
+        run_to_end(ep, &op, step, limit).await?;
+    }
+    let step = "observe (after teardown)";
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(
+        step,
+        o.public_ips.is_empty() && o.vpn_gateway.is_none() && o.local_network_gateways.is_empty() && o.connections.is_empty(),
+        || "resources left after teardown".into(),
+    )?;
+    Ok(())
+}
