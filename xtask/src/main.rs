@@ -40,9 +40,42 @@ fn ci() -> Result<()> {
     let t = std::time::Instant::now();
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace"])?;
+    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
     eprintln!("xtask ci: all checks passed in {:.0}s", t.elapsed().as_secs_f64());
+    // The plain closing line CI reads: the totals over every test binary.
+    println!("ci: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result" lines.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';').find_map(|p| {
+                    p.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word)?.trim().parse::<u64>().ok()
+                })
+            };
+            passed += count(" passed").unwrap_or(0);
+            failed += count(" failed").unwrap_or(0);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        println!("ci: {passed} passed, {failed} failed");
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok((passed, failed))
 }
 
 /// The clouds' real dependencies and the default latencies (seconds), written here
