@@ -224,7 +224,6 @@ impl World {
             AzureWait::Done { id } => return Completion::Done { id: id.clone(), public_ip: None, tunnels: Vec::new() },
             AzureWait::Resource { kind, id, goal } => (*kind, id, *goal),
         };
-        let now = self.now_ms;
         let Some((phase, public_ip)) = self.azure.phase_of(kind, id) else {
             return match goal {
                 Goal::Gone | Goal::Settled => Completion::Done { id: Some(id.clone()), public_ip: None, tunnels: Vec::new() },
@@ -253,9 +252,9 @@ impl World {
                 "Canceled",
                 format!("The delete of '{id}' was canceled; the resource still exists."),
             )),
-            _ => Completion::Running {
-                retry_after_ms: Some(phase.remaining(now).unwrap_or(AZURE_RETRY_AFTER_MS).clamp(1, AZURE_RETRY_AFTER_MS)),
-            },
+            // ARM says "Retry-After: 10" whatever is left, so the caller's detection
+            // lags the real end by up to 10 s, as it does against Azure.
+            _ => Completion::Running { retry_after_ms: Some(AZURE_RETRY_AFTER_MS) },
         }
     }
 }
