@@ -499,7 +499,7 @@ async fn operations_survive_a_reopen() {
     let (aws, az) = (SimAws::new(cloud.clone(), aws_target()), SimAzure::new(cloud.clone(), azure_target()));
     assert!(matches!(aws.poll(&aws_h).await.unwrap(), OpStatus::Running { retry_after: None }));
     match az.poll(&az_h).await.unwrap() {
-        OpStatus::Running { retry_after } => assert_eq!(retry_after, Some(Duration::from_secs(5))),
+        OpStatus::Running { retry_after } => assert_eq!(retry_after, Some(Duration::from_secs(10)), "ARM's Retry-After"),
         other => panic!("{other:?}"),
     }
     tokio::time::sleep(Duration::from_secs(15)).await;
