@@ -122,8 +122,8 @@ impl Session {
 
     /// Both sides' state, observed concurrently.
     pub async fn observe(&self) -> anyhow::Result<Observed> {
-        let (azure, aws) = tokio::join!(self.azure.observe(&self.owner), self.aws.observe(&self.owner));
-        Ok(Observed { azure: azure.context("observing Azure")?, aws: aws.context("observing AWS")? })
+        let settings = vpnbridge_core::exec::ExecSettings::default();
+        vpnbridge_core::exec::observe(&*self.aws, &*self.azure, &self.owner, &settings).await.context("observing the clouds")
     }
 
     /// Persists the simulated clouds (they are also saved after every mutating call).

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::endpoint::{Aws, Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, VpnEndpoint};
 use crate::model::{AwsObserved, AwsState, Owner, TAG_ROLE, Tags};
-use crate::ops::{AwsOp, AwsResourceKind, AzureOp, OpOutput, StepId};
-use crate::plan::{Plan, Step, StepOp};
+use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, OpOutput, StepId};
+use crate::plan::{Action, Plan, Step, StepOp};
 
 /// How the executor waits and retries. The defaults suit real clouds; on the
 /// simulator they run on virtual time.
@@ -35,6 +35,9 @@ pub struct ExecSettings {
     /// First back-off after a transient error (doubled each time, with jitter).
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// After a create failed in a way that may have committed, how long to keep
+    /// looking for the resource (lists are eventually consistent) before creating again.
+    pub consistency_window: Duration,
 }
 
 impl Default for ExecSettings {
@@ -46,6 +49,7 @@ impl Default for ExecSettings {
             max_retries: 8,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            consistency_window: Duration::from_secs(30),
         }
     }
 }
@@ -288,15 +292,17 @@ impl Executor {
             None => None,
         };
         let limit = deadline(&step.op);
-        match tokio::time::timeout(limit, self.drive(step.id, op, &sink, t0)).await {
+        match tokio::time::timeout(limit, self.drive(step, op, &sink, t0)).await {
             Ok(r) => r,
             Err(_) => Err(StepError::Deadline(limit)),
         }
     }
 
     /// Start (retrying transient failures safely), then poll until done.
-    async fn drive(&self, step: StepId, op: BoundOp, sink: &EventSink, t0: Instant) -> Result<OpOutput, StepError> {
+    async fn drive(&self, step: &Step, mut op: BoundOp, sink: &EventSink, t0: Instant) -> Result<OpOutput, StepError> {
+        let id = step.id;
         let mut attempt = 0u32;
+        let mut may_exist = step.action == Action::Create;
         loop {
             let started = match &op {
                 BoundOp::Aws(o) => self.aws.start(o).await,
@@ -306,39 +312,41 @@ impl Executor {
                 Ok(h) => h,
                 // Deleting what is already gone is success.
                 Err(e) if e.kind == ErrorKind::NotFound && op.is_delete() => {
-                    tracing::info!(step, error = %e, "already gone");
+                    tracing::info!(step = id, error = %e, "already gone");
                     return Ok(OpOutput::default());
                 }
                 Err(e) if e.is_transient() && attempt < self.settings.max_retries => {
-                    // A create without a client token may have been committed although
-                    // the call failed: look for it by tag before creating again.
-                    if let BoundOp::Aws(o) = &op {
-                        if o.creates_without_token() && e.may_have_committed {
-                            if let Some(h) = self.find_committed_create(o).await {
-                                h
-                            } else {
-                                attempt += 1;
-                                self.back_off(step, attempt, &e, sink, t0).await;
-                                continue;
-                            }
-                        } else {
-                            attempt += 1;
-                            self.back_off(step, attempt, &e, sink, t0).await;
+                    // A create may have been carried out although the call failed (a
+                    // timeout after commit; AWS creates have no client token): look for
+                    // it before creating again, and wait for it if it is there.
+                    let found = if e.may_have_committed && may_exist { self.find_committed(&op).await } else { None };
+                    match found {
+                        // From now on this step waits for what was created.
+                        Some(Found::Wait(wait)) => {
+                            tracing::info!(
+                                step = id,
+                                ?wait,
+                                "the create was carried out despite the error; waiting for it instead of creating again"
+                            );
+                            op = wait;
+                            may_exist = false;
                             continue;
                         }
-                    } else {
-                        attempt += 1;
-                        self.back_off(step, attempt, &e, sink, t0).await;
-                        continue;
+                        Some(Found::Done) => return Ok(OpOutput::default()),
+                        None => {
+                            attempt += 1;
+                            self.back_off(id, attempt, &e, sink, t0).await;
+                            continue;
+                        }
                     }
                 }
                 Err(e) => return Err(e.into()),
             };
-            match self.poll_until_done(step, &op, &handle, sink, t0).await? {
+            match self.poll_until_done(id, &op, &handle, sink, t0).await? {
                 PollEnd::Done(out) => return Ok(out),
                 PollEnd::FailedTransient(e) if attempt < self.settings.max_retries => {
                     attempt += 1;
-                    self.back_off(step, attempt, &e, sink, t0).await;
+                    self.back_off(id, attempt, &e, sink, t0).await;
                 }
                 PollEnd::FailedTransient(e) => return Err(e.into()),
             }
@@ -386,18 +394,126 @@ impl Executor {
         tokio::time::sleep(delay).await;
     }
 
-    /// After an ambiguous failure of a create: the resource, if the cloud did commit it.
-    async fn find_committed_create(&self, op: &AwsOp) -> Option<OpHandle> {
-        let tags = match op {
-            AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => {
-                tags
+    /// After an ambiguous failure of a create: a handle that waits for the resource if
+    /// the cloud did commit it. Lists are eventually consistent, so it looks several
+    /// times within the consistency window before concluding that nothing was created.
+    async fn find_committed(&self, op: &BoundOp) -> Option<Found> {
+        let deadline = Instant::now() + self.settings.consistency_window;
+        let mut pause = Duration::from_secs(2);
+        loop {
+            let found = match op {
+                BoundOp::Aws(o) => match self.aws.observe(&self.owner).await {
+                    Ok(observed) => match aws_committed(&observed, o) {
+                        Committed::No => None,
+                        Committed::Done => return Some(Found::Done),
+                        Committed::InProgress(kind, id) => Some(BoundOp::Aws(AwsOp::Await { kind, id })),
+                    },
+                    Err(_) => None,
+                },
+                BoundOp::Azure(o) => {
+                    let (kind, name) = o.created_resource()?;
+                    match self.azure.observe(&self.owner).await {
+                        Ok(observed) if azure_exists(&observed, kind, name) => {
+                            Some(BoundOp::Azure(AzureOp::Await { kind, name: name.to_owned() }))
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            if let Some(wait) = found {
+                return Some(Found::Wait(wait));
             }
-            _ => return None,
-        };
-        let observed = self.aws.observe(&self.owner).await.ok()?;
-        let (kind, id) = find_by_tags(&observed, tags)?;
-        tracing::info!(%id, "the create was committed despite the error; waiting for it instead of creating again");
-        self.aws.start(&AwsOp::Await { kind, id }).await.ok()
+            if Instant::now() + pause > deadline {
+                return None;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// What a re-observation says about a create whose answer was lost.
+#[derive(Debug)]
+enum Found {
+    /// It was carried out and is still settling: wait for it with this operation.
+    Wait(BoundOp),
+    /// It was carried out and is in place (untaggable things: routes, attachments).
+    Done,
+}
+
+enum Committed {
+    No,
+    Done,
+    InProgress(AwsResourceKind, String),
+}
+
+/// Whether the cloud already holds what `op` asked for.
+fn aws_committed(observed: &AwsObserved, op: &AwsOp) -> Committed {
+    match op {
+        AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => {
+            find_by_tags(observed, tags).map_or(Committed::No, |(kind, id)| Committed::InProgress(kind, id))
+        }
+        AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
+            let attached =
+                observed.vpn_gateways.iter().find(|v| &v.id == vgw_id).and_then(|v| v.attachments.iter().find(|a| &a.vpc_id == vpc_id));
+            match attached.map(|a| a.state) {
+                Some(crate::model::AttachmentState::Attached) => Committed::Done,
+                Some(crate::model::AttachmentState::Attaching) => Committed::InProgress(AwsResourceKind::VgwAttachment, vgw_id.clone()),
+                _ => Committed::No,
+            }
+        }
+        AwsOp::CreateRoute { route_table_id, destination, vgw_id } => {
+            let table = observed.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| &t.id == route_table_id));
+            let there =
+                table.is_some_and(|t| t.routes.iter().any(|r| r.destination == *destination && r.gateway_id.as_ref() == Some(vgw_id)));
+            if there { Committed::Done } else { Committed::No }
+        }
+        AwsOp::CreateVpnConnectionRoute { vpn_id, destination } => {
+            let vpn = observed.vpn_connections.iter().find(|v| &v.id == vpn_id);
+            let there = vpn.is_some_and(|v| v.routes.iter().any(|r| r.destination == *destination && !r.state.is_gone()));
+            if there { Committed::Done } else { Committed::No }
+        }
+        _ => Committed::No,
+    }
+}
+
+fn azure_exists(o: &crate::model::AzureObserved, kind: AzureResourceKind, name: &str) -> bool {
+    match kind {
+        AzureResourceKind::PublicIp => o.public_ips.iter().any(|p| p.name == name),
+        AzureResourceKind::VpnGateway => o.vpn_gateway.as_ref().is_some_and(|g| g.name == name),
+        AzureResourceKind::LocalNetworkGateway => o.local_network_gateways.iter().any(|l| l.name == name),
+        AzureResourceKind::Connection => o.connections.iter().any(|c| c.name == name),
+    }
+}
+
+/// Observes both clouds at once, retrying throttling and transient errors the way the
+/// executor retries its calls. The way every run starts.
+pub async fn observe(
+    aws: &dyn VpnEndpoint<Aws>,
+    azure: &dyn VpnEndpoint<Azure>,
+    owner: &Owner,
+    settings: &ExecSettings,
+) -> Result<crate::plan::Observed, EndpointError> {
+    let (aws, azure) = tokio::join!(observe_one(aws, owner, settings), observe_one(azure, owner, settings));
+    Ok(crate::plan::Observed { aws: aws?, azure: azure? })
+}
+
+async fn observe_one<C: crate::endpoint::Cloud>(
+    ep: &dyn VpnEndpoint<C>,
+    owner: &Owner,
+    settings: &ExecSettings,
+) -> Result<C::Observed, EndpointError> {
+    let mut attempt = 0;
+    loop {
+        match ep.observe(owner).await {
+            Err(e) if e.is_transient() && attempt < settings.max_retries => {
+                attempt += 1;
+                let delay = e.retry_after.unwrap_or_else(|| jittered(settings.backoff_initial, settings.backoff_max, attempt));
+                tracing::info!(cloud = %C::NAME, attempt, error = %e, ?delay, "observe failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            r => return r,
+        }
     }
 }
 
@@ -437,6 +553,7 @@ enum PollEnd {
     FailedTransient(EndpointError),
 }
 
+#[derive(Debug)]
 enum BoundOp {
     Aws(AwsOp),
     Azure(AzureOp),
@@ -494,7 +611,7 @@ mod behaviour {
     use crate::endpoint::Tunnel;
     use crate::model::{AzureObserved, CustomerGateway, Role};
     use crate::ops::{AzureOp, Late, OutputField, Planned};
-    use crate::plan::{Action, PlanKind};
+    use crate::plan::PlanKind;
 
     mockall::mock! {
         pub AwsEndpoint {}

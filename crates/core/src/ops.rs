@@ -431,6 +431,17 @@ impl AzureOp<Planned> {
 }
 
 impl<B: Binding> AzureOp<B> {
+    /// The resource a PUT creates (or updates), for finding it after an ambiguous failure.
+    pub fn created_resource(&self) -> Option<(AzureResourceKind, &str)> {
+        match self {
+            AzureOp::CreatePublicIp { name, .. } => Some((AzureResourceKind::PublicIp, name)),
+            AzureOp::CreateVpnGateway { name, .. } => Some((AzureResourceKind::VpnGateway, name)),
+            AzureOp::PutLocalNetworkGateway { name, .. } => Some((AzureResourceKind::LocalNetworkGateway, name)),
+            AzureOp::PutConnection { name, .. } => Some((AzureResourceKind::Connection, name)),
+            _ => None,
+        }
+    }
+
     /// Whether the operation removes something: "not found" then means already done.
     pub fn is_delete(&self) -> bool {
         matches!(

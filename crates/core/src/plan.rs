@@ -564,19 +564,19 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
 
     let gw_name = names.gateway();
     let mut gw_step = None;
+    let gateway_put = AzureOp::CreateVpnGateway {
+        name: gw_name.clone(),
+        vnet: config.azure.vnet.clone(),
+        sku: config.azure.gateway_sku.to_string(),
+        generation: config.azure.gateway_generation.to_string(),
+        public_ips: (0..INSTANCES).map(|k| names.public_ip(k)).collect(),
+        enable_bgp: false,
+        asn: None,
+        tags: owner.tags(&Role::VpnGateway),
+    };
     match &az.vpn_gateway {
         None => {
-            let op = AzureOp::CreateVpnGateway {
-                name: gw_name.clone(),
-                vnet: config.azure.vnet.clone(),
-                sku: config.azure.gateway_sku.to_string(),
-                generation: config.azure.gateway_generation.to_string(),
-                public_ips: (0..INSTANCES).map(|k| names.public_ip(k)).collect(),
-                enable_bgp: false,
-                asn: None,
-                tags: owner.tags(&Role::VpnGateway),
-            };
-            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &pip_step));
+            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &pip_step));
         }
         Some(gw) => {
             if gw.generation != config.azure.gateway_generation.to_string() {
@@ -596,11 +596,16 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 let op = AzureOp::Await { kind: AzureResourceKind::VpnGateway, name: gw_name.clone() };
                 gw_step = Some(b.push(Action::Wait, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &pip_step));
             } else if gw.state == ProvisioningState::Failed {
-                problems.push(format!(
-                    "gateway \"{}\" is in provisioning state Failed: inspect it in the Azure portal (a reset or a re-PUT often fixes it), \
-                     or destroy and rebuild",
-                    gw.name
-                ));
+                // Azure's remedy for a gateway in Failed state: PUT it again.
+                let id = b.push(Action::Modify, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &pip_step);
+                b.disrupt(
+                    id,
+                    format!(
+                        "gateway \"{}\" is in state Failed; it is provisioned again (tunnels through it are down until it succeeds)",
+                        gw.name
+                    ),
+                );
+                gw_step = Some(id);
             } else if gw.sku != config.azure.gateway_sku.to_string() {
                 let op = AzureOp::ResizeVpnGateway { name: gw_name.clone(), sku: config.azure.gateway_sku.to_string() };
                 let id = b.push(Action::Modify, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &[]);
@@ -964,6 +969,20 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         let cn = pairing::connection(az, &slot.azure_connection);
         let cn_role = Role::Connection(k, t);
         match cn {
+            Some(c) if c.state == ProvisioningState::Failed => {
+                let op = AzureOp::PutConnection {
+                    name: slot.azure_connection.clone(),
+                    gateway: gw_name.clone(),
+                    local_network_gateway: slot.local_network_gateway.clone(),
+                    shared_key: psk.clone(),
+                    enable_bgp: false,
+                    dpd_timeout_seconds: AZURE_DPD_SECONDS,
+                    tags: owner.tags(&cn_role),
+                };
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
+                let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(op), &after);
+                b.disrupt(id, format!("{} is in state Failed; it is provisioned again", c.name));
+            }
             None => {
                 let op = AzureOp::PutConnection {
                     name: slot.azure_connection.clone(),

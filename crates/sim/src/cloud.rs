@@ -172,6 +172,29 @@ impl SimCloud {
         fs::rename(&tmp, path).map_err(write_err)
     }
 
+    /// Leaves the Azure resource with ARM id `id` in provisioning state Failed, as an
+    /// operation that ended Failed does. Returns whether such a resource exists.
+    pub fn fail_azure_resource(&self, id: &str) -> bool {
+        use vpnbridge_core::model::ProvisioningState::Failed;
+        let mut w = self.lock();
+        let now = w.now_ms;
+        let a = &mut w.azure;
+        let phase = if let Some(r) = a.public_ips.get_mut(id) {
+            &mut r.phase
+        } else if let Some(r) = a.gateways.get_mut(id) {
+            &mut r.phase
+        } else if let Some(r) = a.local_network_gateways.get_mut(id) {
+            &mut r.phase
+        } else if let Some(r) = a.connections.get_mut(id) {
+            &mut r.phase
+        } else {
+            return false;
+        };
+        *phase = crate::world::Phase::stable(Failed, now);
+        let _ = self.save_locked(&w);
+        true
+    }
+
     /// Creates the user's VNet (with its GatewaySubnet) and VPC (with a main route table
     /// holding a `local` route per CIDR) if they do not exist. Not a call of ours: it
     /// stands for what the user built before running vpnbridge.

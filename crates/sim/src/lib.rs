@@ -11,6 +11,7 @@
 mod aws;
 mod azure;
 mod cloud;
+pub mod faults;
 mod latency;
 pub mod world;
 
@@ -22,6 +23,7 @@ use vpnbridge_core::ops::OpOutput;
 pub use aws::{AwsTarget, SimAws};
 pub use azure::{AzureTarget, SimAzure};
 pub use cloud::{SimCloud, SimError, VnetSpec, VpcSpec};
+pub use faults::{Fault, FaultInjector, FaultPlan, Faulty};
 pub use latency::LatencyTable;
 pub use world::World;
 

@@ -297,7 +297,8 @@ impl World {
                     format!("The SKU, zones and allocation method of public IP {id} cannot be changed."),
                 ));
             }
-            if existing.tags != body.tags {
+            // A PUT on a resource whose provisioning failed provisions it again.
+            if existing.tags != body.tags || existing.phase.state == ProvisioningState::Failed {
                 existing.tags = body.tags.clone();
                 existing.phase.go(ProvisioningState::Updating, now, dur);
             }
@@ -398,7 +399,11 @@ impl World {
             let dur = ms(self.latency.azure_vpn_gateway_resize);
             let g = self.azure.gateways.get_mut(id).expect("checked");
             g.tags = body.tags.clone();
-            if g.sku != body.sku {
+            if g.phase.state == ProvisioningState::Failed {
+                // Azure's advice for a gateway in Failed state: PUT it again.
+                g.sku = body.sku.clone();
+                g.phase.go(ProvisioningState::Updating, now, ms(self.latency.azure_vpn_gateway));
+            } else if g.sku != body.sku {
                 g.sku = body.sku.clone();
                 g.phase.go(ProvisioningState::Updating, now, dur);
             }
@@ -572,8 +577,10 @@ impl World {
             if busy(&existing.phase) {
                 return Err(in_progress(id, "(local network gateway operation)"));
             }
-            let changed =
-                existing.gateway_ip != body.gateway_ip || existing.address_prefixes != body.address_prefixes || existing.tags != body.tags;
+            let changed = existing.gateway_ip != body.gateway_ip
+                || existing.address_prefixes != body.address_prefixes
+                || existing.tags != body.tags
+                || existing.phase.state == ProvisioningState::Failed;
             if changed {
                 existing.gateway_ip = body.gateway_ip;
                 existing.address_prefixes = body.address_prefixes.clone();
@@ -659,7 +666,7 @@ impl World {
             let dur = ms(if other_changed { self.latency.azure_connection } else { self.latency.azure_shared_key_update });
             let c = self.azure.connections.get_mut(id).expect("checked");
             c.tags = body.tags.clone();
-            if key_changed || other_changed {
+            if key_changed || other_changed || c.phase.state == ProvisioningState::Failed {
                 c.shared_key = body.shared_key.clone();
                 c.enable_bgp = body.enable_bgp;
                 c.dpd_timeout_seconds = body.dpd_timeout_seconds;

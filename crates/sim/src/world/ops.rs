@@ -239,7 +239,8 @@ impl World {
             (ProvisioningState::Succeeded, Goal::Ready | Goal::Settled) => {
                 Completion::Done { id: Some(id.clone()), public_ip, tunnels: Vec::new() }
             }
-            (ProvisioningState::Failed, Goal::Settled) => Completion::Done { id: Some(id.clone()), public_ip, tunnels: Vec::new() },
+            // Waiting for an operation that ended Failed: the wait fails too, so the
+            // next plan provisions the resource again.
             (ProvisioningState::Failed, _) => Completion::Failed(ApiError::new(
                 200,
                 ErrorKind::Permanent,
