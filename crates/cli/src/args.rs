@@ -12,6 +12,7 @@ Exit codes:
   3   the configuration is invalid (no cloud was called)
   4   the clouds contradict the configuration (preflight); nothing was changed
   5   confirmation declined or impossible (no terminal and no --yes)
+  8   another vpnbridge run holds this deployment's lock (VPNBRIDGE_LOCK_WAIT: seconds to wait, default 30)
   64  command-line usage error";
 
 const EXAMPLES: &str = "\
@@ -92,4 +93,17 @@ pub enum Command {
         #[arg(short, long)]
         yes: bool,
     },
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::Plan { .. } => "plan",
+            Command::Apply { .. } => "apply",
+            Command::Status => "status",
+            Command::Destroy { .. } => "destroy",
+        }
+    }
 }

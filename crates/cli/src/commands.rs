@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let loaded = session::load_config(&g.config)?;
     plan::check_supported(&loaded.config).map_err(Failure::Unsupported)?;
-    let session = Session::open(loaded, g.sim_dir.as_deref())?;
+    let session = Session::open(loaded, g.sim_dir.as_deref(), cli.command.name())?;
     if let Some((_, dir)) = &session.sim {
         let (a, b) = session.simulated();
         if let Some(banner) = render::banner(a, b, Some(dir)) {

@@ -12,5 +12,7 @@ pub const CONFIG_INVALID: u8 = 3;
 pub const PREFLIGHT: u8 = 4;
 /// Confirmation declined or impossible.
 pub const NOT_CONFIRMED: u8 = 5;
+/// Another run holds the deployment's lock.
+pub const LOCKED: u8 = 8;
 /// Command-line usage error.
 pub const USAGE: u8 = 64;

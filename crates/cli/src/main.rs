@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod exit;
+mod lock;
 mod logging;
 mod render;
 mod session;
@@ -27,6 +28,8 @@ pub enum Failure {
     Preflight(PlanError),
     /// The user did not confirm.
     NotConfirmed(String),
+    /// Another run holds the deployment's lock.
+    Locked(lock::LockHeld),
     /// Some steps failed; the report was already printed.
     StepsFailed,
     Other(anyhow::Error),
@@ -38,6 +41,7 @@ impl Failure {
             Failure::Config(_) | Failure::Unsupported(_) => exit::CONFIG_INVALID,
             Failure::Preflight(_) => exit::PREFLIGHT,
             Failure::NotConfirmed(_) => exit::NOT_CONFIRMED,
+            Failure::Locked(_) => exit::LOCKED,
             Failure::StepsFailed | Failure::Other(_) => exit::FAILED,
         }
     }
@@ -48,6 +52,7 @@ impl Failure {
             Failure::Unsupported(_) => "unsupported",
             Failure::Preflight(_) => "preflight",
             Failure::NotConfirmed(_) => "not_confirmed",
+            Failure::Locked(_) => "locked",
             Failure::StepsFailed => "steps_failed",
             Failure::Other(_) => "error",
         }
@@ -58,6 +63,7 @@ impl Failure {
             Failure::Config(e) => e.0.iter().map(ToString::to_string).collect(),
             Failure::Preflight(e) | Failure::Unsupported(e) => e.0.clone(),
             Failure::NotConfirmed(m) => vec![m.clone()],
+            Failure::Locked(e) => vec![e.to_string()],
             Failure::StepsFailed => vec!["some steps failed; see the report".into()],
             Failure::Other(e) => vec![format!("{e:#}")],
         }

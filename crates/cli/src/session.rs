@@ -14,6 +14,7 @@ use vpnbridge_core::validate::{self, ConfigWarning};
 use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
 use crate::Failure;
+use crate::lock::RunLock;
 
 pub struct Session {
     pub config: Config,
@@ -25,6 +26,8 @@ pub struct Session {
     azure_calls: Arc<CallCounter>,
     /// The simulated clouds, when a side is simulated.
     pub sim: Option<(SimCloud, PathBuf)>,
+    /// One run at a time on the simulated world.
+    _lock: Option<RunLock>,
 }
 
 impl std::fmt::Debug for Session {
@@ -54,12 +57,14 @@ pub fn load_config(path: &Path) -> Result<validate::Loaded, Failure> {
 impl Session {
     /// Opens the endpoints the config names. `sim_dir` overrides where the simulator
     /// keeps its clouds.
-    pub fn open(loaded: validate::Loaded, sim_dir: Option<&Path>) -> Result<Self, Failure> {
+    pub fn open(loaded: validate::Loaded, sim_dir: Option<&Path>, command: &str) -> Result<Self, Failure> {
         let config = loaded.config;
         let owner = Owner::new(&config.name);
         let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
+        let mut lock = None;
         let sim = if needs_sim {
             let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
+            lock = Some(RunLock::acquire(&dir, command, lock_wait())?.map_err(Failure::Locked)?);
             let cloud = SimCloud::open(&dir)
                 .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
                 .map_err(Failure::Other)?;
@@ -104,7 +109,7 @@ impl Session {
             }
             _ => return Err(Failure::Other(real_backend_missing("azure", "Azure side for real: vpnbridge-azure"))),
         };
-        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim })
+        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, _lock: lock })
     }
 
     pub fn simulated(&self) -> (bool, bool) {
@@ -133,6 +138,12 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// How long to wait for another run's lock: `VPNBRIDGE_LOCK_WAIT` seconds, default 30.
+fn lock_wait() -> std::time::Duration {
+    let secs = std::env::var("VPNBRIDGE_LOCK_WAIT").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    std::time::Duration::from_secs(secs)
 }
 
 /// `.vpnbridge/` next to the config file.

@@ -1,6 +1,7 @@
 //! The binary, run the way a user runs it, on the simulator.
 
 mod foreign;
+mod lock;
 mod workflow;
 
 use std::path::{Path, PathBuf};
