@@ -14,6 +14,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench(),
+        Some("chaos") => chaos(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci|bench>\n  ci     fmt check, clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts"
@@ -76,6 +77,33 @@ fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok((passed, failed))
+}
+
+/// The randomised fault campaign at a size of your choosing (CI runs 1000 schedules).
+fn chaos(args: &[String]) -> Result<()> {
+    let mut schedules = "10000".to_owned();
+    let mut seed = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--schedules" => schedules = it.next().context("--schedules needs a number")?.clone(),
+            "--seed" => seed = Some(it.next().context("--seed needs a number")?.clone()),
+            other => bail!("unknown option {other}; usage: cargo xtask chaos [--schedules N] [--seed S]"),
+        }
+    }
+    eprintln!("$ cargo test -p vpnbridge-sim --test it chaos::fault_campaign (schedules {schedules})");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["test", "-p", "vpnbridge-sim", "--test", "it", "chaos::fault_campaign", "--", "--nocapture"])
+        .current_dir(root())
+        .env("VPNBRIDGE_CHAOS_SCHEDULES", &schedules);
+    if let Some(s) = seed {
+        cmd.env("VPNBRIDGE_CHAOS_SEED", s);
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        bail!("the fault campaign failed; the minimal failing schedule is printed above");
+    }
+    Ok(())
 }
 
 /// The clouds' real dependencies and the default latencies (seconds), written here

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use vpnbridge_core::config::{Backend, Config};
-use vpnbridge_core::endpoint::{Aws, Azure, CallCount, CallCounter, Instrumented, VpnEndpoint};
+use vpnbridge_core::endpoint::{Aws, Azure, CallCount, CallCounter, CloudName, Instrumented, VpnEndpoint};
 use vpnbridge_core::model::Owner;
 use vpnbridge_core::plan::Observed;
 use vpnbridge_core::validate::{self, ConfigWarning};
-use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
+use vpnbridge_sim::{AwsTarget, AzureTarget, FaultInjector, FaultPlan, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
 use crate::Failure;
 use crate::lock::RunLock;
@@ -88,7 +88,7 @@ impl Session {
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AwsTarget { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone() };
-                let ep = Instrumented::new(SimAws::new(cloud.clone(), target));
+                let ep = Instrumented::new(faults(cloud)?.wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
@@ -103,7 +103,7 @@ impl Session {
                     location: az.location.clone(),
                     vnet: az.vnet.clone(),
                 };
-                let ep = Instrumented::new(SimAzure::new(cloud.clone(), target));
+                let ep = Instrumented::new(faults(cloud)?.wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
@@ -138,6 +138,26 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The simulator's fault injection, from `VPNBRIDGE_SIM_FAULTS` (for demos: see the
+/// README). One injector per world, shared by both clouds. A simulated crash ends the
+/// process on the spot, as a real one would; the next run finishes the job.
+fn faults(cloud: &SimCloud) -> Result<FaultInjector, Failure> {
+    static INJECTOR: std::sync::OnceLock<FaultInjector> = std::sync::OnceLock::new();
+    if let Some(f) = INJECTOR.get() {
+        return Ok(f.clone());
+    }
+    let plan = match std::env::var("VPNBRIDGE_SIM_FAULTS") {
+        Ok(spec) => spec.parse::<FaultPlan>().map_err(|e| Failure::Other(anyhow::anyhow!("VPNBRIDGE_SIM_FAULTS: {e}")))?,
+        Err(_) => FaultPlan::none(),
+    };
+    let injector = FaultInjector::new(cloud, plan);
+    injector.on_crash(|call| {
+        eprintln!("\nSIMULATED CRASH right after call {call}: this process stops here. Run the same command again to finish the job.");
+        std::process::exit(70);
+    });
+    Ok(INJECTOR.get_or_init(|| injector).clone())
 }
 
 /// How long to wait for another run's lock: `VPNBRIDGE_LOCK_WAIT` seconds, default 30.
