@@ -1,5 +1,6 @@
 //! The binary, run the way a user runs it, on the simulator.
 
+mod bad_configs;
 mod foreign;
 mod lock;
 mod workflow;
