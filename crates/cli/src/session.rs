@@ -73,21 +73,14 @@ impl Session {
             None
         };
         if let Some((cloud, _)) = &sim {
-            let az = &config.azure;
-            let vnet = VnetSpec {
-                subscription_id: az.subscription_id.clone(),
-                resource_group: az.resource_group.clone(),
-                location: az.location.clone(),
-                name: az.vnet.clone(),
-                address_space: az.address_space.clone(),
-                gateway_subnet: az.gateway_subnet,
-            };
-            let vpc = VpcSpec { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone(), cidrs: config.aws.cidrs.clone() };
-            cloud.ensure_prerequisites(&vnet, &vpc).context("creating the simulated VNet and VPC").map_err(Failure::Other)?;
+            cloud
+                .ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config))
+                .context("creating the simulated VNet and VPC")
+                .map_err(Failure::Other)?;
         }
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
-                let target = AwsTarget { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone() };
+                let target = AwsTarget::from_config(&config);
                 let ep = Instrumented::new(faults(cloud)?.wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
@@ -96,13 +89,7 @@ impl Session {
         };
         let (azure, azure_calls) = match (config.azure.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
-                let az = &config.azure;
-                let target = AzureTarget {
-                    subscription_id: az.subscription_id.clone(),
-                    resource_group: az.resource_group.clone(),
-                    location: az.location.clone(),
-                    vnet: az.vnet.clone(),
-                };
+                let target = AzureTarget::from_config(&config);
                 let ep = Instrumented::new(faults(cloud)?.wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)

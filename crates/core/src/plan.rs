@@ -402,14 +402,12 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
             az.vnet, az.resource_group
         )),
         Some(vnet) => {
-            for p in &az.address_space {
-                if !vnet.address_space.iter().any(|a| a.contains(&IpNet::V4(*p))) {
-                    problems.push(format!(
-                        "azure.address_space declares {p}, but VNet \"{}\" has {}: fix azure.address_space in {file}",
-                        vnet.name,
-                        join(&vnet.address_space)
-                    ));
-                }
+            for p in undeclared(&az.address_space, &vnet.address_space) {
+                problems.push(format!(
+                    "azure.address_space declares {p}, but VNet \"{}\" has {}: fix azure.address_space in {file}",
+                    vnet.name,
+                    join(&vnet.address_space)
+                ));
             }
             match vnet.gateway_subnet() {
                 None => problems.push(format!(
@@ -470,10 +468,8 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
             aws.vpc_id, aws.region
         )),
         Some(vpc) => {
-            for c in &aws.cidrs {
-                if !vpc.cidrs.iter().any(|a| a.contains(&IpNet::V4(*c))) {
-                    problems.push(format!("aws.cidrs declares {c}, but VPC {} has {}: fix aws.cidrs in {file}", vpc.id, join(&vpc.cidrs)));
-                }
+            for c in undeclared(&aws.cidrs, &vpc.cidrs) {
+                problems.push(format!("aws.cidrs declares {c}, but VPC {} has {}: fix aws.cidrs in {file}", vpc.id, join(&vpc.cidrs)));
             }
             for rtb in &aws.route_tables {
                 if !vpc.route_tables.iter().any(|t| &t.id == rtb) {
@@ -505,6 +501,11 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// Declared prefixes that the real network does not contain.
+fn undeclared<'a>(declared: &'a [Ipv4Net], actual: &'a [IpNet]) -> impl Iterator<Item = &'a Ipv4Net> {
+    declared.iter().filter(|p| !actual.iter().any(|a| a.contains(&IpNet::V4(**p))))
 }
 
 fn join<T: fmt::Display>(v: &[T]) -> String {
@@ -967,39 +968,24 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         }
 
         let cn = pairing::connection(az, &slot.azure_connection);
-        let cn_role = Role::Connection(k, t);
+        let connection_put = AzureOp::PutConnection {
+            name: slot.azure_connection.clone(),
+            gateway: gw_name.clone(),
+            local_network_gateway: slot.local_network_gateway.clone(),
+            shared_key: psk.clone(),
+            enable_bgp: false,
+            dpd_timeout_seconds: AZURE_DPD_SECONDS,
+            tags: owner.tags(&Role::Connection(k, t)),
+        };
         match cn {
             Some(c) if c.state == ProvisioningState::Failed => {
-                let op = AzureOp::PutConnection {
-                    name: slot.azure_connection.clone(),
-                    gateway: gw_name.clone(),
-                    local_network_gateway: slot.local_network_gateway.clone(),
-                    shared_key: psk.clone(),
-                    enable_bgp: false,
-                    dpd_timeout_seconds: AZURE_DPD_SECONDS,
-                    tags: owner.tags(&cn_role),
-                };
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
-                let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(op), &after);
+                let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
                 b.disrupt(id, format!("{} is in state Failed; it is provisioned again", c.name));
             }
             None => {
-                let op = AzureOp::PutConnection {
-                    name: slot.azure_connection.clone(),
-                    gateway: gw_name.clone(),
-                    local_network_gateway: slot.local_network_gateway.clone(),
-                    shared_key: psk.clone(),
-                    enable_bgp: false,
-                    dpd_timeout_seconds: AZURE_DPD_SECONDS,
-                    tags: owner.tags(&cn_role),
-                };
-                b.push(
-                    Action::Create,
-                    "connection",
-                    slot.azure_connection.clone(),
-                    StepOp::Azure(op),
-                    &[gw_step, lng_step, key_changed.get(&(k, t)).copied()],
-                );
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
+                b.push(Action::Create, "connection", slot.azure_connection.clone(), StepOp::Azure(connection_put), &after);
             }
             Some(c) if c.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };

@@ -12,6 +12,7 @@ mod aws;
 mod azure;
 mod cloud;
 pub mod faults;
+mod from_config;
 mod latency;
 pub mod world;
 

@@ -87,23 +87,10 @@ impl Rig {
     fn with_transcript(transcript: Transcript) -> Self {
         let config = config();
         let cloud = SimCloud::in_memory();
-        let az = &config.azure;
-        cloud
-            .ensure_prerequisites(
-                &VnetSpec {
-                    subscription_id: az.subscription_id.clone(),
-                    resource_group: az.resource_group.clone(),
-                    location: az.location.clone(),
-                    name: az.vnet.clone(),
-                    address_space: az.address_space.clone(),
-                    gateway_subnet: az.gateway_subnet,
-                },
-                &VpcSpec { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone(), cidrs: config.aws.cidrs.clone() },
-            )
-            .unwrap();
+        cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
         // Someone else's resources beside ours, including a CGW and an LNG that look
         // like ours would.
-        let target = azure_target(&config);
+        let target = AzureTarget::from_config(&config);
         cloud.add_foreign_vpn_gateway(None);
         cloud.add_foreign_customer_gateway([198, 51, 100, 7].into(), 65000);
         cloud.add_foreign_local_network_gateway(
@@ -125,9 +112,9 @@ impl Rig {
         self.runs += 1;
         let injector = FaultInjector::new(&self.cloud, faults);
         let aws: Arc<dyn VpnEndpoint<Aws>> =
-            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), aws_target(&self.config)), CloudName::Aws));
+            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config)), CloudName::Aws));
         let azure: Arc<dyn VpnEndpoint<Azure>> =
-            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), azure_target(&self.config)), CloudName::Azure));
+            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config)), CloudName::Azure));
         let outcome = self.run_with(destroy, aws, azure, &injector).await;
         for (f, n) in injector.injected() {
             *self.faults_injected.entry(f).or_default() += n;
@@ -190,8 +177,8 @@ impl Rig {
     }
 
     async fn observe(&self) -> Observed {
-        let aws = SimAws::new(self.cloud.clone(), aws_target(&self.config));
-        let azure = SimAzure::new(self.cloud.clone(), azure_target(&self.config));
+        let aws = SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config));
+        let azure = SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config));
         Observed { aws: aws.observe(&self.owner).await.unwrap(), azure: azure.observe(&self.owner).await.unwrap() }
     }
 
@@ -253,18 +240,6 @@ impl Rig {
     }
 }
 
-fn aws_target(c: &Config) -> AwsTarget {
-    AwsTarget { region: c.aws.region.clone(), vpc_id: c.aws.vpc_id.clone() }
-}
-
-fn azure_target(c: &Config) -> AzureTarget {
-    AzureTarget {
-        subscription_id: c.azure.subscription_id.clone(),
-        resource_group: c.azure.resource_group.clone(),
-        location: c.azure.location.clone(),
-        vnet: c.azure.vnet.clone(),
-    }
-}
 
 /// Every resource without our deployment tag, and every route not via a VGW of ours.
 fn foreign(cloud: &SimCloud, owner: &Owner) -> serde_json::Value {
@@ -312,9 +287,9 @@ async fn calls_of_a_clean_run(destroy_after_apply: bool) -> u64 {
         rig.converge(false, FaultPlan::none(), 1).await;
     }
     let injector = FaultInjector::new(&rig.cloud, FaultPlan::none());
-    let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(injector.wrap(SimAws::new(rig.cloud.clone(), aws_target(&rig.config)), CloudName::Aws));
+    let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(injector.wrap(SimAws::new(rig.cloud.clone(), AwsTarget::from_config(&rig.config)), CloudName::Aws));
     let azure: Arc<dyn VpnEndpoint<Azure>> =
-        Arc::new(injector.wrap(SimAzure::new(rig.cloud.clone(), azure_target(&rig.config)), CloudName::Azure));
+        Arc::new(injector.wrap(SimAzure::new(rig.cloud.clone(), AzureTarget::from_config(&rig.config)), CloudName::Azure));
     assert_eq!(rig.run_with(destroy_after_apply, aws, azure, &injector).await, Outcome::Done);
     rig.runs += 1;
     injector.calls()
