@@ -11,7 +11,7 @@ use vpnbridge_core::endpoint::{Aws, Azure, CallCount, CallCounter, CloudName, In
 use vpnbridge_core::model::Owner;
 use vpnbridge_core::plan::Observed;
 use vpnbridge_core::validate::{self, ConfigWarning};
-use vpnbridge_sim::{AwsTarget, AzureTarget, FaultInjector, FaultPlan, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
+use vpnbridge_sim::{AwsTarget, AzureTarget, FaultInjector, FaultPlan, LatencyTable, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
 use crate::Failure;
 use crate::lock::RunLock;
@@ -65,7 +65,7 @@ impl Session {
         let sim = if needs_sim {
             let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
             lock = Some(RunLock::acquire(&dir, command, lock_wait())?.map_err(Failure::Locked)?);
-            let cloud = SimCloud::open(&dir)
+            let cloud = SimCloud::open_with(&dir, latency_table()?)
                 .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
                 .map_err(Failure::Other)?;
             Some((cloud, dir))
@@ -145,6 +145,17 @@ fn faults(cloud: &SimCloud) -> Result<FaultInjector, Failure> {
         std::process::exit(70);
     });
     Ok(INJECTOR.get_or_init(|| injector).clone())
+}
+
+/// The simulated clouds' latencies: `VPNBRIDGE_SIM_LATENCY` names a JSON file of
+/// milliseconds per operation (any subset of the keys of `LatencyTable`, e.g.
+/// `{"azure_vpn_gateway": 1800000}`); otherwise the default table.
+fn latency_table() -> Result<LatencyTable, Failure> {
+    let Ok(path) = std::env::var("VPNBRIDGE_SIM_LATENCY") else { return Ok(LatencyTable::default()) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading VPNBRIDGE_SIM_LATENCY file {path}"))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("VPNBRIDGE_SIM_LATENCY file {path}: milliseconds per LatencyTable key expected"))
+        .map_err(Failure::Other)
 }
 
 /// How long to wait for another run's lock: `VPNBRIDGE_LOCK_WAIT` seconds, default 30.
