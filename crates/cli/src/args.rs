@@ -12,6 +12,8 @@ Exit codes:
   3   the configuration is invalid (no cloud was called)
   4   the clouds contradict the configuration (preflight); nothing was changed
   5   confirmation declined or impossible (no terminal and no --yes)
+  6   verify / drill found a problem (a tunnel down, a diagnosis, connectivity lost)
+  7   verify / drill: the data plane is not observable (mixed backends; real clouds without probe VMs)
   8   another vpnbridge run holds this deployment's lock (VPNBRIDGE_LOCK_WAIT: seconds to wait, default 30)
   64  command-line usage error";
 
@@ -21,6 +23,8 @@ Examples:
   vpnbridge plan                      show what apply would do, Terraform-style
   vpnbridge apply --yes               build (or converge) the VPN; re-running changes nothing
   vpnbridge status --output json      both clouds' resources and the tunnel pairing, for scripts
+  vpnbridge verify                    every tunnel's status at both ends, IKE SAs, ping both ways, diagnoses
+  vpnbridge drill --tunnel 1          failover test: delete tunnel 1's Azure Connection, check traffic, recreate
   vpnbridge destroy --yes             remove everything this deployment owns, nothing else
 
 On the simulator (backend = \"sim\", the default) nothing real is created: the
@@ -87,6 +91,23 @@ pub enum Command {
     },
     /// Show both clouds' resources of this deployment and how the tunnels pair up.
     Status,
+    /// Check that the VPN carries traffic: each tunnel's status at both ends, the IKE SAs,
+    /// which tunnels are down by design, a ping each way, and a diagnosis of anything wrong.
+    #[command(after_help = "Exit 0 = verified, 6 = a problem was found, 7 = the data plane is not observable (control plane fine).")]
+    Verify,
+    /// Failover test: for each used tunnel in turn, delete its Azure Connection, wait out dead
+    /// peer detection, check traffic still flows both ways, recreate it and re-verify.
+    #[command(
+        after_help = "Exit 0 = traffic survived losing each drilled tunnel, 6 = connectivity was lost (or a tunnel did not come                       back), 7 = passed on the control plane but traffic is not observable. Refused on mixed backends."
+    )]
+    Drill {
+        /// Drill only this tunnel (1-based, in the order `verify` lists them).
+        #[arg(long, value_name = "N")]
+        tunnel: Option<usize>,
+        /// Do not ask for confirmation before deleting real Azure Connections.
+        #[arg(short, long)]
+        yes: bool,
+    },
     /// Remove everything this deployment owns (by tag), and nothing else.
     Destroy {
         /// Do not ask for confirmation before changing a real cloud.
@@ -104,6 +125,8 @@ impl Command {
             Command::Apply { .. } => "apply",
             Command::Status => "status",
             Command::Destroy { .. } => "destroy",
+            Command::Verify => "verify",
+            Command::Drill { .. } => "drill",
         }
     }
 }

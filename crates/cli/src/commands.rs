@@ -20,6 +20,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let loaded = session::load_config(&g.config)?;
     plan::check_supported(&loaded.config).map_err(Failure::Unsupported)?;
+    if let Command::Drill { .. } = cli.command {
+        crate::verify::refuse_mixed_drill(&loaded.config)?;
+    }
     let session = Session::open(loaded, g.sim_dir.as_deref(), cli.command.name())?;
     if let Some((_, dir)) = &session.sim {
         let (a, b) = session.simulated();
@@ -38,6 +41,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             Command::Apply { yes } => change(&session, g.output, PlanKind::Apply, yes).await,
             Command::Destroy { yes } => change(&session, g.output, PlanKind::Destroy, yes).await,
             Command::Status => status(&session, g.output).await,
+            Command::Verify => crate::verify::verify_cmd(&session, g.output).await,
+            Command::Drill { tunnel, yes } => crate::verify::drill_cmd(&session, g.output, tunnel, yes).await,
         }
     });
     session.save()?;

@@ -12,6 +12,11 @@ pub const CONFIG_INVALID: u8 = 3;
 pub const PREFLIGHT: u8 = 4;
 /// Confirmation declined or impossible.
 pub const NOT_CONFIRMED: u8 = 5;
+/// `verify` or `drill` found a problem: a tunnel down, a diagnosis, connectivity lost.
+pub const PROBLEM_FOUND: u8 = 6;
+/// The data plane is not observable (mixed backends; real clouds without probe VMs):
+/// only the control plane was checked, and it found nothing wrong.
+pub const NOT_OBSERVABLE: u8 = 7;
 /// Another run holds the deployment's lock.
 pub const LOCKED: u8 = 8;
 /// Command-line usage error.

@@ -8,6 +8,7 @@ mod lock;
 mod logging;
 mod render;
 mod session;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ pub enum Failure {
     NotConfirmed(String),
     /// Another run holds the deployment's lock.
     Locked(lock::LockHeld),
+    /// `drill` on mixed backends: the data plane cannot be observed.
+    NotObservable(String),
     /// Some steps failed; the report was already printed.
     StepsFailed,
     Other(anyhow::Error),
@@ -42,6 +45,7 @@ impl Failure {
             Failure::Preflight(_) => exit::PREFLIGHT,
             Failure::NotConfirmed(_) => exit::NOT_CONFIRMED,
             Failure::Locked(_) => exit::LOCKED,
+            Failure::NotObservable(_) => exit::NOT_OBSERVABLE,
             Failure::StepsFailed | Failure::Other(_) => exit::FAILED,
         }
     }
@@ -53,6 +57,7 @@ impl Failure {
             Failure::Preflight(_) => "preflight",
             Failure::NotConfirmed(_) => "not_confirmed",
             Failure::Locked(_) => "locked",
+            Failure::NotObservable(_) => "not_observable",
             Failure::StepsFailed => "steps_failed",
             Failure::Other(_) => "error",
         }
@@ -64,6 +69,7 @@ impl Failure {
             Failure::Preflight(e) | Failure::Unsupported(e) => e.0.clone(),
             Failure::NotConfirmed(m) => vec![m.clone()],
             Failure::Locked(e) => vec![e.to_string()],
+            Failure::NotObservable(m) => vec![m.clone()],
             Failure::StepsFailed => vec!["some steps failed; see the report".into()],
             Failure::Other(e) => vec![format!("{e:#}")],
         }

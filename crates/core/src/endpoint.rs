@@ -157,6 +157,55 @@ pub trait Tunnel: Send + Sync + fmt::Debug {
     fn inside_cidr(&self) -> Option<Ipv4Net>;
     fn psk(&self) -> Option<&Psk>;
     fn status(&self) -> &TunnelStatus;
+    /// The IKE security association this end holds, when the cloud reports one (Azure's
+    /// `getikesas`); `None` when there is none or the cloud does not say.
+    fn ike_sa(&self) -> Option<IkeSa> {
+        None
+    }
+}
+
+/// An IKE security association's endpoints, as the end holding it reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IkeSa {
+    pub local: Ipv4Addr,
+    pub remote: Ipv4Addr,
+}
+
+/// A [`Tunnel`] end with the IKE SA its cloud reported (wraps any other end).
+#[derive(Debug)]
+pub struct WithIkeSa<T> {
+    pub end: T,
+    pub sa: Option<IkeSa>,
+}
+
+impl<T: Tunnel> Tunnel for WithIkeSa<T> {
+    fn cloud(&self) -> CloudName {
+        self.end.cloud()
+    }
+    fn outside_ip(&self) -> Ipv4Addr {
+        self.end.outside_ip()
+    }
+    fn peer_ip(&self) -> Ipv4Addr {
+        self.end.peer_ip()
+    }
+    fn instance(&self) -> usize {
+        self.end.instance()
+    }
+    fn resource(&self) -> &str {
+        self.end.resource()
+    }
+    fn inside_cidr(&self) -> Option<Ipv4Net> {
+        self.end.inside_cidr()
+    }
+    fn psk(&self) -> Option<&Psk> {
+        self.end.psk()
+    }
+    fn status(&self) -> &TunnelStatus {
+        self.end.status()
+    }
+    fn ike_sa(&self) -> Option<IkeSa> {
+        self.sa
+    }
 }
 
 /// A tunnel's status with the cloud's own reason.

@@ -5,11 +5,14 @@
 
 pub mod config;
 pub mod contract;
+pub mod drill;
 pub mod endpoint;
 pub mod exec;
 pub mod model;
 pub mod ops;
 pub mod pairing;
 pub mod plan;
+pub mod probe;
 pub mod secret;
 pub mod validate;
+pub mod verify;

@@ -350,7 +350,9 @@ fn tunnel_ends(w: &World, t: &AzureTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>
     let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
     for c in w.azure.connections.values().filter(|c| c.id.starts_with(&scope) && owner.owns(&c.tags)) {
         for (k, ip, remote, s) in connection_links(w, c) {
-            out.push(Box::new(TunnelEnd {
+            // As `getikesas` reports it: an SA while the instance's tunnel is up.
+            let sa = s.is_up().then_some(vpnbridge_core::endpoint::IkeSa { local: ip, remote });
+            let end = TunnelEnd {
                 cloud: CloudName::Azure,
                 outside_ip: ip,
                 peer_ip: remote,
@@ -359,7 +361,8 @@ fn tunnel_ends(w: &World, t: &AzureTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>
                 inside_cidr: None,
                 psk: Some(c.shared_key.clone()),
                 status: TunnelStatus { state: tunnel_state(&s), reason: s.message, last_change: s.last_change_ms.map(World::timestamp) },
-            }));
+            };
+            out.push(Box::new(vpnbridge_core::endpoint::WithIkeSa { end, sa }));
         }
     }
     out

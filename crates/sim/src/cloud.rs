@@ -233,6 +233,7 @@ impl SimCloud {
                 AwsRouteTable { id: rtb, vpc_id: vpc.vpc_id.clone(), main: true, routes, propagating_vgws: Vec::new() },
             );
         }
+        crate::probe::seed_security_group(&mut w, &vpc.vpc_id, &vnet.address_space);
         self.save_locked(&w)
     }
 

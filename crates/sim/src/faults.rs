@@ -309,11 +309,9 @@ impl<E: VpnEndpoint<Aws>> VpnEndpoint<Aws> for Faulty<E> {
                 Ok(o),
                 AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. },
             ) = (self.inner.observe(&owner_of(op)).await, op)
-            {
-                if let Some((_, id)) = vpnbridge_core::exec::find_by_tags(&o, tags) {
+                && let Some((_, id)) = vpnbridge_core::exec::find_by_tags(&o, tags) {
                     self.faults.remember_created(id);
                 }
-            }
         }
         Ok(handle)
     }
@@ -355,19 +353,18 @@ impl<E: VpnEndpoint<Azure>> VpnEndpoint<Azure> for Faulty<E> {
             None => true,
         };
         let handle = self.guard(kinds, self.inner.start(op)).await?;
-        if let (Some(name), false) = (created, existed) {
-            if let Some(id) = self.inner.observe(&owner).await.ok().and_then(|o| azure_id(&o, &name)) {
+        if let (Some(name), false) = (created, existed)
+            && let Some(id) = self.inner.observe(&owner).await.ok().and_then(|o| azure_id(&o, &name)) {
                 self.faults.remember_created(id);
             }
-        }
         Ok(handle)
     }
 
     async fn poll(&self, handle: &OpHandle) -> Result<OpStatus, EndpointError> {
         let status = self.guard(READ_FAULTS, self.inner.poll(handle)).await?;
         // An operation that would end well may end Failed instead.
-        if let OpStatus::Done(out) = &status {
-            if let Some(id) = &out.id {
+        if let OpStatus::Done(out) = &status
+            && let Some(id) = &out.id {
                 let Ok((i, fault)) = self.faults.next(&[Fault::OperationFailed]) else { return Err(self.crashed_error()) };
                 match fault {
                     Some(Fault::OperationFailed) if self.faults.cloud.fail_azure_resource(id) => {
@@ -380,7 +377,6 @@ impl<E: VpnEndpoint<Azure>> VpnEndpoint<Azure> for Faulty<E> {
                     _ => {}
                 }
             }
-        }
         Ok(status)
     }
 

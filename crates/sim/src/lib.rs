@@ -14,6 +14,7 @@ mod cloud;
 pub mod faults;
 mod from_config;
 mod latency;
+mod probe;
 pub mod world;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use azure::{AzureTarget, SimAzure};
 pub use cloud::{SimCloud, SimError, VnetSpec, VpcSpec};
 pub use faults::{Fault, FaultInjector, FaultPlan, Faulty};
 pub use latency::LatencyTable;
+pub use probe::SimProbe;
 pub use world::World;
 
 use world::{ApiError, Completion};

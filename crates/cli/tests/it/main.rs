@@ -3,6 +3,7 @@
 mod bad_configs;
 mod foreign;
 mod lock;
+mod verify;
 mod workflow;
 
 use std::path::{Path, PathBuf};

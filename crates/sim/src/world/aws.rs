@@ -34,6 +34,10 @@ pub struct AwsWorld {
     pub vpn_gateways: BTreeMap<String, AwsVgw>,
     pub customer_gateways: BTreeMap<String, AwsCgw>,
     pub vpn_connections: BTreeMap<String, AwsVpnConnection>,
+    /// Security groups of the VPCs (prerequisites; the probe's instance is in all of
+    /// its VPC's groups).
+    #[serde(default)]
+    pub security_groups: BTreeMap<String, super::SecurityGroup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ mod ops;
 
 pub use aws::*;
 pub use azure::*;
-pub use dataplane::{LinkState, LinkStatus};
+pub use dataplane::{AWS_DPD_MS, DataPlane, LinkState, LinkStatus, PingTrace, SecurityGroup, SgRule};
 pub use ops::Completion;
 pub(crate) use ops::{AwsWait, AzureKind, AzureWait, Goal, Operation};
 
@@ -38,6 +38,9 @@ pub struct World {
     pub(crate) operations: BTreeMap<String, Operation>,
     #[serde(skip)]
     pub(crate) latency: LatencyTable,
+    /// Tunnel links that were up (for dead peer detection) and AWS maintenance windows.
+    #[serde(default)]
+    pub(crate) dataplane: DataPlane,
 }
 
 /// An error as the cloud's API returns it.
@@ -158,6 +161,8 @@ impl World {
     /// whose time has come: pending -> available, Updating -> Succeeded, attaching ->
     /// attached, deleting -> deleted (AWS) or gone (Azure).
     pub fn advance_to(&mut self, now_ms: u64) {
+        // Changes made since the last move happened at the old time.
+        self.refresh_links();
         self.now_ms = self.now_ms.max(now_ms);
         let now = self.now_ms;
         for v in self.aws.vpn_gateways.values_mut() {
@@ -185,6 +190,7 @@ impl World {
             v.routes.retain(|r| r.phase.state != AwsState::Deleted);
         }
         self.azure.settle(now);
+        self.refresh_links();
     }
 
     fn next_seq(&mut self) -> u64 {

@@ -240,7 +240,6 @@ impl Rig {
     }
 }
 
-
 /// Every resource without our deployment tag, and every route not via a VGW of ours.
 fn foreign(cloud: &SimCloud, owner: &Owner) -> serde_json::Value {
     cloud.with_world(|w| {
@@ -287,7 +286,8 @@ async fn calls_of_a_clean_run(destroy_after_apply: bool) -> u64 {
         rig.converge(false, FaultPlan::none(), 1).await;
     }
     let injector = FaultInjector::new(&rig.cloud, FaultPlan::none());
-    let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(injector.wrap(SimAws::new(rig.cloud.clone(), AwsTarget::from_config(&rig.config)), CloudName::Aws));
+    let aws: Arc<dyn VpnEndpoint<Aws>> =
+        Arc::new(injector.wrap(SimAws::new(rig.cloud.clone(), AwsTarget::from_config(&rig.config)), CloudName::Aws));
     let azure: Arc<dyn VpnEndpoint<Azure>> =
         Arc::new(injector.wrap(SimAzure::new(rig.cloud.clone(), AzureTarget::from_config(&rig.config)), CloudName::Azure));
     assert_eq!(rig.run_with(destroy_after_apply, aws, azure, &injector).await, Outcome::Done);

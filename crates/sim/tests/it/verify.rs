@@ -1,0 +1,337 @@
+//! The data plane, `verify` and `drill` on the simulator (issue "Verify and drill").
+//!
+//! Each scenario applies a complete deployment as the CLI does (observe, plan,
+//! execute, wait for the tunnels), breaks one thing out of band, lets dead peer
+//! detection run out, and checks that `verify` fails with the right diagnosis; then
+//! the drill shows which failures the redundancy survives.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use vpnbridge_core::config::Config;
+use vpnbridge_core::drill::{self, DrillError, DrillReport, DrillResult, DrillSettings};
+use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
+use vpnbridge_core::exec::{ExecSettings, Executor};
+use vpnbridge_core::model::{Owner, TunnelState};
+use vpnbridge_core::plan::{self, Observed};
+use vpnbridge_core::secret::Psk;
+use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyReport, VerifyResult};
+use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
+
+fn config(tunnels_per_connection: u8) -> Config {
+    let text = vpnbridge_core::validate::EXAMPLE
+        .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {tunnels_per_connection}"));
+    vpnbridge_core::validate::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
+}
+
+/// A finished deployment on an in-memory simulator, and the probe into it.
+struct Rig {
+    cloud: SimCloud,
+    config: Config,
+    aws: Arc<dyn VpnEndpoint<Aws>>,
+    azure: Arc<dyn VpnEndpoint<Azure>>,
+    probe: SimProbe,
+    azure_target: AzureTarget,
+}
+
+impl Rig {
+    async fn applied(tunnels_per_connection: u8) -> Self {
+        let config = config(tunnels_per_connection);
+        let cloud = SimCloud::in_memory();
+        let az = &config.azure;
+        let azure_target = AzureTarget {
+            subscription_id: az.subscription_id.clone(),
+            resource_group: az.resource_group.clone(),
+            location: az.location.clone(),
+            vnet: az.vnet.clone(),
+        };
+        let aws_target = AwsTarget { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone() };
+        cloud
+            .ensure_prerequisites(
+                &VnetSpec {
+                    subscription_id: az.subscription_id.clone(),
+                    resource_group: az.resource_group.clone(),
+                    location: az.location.clone(),
+                    name: az.vnet.clone(),
+                    address_space: az.address_space.clone(),
+                    gateway_subnet: az.gateway_subnet,
+                },
+                &VpcSpec { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone(), cidrs: config.aws.cidrs.clone() },
+            )
+            .unwrap();
+        let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(SimAws::new(cloud.clone(), aws_target.clone()));
+        let azure: Arc<dyn VpnEndpoint<Azure>> = Arc::new(SimAzure::new(cloud.clone(), azure_target.clone()));
+        let probe = SimProbe::new(cloud.clone(), &azure_target, &aws_target);
+        let rig = Self { cloud, config, aws, azure, probe, azure_target };
+        rig.apply().await;
+        // IKE negotiation.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        rig
+    }
+
+    async fn observed(&self) -> Observed {
+        let owner = Owner::new(&self.config.name);
+        Observed { azure: self.azure.observe(&owner).await.unwrap(), aws: self.aws.observe(&owner).await.unwrap() }
+    }
+
+    async fn apply(&self) {
+        let plan = plan::plan_apply(&self.config, &self.observed().await).unwrap();
+        let exec = Executor::new(self.aws.clone(), self.azure.clone(), Owner::new(&self.config.name), ExecSettings::default());
+        assert!(exec.run(&plan, |_| {}).await.succeeded());
+    }
+
+    async fn verify(&self) -> VerifyReport {
+        verify::verify(&self.config, self.aws.as_ref(), self.azure.as_ref(), DataPlane::Probe(&self.probe)).await.unwrap()
+    }
+
+    async fn drill(&self, only: Option<usize>) -> Result<DrillReport, DrillError> {
+        drill::drill(
+            &self.config,
+            self.aws.clone(),
+            self.azure.clone(),
+            DataPlane::Probe(&self.probe),
+            only,
+            &DrillSettings::default(),
+            &|_| {},
+        )
+        .await
+    }
+
+    fn id(&self, kind: &str, name: &str) -> String {
+        self.azure_target.id(kind, name)
+    }
+
+    /// The AWS outside IP, VPN connection id and Azure connection of used tunnel `i`.
+    async fn tunnel(&self, i: usize) -> (Ipv4Addr, String, String) {
+        let v = self.verify().await;
+        let t = &v.tunnels[i];
+        (t.aws_outside_ip.unwrap(), t.vpn_connection_id.clone().unwrap(), t.slot.azure_connection.clone())
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_apply_two_tunnels_are_up_and_pings_go_both_ways() {
+    let rig = Rig::applied(1).await;
+    let v = rig.verify().await;
+    assert_eq!(v.result, VerifyResult::Ok, "{:#?}", v.diagnoses);
+    assert_eq!(v.tunnels_up(), 2);
+    let ping = v.ping.as_ref().unwrap();
+    assert!(ping.both_ways(), "{ping:#?}");
+    assert_eq!((ping.azure_to_aws.from, ping.azure_to_aws.to), ("10.1.0.4".parse().unwrap(), "10.2.0.4".parse().unwrap()));
+    for t in &v.tunnels {
+        let aws = t.aws.as_ref().unwrap();
+        assert_eq!((aws.status, aws.status_message.as_str()), (TunnelState::Up, "IPSEC IS UP"));
+        let up = t.azure.iter().find(|e| e.expected == Expected::Up).unwrap();
+        let down = t.azure.iter().find(|e| e.expected == Expected::DownByDesign).unwrap();
+        assert_eq!(up.status, TunnelState::Up);
+        assert_eq!(down.status, TunnelState::Down, "{}", down.reason);
+        assert!(down.reason.contains("expected down by design"), "{}", down.reason);
+        let sa = t.ike_sa.unwrap();
+        assert_eq!((Some(sa.local), Some(sa.remote)), (up.instance_ip, t.aws_outside_ip));
+        assert_eq!(up.instance_ip, t.customer_gateway_ip);
+    }
+    assert_eq!(v.expected_down.len(), 2);
+    assert!(v.expected_down.iter().all(|e| e.status == Some(TunnelState::Down) && e.why.contains("accepts IKE only")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn four_tunnels_with_two_per_connection() {
+    let rig = Rig::applied(2).await;
+    let v = rig.verify().await;
+    assert_eq!(v.result, VerifyResult::Ok, "{:#?}", v.diagnoses);
+    assert_eq!(v.tunnels_up(), 4);
+    assert!(v.ping.unwrap().both_ways());
+    let d = rig.drill(None).await.unwrap();
+    assert_eq!(d.result, DrillResult::Passed, "{d:#?}");
+    assert_eq!(d.tunnels.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_peer_is_detected_after_the_dpd_time_and_traffic_moves() {
+    let rig = Rig::applied(1).await;
+    let (ip, vpn, cn) = rig.tunnel(0).await;
+    let telemetry = |o: &Observed| {
+        o.aws.vpn_connections.iter().find(|v| v.id == vpn).unwrap().telemetry.iter().find(|t| t.outside_ip == ip).unwrap().clone()
+    };
+    // The Connection goes (as a delete starts); AWS notices only after 30 s.
+    rig.cloud.with_world_mut(|w| w.delete_connection(&rig.id("connections", &cn)).unwrap());
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(telemetry(&rig.observed().await).status, TunnelState::Up);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = telemetry(&rig.observed().await);
+    assert_eq!(t.status, TunnelState::Down);
+    assert!(t.status_message.contains("dead peer detected"), "{}", t.status_message);
+    // Traffic took the other tunnel.
+    let v = rig.verify().await;
+    assert!(v.ping.as_ref().unwrap().both_ways(), "{:#?}", v.ping);
+    assert_eq!(v.tunnels_up(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drill_passes_for_every_tunnel_and_measures_the_interruption() {
+    let rig = Rig::applied(1).await;
+    let d = rig.drill(None).await.unwrap();
+    assert_eq!(d.result, DrillResult::Passed, "{d:#?}");
+    assert!(d.baseline.as_ref().unwrap().both_ways());
+    for row in &d.tunnels {
+        assert_eq!(row.traffic_kept, Some(true), "{row:#?}");
+        assert!(row.other_tunnels_up);
+        assert_eq!(row.reverify, Some(VerifyResult::Ok));
+        let i = row.interruption.unwrap();
+        // At most the AWS DPD time (the VGW keeps using a tunnel until it notices).
+        assert!(i.max <= 31.0, "{row:#?}");
+        assert!(row.restored_at.unwrap() > row.down_at.unwrap());
+    }
+    // The VGW prefers one VPN connection: losing its tunnel costs one DPD time.
+    let worst = d.tunnels.iter().map(|r| r.interruption.unwrap().max).fold(0.0, f64::max);
+    assert!((29.0..=31.0).contains(&worst), "{d:#?}");
+    assert_eq!(rig.verify().await.result, VerifyResult::Ok);
+    // --tunnel 2 drills one.
+    let one = rig.drill(Some(2)).await.unwrap();
+    assert_eq!(one.tunnels.len(), 1);
+    assert!(matches!(rig.drill(Some(3)).await, Err(DrillError::NoSuchTunnel(3, 2))));
+}
+
+/// One broken thing: how to break it, what verify must say, and which drilled tunnels
+/// keep traffic flowing (`None`: the drill refuses to run).
+struct Scenario {
+    name: &'static str,
+    diagnosis: &'static str,
+    traffic_before: (bool, bool),
+    drill_keeps: Option<[bool; 2]>,
+}
+
+async fn break_one(rig: &Rig, name: &str) {
+    let (ip1, vpn1, cn1) = rig.tunnel(1).await;
+    let vpc = rig.config.aws.vpc_id.clone();
+    let c = &rig.cloud;
+    match name {
+        "wrong psk on one side" => c.set_connection_shared_key(&rig.id("connections", &cn1), &Psk::new("Wrong.Key_123").unwrap()).unwrap(),
+        "lng with the wrong ip" => {
+            c.set_local_network_gateway_ip(&rig.id("localNetworkGateways", "azure-aws-lng-1-0"), "203.0.113.7".parse().unwrap()).unwrap()
+        }
+        "missing vpc route" => c.remove_vpc_route(&vpc, net("10.1.0.0/16")).unwrap(),
+        "missing vpn connection route" => c.remove_vpn_connection_route(&vpn1, net("10.1.0.0/16")).unwrap(),
+        "sg without icmp" => c.revoke_icmp_ingress(&vpc).unwrap(),
+        "overlapping prefix out of band" => {
+            c.add_vnet_address_space(&rig.id("virtualNetworks", "vnet-hub"), "10.2.0.0/24".parse().unwrap()).unwrap()
+        }
+        "gateway failed" => c.fail_gateway(&rig.id("virtualNetworkGateways", "azure-aws-vpngw")).unwrap(),
+        "aws tunnel maintenance" => c.start_tunnel_maintenance(ip1, Duration::from_secs(15 * 60)).unwrap(),
+        other => panic!("no scenario {other}"),
+    }
+    let _ = cn1;
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "wrong psk on one side",
+        diagnosis: "/1: PSK mismatch between AWS and Azure connection azure-aws-cn-1-0",
+        traffic_before: (true, true),
+        drill_keeps: Some([false, true]),
+    },
+    Scenario {
+        name: "lng with the wrong ip",
+        diagnosis: "LocalNetworkGateway azure-aws-lng-1-0 points at 203.0.113.7, not at the AWS tunnel's outside IP",
+        traffic_before: (true, true),
+        drill_keeps: Some([false, true]),
+    },
+    Scenario {
+        name: "missing vpc route",
+        diagnosis: "no VPC route to 10.1.0.0/16 via the VGW in route table rtb-",
+        traffic_before: (false, false),
+        drill_keeps: Some([false, false]),
+    },
+    Scenario {
+        name: "missing vpn connection route",
+        diagnosis: "has no static route to 10.1.0.0/16: AWS sends nothing for it through tunnel vpn-",
+        traffic_before: (true, true),
+        drill_keeps: Some([false, true]),
+    },
+    Scenario {
+        name: "sg without icmp",
+        diagnosis: "blocks ICMP from 10.1.0.0/16",
+        traffic_before: (false, true),
+        drill_keeps: Some([false, false]),
+    },
+    Scenario {
+        name: "overlapping prefix out of band",
+        diagnosis: "address space 10.2.0.0/24 overlaps VPC vpc-0123456789abcdef0 CIDR 10.2.0.0/16",
+        traffic_before: (false, false),
+        drill_keeps: None,
+    },
+    Scenario {
+        name: "gateway failed",
+        diagnosis: "Azure VPN gateway azure-aws-vpngw is in state Failed",
+        traffic_before: (false, false),
+        drill_keeps: Some([false, true]),
+    },
+    Scenario {
+        name: "aws tunnel maintenance",
+        diagnosis: "under AWS maintenance",
+        traffic_before: (true, true),
+        drill_keeps: Some([false, true]),
+    },
+];
+
+#[tokio::test(start_paused = true)]
+async fn every_broken_scenario_gets_its_diagnosis_and_the_drill_shows_what_redundancy_survives() {
+    let mut table = String::new();
+    for s in SCENARIOS {
+        let rig = Rig::applied(1).await;
+        break_one(&rig, s.name).await;
+        // Both clouds' dead peer detection runs out.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let v = rig.verify().await;
+        assert_eq!(v.result, VerifyResult::Problems, "{}: {:#?}", s.name, v.diagnoses);
+        assert!(v.diagnoses.iter().any(|d| d.contains(s.diagnosis)), "{}: want {:?} in {:#?}", s.name, s.diagnosis, v.diagnoses);
+        println!("== {}\n{}", s.name, v.diagnoses.join("\n"));
+        let p = v.ping.as_ref().unwrap();
+        assert_eq!((p.azure_to_aws.replied, p.aws_to_azure.replied), s.traffic_before, "{}: {p:#?}", s.name);
+        let d = rig.drill(None).await;
+        match (s.drill_keeps, d) {
+            (None, Err(DrillError::CannotReplan(_))) => table.push_str(&format!("{:<32} drill refused (cannot re-plan)\n", s.name)),
+            (Some(want), Ok(d)) => {
+                let kept: Vec<bool> = d.tunnels.iter().map(|r| r.traffic_kept == Some(true)).collect();
+                assert_eq!(kept, want, "{}: {d:#?}", s.name);
+                assert_eq!(d.result, DrillResult::Failed, "{}", s.name);
+                table.push_str(&format!("{:<32} traffic kept per drilled tunnel: {kept:?}\n", s.name));
+            }
+            (want, got) => panic!("{}: want drill {want:?}, got {got:#?}", s.name),
+        }
+    }
+    println!("{table}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_probe_the_data_plane_is_not_observable_and_the_drill_shows_control_plane_failover() {
+    let rig = Rig::applied(1).await;
+    let reason = "real clouds without probe VMs";
+    let v = verify::verify(&rig.config, rig.aws.as_ref(), rig.azure.as_ref(), DataPlane::NotObservable(reason)).await.unwrap();
+    assert_eq!(v.result, VerifyResult::Ok, "{:#?}", v.diagnoses);
+    assert!(!v.data_plane.observable);
+    assert_eq!(v.data_plane.reason.as_deref(), Some(reason));
+    assert!(v.ping.is_none());
+    let d = drill::drill(
+        &rig.config,
+        rig.aws.clone(),
+        rig.azure.clone(),
+        DataPlane::NotObservable(reason),
+        Some(1),
+        &DrillSettings::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.result, DrillResult::Passed, "{d:#?}");
+    let row = &d.tunnels[0];
+    assert_eq!((row.traffic_kept, row.interruption, row.other_tunnels_up), (None, None, true));
+    assert!(row.restored_at.is_some());
+}
