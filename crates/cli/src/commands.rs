@@ -23,7 +23,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     if let Command::Drill { .. } = cli.command {
         crate::verify::refuse_mixed_drill(&loaded.config)?;
     }
-    let session = Session::open(loaded, g.sim_dir.as_deref(), cli.command.name())?;
+    let runtime = runtime(&loaded.config)?;
+    // Opened inside the runtime, so the simulator's clock is anchored to the paused one.
+    let session = runtime.block_on(async { Session::open(loaded, g.sim_dir.as_deref(), cli.command.name()) })?;
     if let Some((_, dir)) = &session.sim {
         let (a, b) = session.simulated();
         if let Some(banner) = render::banner(a, b, Some(dir)) {
@@ -33,7 +35,6 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     for w in &session.warnings {
         eprintln!("warning: {}: {}", w.field, w.message);
     }
-    let runtime = runtime(&session)?;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init { .. } => unreachable!("handled above"),
@@ -51,8 +52,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 
 /// All-simulated runs use tokio's paused clock as the simulator's virtual clock: a
 /// 45-minute gateway build takes milliseconds, and timings are still exact.
-fn runtime(session: &Session) -> anyhow::Result<tokio::runtime::Runtime> {
-    let rt = if session.any_real() {
+fn runtime(config: &vpnbridge_core::config::Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    use vpnbridge_core::config::Backend::Real;
+    let rt = if config.azure.backend == Real || config.aws.backend == Real {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()
