@@ -4,6 +4,8 @@
 //!   cargo xtask bench   modelled makespan of a simulated apply vs. an independent
 //!                       lower bound and the manual procedure, plus call counts
 
+mod fakes;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,6 +17,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(),
         Some("chaos") => chaos(&args[1..]),
+        Some("fakes") => fakes::run(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci|bench>\n  ci     fmt check, clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts"
@@ -39,6 +42,8 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn ci() -> Result<()> {
     let t = std::time::Instant::now();
+    // The AWS adapter's tests run against moto: install it first (idempotent).
+    fakes::run().context("installing the cloud fakes (moto) the tests need")?;
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let (passed, failed) = cargo_test(&["test", "--workspace"])?;

@@ -1,0 +1,902 @@
+//! vpnbridge-armfake: a local fake of Azure Resource Manager (`Microsoft.Network`,
+//! api-version 2024-03-01) that serves the simulator's Azure model over HTTP.
+//!
+//! The cloud rules live once, in `vpnbridge-sim`'s [`World`]; this crate only speaks
+//! ARM's wire protocol around them, so the Azure adapter can be tested against real
+//! REST shapes on loopback:
+//!
+//! - `GET`/`PUT`/`DELETE` and list (`{value:[...]}`) of `publicIPAddresses`,
+//!   `virtualNetworkGateways`, `localNetworkGateways`, `connections`; `GET`
+//!   `virtualNetworks/{name}` (with subnets and their `ipConfigurations`); `GET`/`PUT`
+//!   `connections/{n}/sharedkey`; `POST connections/{n}/getikesas`.
+//! - `PUT` answers 201 (create) or 200 (update) with `Azure-AsyncOperation` and
+//!   `Retry-After`; the operation URL answers `{status: InProgress|Succeeded|Failed,
+//!   error}`. `DELETE` answers 202 with `Location` (and `Azure-AsyncOperation`), or 204
+//!   when the resource is already gone. `POST getikesas` answers 202 with `Location`;
+//!   the final 200 body is a JSON *string* holding a JSON document, as ARM does.
+//! - Connections carry id-only references (`virtualNetworkGateway1: {id}`,
+//!   `localNetworkGateway2: {id}`), `connectionStatus` and `tunnelConnectionStatus`;
+//!   their GET does not return `sharedKey` (read it through `sharedkey`).
+//! - Errors are ARM error bodies `{"error":{"code","message"}}` with the simulator's
+//!   codes and status (400/404/409), an `x-ms-request-id` header on every answer;
+//!   `api-version` is required (400 `InvalidApiVersionParameter` /
+//!   `MissingApiVersionParameter`); a bearer token is required when configured (401
+//!   `AuthenticationFailed`).
+//! - Fault switches ([`Faults`]): the next N requests get 429 with `Retry-After`, the
+//!   next N writes get 409 `AnotherOperationInProgress`, the next N operations end
+//!   `Failed`, the next N writes are committed but answered 500 (a dropped response).
+//!   Slow operations: give the fake a [`LatencyTable`].
+//!
+//! Known deviations from real ARM (kept on purpose, small): no `nextLink` paging
+//! (every list fits one page), no ETags / `If-Match`, resource ids and names are
+//! case-sensitive, one subscription and resource group are served (others 404), the
+//! VNet is read-only (seeded from the config), `getikesas` reports one SA per gateway
+//! instance whose tunnel the simulator considers up (none when the AWS side is not in
+//! the same world), tags PATCH is not served.
+//!
+//! Time: the world runs on the real clock (tokio's), scaled by the [`LatencyTable`]:
+//! [`LatencyTable::instant`] makes every operation finish by the next request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use ipnet::Ipv4Net;
+use serde_json::{Value, json};
+use vpnbridge_core::model::ProvisioningState;
+use vpnbridge_core::secret::Psk;
+use vpnbridge_sim::world::{ApiError, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
+use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec, World};
+
+mod shapes;
+
+/// The api-version this fake (and azure_mgmt_network 0.21) speaks.
+pub const API_VERSION: &str = "2024-03-01";
+
+/// How to start the fake.
+#[derive(Debug, Clone)]
+pub struct ArmFakeConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    /// The user's VNet, seeded with a `GatewaySubnet`.
+    pub vnet: String,
+    pub address_space: Vec<Ipv4Net>,
+    pub gateway_subnet: Ipv4Net,
+    /// The bearer token every request must carry; `None` accepts any request.
+    pub token: Option<String>,
+    /// Durations of the long operations (real time).
+    pub latency: LatencyTable,
+    /// The `Retry-After` (seconds) sent with running operations (ARM says 10); `None`
+    /// leaves the header out (clients must then pick their own interval).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ArmFakeConfig {
+    /// A fake for tests: free port, instant operations, token `fake-token`, VNet
+    /// `vnet-hub` 10.1.0.0/16 with GatewaySubnet 10.1.255.0/27 in `rg-vpn`.
+    pub fn for_tests() -> Self {
+        Self {
+            port: 0,
+            subscription_id: "00000000-0000-0000-0000-000000000001".to_owned(),
+            resource_group: "rg-vpn".to_owned(),
+            location: "japaneast".to_owned(),
+            vnet: "vnet-hub".to_owned(),
+            address_space: vec!["10.1.0.0/16".parse().expect("literal")],
+            gateway_subnet: "10.1.255.0/27".parse().expect("literal"),
+            token: Some("fake-token".to_owned()),
+            latency: LatencyTable::instant(),
+            retry_after_secs: Some(1),
+        }
+    }
+}
+
+/// Fault switches; each counter is consumed one request (or operation) at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The next N requests (any method) are answered 429 `TooManyRequests`.
+    pub throttle_next: u32,
+    /// `Retry-After` seconds of those 429s.
+    pub throttle_retry_after_secs: u64,
+    /// The next N writes (PUT/DELETE/POST) are answered 409 `AnotherOperationInProgress`.
+    pub conflict_next: u32,
+    /// The next N accepted PUTs start an operation that ends `Failed` (the resource's
+    /// `provisioningState` becomes Failed).
+    pub fail_next_operations: u32,
+    /// The next N writes are carried out, then answered 500 (a response lost after commit).
+    pub drop_next_responses: u32,
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    pub status: u16,
+    /// The JSON body, with every `sharedKey` and the `sharedkey` body's `value`
+    /// replaced by `"<redacted>"` (the log never holds a key).
+    pub body: Option<Value>,
+}
+
+/// Replaces shared keys in a request body.
+fn redacted(mut v: Value, path: &str) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k.eq_ignore_ascii_case("sharedKey") {
+                        *x = Value::String("<redacted>".to_owned());
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    if path.to_ascii_lowercase().ends_with("/sharedkey")
+        && let Some(x) = v.get_mut("value")
+    {
+        *x = Value::String("<redacted>".to_owned());
+    }
+    v
+}
+
+impl RequestRecord {
+    /// PUT, PATCH, DELETE or POST.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "PUT" | "PATCH" | "DELETE" | "POST")
+    }
+}
+
+/// What an operation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Ready,
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    PublicIp,
+    Gateway,
+    Lng,
+    Connection,
+}
+
+impl Kind {
+    fn from_segment(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "publicipaddresses" => Kind::PublicIp,
+            "virtualnetworkgateways" => Kind::Gateway,
+            "localnetworkgateways" => Kind::Lng,
+            "connections" => Kind::Connection,
+            _ => return None,
+        })
+    }
+
+    fn segment(self) -> &'static str {
+        match self {
+            Kind::PublicIp => "publicIPAddresses",
+            Kind::Gateway => "virtualNetworkGateways",
+            Kind::Lng => "localNetworkGateways",
+            Kind::Connection => "connections",
+        }
+    }
+}
+
+/// A started asynchronous operation.
+#[derive(Debug, Clone)]
+enum Operation {
+    Resource {
+        kind: Kind,
+        id: String,
+        goal: Goal,
+    },
+    /// Already finished with this final body (POST actions).
+    Finished {
+        body: Value,
+    },
+}
+
+struct Shared {
+    cfg: ArmFakeConfig,
+    cloud: SimCloud,
+    faults: Mutex<Faults>,
+    log: Mutex<Vec<RequestRecord>>,
+    ops: Mutex<HashMap<String, Operation>>,
+    seq: AtomicU64,
+    base_url: String,
+}
+
+/// A running fake; dropping it stops the server.
+#[derive(Clone)]
+pub struct ArmFakeHandle {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub url: String,
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: Arc<StopOnDrop>,
+}
+
+impl std::fmt::Debug for ArmFakeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmFakeHandle").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The fake server.
+#[derive(Debug)]
+pub struct ArmFake;
+
+impl ArmFake {
+    /// Binds 127.0.0.1:`config.port`, seeds the VNet, serves in a background task.
+    pub async fn start(config: ArmFakeConfig) -> std::io::Result<ArmFakeHandle> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, config.port))).await?;
+        let addr = listener.local_addr()?;
+        let cloud = SimCloud::in_memory_with(config.latency.clone());
+        let vnet = VnetSpec {
+            subscription_id: config.subscription_id.clone(),
+            resource_group: config.resource_group.clone(),
+            location: config.location.clone(),
+            name: config.vnet.clone(),
+            address_space: config.address_space.clone(),
+            gateway_subnet: config.gateway_subnet,
+        };
+        // The sim seeds a VPC alongside; the fake serves only the Azure half.
+        let vpc = VpcSpec { region: "unused".to_owned(), vpc_id: "vpc-00000000000000000".to_owned(), cidrs: Vec::new() };
+        cloud.ensure_prerequisites(&vnet, &vpc).map_err(std::io::Error::other)?;
+        let url = format!("http://{addr}");
+        let shared = Arc::new(Shared {
+            cfg: config,
+            cloud,
+            faults: Mutex::default(),
+            log: Mutex::default(),
+            ops: Mutex::default(),
+            seq: AtomicU64::new(0),
+            base_url: url.clone(),
+        });
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(ArmFakeHandle { url, addr, shared, _stop: Arc::new(StopOnDrop(Some(tx))) })
+    }
+}
+
+impl ArmFakeHandle {
+    pub fn config(&self) -> &ArmFakeConfig {
+        &self.shared.cfg
+    }
+
+    /// The simulated world behind the fake (to seed foreign resources, inspect state).
+    pub fn cloud(&self) -> &SimCloud {
+        &self.shared.cloud
+    }
+
+    /// Changes the fault switches.
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.shared.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// What `GET {kind}/{name}` answers now (`kind` as in the URL: `connections`,
+    /// `virtualNetworks`…), without going through HTTP.
+    pub fn resource(&self, kind: &str, name: &str) -> Option<Value> {
+        let c = &self.shared.cfg;
+        let id = arm_id(&c.subscription_id, &c.resource_group, kind, name);
+        if kind.eq_ignore_ascii_case("virtualNetworks") {
+            return self.shared.cloud.with_world(|w| w.azure.virtual_networks.get(&id).map(|v| shapes::vnet(w, v)));
+        }
+        let kind = Kind::from_segment(kind)?;
+        let id = arm_id(&c.subscription_id, &c.resource_group, kind.segment(), name);
+        self.shared.cloud.with_world(|w| render(w, kind, &id))
+    }
+
+    /// The ARM id of `name` of `kind` (`publicIPAddresses`, `connections`…) here.
+    pub fn id(&self, kind: &str, name: &str) -> String {
+        arm_id(&self.shared.cfg.subscription_id, &self.shared.cfg.resource_group, kind, name)
+    }
+}
+
+/// An answer under construction.
+struct Answer {
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: Value) -> Self {
+        Self { status, headers: Vec::new(), body: Some(body) }
+    }
+    fn empty(status: StatusCode) -> Self {
+        Self { status, headers: Vec::new(), body: None }
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn arm_error(status: StatusCode, code: &str, message: impl Into<String>) -> Answer {
+    Answer::json(status, json!({ "error": { "code": code, "message": message.into(), "details": [] } }))
+}
+
+fn api_error(e: &ApiError) -> Answer {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let status = if e.code == "AnotherOperationInProgress" { StatusCode::CONFLICT } else { status };
+    arm_error(status, &e.code, e.message.clone())
+}
+
+fn not_found(kind: &str, name: &str, rg: &str) -> Answer {
+    arm_error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!("The Resource 'Microsoft.Network/{kind}/{name}' under resource group '{rg}' was not found."),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = s.guid();
+    let answer = answer(&s, &method, &uri, &headers, &body);
+    let status = answer.status;
+    let logged_body = serde_json::from_slice::<Value>(&body).ok().map(|v| redacted(v, uri.path()));
+    lock(&s.log).push(RequestRecord {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        status: status.as_u16(),
+        body: logged_body,
+    });
+    let mut resp = match answer.body {
+        Some(v) => (status, [(axum::http::header::CONTENT_TYPE, "application/json; charset=utf-8")], v.to_string()).into_response(),
+        None => status.into_response(),
+    };
+    let h = resp.headers_mut();
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-ms-request-id", v.clone());
+        h.insert("x-ms-correlation-request-id", v);
+    }
+    resp
+}
+
+impl Shared {
+    fn guid(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", nanos, n & 0xffff, (n >> 16) & 0xfff, n & 0xfff, n)
+    }
+
+    fn op_urls(&self, op: Operation) -> (String, String) {
+        let guid = self.guid();
+        lock(&self.ops).insert(guid.clone(), op);
+        let base = format!(
+            "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}",
+            self.base_url, self.cfg.subscription_id, self.cfg.location
+        );
+        (format!("{base}/operations/{guid}?api-version={API_VERSION}"), format!("{base}/operationResults/{guid}?api-version={API_VERSION}"))
+    }
+
+    /// Adds `Retry-After` to an answer for a running operation, when configured.
+    fn with_retry_after(&self, a: Answer) -> Answer {
+        match self.cfg.retry_after_secs {
+            Some(secs) => a.header("Retry-After", secs.to_string()),
+            None => a,
+        }
+    }
+}
+
+fn is_write(m: &Method) -> bool {
+    matches!(*m, Method::PUT | Method::DELETE | Method::POST | Method::PATCH)
+}
+
+fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Answer {
+    // Authentication first, as ARM does.
+    if let Some(token) = &s.cfg.token {
+        let ok = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| t == token);
+        if !ok {
+            return arm_error(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing or carries an invalid bearer token.",
+            );
+        }
+    }
+    let api_version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api-version=")));
+    match api_version {
+        None => {
+            return arm_error(
+                StatusCode::BAD_REQUEST,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            );
+        }
+        Some(v) if v != API_VERSION => {
+            return arm_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidApiVersionParameter",
+                format!("The api-version '{v}' is invalid. The supported versions are '{API_VERSION}'."),
+            );
+        }
+        Some(_) => {}
+    }
+    {
+        let mut f = lock(&s.faults);
+        if f.throttle_next > 0 {
+            f.throttle_next -= 1;
+            return arm_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled as the limit has been reached for operation type. Retry after the time in the Retry-After header.",
+            )
+            .header("Retry-After", f.throttle_retry_after_secs.to_string());
+        }
+        if is_write(method) && f.conflict_next > 0 {
+            f.conflict_next -= 1;
+            return arm_error(
+                StatusCode::CONFLICT,
+                "AnotherOperationInProgress",
+                format!(
+                    "Another operation on this or dependent resource is in progress. To retrieve status of the operation use uri: {}.",
+                    uri.path()
+                ),
+            );
+        }
+    }
+    let answer = route(s, method, uri.path(), body);
+    if is_write(method) && answer.status.is_success() {
+        let mut f = lock(&s.faults);
+        if f.drop_next_responses > 0 {
+            f.drop_next_responses -= 1;
+            return arm_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "An error occurred (the response was lost).");
+        }
+    }
+    answer
+}
+
+fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    // /subscriptions/{s}/providers/Microsoft.Network/locations/{loc}/(operations|operationResults)/{id}
+    if let ["subscriptions", _sub, p, ns, l, _loc, what, id] = seg.as_slice()
+        && eq(p, "providers")
+        && eq(ns, "Microsoft.Network")
+        && eq(l, "locations")
+    {
+        if *method != Method::GET {
+            return arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here."));
+        }
+        return if eq(what, "operations") {
+            operation_status(s, id)
+        } else if eq(what, "operationResults") {
+            operation_result(s, id)
+        } else {
+            arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("Unknown resource type '{what}'."))
+        };
+    }
+    // /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network/{kind}[/{name}[/{action}]]
+    let (sub, rg, rest) = match seg.as_slice() {
+        ["subscriptions", sub, r, rg, p, ns, rest @ ..] if eq(r, "resourceGroups") && eq(p, "providers") && eq(ns, "Microsoft.Network") => {
+            (*sub, *rg, rest)
+        }
+        _ => return arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("No route for {path}.")),
+    };
+    if sub != s.cfg.subscription_id {
+        return arm_error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."));
+    }
+    if rg != s.cfg.resource_group {
+        return arm_error(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."));
+    }
+    match rest {
+        [k] if eq(k, "virtualNetworks") && *method == Method::GET => {
+            let vnets: Vec<Value> = s.cloud.with_world(|w| {
+                w.azure.virtual_networks.values().filter(|v| v.id.starts_with(&scope(s))).map(|v| shapes::vnet(w, v)).collect()
+            });
+            Answer::json(StatusCode::OK, json!({ "value": vnets }))
+        }
+        [k, name] if eq(k, "virtualNetworks") && *method == Method::GET => {
+            let id = arm_id(sub, rg, "virtualNetworks", name);
+            s.cloud.with_world(|w| match w.azure.virtual_networks.get(&id) {
+                Some(v) => Answer::json(StatusCode::OK, shapes::vnet(w, v)),
+                None => not_found("virtualNetworks", name, rg),
+            })
+        }
+        [k] => match (Kind::from_segment(k), method) {
+            (Some(kind), &Method::GET) => list(s, kind),
+            (Some(_), _) => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} on a collection.")),
+            (None, _) => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
+        },
+        [k, name] => match Kind::from_segment(k) {
+            Some(kind) => {
+                let id = arm_id(sub, rg, kind.segment(), name);
+                match *method {
+                    Method::GET => get(s, kind, &id),
+                    Method::PUT => put(s, kind, &id, body),
+                    Method::DELETE => delete(s, kind, &id),
+                    _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here.")),
+                }
+            }
+            None => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
+        },
+        [k, name, action] if Kind::from_segment(k) == Some(Kind::Connection) => {
+            let id = arm_id(sub, rg, "connections", name);
+            match (action.to_ascii_lowercase().as_str(), method) {
+                ("sharedkey", &Method::GET) => s.cloud.with_world(|w| match w.azure.connections.get(&id) {
+                    Some(c) => Answer::json(StatusCode::OK, json!({ "value": c.shared_key.expose() })),
+                    None => arm_error(
+                        StatusCode::NOT_FOUND,
+                        "ParentResourceNotFound",
+                        format!("Can not perform requested operation on nested resource. Parent resource '{name}' not found."),
+                    ),
+                }),
+                ("sharedkey", &Method::PUT) => put_shared_key(s, &id, body),
+                ("getikesas", &Method::POST) => get_ike_sas(s, &id, name, rg),
+                _ => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("'{action}' is not served ({method}).")),
+            }
+        }
+        _ => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("No route for {path}.")),
+    }
+}
+
+fn scope(s: &Shared) -> String {
+    format!("/subscriptions/{}/resourceGroups/{}/", s.cfg.subscription_id, s.cfg.resource_group)
+}
+
+fn render(w: &World, kind: Kind, id: &str) -> Option<Value> {
+    match kind {
+        Kind::PublicIp => w.azure.public_ips.get(id).map(|p| shapes::public_ip(w, p)),
+        Kind::Gateway => w.azure.gateways.get(id).map(|g| shapes::gateway(w, g)),
+        Kind::Lng => w.azure.local_network_gateways.get(id).map(shapes::lng),
+        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c)),
+    }
+}
+
+fn list(s: &Shared, kind: Kind) -> Answer {
+    let scope = scope(s);
+    let value: Vec<Value> = s.cloud.with_world(|w| {
+        let ids: Vec<String> = match kind {
+            Kind::PublicIp => w.azure.public_ips.keys().cloned().collect(),
+            Kind::Gateway => w.azure.gateways.keys().cloned().collect(),
+            Kind::Lng => w.azure.local_network_gateways.keys().cloned().collect(),
+            Kind::Connection => w.azure.connections.keys().cloned().collect(),
+        };
+        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render(w, kind, id)).collect()
+    });
+    Answer::json(StatusCode::OK, json!({ "value": value }))
+}
+
+fn get(s: &Shared, kind: Kind, id: &str) -> Answer {
+    match s.cloud.with_world(|w| render(w, kind, id)) {
+        Some(v) => Answer::json(StatusCode::OK, v),
+        None => not_found(kind.segment(), vpnbridge_sim::world::arm_name(id), &s.cfg.resource_group),
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Answer> {
+    let invalid = |why: String| {
+        arm_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: {why}"),
+        )
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(invalid("the body is not a JSON object".to_owned())),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+fn tags_of(v: &Value) -> BTreeMap<String, String> {
+    v.get("tags")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect())
+        .unwrap_or_default()
+}
+
+fn missing(field: &str) -> Answer {
+    arm_error(StatusCode::BAD_REQUEST, "InvalidRequestFormat", format!("Cannot parse the request: '{field}' is missing or invalid."))
+}
+
+fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
+    let v = match parse_body(body) {
+        Ok(v) => v,
+        Err(a) => return a,
+    };
+    let location = v.get("location").and_then(Value::as_str).unwrap_or(&s.cfg.location).to_owned();
+    let tags = tags_of(&v);
+    let existed = s.cloud.with_world(|w| render(w, kind, id).is_some());
+    let result: Result<(), Answer> = s.cloud.with_world_mut(|w| match kind {
+        Kind::PublicIp => {
+            let body = PublicIpPut {
+                location,
+                sku: str_at(&v, "/sku/name").unwrap_or("Basic").to_owned(),
+                static_allocation: str_at(&v, "/properties/publicIPAllocationMethod") == Some("Static"),
+                zones: v
+                    .get("zones")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|z| z.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default(),
+                tags,
+            };
+            w.put_public_ip(id, &body).map(drop).map_err(|e| api_error(&e))
+        }
+        Kind::Gateway => {
+            let mut ip_configurations = Vec::new();
+            for c in v.pointer("/properties/ipConfigurations").and_then(Value::as_array).into_iter().flatten() {
+                let (Some(name), Some(subnet_id), Some(public_ip_id)) =
+                    (str_at(c, "/name"), str_at(c, "/properties/subnet/id"), str_at(c, "/properties/publicIPAddress/id"))
+                else {
+                    return Err(missing("properties.ipConfigurations[].{name, properties.subnet.id, properties.publicIPAddress.id}"));
+                };
+                ip_configurations.push(IpConfigPut {
+                    name: name.to_owned(),
+                    subnet_id: subnet_id.to_owned(),
+                    public_ip_id: public_ip_id.to_owned(),
+                });
+            }
+            let body = GatewayPut {
+                location,
+                gateway_type: str_at(&v, "/properties/gatewayType").unwrap_or("Vpn").to_owned(),
+                vpn_type: str_at(&v, "/properties/vpnType").unwrap_or("RouteBased").to_owned(),
+                sku: match str_at(&v, "/properties/sku/name") {
+                    Some(s) => s.to_owned(),
+                    None => return Err(missing("properties.sku.name")),
+                },
+                generation: str_at(&v, "/properties/vpnGatewayGeneration").unwrap_or("Generation1").to_owned(),
+                active_active: v.pointer("/properties/activeActive").and_then(Value::as_bool).unwrap_or(false),
+                enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
+                asn: v.pointer("/properties/bgpSettings/asn").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()),
+                ip_configurations,
+                tags,
+            };
+            w.put_virtual_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
+        }
+        Kind::Lng => {
+            let Some(gateway_ip) = str_at(&v, "/properties/gatewayIpAddress").and_then(|s| s.parse().ok()) else {
+                return Err(missing("properties.gatewayIpAddress"));
+            };
+            let mut address_prefixes = Vec::new();
+            for p in v.pointer("/properties/localNetworkAddressSpace/addressPrefixes").and_then(Value::as_array).into_iter().flatten() {
+                match p.as_str().and_then(|p| p.parse().ok()) {
+                    Some(p) => address_prefixes.push(p),
+                    None => return Err(missing("properties.localNetworkAddressSpace.addressPrefixes[]")),
+                }
+            }
+            let body = LngPut { location, gateway_ip, address_prefixes, tags };
+            w.put_local_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
+        }
+        Kind::Connection => {
+            let Some(gateway_id) = str_at(&v, "/properties/virtualNetworkGateway1/id") else {
+                return Err(missing("properties.virtualNetworkGateway1.id"));
+            };
+            let Some(lng_id) = str_at(&v, "/properties/localNetworkGateway2/id") else {
+                return Err(missing("properties.localNetworkGateway2.id"));
+            };
+            let shared_key = match str_at(&v, "/properties/sharedKey").map(Psk::new) {
+                Some(Ok(k)) => k,
+                Some(Err(e)) => {
+                    return Err(arm_error(StatusCode::BAD_REQUEST, "InvalidSharedKey", format!("The shared key {e}.")));
+                }
+                None => return Err(missing("properties.sharedKey (the fake does not generate keys)")),
+            };
+            let body = ConnectionPut {
+                location,
+                gateway_id: gateway_id.to_owned(),
+                local_network_gateway_id: lng_id.to_owned(),
+                connection_type: str_at(&v, "/properties/connectionType").unwrap_or("IPsec").to_owned(),
+                protocol: str_at(&v, "/properties/connectionProtocol").unwrap_or("IKEv2").to_owned(),
+                shared_key,
+                enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
+                dpd_timeout_seconds: v
+                    .pointer("/properties/dpdTimeoutSeconds")
+                    .and_then(Value::as_u64)
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or(45),
+                tags,
+            };
+            w.put_connection(id, &body).map(drop).map_err(|e| api_error(&e))
+        }
+    });
+    if let Err(a) = result {
+        return a;
+    }
+    maybe_fail(s, kind, id);
+    let (op, _) = s.op_urls(Operation::Resource { kind, id: id.to_owned(), goal: Goal::Ready });
+    let rendered = s.cloud.with_world(|w| render(w, kind, id)).unwrap_or(Value::Null);
+    s.with_retry_after(
+        Answer::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, rendered).header("Azure-AsyncOperation", op),
+    )
+}
+
+/// Applies the `fail_next_operations` switch to a resource just PUT.
+fn maybe_fail(s: &Shared, kind: Kind, id: &str) {
+    let fail = {
+        let mut f = lock(&s.faults);
+        let fail = f.fail_next_operations > 0;
+        if fail {
+            f.fail_next_operations -= 1;
+        }
+        fail
+    };
+    if !fail {
+        return;
+    }
+    s.cloud.with_world_mut(|w| {
+        let phase = match kind {
+            Kind::PublicIp => w.azure.public_ips.get_mut(id).map(|r| &mut r.phase),
+            Kind::Gateway => w.azure.gateways.get_mut(id).map(|r| &mut r.phase),
+            Kind::Lng => w.azure.local_network_gateways.get_mut(id).map(|r| &mut r.phase),
+            Kind::Connection => w.azure.connections.get_mut(id).map(|r| &mut r.phase),
+        };
+        if let Some(p) = phase {
+            p.state = ProvisioningState::Failed;
+            p.until = None;
+        }
+    });
+}
+
+fn put_shared_key(s: &Shared, id: &str, body: &Bytes) -> Answer {
+    let v = match parse_body(body) {
+        Ok(v) => v,
+        Err(a) => return a,
+    };
+    let key = match str_at(&v, "/value").map(Psk::new) {
+        Some(Ok(k)) => k,
+        Some(Err(e)) => return arm_error(StatusCode::BAD_REQUEST, "InvalidSharedKey", format!("The shared key {e}.")),
+        None => return missing("value"),
+    };
+    if let Err(e) = s.cloud.with_world_mut(|w| w.put_connection_shared_key(id, &key)) {
+        return api_error(&e);
+    }
+    let (op, _) = s.op_urls(Operation::Resource { kind: Kind::Connection, id: id.to_owned(), goal: Goal::Ready });
+    s.with_retry_after(Answer::json(StatusCode::OK, json!({ "value": key.expose() })).header("Azure-AsyncOperation", op))
+}
+
+fn delete(s: &Shared, kind: Kind, id: &str) -> Answer {
+    let r = s.cloud.with_world_mut(|w| match kind {
+        Kind::PublicIp => w.delete_public_ip(id),
+        Kind::Gateway => w.delete_virtual_network_gateway(id),
+        Kind::Lng => w.delete_local_network_gateway(id),
+        Kind::Connection => w.delete_connection(id),
+    });
+    match r {
+        Ok(()) => {
+            let (op, location) = s.op_urls(Operation::Resource { kind, id: id.to_owned(), goal: Goal::Gone });
+            s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location).header("Azure-AsyncOperation", op))
+        }
+        Err(e) if e.status == 404 => Answer::empty(StatusCode::NO_CONTENT),
+        Err(e) => api_error(&e),
+    }
+}
+
+fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer {
+    let sas = s.cloud.with_world(|w| w.azure.connections.get(id).map(|c| shapes::ike_sas(w, c)));
+    let Some(sas) = sas else { return not_found("connections", name, rg) };
+    // ARM returns the SAs as a JSON document inside a JSON string.
+    let (_, location) = s.op_urls(Operation::Finished { body: Value::String(sas.to_string()) });
+    s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location))
+}
+
+/// Where an operation stands: (status, error) in ARM's words.
+fn op_state(s: &Shared, op: &Operation) -> (&'static str, Option<(String, String)>) {
+    match op {
+        Operation::Finished { .. } => ("Succeeded", None),
+        Operation::Resource { kind, id, goal } => {
+            let state = s.cloud.with_world(|w| match kind {
+                Kind::PublicIp => w.azure.public_ips.get(id).map(|r| r.phase.state),
+                Kind::Gateway => w.azure.gateways.get(id).map(|r| r.phase.state),
+                Kind::Lng => w.azure.local_network_gateways.get(id).map(|r| r.phase.state),
+                Kind::Connection => w.azure.connections.get(id).map(|r| r.phase.state),
+            });
+            match (state, goal) {
+                (None, Goal::Gone) => ("Succeeded", None),
+                (None, Goal::Ready) => (
+                    "Failed",
+                    Some(("ResourceNotFound".to_owned(), format!("The resource '{id}' was deleted while the operation was running."))),
+                ),
+                (Some(ProvisioningState::Succeeded), Goal::Ready) => ("Succeeded", None),
+                (Some(ProvisioningState::Failed), _) => (
+                    "Failed",
+                    Some((
+                        "OperationFailed".to_owned(),
+                        format!("The operation on '{id}' failed; the resource's provisioningState is Failed."),
+                    )),
+                ),
+                (Some(ProvisioningState::Succeeded), Goal::Gone) => {
+                    ("Canceled", Some(("Canceled".to_owned(), format!("The delete of '{id}' was canceled; the resource still exists."))))
+                }
+                _ => ("InProgress", None),
+            }
+        }
+    }
+}
+
+fn operation_status(s: &Shared, guid: &str) -> Answer {
+    let Some(op) = lock(&s.ops).get(guid).cloned() else {
+        return arm_error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{guid}' was not found."));
+    };
+    let (status, error) = op_state(s, &op);
+    let mut body = json!({ "name": guid, "status": status, "startTime": "2025-01-01T00:00:00Z" });
+    if let Some((code, message)) = error {
+        body["error"] = json!({ "code": code, "message": message, "details": [] });
+    }
+    let a = Answer::json(StatusCode::OK, body);
+    if status == "InProgress" { s.with_retry_after(a) } else { a }
+}
+
+fn operation_result(s: &Shared, guid: &str) -> Answer {
+    let Some(op) = lock(&s.ops).get(guid).cloned() else {
+        return arm_error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{guid}' was not found."));
+    };
+    match op_state(s, &op) {
+        ("InProgress", _) => {
+            let location = format!("{}{}", s.base_url, location_path(s, guid));
+            s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location))
+        }
+        (_, Some((code, message))) => arm_error(StatusCode::INTERNAL_SERVER_ERROR, &code, message),
+        _ => match op {
+            Operation::Finished { body } => Answer::json(StatusCode::OK, body),
+            Operation::Resource { .. } => Answer::empty(StatusCode::NO_CONTENT),
+        },
+    }
+}
+
+fn location_path(s: &Shared, guid: &str) -> String {
+    format!(
+        "/subscriptions/{}/providers/Microsoft.Network/locations/{}/operationResults/{guid}?api-version={API_VERSION}",
+        s.cfg.subscription_id, s.cfg.location
+    )
+}

@@ -1,0 +1,81 @@
+//! What a started AWS operation waits for, carried in the core's opaque `OpHandle` as
+//! JSON (`{"kind":"vpn","id":"vpn-…","target":"ready"}`): no state lives in the adapter,
+//! so a handle survives a restart. Never holds a secret.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// The state a wait ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// `available` (attached, route present).
+    Ready,
+    /// `deleted` (detached, route absent) or unknown to EC2.
+    Gone,
+    /// Anything but a transitional state (`pending`, `deleting`, `attaching`…).
+    Settled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Wait {
+    Vgw {
+        id: String,
+        target: Target,
+    },
+    Attachment {
+        vgw_id: String,
+        vpc_id: String,
+        target: Target,
+    },
+    Cgw {
+        id: String,
+        target: Target,
+    },
+    Vpn {
+        id: String,
+        target: Target,
+    },
+    Route {
+        route_table_id: String,
+        destination: String,
+        target: Target,
+    },
+    VpnRoute {
+        vpn_id: String,
+        destination: String,
+        target: Target,
+    },
+    /// A `ModifyVpnTunnelOptions`: done when the connection is available again with the
+    /// requested inside CIDR (the key itself is never written into a handle).
+    Tunnel {
+        vpn_id: String,
+        outside_ip: Ipv4Addr,
+        inside_cidr: Option<String>,
+    },
+}
+
+impl Wait {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a Wait always serialises")
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        serde_json::from_str(s).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_like_json() {
+        let w = Wait::Vpn { id: "vpn-1".into(), target: Target::Ready };
+        assert_eq!(w.encode(), r#"{"kind":"vpn","id":"vpn-1","target":"ready"}"#);
+        assert_eq!(Wait::decode(&w.encode()), Some(w));
+        assert_eq!(Wait::decode("https://management.azure.com/op"), None);
+    }
+}

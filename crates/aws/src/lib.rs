@@ -1,0 +1,942 @@
+//! vpnbridge's AWS side for real: [`AwsEndpoint`], the core's
+//! [`VpnEndpoint<Aws>`](vpnbridge_core::endpoint::VpnEndpoint) on `aws-sdk-ec2`.
+//!
+//! What it promises:
+//! - Credentials, region and endpoint come the AWS way (`aws-config`'s default chain:
+//!   environment, profiles including SSO, container and instance roles; the standard
+//!   `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_EC2` override, or an explicit endpoint).
+//! - It translates and never decides: `start` makes one EC2 call and returns, `poll`
+//!   reads the resource's state, `observe` and `tunnel_ends` only describe.
+//! - Every resource is tagged at creation (`TagSpecifications`). Creates that EC2 cannot
+//!   deduplicate (VGW, CGW, VPN connection: no client token) run without SDK retry, and
+//!   a failure that may have been carried out says so (`may_have_committed`), so the
+//!   core re-observes by tag before any retry.
+//! - A `CreateCustomerGateway` that answers with a gateway lacking our tag (EC2 returns
+//!   an existing CGW with the same IP, ASN and device name, whoever's it is) is a
+//!   [`ErrorKind::Conflict`], never ours. Nothing without our tag is read as ours.
+//! - Deletes of something already gone succeed; `deleted` resources are history and
+//!   are not reported.
+//! - Tunnels are ordered by outside IP; keys stay [`Psk`]s and are never logged. Keys
+//!   kept in Secrets Manager (`PreSharedKeyArn`) are refused with a message.
+
+mod config_xml;
+mod error;
+mod handle;
+mod preflight;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::{BehaviorVersion, Region};
+use aws_sdk_ec2::primitives::DateTimeFormat;
+use aws_sdk_ec2::types::{
+    Filter, GatewayType, ModifyVpnTunnelOptionsSpecification, ResourceType, Tag, TagSpecification, VpnConnectionOptionsSpecification,
+    VpnTunnelOptionsSpecification,
+};
+use ipnet::{IpNet, Ipv4Net};
+use vpnbridge_core::endpoint::{
+    Aws, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+};
+use vpnbridge_core::model::{
+    AttachmentState, AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Owner, RouteTable, TAG_DEPLOYMENT, Tags, TunnelState,
+    VgwAttachment, VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+};
+use vpnbridge_core::ops::{AwsOp, AwsResourceKind, OpOutput};
+use vpnbridge_core::secret::Psk;
+
+pub use config_xml::{ConfigTunnel, parse as parse_customer_gateway_configuration};
+pub use error::{advice, classify};
+pub use preflight::{Preflight, QuotaNeed, Quotas};
+
+use crate::error::{from_sdk, is_gone, local};
+use crate::handle::{Target, Wait};
+
+/// Where the AWS side lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// The region (`eu-west-1`); empty: the default chain's (`AWS_REGION`, profile).
+    pub region: String,
+    /// The user's VPC, which must exist; vpnbridge never creates or changes it.
+    pub vpc_id: String,
+    /// An explicit EC2 endpoint (a local emulator); `None`: AWS's, or the standard
+    /// `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL` override.
+    pub endpoint: Option<String>,
+}
+
+/// The AWS endpoint for one region and VPC.
+#[derive(Debug, Clone)]
+pub struct AwsEndpoint {
+    client: Client,
+    vpc_id: String,
+}
+
+/// How long to wait between polls of a resource that is not there yet (EC2's own
+/// waiters poll VPN connections every 15 s; gateways settle faster).
+const POLL_VPN: Duration = Duration::from_secs(15);
+const POLL_GATEWAY: Duration = Duration::from_secs(5);
+
+impl AwsEndpoint {
+    /// Loads credentials, region and endpoint through `aws-config`'s default chain.
+    pub async fn connect(settings: AwsSettings) -> Result<Self, EndpointError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if !settings.region.is_empty() {
+            loader = loader.region(Region::new(settings.region.clone()));
+        }
+        if let Some(url) = &settings.endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(local(
+                ErrorKind::Permanent,
+                "MissingRegion",
+                "no AWS region: set aws.region in the configuration, AWS_REGION, or a region in the AWS profile",
+            ));
+        }
+        Ok(Self::from_client(Client::new(&sdk), settings.vpc_id))
+    }
+
+    /// An endpoint on an already configured client (tests, callers with their own
+    /// SDK configuration).
+    pub fn from_client(client: Client, vpc_id: impl Into<String>) -> Self {
+        Self { client, vpc_id: vpc_id.into() }
+    }
+
+    /// The VPC this endpoint is scoped to.
+    pub fn vpc_id(&self) -> &str {
+        &self.vpc_id
+    }
+
+    /// The EC2 client (for callers that need a call this adapter does not make).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// The SDK config override that turns retries off for one call: a create without a
+/// client token must not be repeated blindly.
+fn no_retry() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+fn tag_spec(kind: ResourceType, tags: &Tags) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .build()
+}
+
+fn filter(name: &str, value: impl Into<String>) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn owner_filter(owner: &Owner) -> Filter {
+    filter(&format!("tag:{TAG_DEPLOYMENT}"), owner.deployment.clone())
+}
+
+fn tags_of(tags: &[Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
+fn aws_state(s: &str) -> AwsState {
+    match s {
+        "available" => AwsState::Available,
+        "deleting" => AwsState::Deleting,
+        "deleted" => AwsState::Deleted,
+        // pending, and anything new (e.g. a modifying state): not settled yet
+        _ => AwsState::Pending,
+    }
+}
+
+fn attachment_state(s: &str) -> AttachmentState {
+    match s {
+        "attached" => AttachmentState::Attached,
+        "detaching" => AttachmentState::Detaching,
+        "detached" => AttachmentState::Detached,
+        _ => AttachmentState::Attaching,
+    }
+}
+
+fn bad_answer(what: String) -> EndpointError {
+    local(ErrorKind::Transient, "UnexpectedResponse", what)
+}
+
+fn vgw_model(g: &aws_sdk_ec2::types::VpnGateway) -> Option<VpnGateway> {
+    Some(VpnGateway {
+        id: g.vpn_gateway_id()?.to_owned(),
+        state: aws_state(g.state().map(|s| s.as_str()).unwrap_or("pending")),
+        amazon_asn: g.amazon_side_asn().and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+        attachments: g
+            .vpc_attachments()
+            .iter()
+            .filter_map(|a| {
+                Some(VgwAttachment { vpc_id: a.vpc_id()?.to_owned(), state: attachment_state(a.state().map(|s| s.as_str()).unwrap_or("")) })
+            })
+            .collect(),
+        tags: tags_of(g.tags()),
+    })
+}
+
+fn cgw_model(c: &aws_sdk_ec2::types::CustomerGateway) -> Result<CustomerGateway, EndpointError> {
+    let id = c.customer_gateway_id().unwrap_or_default().to_owned();
+    let ip = c.ip_address().and_then(|i| i.parse().ok()).ok_or_else(|| bad_answer(format!("customer gateway {id} has no IPv4 address")))?;
+    let bgp_asn = c
+        .bgp_asn()
+        .and_then(|a| a.parse().ok())
+        .or_else(|| c.bgp_asn_extended().and_then(|a| a.parse().ok()))
+        .ok_or_else(|| bad_answer(format!("customer gateway {id} has no BGP ASN")))?;
+    Ok(CustomerGateway {
+        id,
+        state: aws_state(c.state().unwrap_or("pending")),
+        ip,
+        bgp_asn,
+        device_name: c.device_name().map(str::to_owned).filter(|d| !d.is_empty()),
+        tags: tags_of(c.tags()),
+    })
+}
+
+/// The tunnels of a VPN connection, by outside IP: from `Options.TunnelOptions` when
+/// EC2 returns them, else from the `CustomerGatewayConfiguration` document.
+fn tunnels_of(v: &aws_sdk_ec2::types::VpnConnection) -> Result<Vec<AwsTunnelOptions>, EndpointError> {
+    let id = v.vpn_connection_id().unwrap_or_default();
+    let api: Vec<_> =
+        v.options().map(|o| o.tunnel_options()).unwrap_or_default().iter().filter(|t| t.outside_ip_address().is_some()).collect();
+    let doc = v.customer_gateway_configuration().filter(|d| !d.trim().is_empty()).map(config_xml::parse).transpose().map_err(bad_answer)?;
+    let mut tunnels = Vec::new();
+    if !api.is_empty() {
+        for t in api {
+            let outside_ip: Ipv4Addr = t
+                .outside_ip_address()
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| bad_answer(format!("VPN connection {id}: a tunnel's outside address is not IPv4")))?;
+            let from_doc = doc.as_ref().and_then(|d| d.iter().find(|c| c.outside_ip == outside_ip));
+            let psk = match t.pre_shared_key() {
+                Some(k) => Some(Psk::new(k).map_err(|e| bad_answer(format!("VPN connection {id}: the key of tunnel {outside_ip} {e}")))?),
+                None => from_doc.and_then(|c| c.psk.clone()),
+            };
+            tunnels.push(AwsTunnelOptions {
+                outside_ip,
+                inside_cidr: t
+                    .tunnel_inside_cidr()
+                    .and_then(|c| c.parse::<Ipv4Net>().ok())
+                    .or_else(|| from_doc.and_then(|c| c.inside_cidr)),
+                psk,
+                ike_versions: t.ike_versions().iter().filter_map(|i| i.value().map(str::to_owned)).collect(),
+            });
+        }
+    } else if let Some(doc) = doc {
+        tunnels.extend(doc.into_iter().map(|c| AwsTunnelOptions {
+            outside_ip: c.outside_ip,
+            inside_cidr: c.inside_cidr,
+            psk: c.psk,
+            ike_versions: Vec::new(),
+        }));
+    }
+    if v.pre_shared_key_arn().is_some() && tunnels.iter().any(|t| t.psk.is_none()) {
+        return Err(local(
+            ErrorKind::Permanent,
+            "PreSharedKeyInSecretsManager",
+            format!(
+                "VPN connection {id} keeps its pre-shared keys in AWS Secrets Manager (PreSharedKeyArn), which vpnbridge does not read: \
+                 recreate the connection with PreSharedKeyStorage Standard, or set the keys explicitly in the configuration"
+            ),
+        ));
+    }
+    tunnels.sort_by_key(|t| t.outside_ip);
+    Ok(tunnels)
+}
+
+fn vpn_model(v: &aws_sdk_ec2::types::VpnConnection) -> Result<VpnConnection, EndpointError> {
+    let id = v.vpn_connection_id().unwrap_or_default().to_owned();
+    let state = aws_state(v.state().map(|s| s.as_str()).unwrap_or("pending"));
+    // EC2 stops returning the configuration document (and tunnel options) once a
+    // connection is deleted: a deleted connection has no tunnels.
+    let tunnels = if state == AwsState::Deleted { Vec::new() } else { tunnels_of(v)? };
+    let mut telemetry: Vec<_> = v
+        .vgw_telemetry()
+        .iter()
+        .filter_map(|t| {
+            Some(VgwTelemetry {
+                outside_ip: t.outside_ip_address()?.parse().ok()?,
+                status: match t.status().map(|s| s.as_str()) {
+                    Some("UP") => TunnelState::Up,
+                    Some("DOWN") => TunnelState::Down,
+                    _ => TunnelState::Unknown,
+                },
+                status_message: t.status_message().unwrap_or_default().to_owned(),
+                last_status_change: t.last_status_change().and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()),
+            })
+        })
+        .collect();
+    telemetry.sort_by_key(|t| t.outside_ip);
+    Ok(VpnConnection {
+        id,
+        state,
+        customer_gateway_id: v.customer_gateway_id().unwrap_or_default().to_owned(),
+        vpn_gateway_id: v.vpn_gateway_id().unwrap_or_default().trim().to_owned(),
+        static_routes_only: v.options().and_then(|o| o.static_routes_only()).unwrap_or(false),
+        tunnels,
+        routes: v
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                Some(VpnConnectionRoute {
+                    destination: r.destination_cidr_block()?.parse().ok()?,
+                    state: aws_state(r.state().map(|s| s.as_str()).unwrap_or("pending")),
+                })
+            })
+            .collect(),
+        telemetry,
+        tags: tags_of(v.tags()),
+    })
+}
+
+fn route_table_model(t: &aws_sdk_ec2::types::RouteTable) -> Option<RouteTable> {
+    Some(RouteTable {
+        id: t.route_table_id()?.to_owned(),
+        main: t.associations().iter().any(|a| a.main() == Some(true)),
+        routes: t
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                Some(VpcRoute {
+                    destination: r.destination_cidr_block()?.parse().ok()?,
+                    gateway_id: r.gateway_id().map(str::to_owned),
+                    state: r.state().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "active".to_owned()),
+                })
+            })
+            .collect(),
+        propagating_vgws: t.propagating_vgws().iter().filter_map(|p| p.gateway_id().map(str::to_owned)).collect(),
+    })
+}
+
+impl AwsEndpoint {
+    async fn describe_vpc(&self) -> Result<Option<Vpc>, EndpointError> {
+        let out = match self.client.describe_vpcs().vpc_ids(&self.vpc_id).send().await {
+            Ok(o) => o,
+            Err(e) => {
+                let e = from_sdk("DescribeVpcs", e);
+                return if e.code == "InvalidVpcID.NotFound" { Ok(None) } else { Err(e) };
+            }
+        };
+        let Some(vpc) = out.vpcs().iter().find(|v| v.vpc_id() == Some(self.vpc_id.as_str())) else { return Ok(None) };
+        let mut cidrs: Vec<IpNet> = vpc
+            .cidr_block_association_set()
+            .iter()
+            .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
+            .filter_map(|a| a.cidr_block()?.parse().ok())
+            .collect();
+        if cidrs.is_empty() {
+            cidrs.extend(vpc.cidr_block().and_then(|c| c.parse::<IpNet>().ok()));
+        }
+        let mut route_tables = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .describe_route_tables()
+                .filters(filter("vpc-id", &self.vpc_id))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| from_sdk("DescribeRouteTables", e))?;
+            route_tables
+                .extend(page.route_tables().iter().filter(|t| t.vpc_id() == Some(self.vpc_id.as_str())).filter_map(route_table_model));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(Some(Vpc { id: self.vpc_id.clone(), cidrs, route_tables }))
+    }
+
+    async fn describe_vgws(&self, filters: Vec<Filter>) -> Result<Vec<aws_sdk_ec2::types::VpnGateway>, EndpointError> {
+        let out =
+            self.client.describe_vpn_gateways().set_filters(Some(filters)).send().await.map_err(|e| from_sdk("DescribeVpnGateways", e))?;
+        Ok(out.vpn_gateways().to_vec())
+    }
+
+    async fn our_vgws(&self, owner: &Owner) -> Result<Vec<VpnGateway>, EndpointError> {
+        Ok(self
+            .describe_vgws(vec![owner_filter(owner)])
+            .await?
+            .iter()
+            .filter_map(vgw_model)
+            .filter(|g| owner.owns(&g.tags) && g.state != AwsState::Deleted)
+            .collect())
+    }
+
+    async fn foreign_vgw_on_vpc(&self, owner: &Owner) -> Result<Option<String>, EndpointError> {
+        Ok(self
+            .describe_vgws(vec![filter("attachment.vpc-id", &self.vpc_id)])
+            .await?
+            .iter()
+            .filter_map(vgw_model)
+            .find(|g| {
+                !owner.owns(&g.tags)
+                    && g.state != AwsState::Deleted
+                    && g.attachments
+                        .iter()
+                        .any(|a| a.vpc_id == self.vpc_id && matches!(a.state, AttachmentState::Attaching | AttachmentState::Attached))
+            })
+            .map(|g| g.id))
+    }
+
+    async fn our_cgws(&self, owner: &Owner) -> Result<Vec<CustomerGateway>, EndpointError> {
+        let out = self
+            .client
+            .describe_customer_gateways()
+            .filters(owner_filter(owner))
+            .send()
+            .await
+            .map_err(|e| from_sdk("DescribeCustomerGateways", e))?;
+        let mut cgws = Vec::new();
+        for c in out.customer_gateways() {
+            // Filter again on our side: an emulator (or a future API change) that
+            // ignores the tag filter must not make someone else's gateway ours.
+            if !c.tags().iter().any(|t| t.key() == Some(TAG_DEPLOYMENT) && t.value() == Some(owner.deployment.as_str())) {
+                continue;
+            }
+            let cgw = cgw_model(c)?;
+            if cgw.state != AwsState::Deleted {
+                cgws.push(cgw);
+            }
+        }
+        Ok(cgws)
+    }
+
+    async fn our_vpns(&self, owner: &Owner) -> Result<Vec<VpnConnection>, EndpointError> {
+        let out = self
+            .client
+            .describe_vpn_connections()
+            .filters(owner_filter(owner))
+            .send()
+            .await
+            .map_err(|e| from_sdk("DescribeVpnConnections", e))?;
+        let mut vpns = Vec::new();
+        for v in out.vpn_connections() {
+            if v.state().map(|s| s.as_str()) == Some("deleted") {
+                continue;
+            }
+            let vpn = vpn_model(v)?;
+            if owner.owns(&vpn.tags) {
+                vpns.push(vpn);
+            }
+        }
+        Ok(vpns)
+    }
+
+    /// One resource by id, `None` when EC2 no longer knows it.
+    async fn vgw_by_id(&self, id: &str) -> Result<Option<VpnGateway>, EndpointError> {
+        match self.client.describe_vpn_gateways().vpn_gateway_ids(id).send().await {
+            Ok(o) => Ok(o.vpn_gateways().iter().filter_map(vgw_model).find(|g| g.id == id)),
+            Err(e) => gone_is_none(from_sdk("DescribeVpnGateways", e)),
+        }
+    }
+
+    async fn cgw_by_id(&self, id: &str) -> Result<Option<CustomerGateway>, EndpointError> {
+        match self.client.describe_customer_gateways().customer_gateway_ids(id).send().await {
+            Ok(o) => o.customer_gateways().iter().filter(|c| c.customer_gateway_id() == Some(id)).map(cgw_model).next().transpose(),
+            Err(e) => gone_is_none(from_sdk("DescribeCustomerGateways", e)),
+        }
+    }
+
+    async fn vpn_by_id(&self, id: &str) -> Result<Option<VpnConnection>, EndpointError> {
+        match self.client.describe_vpn_connections().vpn_connection_ids(id).send().await {
+            Ok(o) => o.vpn_connections().iter().filter(|v| v.vpn_connection_id() == Some(id)).map(vpn_model).next().transpose(),
+            Err(e) => gone_is_none(from_sdk("DescribeVpnConnections", e)),
+        }
+    }
+
+    async fn route_table_by_id(&self, id: &str) -> Result<Option<RouteTable>, EndpointError> {
+        match self.client.describe_route_tables().route_table_ids(id).send().await {
+            Ok(o) => Ok(o.route_tables().iter().filter_map(route_table_model).find(|t| t.id == id)),
+            Err(e) => gone_is_none(from_sdk("DescribeRouteTables", e)),
+        }
+    }
+
+    async fn start_op(&self, op: &AwsOp) -> Result<Wait, EndpointError> {
+        let c = &self.client;
+        Ok(match op {
+            AwsOp::CreateVpnGateway { amazon_asn, tags } => {
+                let out = c
+                    .create_vpn_gateway()
+                    .r#type(GatewayType::Ipsec1)
+                    .amazon_side_asn(i64::from(*amazon_asn))
+                    .tag_specifications(tag_spec(ResourceType::VpnGateway, tags))
+                    .customize()
+                    .config_override(no_retry())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("CreateVpnGateway", e))?;
+                let id = out.vpn_gateway().and_then(|g| g.vpn_gateway_id()).ok_or_else(|| created_without_id("CreateVpnGateway"))?;
+                Wait::Vgw { id: id.to_owned(), target: Target::Ready }
+            }
+            AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
+                if let Err(e) = c.attach_vpn_gateway().vpn_gateway_id(vgw_id).vpc_id(vpc_id).send().await {
+                    let e = from_sdk("AttachVpnGateway", e);
+                    // A repeat of an attach that went through (its answer lost) is done.
+                    let ours = self.vgw_by_id(vgw_id).await?.is_some_and(|g| {
+                        g.attachments
+                            .iter()
+                            .any(|a| &a.vpc_id == vpc_id && matches!(a.state, AttachmentState::Attaching | AttachmentState::Attached))
+                    });
+                    if !ours {
+                        return Err(e);
+                    }
+                }
+                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target: Target::Ready }
+            }
+            AwsOp::DetachVpnGateway { vgw_id, vpc_id } => {
+                let r = c.detach_vpn_gateway().vpn_gateway_id(vgw_id).vpc_id(vpc_id).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DetachVpnGateway", e)))?;
+                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target: Target::Gone }
+            }
+            AwsOp::DeleteVpnGateway { vgw_id } => {
+                let r = c.delete_vpn_gateway().vpn_gateway_id(vgw_id).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnGateway", e)))?;
+                Wait::Vgw { id: vgw_id.clone(), target: Target::Gone }
+            }
+            AwsOp::CreateRoute { route_table_id, destination, vgw_id } => {
+                let r = c
+                    .create_route()
+                    .route_table_id(route_table_id)
+                    .destination_cidr_block(destination.to_string())
+                    .gateway_id(vgw_id)
+                    .send()
+                    .await;
+                if let Err(e) = r {
+                    let e = from_sdk("CreateRoute", e);
+                    // The same route via our VGW already there (a repeat whose first answer
+                    // was lost) is done; a route via anything else is someone else's.
+                    let same = e.code == "RouteAlreadyExists"
+                        && self.route_table_by_id(route_table_id).await?.is_some_and(|t| {
+                            t.routes.iter().any(|r| r.destination == *destination && r.gateway_id.as_deref() == Some(vgw_id.as_str()))
+                        });
+                    if !same {
+                        return Err(e);
+                    }
+                }
+                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target: Target::Ready }
+            }
+            AwsOp::DeleteRoute { route_table_id, destination } => {
+                let r = c.delete_route().route_table_id(route_table_id).destination_cidr_block(destination.to_string()).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteRoute", e)))?;
+                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target: Target::Gone }
+            }
+            AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
+                let mut req = c
+                    .create_customer_gateway()
+                    .r#type(GatewayType::Ipsec1)
+                    .ip_address(ip.to_string())
+                    .tag_specifications(tag_spec(ResourceType::CustomerGateway, tags));
+                req = match i32::try_from(*bgp_asn) {
+                    Ok(asn) => req.bgp_asn(asn),
+                    Err(_) => req.bgp_asn_extended(i64::from(*bgp_asn)),
+                };
+                if !device_name.is_empty() {
+                    req = req.device_name(device_name);
+                }
+                let out = req.customize().config_override(no_retry()).send().await.map_err(|e| from_sdk("CreateCustomerGateway", e))?;
+                let cgw = out.customer_gateway().ok_or_else(|| created_without_id("CreateCustomerGateway"))?;
+                let cgw = cgw_model(cgw)?;
+                // EC2 answers a request matching an existing gateway with that gateway,
+                // whoever's it is: one without our tag is never ours.
+                if cgw.tags.get(TAG_DEPLOYMENT) != tags.get(TAG_DEPLOYMENT) {
+                    let whose =
+                        cgw.tags.get(TAG_DEPLOYMENT).map_or_else(|| "untagged".to_owned(), |d| format!("tagged for deployment {d:?}"));
+                    return Err(local(
+                        ErrorKind::Conflict,
+                        "ForeignCustomerGateway",
+                        format!(
+                            "CreateCustomerGateway for {ip} (ASN {bgp_asn}, device name {device_name:?}) returned the existing customer gateway {} ({whose}), which is not this deployment's: delete it, or change its device name, before applying",
+                            cgw.id
+                        ),
+                    ));
+                }
+                Wait::Cgw { id: cgw.id, target: Target::Ready }
+            }
+            AwsOp::DeleteCustomerGateway { cgw_id } => {
+                let r = c.delete_customer_gateway().customer_gateway_id(cgw_id).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteCustomerGateway", e)))?;
+                Wait::Cgw { id: cgw_id.clone(), target: Target::Gone }
+            }
+            AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, tags } => {
+                let mut options = VpnConnectionOptionsSpecification::builder().static_routes_only(*static_routes_only);
+                if tunnels.iter().any(|t| t.inside_cidr.is_some() || t.psk.is_some()) {
+                    for t in tunnels {
+                        options = options.tunnel_options(
+                            VpnTunnelOptionsSpecification::builder()
+                                .set_tunnel_inside_cidr(t.inside_cidr.map(|c| c.to_string()))
+                                .set_pre_shared_key(t.psk.as_ref().map(|k| k.expose().to_owned()))
+                                .build(),
+                        );
+                    }
+                }
+                let out = c
+                    .create_vpn_connection()
+                    .r#type("ipsec.1")
+                    .customer_gateway_id(cgw_id)
+                    .vpn_gateway_id(vgw_id)
+                    .options(options.build())
+                    .tag_specifications(tag_spec(ResourceType::VpnConnection, tags))
+                    .customize()
+                    .config_override(no_retry())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("CreateVpnConnection", e))?;
+                let id =
+                    out.vpn_connection().and_then(|v| v.vpn_connection_id()).ok_or_else(|| created_without_id("CreateVpnConnection"))?;
+                Wait::Vpn { id: id.to_owned(), target: Target::Ready }
+            }
+            AwsOp::DeleteVpnConnection { vpn_id } => {
+                let r = c.delete_vpn_connection().vpn_connection_id(vpn_id).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnConnection", e)))?;
+                Wait::Vpn { id: vpn_id.clone(), target: Target::Gone }
+            }
+            AwsOp::CreateVpnConnectionRoute { vpn_id, destination } => {
+                c.create_vpn_connection_route()
+                    .vpn_connection_id(vpn_id)
+                    .destination_cidr_block(destination.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("CreateVpnConnectionRoute", e))?;
+                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target: Target::Ready }
+            }
+            AwsOp::DeleteVpnConnectionRoute { vpn_id, destination } => {
+                let r =
+                    c.delete_vpn_connection_route().vpn_connection_id(vpn_id).destination_cidr_block(destination.to_string()).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnConnectionRoute", e)))?;
+                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target: Target::Gone }
+            }
+            AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
+                let spec = ModifyVpnTunnelOptionsSpecification::builder()
+                    .set_pre_shared_key(psk.as_ref().map(|k| k.expose().to_owned()))
+                    .set_tunnel_inside_cidr(inside_cidr.map(|c| c.to_string()))
+                    .build();
+                c.modify_vpn_tunnel_options()
+                    .vpn_connection_id(vpn_id)
+                    .vpn_tunnel_outside_ip_address(outside_ip.to_string())
+                    .tunnel_options(spec)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("ModifyVpnTunnelOptions", e))?;
+                Wait::Tunnel { vpn_id: vpn_id.clone(), outside_ip: *outside_ip, inside_cidr: inside_cidr.map(|c| c.to_string()) }
+            }
+            AwsOp::Await { kind, id } => match kind {
+                AwsResourceKind::VpnGateway => Wait::Vgw { id: id.clone(), target: Target::Settled },
+                AwsResourceKind::VgwAttachment => {
+                    Wait::Attachment { vgw_id: id.clone(), vpc_id: self.vpc_id.clone(), target: Target::Settled }
+                }
+                AwsResourceKind::CustomerGateway => Wait::Cgw { id: id.clone(), target: Target::Settled },
+                AwsResourceKind::VpnConnection => Wait::Vpn { id: id.clone(), target: Target::Settled },
+            },
+        })
+    }
+
+    async fn poll_wait(&self, wait: &Wait) -> Result<OpStatus, EndpointError> {
+        let running = |every| Ok(OpStatus::Running { retry_after: Some(every) });
+        let done = |id: &str| Ok(OpStatus::Done(OpOutput { id: Some(id.to_owned()), ..OpOutput::default() }));
+        match wait {
+            Wait::Vgw { id, target } => {
+                let state = self.vgw_by_id(id).await?.map(|g| g.state);
+                match lifecycle(state, *target, "virtual private gateway", id)? {
+                    true => done(id),
+                    false => running(POLL_GATEWAY),
+                }
+            }
+            Wait::Cgw { id, target } => {
+                let state = self.cgw_by_id(id).await?.map(|g| g.state);
+                match lifecycle(state, *target, "customer gateway", id)? {
+                    true => done(id),
+                    false => running(POLL_GATEWAY),
+                }
+            }
+            Wait::Vpn { id, target } => {
+                let vpn = self.vpn_by_id(id).await?;
+                if !lifecycle(vpn.as_ref().map(|v| v.state), *target, "VPN connection", id)? {
+                    return running(POLL_VPN);
+                }
+                let tunnels = vpn
+                    .filter(|v| v.state == AwsState::Available)
+                    .map(|v| v.tunnels.into_iter().map(|t| (t.outside_ip, t.psk)).collect())
+                    .unwrap_or_default();
+                Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels }))
+            }
+            Wait::Attachment { vgw_id, vpc_id, target } => {
+                let vgw = self.vgw_by_id(vgw_id).await?;
+                let state = vgw.as_ref().and_then(|g| g.attachments.iter().find(|a| &a.vpc_id == vpc_id)).map(|a| a.state);
+                let settled = match (target, state) {
+                    (Target::Ready, Some(AttachmentState::Attached)) => true,
+                    (Target::Ready, None | Some(AttachmentState::Detached)) if vgw.is_none() => {
+                        return Err(local(ErrorKind::NotFound, "InvalidVpnGatewayID.NotFound", format!("VGW {vgw_id} is gone")));
+                    }
+                    (Target::Ready, Some(AttachmentState::Detaching | AttachmentState::Detached)) => {
+                        return Ok(OpStatus::Failed(local(
+                            ErrorKind::Transient,
+                            "IncorrectState",
+                            format!("the attachment of {vgw_id} to {vpc_id} went away while attaching"),
+                        )));
+                    }
+                    (Target::Gone, None | Some(AttachmentState::Detached)) => true,
+                    (Target::Settled, s) => !matches!(s, Some(AttachmentState::Attaching | AttachmentState::Detaching)),
+                    _ => false,
+                };
+                if settled { done(vgw_id) } else { running(POLL_GATEWAY) }
+            }
+            Wait::Route { route_table_id, destination, target } => {
+                let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
+                let table = self.route_table_by_id(route_table_id).await?;
+                let present = table.as_ref().is_some_and(|t| t.routes.iter().any(|r| r.destination == dest));
+                match (target, present, table.is_some()) {
+                    (Target::Ready, true, _) | (Target::Gone | Target::Settled, false, _) | (Target::Settled, true, _) => {
+                        done(route_table_id)
+                    }
+                    (Target::Ready, false, false) => Err(local(
+                        ErrorKind::NotFound,
+                        "InvalidRouteTableID.NotFound",
+                        format!("route table {route_table_id} does not exist"),
+                    )),
+                    _ => running(POLL_GATEWAY),
+                }
+            }
+            Wait::VpnRoute { vpn_id, destination, target } => {
+                let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
+                let vpn = self.vpn_by_id(vpn_id).await?;
+                let state = vpn.as_ref().and_then(|v| v.routes.iter().find(|r| r.destination == dest)).map(|r| r.state);
+                let finished = match target {
+                    Target::Ready => match (vpn.as_ref().map(|v| v.state), state) {
+                        (_, Some(AwsState::Available)) => true,
+                        (None | Some(AwsState::Deleted | AwsState::Deleting), _) => {
+                            return Ok(OpStatus::Failed(local(
+                                ErrorKind::NotFound,
+                                "InvalidVpnConnectionID.NotFound",
+                                format!("VPN connection {vpn_id} went away before its route {destination} was ready"),
+                            )));
+                        }
+                        _ => false,
+                    },
+                    Target::Gone => state.is_none_or(|s| s == AwsState::Deleted) || vpn.is_none_or(|v| v.state.is_gone()),
+                    Target::Settled => !matches!(state, Some(AwsState::Pending | AwsState::Deleting)),
+                };
+                if finished { done(vpn_id) } else { running(POLL_GATEWAY) }
+            }
+            Wait::Tunnel { vpn_id, outside_ip, inside_cidr } => {
+                let vpn = self.vpn_by_id(vpn_id).await?.ok_or_else(|| {
+                    local(ErrorKind::NotFound, "InvalidVpnConnectionID.NotFound", format!("VPN connection {vpn_id} does not exist"))
+                })?;
+                let tunnel = vpn.tunnels.iter().find(|t| t.outside_ip == *outside_ip);
+                let applied = match (tunnel, inside_cidr) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(t), Some(c)) => t.inside_cidr.map(|n| n.to_string()).as_deref() == Some(c.as_str()),
+                };
+                if vpn.state == AwsState::Available && applied {
+                    Ok(OpStatus::Done(OpOutput {
+                        id: Some(vpn_id.clone()),
+                        public_ip: None,
+                        tunnels: vpn.tunnels.into_iter().map(|t| (t.outside_ip, t.psk)).collect(),
+                    }))
+                } else if vpn.state.is_gone() {
+                    Ok(OpStatus::Failed(local(
+                        ErrorKind::NotFound,
+                        "InvalidVpnConnectionID.NotFound",
+                        format!("VPN connection {vpn_id} was deleted while its tunnel {outside_ip} was being modified"),
+                    )))
+                } else {
+                    running(POLL_VPN)
+                }
+            }
+        }
+    }
+}
+
+/// Whether a resource in `state` (`None`: unknown to EC2) has reached `target`; an
+/// error when it never will (deleted while being created).
+fn lifecycle(state: Option<AwsState>, target: Target, what: &str, id: &str) -> Result<bool, EndpointError> {
+    match (target, state) {
+        (Target::Ready, Some(AwsState::Available)) => Ok(true),
+        (Target::Ready, Some(AwsState::Pending)) => Ok(false),
+        (Target::Ready, None | Some(AwsState::Deleting | AwsState::Deleted)) => Err(local(
+            ErrorKind::Transient,
+            "ResourceWentAway",
+            format!("{what} {id} was deleted (or never appeared) while vpnbridge waited for it to become available"),
+        )),
+        (Target::Gone, None | Some(AwsState::Deleted)) => Ok(true),
+        (Target::Gone, _) => Ok(false),
+        (Target::Settled, Some(AwsState::Pending | AwsState::Deleting)) => Ok(false),
+        (Target::Settled, _) => Ok(true),
+    }
+}
+
+fn gone_is_none<T>(e: EndpointError) -> Result<Option<T>, EndpointError> {
+    if is_gone(&e) { Ok(None) } else { Err(e) }
+}
+
+/// A delete that finds nothing to delete has done its job.
+fn tolerate_gone(r: Result<(), EndpointError>) -> Result<(), EndpointError> {
+    match r {
+        Err(e) if is_gone(&e) || e.code == "InvalidVpnGatewayAttachment.NotFound" => Ok(()),
+        other => other,
+    }
+}
+
+fn created_without_id(op: &str) -> EndpointError {
+    let mut e = bad_answer(format!("{op} answered without the new resource's id"));
+    e.may_have_committed = true;
+    e
+}
+
+fn bad_handle(what: &str) -> EndpointError {
+    local(ErrorKind::Permanent, "InvalidHandle", format!("not an operation handle of the AWS adapter: {what}"))
+}
+
+/// The core's error for a failed start, with the ambiguity rule applied: a create whose
+/// outcome is unknown must be re-observed, not retried.
+fn start_failed(op: &AwsOp, mut e: EndpointError) -> EndpointError {
+    if !op.creates_without_token() {
+        e.may_have_committed = false;
+    }
+    e
+}
+
+fn end_of(vpn: &VpnConnection, cgw_ip: Ipv4Addr) -> Vec<Box<dyn Tunnel>> {
+    vpn.tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let telemetry = vpn.telemetry.iter().find(|m| m.outside_ip == t.outside_ip);
+            Box::new(TunnelEnd {
+                cloud: CloudName::Aws,
+                outside_ip: t.outside_ip,
+                peer_ip: cgw_ip,
+                instance: i,
+                resource: vpn.id.clone(),
+                inside_cidr: t.inside_cidr,
+                psk: t.psk.clone(),
+                status: match telemetry {
+                    Some(m) => {
+                        TunnelStatus { state: m.status, reason: m.status_message.clone(), last_change: m.last_status_change.clone() }
+                    }
+                    None => TunnelStatus {
+                        state: TunnelState::Unknown,
+                        reason: "EC2 reports no telemetry for this tunnel".into(),
+                        last_change: None,
+                    },
+                },
+            }) as Box<dyn Tunnel>
+        })
+        .collect()
+}
+
+#[async_trait]
+impl VpnEndpoint<Aws> for AwsEndpoint {
+    async fn observe(&self, owner: &Owner) -> Result<AwsObserved, EndpointError> {
+        let (vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections) = tokio::try_join!(
+            self.describe_vpc(),
+            self.our_vgws(owner),
+            self.foreign_vgw_on_vpc(owner),
+            self.our_cgws(owner),
+            self.our_vpns(owner),
+        )?;
+        Ok(AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections })
+    }
+
+    async fn start(&self, op: &AwsOp) -> Result<OpHandle, EndpointError> {
+        let wait = self.start_op(op).await.map_err(|e| start_failed(op, e))?;
+        Ok(OpHandle(wait.encode()))
+    }
+
+    async fn poll(&self, handle: &OpHandle) -> Result<OpStatus, EndpointError> {
+        let wait = Wait::decode(&handle.0).ok_or_else(|| bad_handle(&handle.0))?;
+        self.poll_wait(&wait).await
+    }
+
+    async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
+        let (cgws, vpns) = tokio::try_join!(self.our_cgws(owner), self.our_vpns(owner))?;
+        let mut ends = Vec::new();
+        for vpn in vpns.iter().filter(|v| !v.state.is_gone()) {
+            let Some(cgw) = cgws.iter().find(|c| c.id == vpn.customer_gateway_id) else { continue };
+            ends.extend(end_of(vpn, cgw.ip));
+        }
+        Ok(ends)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_targets() {
+        assert!(lifecycle(Some(AwsState::Available), Target::Ready, "x", "x").unwrap());
+        assert!(!lifecycle(Some(AwsState::Pending), Target::Ready, "x", "x").unwrap());
+        assert!(lifecycle(Some(AwsState::Deleted), Target::Ready, "x", "x").is_err());
+        assert!(lifecycle(None, Target::Gone, "x", "x").unwrap());
+        assert!(lifecycle(Some(AwsState::Deleted), Target::Gone, "x", "x").unwrap());
+        assert!(!lifecycle(Some(AwsState::Deleting), Target::Gone, "x", "x").unwrap());
+        assert!(!lifecycle(Some(AwsState::Pending), Target::Settled, "x", "x").unwrap());
+        assert!(lifecycle(Some(AwsState::Available), Target::Settled, "x", "x").unwrap());
+    }
+
+    #[test]
+    fn only_tokenless_creates_stay_ambiguous() {
+        let mut e = local(ErrorKind::Transient, "RequestTimeout", "t");
+        e.may_have_committed = true;
+        let create = AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Tags::new() };
+        assert!(start_failed(&create, e.clone()).may_have_committed);
+        let delete = AwsOp::DeleteVpnGateway { vgw_id: "vgw-1".into() };
+        assert!(!start_failed(&delete, e).may_have_committed);
+    }
+
+    #[test]
+    fn tunnels_from_the_document_when_the_api_has_none() {
+        let doc = "<vpn_connection id=\"vpn-1\">\
+            <ipsec_tunnel><vpn_gateway><tunnel_outside_address><ip_address>54.1.1.1</ip_address></tunnel_outside_address></vpn_gateway><ike><pre_shared_key>Key_number.two</pre_shared_key></ike></ipsec_tunnel>\
+            <ipsec_tunnel><vpn_gateway><tunnel_outside_address><ip_address>3.1.1.1</ip_address></tunnel_outside_address></vpn_gateway><ike><pre_shared_key>Key_number.one</pre_shared_key></ike></ipsec_tunnel>\
+            </vpn_connection>";
+        let v = aws_sdk_ec2::types::VpnConnection::builder().vpn_connection_id("vpn-1").customer_gateway_configuration(doc).build();
+        let t = tunnels_of(&v).unwrap();
+        assert_eq!(t.iter().map(|t| t.outside_ip.to_string()).collect::<Vec<_>>(), ["3.1.1.1", "54.1.1.1"]);
+        assert_eq!(t[0].psk.as_ref().map(Psk::expose), Some("Key_number.one"));
+    }
+
+    #[test]
+    fn keys_in_secrets_manager_are_refused() {
+        let opts = aws_sdk_ec2::types::VpnConnectionOptions::builder()
+            .tunnel_options(aws_sdk_ec2::types::TunnelOption::builder().outside_ip_address("3.1.1.1").build())
+            .build();
+        let v = aws_sdk_ec2::types::VpnConnection::builder()
+            .vpn_connection_id("vpn-1")
+            .options(opts)
+            .pre_shared_key_arn("arn:aws:secretsmanager:eu-west-1:1:secret:x")
+            .build();
+        let e = tunnels_of(&v).unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "PreSharedKeyInSecretsManager"));
+        assert!(e.message.contains("PreSharedKeyStorage Standard"));
+    }
+
+    #[test]
+    fn api_tunnel_options_are_sorted_and_win_over_the_document() {
+        let t = |ip: &str, key: &str| {
+            aws_sdk_ec2::types::TunnelOption::builder()
+                .outside_ip_address(ip)
+                .tunnel_inside_cidr("169.254.21.0/30")
+                .pre_shared_key(key)
+                .build()
+        };
+        let opts = aws_sdk_ec2::types::VpnConnectionOptions::builder()
+            .static_routes_only(true)
+            .tunnel_options(t("52.0.0.9", "Key_number.nine"))
+            .tunnel_options(t("52.0.0.10", "Key_number.ten"))
+            .build();
+        let v = aws_sdk_ec2::types::VpnConnection::builder().vpn_connection_id("vpn-1").options(opts).build();
+        let m = vpn_model(&v).unwrap();
+        assert!(m.static_routes_only);
+        assert_eq!(m.tunnels[0].outside_ip, Ipv4Addr::new(52, 0, 0, 9));
+        assert_eq!(m.tunnels[1].psk.as_ref().map(Psk::expose), Some("Key_number.ten"));
+    }
+}

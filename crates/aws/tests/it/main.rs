@@ -1,0 +1,406 @@
+//! The AWS adapter against moto on loopback (started per test, see `moto.rs`): the core's
+//! endpoint contract, the adapter's own traps, and call counts from the server's log.
+
+mod apply;
+mod moto;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{GatewayType, ResourceType, Tag, TagSpecification};
+use vpnbridge_aws::{AwsEndpoint, QuotaNeed, Quotas};
+use vpnbridge_core::contract::{self, run_to_end};
+use vpnbridge_core::endpoint::{ErrorKind, OpStatus, VpnEndpoint};
+use vpnbridge_core::model::{Owner, Role};
+use vpnbridge_core::ops::AwsOp;
+
+use crate::moto::{Moto, create_vpc};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn counts(requests: &[String]) -> BTreeMap<&str, usize> {
+    let mut m = BTreeMap::new();
+    for r in requests {
+        *m.entry(r.as_str()).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_passes_on_moto() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client, &vpc);
+    moto.clear_requests();
+    contract::aws(&ep, &Owner::new("contract"), &vpc, LIMIT).await.unwrap();
+    // From the server's side: every create exactly once (no SDK retry, no repeat).
+    let log = moto.requests();
+    let c = counts(&log);
+    for op in ["CreateVpnGateway", "CreateCustomerGateway", "CreateVpnConnection", "CreateVpnConnectionRoute", "CreateRoute"] {
+        assert_eq!(c.get(op), Some(&1), "{op}: {c:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_is_one_describe_per_kind() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client, &vpc);
+    moto.clear_requests();
+    ep.observe(&Owner::new("count")).await.unwrap();
+    let log = moto.requests();
+    let c = counts(&log);
+    let expected = BTreeMap::from([
+        ("DescribeCustomerGateways", 1),
+        ("DescribeRouteTables", 1),
+        ("DescribeVpcs", 1),
+        // ours by tag, and any VGW on the VPC (a foreign one is a conflict)
+        ("DescribeVpnGateways", 2),
+        ("DescribeVpnConnections", 1),
+    ]);
+    assert_eq!(c, expected);
+}
+
+async fn foreign_cgw(client: &aws_sdk_ec2::Client, ip: &str, device_name: Option<&str>) -> String {
+    let out = client
+        .create_customer_gateway()
+        .r#type(GatewayType::Ipsec1)
+        .ip_address(ip)
+        .bgp_asn(65000)
+        .set_device_name(device_name.map(str::to_owned))
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::CustomerGateway)
+                .tags(Tag::builder().key("team").value("someone-else").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.customer_gateway().and_then(|c| c.customer_gateway_id()).unwrap().to_owned()
+}
+
+fn create_cgw(owner: &Owner, ip: Ipv4Addr, device_name: &str) -> AwsOp {
+    AwsOp::CreateCustomerGateway { ip, bgp_asn: 65000, device_name: device_name.to_owned(), tags: owner.tags(&Role::CustomerGateway(0)) }
+}
+
+/// EC2 answers CreateCustomerGateway with an existing gateway of the same type, IP, ASN
+/// and device name, whoever's it is (the harness reproduces this; moto alone does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_customer_gateway_is_a_conflict_never_ours() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let owner = Owner::new("trap");
+    let ep = AwsEndpoint::from_client(client.clone(), &vpc);
+    let device = "vpnbridge-trap-cgw-0";
+
+    let theirs = foreign_cgw(&client, "20.0.113.10", Some(device)).await;
+    let e = ep.start(&create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 10), device)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+    assert!(e.message.contains(&theirs), "{e}");
+    assert!(!e.may_have_committed);
+    let o = ep.observe(&owner).await.unwrap();
+    assert!(o.customer_gateways.is_empty(), "a foreign CGW observed as ours");
+
+    // A foreign gateway without a device name does not capture ours: the unique device
+    // name makes EC2 create a new one.
+    let other = foreign_cgw(&client, "20.0.113.11", None).await;
+    let out = run_to_end(&ep, &create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 11), "vpnbridge-trap-cgw-1"), "cgw", LIMIT).await.unwrap();
+    let ours = out.id.unwrap();
+    assert_ne!(ours, other);
+    let o = ep.observe(&owner).await.unwrap();
+    assert_eq!(o.customer_gateways.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [ours.as_str()]);
+    assert_eq!(o.customer_gateways[0].device_name.as_deref(), Some("vpnbridge-trap-cgw-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_what_is_gone_is_done() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client, &vpc);
+    for op in [
+        AwsOp::DeleteVpnConnection { vpn_id: "vpn-0123456789abcdef0".into() },
+        AwsOp::DeleteCustomerGateway { cgw_id: "cgw-0123456789abcdef0".into() },
+        AwsOp::DetachVpnGateway { vgw_id: "vgw-0123456789abcdef0".into(), vpc_id: vpc.clone() },
+        AwsOp::DeleteVpnGateway { vgw_id: "vgw-0123456789abcdef0".into() },
+    ] {
+        let h = ep.start(&op).await.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Done(_)), "{op:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_vgw_on_the_vpc_and_a_missing_vpc_are_reported() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let owner = Owner::new("prereq");
+    let vgw = client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
+    let vgw = vgw.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
+    client.attach_vpn_gateway().vpn_gateway_id(&vgw).vpc_id(&vpc).send().await.unwrap();
+    let o = AwsEndpoint::from_client(client.clone(), &vpc).observe(&owner).await.unwrap();
+    assert_eq!(o.foreign_vgw_on_vpc.as_deref(), Some(vgw.as_str()));
+    assert!(o.vpn_gateways.is_empty());
+
+    let missing = AwsEndpoint::from_client(client, "vpc-0000000000000000f");
+    let o = missing.observe(&owner).await.unwrap();
+    assert!(o.vpc.is_none());
+    assert!(o.foreign_vgw_on_vpc.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_warns_about_icmp_and_counts_quotas() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client.clone(), &vpc);
+    let azure = ["10.1.0.0/16".parse().unwrap()];
+    let need = QuotaNeed { vpn_gateways: 1, customer_gateways: 2, vpn_connections_per_vgw: 2 };
+
+    let p = ep.preflight(&azure, need, Quotas::default()).await.unwrap();
+    assert!(p.errors.is_empty(), "{p:?}");
+    assert_eq!(p.warnings.len(), 1, "{p:?}");
+    assert!(p.warnings[0].contains("10.1.0.0/16") && p.warnings[0].contains("ICMP"), "{p:?}");
+
+    let sg = client
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .unwrap();
+    let sg = sg.security_groups()[0].group_id().unwrap().to_owned();
+    client
+        .authorize_security_group_ingress()
+        .group_id(sg)
+        .ip_protocol("icmp")
+        .from_port(-1)
+        .to_port(-1)
+        .cidr_ip("10.0.0.0/8")
+        .send()
+        .await
+        .unwrap();
+    client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
+    let tight = Quotas { vpn_gateways: 1, ..Quotas::default() };
+    let p = ep.preflight(&azure, need, tight).await.unwrap();
+    assert!(p.warnings.is_empty(), "{p:?}");
+    assert_eq!(p.errors.len(), 1, "{p:?}");
+    assert!(p.errors[0].contains("virtual private gateways"), "{p:?}");
+}
+
+mod replay;
+
+mod replayed {
+    use std::time::Duration;
+
+    use vpnbridge_aws::AwsEndpoint;
+    use vpnbridge_core::endpoint::{ErrorKind, OpStatus, VpnEndpoint};
+    use vpnbridge_core::model::{Owner, Role};
+    use vpnbridge_core::ops::{AwsOp, TunnelSpec};
+    use vpnbridge_core::secret::Psk;
+
+    use crate::replay::{NS, Replay, Reply, escape};
+
+    const TAGS: &str = "<tagSet><item><key>vpnbridge:deployment</key><value>replay</value></item><item><key>vpnbridge:role</key><value>vgw</value></item></tagSet>";
+
+    fn vgw_response(root: &str, set: bool, state: &str) -> String {
+        let g = format!(
+            "<vpnGatewayId>vgw-0a1b2c3d4e5f60718</vpnGatewayId><state>{state}</state><type>ipsec.1</type><amazonSideAsn>64512</amazonSideAsn><attachments/>{TAGS}"
+        );
+        let body = if set { format!("<vpnGatewaySet><item>{g}</item></vpnGatewaySet>") } else { format!("<vpnGateway>{g}</vpnGateway>") };
+        format!("<{root} xmlns=\"{NS}\"><requestId>11111111-2222-3333-4444-555555555555</requestId>{body}</{root}>")
+    }
+
+    /// AWS's document for a static connection (trimmed of algorithm lists), tunnels in
+    /// descending outside-IP order.
+    const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<vpn_connection id="vpn-0123456789abcdef0">
+  <customer_gateway_id>cgw-0123456789abcdef0</customer_gateway_id>
+  <vpn_gateway_id>vgw-0a1b2c3d4e5f60718</vpn_gateway_id>
+  <vpn_connection_type>ipsec.1</vpn_connection_type>
+  <ipsec_tunnel>
+    <customer_gateway><tunnel_outside_address><ip_address>20.0.113.10</ip_address></tunnel_outside_address>
+      <tunnel_inside_address><ip_address>169.254.21.6</ip_address><network_mask>255.255.255.252</network_mask><network_cidr>30</network_cidr></tunnel_inside_address></customer_gateway>
+    <vpn_gateway><tunnel_outside_address><ip_address>54.239.1.20</ip_address></tunnel_outside_address>
+      <tunnel_inside_address><ip_address>169.254.21.5</ip_address><network_mask>255.255.255.252</network_mask><network_cidr>30</network_cidr></tunnel_inside_address></vpn_gateway>
+    <ike><authentication_protocol>sha1</authentication_protocol><pre_shared_key>Second_key.0002</pre_shared_key></ike>
+  </ipsec_tunnel>
+  <ipsec_tunnel>
+    <customer_gateway><tunnel_outside_address><ip_address>20.0.113.10</ip_address></tunnel_outside_address>
+      <tunnel_inside_address><ip_address>169.254.21.2</ip_address><network_mask>255.255.255.252</network_mask><network_cidr>30</network_cidr></tunnel_inside_address></customer_gateway>
+    <vpn_gateway><tunnel_outside_address><ip_address>3.120.7.9</ip_address></tunnel_outside_address>
+      <tunnel_inside_address><ip_address>169.254.21.1</ip_address><network_mask>255.255.255.252</network_mask><network_cidr>30</network_cidr></tunnel_inside_address></vpn_gateway>
+    <ike><pre_shared_key>First_key.0001</pre_shared_key></ike>
+  </ipsec_tunnel>
+</vpn_connection>"#;
+
+    fn vpn_item(state: &str, with_doc: bool) -> String {
+        let doc =
+            if with_doc { format!("<customerGatewayConfiguration>{}</customerGatewayConfiguration>", escape(DOC)) } else { String::new() };
+        format!(
+            "<item><vpnConnectionId>vpn-0123456789abcdef0</vpnConnectionId><state>{state}</state>{doc}<type>ipsec.1</type>\
+             <customerGatewayId>cgw-0123456789abcdef0</customerGatewayId><vpnGatewayId>vgw-0a1b2c3d4e5f60718</vpnGatewayId>\
+             <options><staticRoutesOnly>true</staticRoutesOnly></options>\
+             <tagSet><item><key>vpnbridge:deployment</key><value>replay</value></item></tagSet>\
+             <vgwTelemetry><item><outsideIpAddress>3.120.7.9</outsideIpAddress><status>UP</status><statusMessage>1 BGP ROUTES</statusMessage><lastStatusChange>2026-11-25T09:00:00.000Z</lastStatusChange><acceptedRouteCount>0</acceptedRouteCount></item></vgwTelemetry></item>"
+        )
+    }
+
+    fn describe_vpns(state: &str, with_doc: bool) -> String {
+        format!(
+            "<DescribeVpnConnectionsResponse xmlns=\"{NS}\"><requestId>r-describe</requestId><vpnConnectionSet>{}</vpnConnectionSet></DescribeVpnConnectionsResponse>",
+            vpn_item(state, with_doc)
+        )
+    }
+
+    fn create_vgw() -> AwsOp {
+        AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Owner::new("replay").tags(&Role::VirtualPrivateGateway) }
+    }
+
+    #[tokio::test]
+    async fn a_pending_gateway_is_polled_until_available() {
+        let r = Replay::start(vec![
+            ("CreateVpnGateway", Reply::Ok(vgw_response("CreateVpnGatewayResponse", false, "pending"))),
+            ("DescribeVpnGateways", Reply::Ok(vgw_response("DescribeVpnGatewaysResponse", true, "pending"))),
+            ("DescribeVpnGateways", Reply::Ok(vgw_response("DescribeVpnGatewaysResponse", true, "available"))),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let h = ep.start(&create_vgw()).await.unwrap();
+        assert!(h.0.contains("vgw-0a1b2c3d4e5f60718"), "{}", h.0);
+        match ep.poll(&h).await.unwrap() {
+            OpStatus::Running { retry_after } => assert!(retry_after.is_some()),
+            other => panic!("pending reported as {other:?}"),
+        }
+        match ep.poll(&h).await.unwrap() {
+            OpStatus::Done(out) => assert_eq!(out.id.as_deref(), Some("vgw-0a1b2c3d4e5f60718")),
+            other => panic!("available reported as {other:?}"),
+        }
+        assert!(r.exhausted());
+    }
+
+    /// A create is never retried by the SDK: a throttled create reaches the core as
+    /// Throttled (refused, so not ambiguous), and the core's retry then succeeds.
+    #[tokio::test]
+    async fn a_throttled_create_is_reported_not_retried_then_succeeds() {
+        let r = Replay::start(vec![
+            ("CreateVpnGateway", Reply::Error(503, "RequestLimitExceeded", "req-throttled-1")),
+            ("CreateVpnGateway", Reply::Ok(vgw_response("CreateVpnGatewayResponse", false, "available"))),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let e = ep.start(&create_vgw()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
+        assert_eq!(e.request_id.as_deref(), Some("req-throttled-1"));
+        assert!(!e.may_have_committed, "a throttled request was not carried out");
+        assert_eq!(r.seen(), ["CreateVpnGateway"], "the SDK retried a create");
+        ep.start(&create_vgw()).await.unwrap();
+        assert!(r.exhausted());
+    }
+
+    /// Reads are retried by the SDK on throttling (they are safe to repeat).
+    #[tokio::test]
+    async fn a_throttled_describe_is_retried_by_the_sdk() {
+        let r = Replay::start(vec![
+            ("DescribeVpnGateways", Reply::Error(503, "RequestLimitExceeded", "req-throttled-2")),
+            ("DescribeVpnGateways", Reply::Ok(vgw_response("DescribeVpnGatewaysResponse", true, "available"))),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let h = vpnbridge_core::endpoint::OpHandle(r#"{"kind":"vgw","id":"vgw-0a1b2c3d4e5f60718","target":"ready"}"#.into());
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Done(_)));
+        assert_eq!(r.seen(), ["DescribeVpnGateways", "DescribeVpnGateways"]);
+    }
+
+    /// The answer to a committed CreateVpnConnection is lost: the error says the create
+    /// may have happened (so the core re-observes by tag) and nothing was resent.
+    #[tokio::test]
+    async fn a_timeout_after_commit_is_ambiguous_and_not_retried() {
+        let r = Replay::start(vec![("CreateVpnConnection", Reply::Hang)]).await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let op = AwsOp::CreateVpnConnection {
+            cgw_id: "cgw-0123456789abcdef0".into(),
+            vgw_id: "vgw-0a1b2c3d4e5f60718".into(),
+            static_routes_only: true,
+            tunnels: vec![TunnelSpec { inside_cidr: None, psk: None }; 2],
+            tags: Owner::new("replay").tags(&Role::VpnConnection(0)),
+        };
+        let e = ep.start(&op).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+        assert!(e.may_have_committed, "{e}");
+        assert_eq!(r.seen(), ["CreateVpnConnection"]);
+    }
+
+    /// A pending connection, then an available one whose tunnels come only from AWS's
+    /// XML document (no Options.TunnelOptions), in descending order: the adapter reports
+    /// them sorted by outside IP, with their keys.
+    #[tokio::test]
+    async fn tunnels_come_from_the_real_configuration_document() {
+        let r = Replay::start(vec![
+            ("DescribeVpnConnections", Reply::Ok(describe_vpns("pending", false))),
+            ("DescribeVpnConnections", Reply::Ok(describe_vpns("available", true))),
+            ("DescribeVpnConnections", Reply::Ok(describe_vpns("available", true))),
+            (
+                "DescribeCustomerGateways",
+                Reply::Ok(format!(
+                    "<DescribeCustomerGatewaysResponse xmlns=\"{NS}\"><requestId>r</requestId><customerGatewaySet><item>\
+                     <customerGatewayId>cgw-0123456789abcdef0</customerGatewayId><state>available</state><type>ipsec.1</type>\
+                     <ipAddress>20.0.113.10</ipAddress><bgpAsn>65000</bgpAsn>\
+                     <tagSet><item><key>vpnbridge:deployment</key><value>replay</value></item></tagSet></item></customerGatewaySet></DescribeCustomerGatewaysResponse>"
+                )),
+            ),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let h = vpnbridge_core::endpoint::OpHandle(r#"{"kind":"vpn","id":"vpn-0123456789abcdef0","target":"ready"}"#.into());
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Running { retry_after: Some(d) } if d >= Duration::from_secs(1)));
+        let OpStatus::Done(out) = ep.poll(&h).await.unwrap() else { panic!("available not done") };
+        let ips: Vec<String> = out.tunnels.iter().map(|t| t.0.to_string()).collect();
+        assert_eq!(ips, ["3.120.7.9", "54.239.1.20"]);
+        assert_eq!(out.tunnels[0].1.as_ref().map(Psk::expose), Some("First_key.0001"));
+
+        let ends = ep.tunnel_ends(&Owner::new("replay")).await.unwrap();
+        assert_eq!(ends.len(), 2);
+        assert_eq!(ends[0].outside_ip().to_string(), "3.120.7.9");
+        assert_eq!(ends[0].peer_ip().to_string(), "20.0.113.10");
+        assert_eq!(ends[0].inside_cidr().map(|c| c.to_string()).as_deref(), Some("169.254.21.0/30"));
+        assert_eq!(ends[0].status().state, vpnbridge_core::model::TunnelState::Up);
+        assert_eq!(ends[1].status().state, vpnbridge_core::model::TunnelState::Unknown);
+        assert!(r.exhausted());
+    }
+}
+
+/// A create whose answer was lost and that the core repeats: the route and the
+/// attachment are already there and ours, so the repeat is done, not a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_route_and_attach_are_done_but_a_foreign_route_conflicts() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let owner = Owner::new("repeat");
+    let ep = AwsEndpoint::from_client(client.clone(), &vpc);
+    let vgw = run_to_end(&ep, &AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) }, "vgw", LIMIT)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    let attach = AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc.clone() };
+    run_to_end(&ep, &attach, "attach", LIMIT).await.unwrap();
+    run_to_end(&ep, &attach, "attach again", LIMIT).await.unwrap();
+
+    let main = ep.observe(&owner).await.unwrap().vpc.unwrap().main_route_table().unwrap().id.clone();
+    let route = AwsOp::CreateRoute { route_table_id: main.clone(), destination: "10.1.0.0/16".parse().unwrap(), vgw_id: vgw.clone() };
+    run_to_end(&ep, &route, "route", LIMIT).await.unwrap();
+    run_to_end(&ep, &route, "route again", LIMIT).await.unwrap();
+
+    let other = client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
+    let other = other.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
+    client.create_route().route_table_id(&main).destination_cidr_block("10.9.0.0/16").gateway_id(&other).send().await.unwrap();
+    let theirs = AwsOp::CreateRoute { route_table_id: main, destination: "10.9.0.0/16".parse().unwrap(), vgw_id: vgw };
+    let e = ep.start(&theirs).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Conflict, "RouteAlreadyExists"), "{e}");
+}

@@ -1,0 +1,263 @@
+"""vpnbridge's EC2 test server: moto, plus the Site-to-Site VPN parts moto lacks.
+
+Run with the harness virtualenv's python: `python moto_vpn.py <port> [request-log]`.
+It binds 127.0.0.1 only. Everything below follows the shapes of the EC2 API
+reference (docs.aws.amazon.com/AWSEC2/latest/APIReference/), so the adapter under
+test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.2.5):
+
+1. CreateVpnConnection ignores `Options`: we keep `Options.StaticRoutesOnly` and answer
+   with `Options.TunnelOptions[]` (OutsideIpAddress, TunnelInsideCidr, PreSharedKey,
+   IkeVersions), one per tunnel, filling what the caller left out the way AWS does
+   (random 32-character key, a free /30 in 169.254.0.0/16). Each connection gets two
+   distinct outside IPs (moto's template document has one IP for both tunnels), listed
+   in *descending* order: AWS does not guarantee the order, so the adapter must sort.
+   `CustomerGatewayConfiguration` is re-rendered with the same tunnel values.
+2. `VgwTelemetry[]` (VpnTunnelTelemetry): one entry per tunnel, DOWN (nothing
+   answers IKE on loopback), with a StatusMessage and LastStatusChange.
+3. CreateVpnConnectionRoute / DeleteVpnConnectionRoute (moto: HTTP 500): `Routes[]`
+   (VpnStaticRoute: DestinationCidrBlock, Source Static, State available).
+4. ModifyVpnTunnelOptions (moto: HTTP 500): updates PreSharedKey / TunnelInsideCidr of
+   the tunnel named by VpnTunnelOutsideIpAddress; answers the VpnConnection.
+5. CreateCustomerGateway: moto always makes a new CGW and drops DeviceName. EC2 returns
+   the existing gateway when type, IP, ASN (and device name) match, whoever owns it;
+   a distinct DeviceName makes a new one. We keep DeviceName and reproduce that.
+6. A request log: every EC2 action, one line each, appended to the file given as the
+   second argument (the tests count calls from the server's side).
+
+Every create stays immediately `available` (moto's behaviour); pending states are
+covered by the adapter's replay tests instead.
+"""
+
+import ipaddress
+import random
+import string
+import sys
+import threading
+from datetime import datetime, timezone
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import InvalidParameterValue, InvalidVpnConnectionIdError
+from moto.ec2.models.vpn_connections import VPNConnection
+from moto.ec2.responses import EC2Response
+from moto.ec2.responses.customer_gateways import CustomerGateways
+from moto.ec2.responses.vpn_connections import VPNConnections
+
+_lock = threading.Lock()
+_next_ip = [0]
+
+
+def _outside_ips():
+    """Two fresh, distinct public addresses (documentation-free space, never routed)."""
+    with _lock:
+        n = _next_ip[0]
+        _next_ip[0] += 1
+    base = 0x03000000 + n * 4  # 3.0.0.0 + 4n
+    return [str(ipaddress.IPv4Address(base + 2)), str(ipaddress.IPv4Address(base + 1))]
+
+
+def _random_psk():
+    alphabet = string.ascii_letters + string.digits
+    first = random.choice(string.ascii_letters)
+    return first + "".join(random.choice(alphabet) for _ in range(31))
+
+
+def _used_inside_cidrs(backend):
+    used = set()
+    for c in backend.vpn_connections.values():
+        for t in (getattr(c, "options", None) or {}).get("TunnelOptions", []):
+            used.add(t["TunnelInsideCidr"])
+    return used
+
+
+def _free_inside_cidr(backend):
+    used = _used_inside_cidrs(backend)
+    while True:
+        third = random.randint(10, 250)
+        fourth = random.randrange(0, 256, 4)
+        if third == 169 and fourth == 252:  # 169.254.169.252/30 is reserved
+            continue
+        cidr = f"169.254.{third}.{fourth}/30"
+        if cidr not in used:
+            return cidr
+
+
+def _now():
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _find_vpn(backend, vpn_id):
+    conn = backend.vpn_connections.get(vpn_id)
+    if conn is None or conn.state == "deleted":
+        raise InvalidVpnConnectionIdError(vpn_id)
+    return conn
+
+
+# -- 1, 2: Options, TunnelOptions, VgwTelemetry on CreateVpnConnection ------------------
+
+_orig_create_vpn = VPNConnections.create_vpn_connection
+
+
+def create_vpn_connection(self):
+    options = self._get_param("Options") or {}
+    specs = list(options.get("TunnelOptions") or [])
+    while len(specs) < 2:
+        specs.append({})
+    result = _orig_create_vpn(self)
+    conn = result.result["VpnConnection"]
+    tunnels = []
+    for ip, spec in zip(_outside_ips(), specs[:2]):
+        tunnels.append(
+            {
+                "OutsideIpAddress": ip,
+                "TunnelInsideCidr": spec.get("TunnelInsideCidr") or _free_inside_cidr(self.ec2_backend),
+                "PreSharedKey": spec.get("PreSharedKey") or _random_psk(),
+                "IkeVersions": [{"Value": "ikev1"}, {"Value": "ikev2"}],
+            }
+        )
+    static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
+    conn.options = {"StaticRoutesOnly": static, "TunnelInsideIpVersion": "ipv4", "TunnelOptions": tunnels}
+    conn.routes = []
+    conn.vgw_telemetry = [
+        {
+            "OutsideIpAddress": t["OutsideIpAddress"],
+            "Status": "DOWN",
+            "StatusMessage": "IPSEC IS DOWN",
+            "LastStatusChange": _now(),
+            "AcceptedRouteCount": 0,
+        }
+        for t in tunnels
+    ]
+    return result
+
+
+VPNConnections.create_vpn_connection = create_vpn_connection
+
+
+def _configuration(self):
+    """The CustomerGatewayConfiguration document with the connection's real tunnels."""
+    tunnels = (getattr(self, "options", None) or {}).get("TunnelOptions") or []
+    cgw = self.ec2_backend.customer_gateways.get(self.customer_gateway_id)
+    cgw_ip = cgw.ip_address if cgw else ""
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<vpn_connection id="{self.id}">',
+             f"<customer_gateway_id>{self.customer_gateway_id}</customer_gateway_id>",
+             f"<vpn_gateway_id>{self.vpn_gateway_id or ''}</vpn_gateway_id>",
+             f"<vpn_connection_type>{self.type}</vpn_connection_type>"]
+    for t in tunnels:
+        net = ipaddress.IPv4Network(t["TunnelInsideCidr"])
+        aws_inside, cgw_inside = net.network_address + 1, net.network_address + 2
+        parts.append(
+            "<ipsec_tunnel><customer_gateway>"
+            f"<tunnel_outside_address><ip_address>{cgw_ip}</ip_address></tunnel_outside_address>"
+            f"<tunnel_inside_address><ip_address>{cgw_inside}</ip_address><network_mask>255.255.255.252</network_mask>"
+            "<network_cidr>30</network_cidr></tunnel_inside_address></customer_gateway><vpn_gateway>"
+            f"<tunnel_outside_address><ip_address>{t['OutsideIpAddress']}</ip_address></tunnel_outside_address>"
+            f"<tunnel_inside_address><ip_address>{aws_inside}</ip_address><network_mask>255.255.255.252</network_mask>"
+            "<network_cidr>30</network_cidr></tunnel_inside_address></vpn_gateway>"
+            f"<ike><authentication_protocol>sha1</authentication_protocol><pre_shared_key>{t['PreSharedKey']}</pre_shared_key></ike>"
+            "</ipsec_tunnel>"
+        )
+    parts.append("</vpn_connection>")
+    return "\n".join(parts)
+
+
+VPNConnection.customer_gateway_configuration = property(_configuration)
+
+
+# -- 3: CreateVpnConnectionRoute / DeleteVpnConnectionRoute ---------------------------
+
+
+def create_vpn_connection_route(self):
+    conn = _find_vpn(self.ec2_backend, self._get_param("VpnConnectionId"))
+    cidr = self._get_param("DestinationCidrBlock")
+    routes = getattr(conn, "routes", None)
+    if routes is None:
+        routes = conn.routes = []
+    if not any(r["DestinationCidrBlock"] == cidr for r in routes):
+        routes.append({"DestinationCidrBlock": cidr, "Source": "Static", "State": "available"})
+    return EmptyResult()
+
+
+def delete_vpn_connection_route(self):
+    conn = _find_vpn(self.ec2_backend, self._get_param("VpnConnectionId"))
+    cidr = self._get_param("DestinationCidrBlock")
+    routes = getattr(conn, "routes", None) or []
+    if not any(r["DestinationCidrBlock"] == cidr for r in routes):
+        raise InvalidParameterValue(f"The route {cidr} does not exist on {conn.id}")
+    conn.routes = [r for r in routes if r["DestinationCidrBlock"] != cidr]
+    return EmptyResult()
+
+
+# -- 4: ModifyVpnTunnelOptions ---------------------------------------------------------
+
+
+def modify_vpn_tunnel_options(self):
+    conn = _find_vpn(self.ec2_backend, self._get_param("VpnConnectionId"))
+    ip = self._get_param("VpnTunnelOutsideIpAddress")
+    spec = self._get_param("TunnelOptions") or {}
+    tunnels = (getattr(conn, "options", None) or {}).get("TunnelOptions") or []
+    tunnel = next((t for t in tunnels if t["OutsideIpAddress"] == ip), None)
+    if tunnel is None:
+        raise InvalidParameterValue(f"The VPN tunnel outside IP address {ip} does not belong to {conn.id}")
+    if spec.get("PreSharedKey"):
+        tunnel["PreSharedKey"] = spec["PreSharedKey"]
+    if spec.get("TunnelInsideCidr"):
+        tunnel["TunnelInsideCidr"] = spec["TunnelInsideCidr"]
+    for t in getattr(conn, "vgw_telemetry", None) or []:
+        if t["OutsideIpAddress"] == ip:
+            t["LastStatusChange"] = _now()
+    return ActionResult({"VpnConnection": conn})
+
+
+VPNConnections.create_vpn_connection_route = create_vpn_connection_route
+VPNConnections.delete_vpn_connection_route = delete_vpn_connection_route
+VPNConnections.modify_vpn_tunnel_options = modify_vpn_tunnel_options
+
+
+# -- 5: CreateCustomerGateway returns the existing gateway ------------------------------
+
+_orig_create_cgw = CustomerGateways.create_customer_gateway
+
+
+def create_customer_gateway(self):
+    ip = self._get_param("IpAddress") or self._get_param("PublicIp")
+    asn = str(self._get_param("BgpAsn") or "65000")
+    kind = self._get_param("Type") or "ipsec.1"
+    device = self._get_param("DeviceName")
+    for cgw in self.ec2_backend.customer_gateways.values():
+        if (
+            cgw.state != "deleted"
+            and cgw.ip_address == ip
+            and str(cgw.bgp_asn) == asn
+            and cgw.type == kind
+            and getattr(cgw, "device_name", None) == device
+        ):
+            return ActionResult({"CustomerGateway": cgw})
+    result = _orig_create_cgw(self)
+    cgw = result.result["CustomerGateway"]
+    cgw.device_name = device
+    return result
+
+
+CustomerGateways.create_customer_gateway = create_customer_gateway
+
+
+# -- 6: request log --------------------------------------------------------------------
+
+_log_path = sys.argv[2] if len(sys.argv) > 2 else None
+_orig_call_action = EC2Response.call_action
+
+
+def call_action(self):
+    if _log_path:
+        with _lock, open(_log_path, "a", encoding="utf-8") as f:
+            f.write(self._get_action() + "\n")
+    return _orig_call_action(self)
+
+
+EC2Response.call_action = call_action
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    main(["-H", "127.0.0.1", "-p", sys.argv[1]])

@@ -1,0 +1,1027 @@
+//! vpnbridge-azure: the Azure side of vpnbridge on Azure Resource Manager, as
+//! [`VpnEndpoint<Azure>`] on azure_mgmt_network 0.21 (api-version 2024-03-01).
+//!
+//! What it promises (the core's contract, `vpnbridge_core::contract::azure`):
+//!
+//! - **Translate, never decide.** `start` sends exactly one ARM request (PUT, DELETE)
+//!   with `.send()` — never the SDK's own LRO poller, which waits `Retry-After` or 30 s
+//!   with no overall deadline — and returns an [`OpHandle`] holding the
+//!   `Azure-AsyncOperation` URL (or `Location`, or the resource to watch). `poll`
+//!   reads it once and reports `Running { retry_after }` from ARM's `Retry-After`.
+//!   Deadlines, retries and resumption belong to the core's executor; handles are plain
+//!   JSON, so a restarted process can keep polling them.
+//! - **No SDK retry.** The pipeline's retry policy is off; 429 comes back as
+//!   `Throttled` and 409 `AnotherOperationInProgress` as `Transient`, both with
+//!   `retry_after`; other errors carry ARM's code, message and `x-ms-request-id`.
+//!   A 5xx or timeout on a write is flagged `may_have_committed`.
+//! - **Deletes of missing resources are done** (404 and 204 alike).
+//! - **Observe** makes one GET for the VNet, one list per kind (public IPs, gateways,
+//!   LocalNetworkGateways, Connections; `nextLink` followed) and one `sharedkey` GET per
+//!   Connection of ours. Only resources tagged `vpnbridge:deployment=<name>` are
+//!   reported as ours; untagged ones of those kinds are reported by name
+//!   (`foreign_names`) and gateways of others in the VNet's GatewaySubnet as
+//!   `foreign_gateways_in_vnet`. `provisioningState` Updating/Deleting is reported as
+//!   is, so the executor waits for an operation in flight instead of issuing another.
+//!
+//! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
+//! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
+//! ARM returns `{"id": …}` there: reading Connections through the typed model fails.
+//! Every response body is read through our own serde types in one module (`wire`);
+//! the SDK builds the requests (URLs, api-version, typed request bodies).
+//!
+//! **The logging trap.** azure_core 0.21 logs each whole request — body included, so a
+//! Connection's `sharedKey` — at debug level (target `azure_core::policies::transport`),
+//! and the SDK's models derive Debug over the key. Whoever installs a tracing
+//! subscriber must drop those targets whatever `RUST_LOG` says (see
+//! [`SECRET_BEARING_LOG_TARGETS`]); this crate never Debug-prints an SDK model and never
+//! logs a body, a key or a token.
+//!
+//! **Credentials.** [`AzureEndpoint::new`] takes a bearer token from
+//! `VPNBRIDGE_AZURE_TOKEN` *only when that variable is set* (meant for the local ARM
+//! fake), and otherwise azure_identity's chain (`AZURE_CREDENTIAL_KIND` if set, else
+//! the default chain: environment, workload identity, managed identity, Azure CLI).
+//! The subscription comes from [`AzureSettings`] or `AZURE_SUBSCRIPTION_ID`; the ARM
+//! endpoint from the settings, `VPNBRIDGE_AZURE_ENDPOINT`, or the public cloud.
+//! No secret is read from the config file.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::Url;
+use azure_core::auth::TokenCredential;
+use azure_mgmt_network::models as m;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use vpnbridge_core::endpoint::{
+    Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+};
+use vpnbridge_core::model::{
+    AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
+    Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+};
+use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
+use vpnbridge_core::secret::Psk;
+
+mod arm;
+mod wire;
+
+pub use arm::API_VERSION;
+use arm::{Arm, Raw, StaticToken, call};
+pub use wire::{IkeSa, parse_ike_sas};
+
+/// Environment variable holding a static bearer token; used only when set (the ARM
+/// fake's token, never a production credential path).
+pub const TOKEN_ENV: &str = "VPNBRIDGE_AZURE_TOKEN";
+/// Environment variable overriding the ARM endpoint (when the settings do not).
+pub const ENDPOINT_ENV: &str = "VPNBRIDGE_AZURE_ENDPOINT";
+/// Environment variable with the subscription (when the settings do not name one).
+pub const SUBSCRIPTION_ENV: &str = "AZURE_SUBSCRIPTION_ID";
+/// The public cloud's ARM endpoint.
+pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
+/// Log targets that carry request bodies (and so shared keys) or tokens at debug or
+/// trace level: a tracing filter must cap them at `info` whatever `RUST_LOG` says.
+pub const SECRET_BEARING_LOG_TARGETS: &[&str] = &["azure_core", "azure_identity", "azure_mgmt_network", "reqwest", "hyper"];
+
+/// Where the Azure side lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureSettings {
+    /// `None`: read `AZURE_SUBSCRIPTION_ID`.
+    pub subscription_id: Option<String>,
+    pub resource_group: String,
+    pub location: String,
+    /// The user's VNet (in the same resource group), never created here.
+    pub vnet: String,
+    /// ARM endpoint override (the fake, a sovereign cloud); `None`: read
+    /// `VPNBRIDGE_AZURE_ENDPOINT`, else the public cloud.
+    pub endpoint: Option<String>,
+}
+
+impl AzureSettings {
+    /// The `[azure]` section of a validated config (its subscription already falls back
+    /// to `AZURE_SUBSCRIPTION_ID`).
+    pub fn from_config(c: &vpnbridge_core::config::AzureConfig) -> Self {
+        Self {
+            subscription_id: Some(c.subscription_id.clone()).filter(|s| !s.is_empty()),
+            resource_group: c.resource_group.clone(),
+            location: c.location.clone(),
+            vnet: c.vnet.clone(),
+            endpoint: c.endpoint.clone().filter(|e| !e.is_empty()),
+        }
+    }
+}
+
+/// Why an [`AzureEndpoint`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no Azure subscription: set azure.subscription_id in the config or AZURE_SUBSCRIPTION_ID")]
+    NoSubscription,
+    #[error("the Azure endpoint {endpoint:?} is not a URL: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("no Azure credential available (log in with `az login`, or set the AZURE_* variables of a service principal): {0}")]
+    Credential(String),
+}
+
+/// The real Azure endpoint for one subscription, resource group and VNet.
+#[derive(Clone)]
+pub struct AzureEndpoint {
+    arm: Arm,
+    subscription: String,
+    resource_group: String,
+    location: String,
+    vnet: String,
+}
+
+impl std::fmt::Debug for AzureEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureEndpoint")
+            .field("endpoint", &self.arm.endpoint.as_str())
+            .field("subscription", &self.subscription)
+            .field("resource_group", &self.resource_group)
+            .field("vnet", &self.vnet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureEndpoint {
+    /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity.
+    pub fn new(settings: AzureSettings) -> Result<Self, SetupError> {
+        let credential: Arc<dyn TokenCredential> = match std::env::var(TOKEN_ENV) {
+            Ok(token) if !token.is_empty() => Arc::new(StaticToken(token)),
+            _ => azure_identity::create_credential().map_err(|e| SetupError::Credential(e.to_string()))?,
+        };
+        Self::with_credential(settings, credential)
+    }
+
+    /// With a static bearer token (tests against the ARM fake).
+    pub fn with_static_token(settings: AzureSettings, token: impl Into<String>) -> Result<Self, SetupError> {
+        Self::with_credential(settings, Arc::new(StaticToken(token.into())))
+    }
+
+    /// With any azure_core credential.
+    pub fn with_credential(settings: AzureSettings, credential: Arc<dyn TokenCredential>) -> Result<Self, SetupError> {
+        let subscription = match settings.subscription_id.filter(|s| !s.is_empty()) {
+            Some(s) => s,
+            None => std::env::var(SUBSCRIPTION_ENV).ok().filter(|s| !s.is_empty()).ok_or(SetupError::NoSubscription)?,
+        };
+        let endpoint = settings
+            .endpoint
+            .filter(|e| !e.is_empty())
+            .or_else(|| std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()))
+            .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_owned());
+        let url = Url::parse(&endpoint).map_err(|e| SetupError::Endpoint { endpoint: endpoint.clone(), reason: e.to_string() })?;
+        Ok(Self {
+            arm: Arm::new(url, credential),
+            subscription,
+            resource_group: settings.resource_group,
+            location: settings.location,
+            vnet: settings.vnet,
+        })
+    }
+
+    /// The ARM id of `name` of `kind` in our resource group.
+    pub fn id(&self, kind: &str, name: &str) -> String {
+        format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/{kind}/{name}", self.subscription, self.resource_group)
+    }
+
+    fn scope(&self) -> String {
+        format!("/subscriptions/{}/resourceGroups/{}/", self.subscription, self.resource_group).to_ascii_lowercase()
+    }
+
+    fn kind_id(&self, kind: Kind, name: &str) -> String {
+        self.id(kind.collection(), name)
+    }
+
+    /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
+    pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
+        let c = self.arm.client.virtual_network_gateway_connections_client();
+        let r = call(true, c.get_ike_sas(&self.resource_group, name, &self.subscription).send()).await?;
+        let raw = Raw::read(r.into_raw_response()).await?;
+        match raw.header("location") {
+            Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
+            None => Ok(encode(&Handle::Result { body: String::from_utf8_lossy(&raw.body).into_owned() })),
+        }
+    }
+
+    /// Polls a [`AzureEndpoint::start_get_ike_sas`] handle: `None` while running.
+    pub async fn poll_ike_sas(&self, handle: &OpHandle) -> Result<Option<Vec<IkeSa>>, EndpointError> {
+        let body = match decode(handle)? {
+            Handle::Result { body } => body.into_bytes(),
+            Handle::Location { url, .. } => {
+                let raw = self.arm.get(&url).await?;
+                if raw.status == 202 {
+                    return Ok(None);
+                }
+                raw.body.to_vec()
+            }
+            _ => return Err(bad_handle("not an IKE SA handle")),
+        };
+        parse_ike_sas(&body).map(Some).map_err(|e| {
+            EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "UnexpectedResponse", format!("cannot read the IKE SAs: {e}"))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Operation handles
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    PublicIp,
+    VpnGateway,
+    LocalNetworkGateway,
+    Connection,
+}
+
+impl Kind {
+    fn collection(self) -> &'static str {
+        match self {
+            Kind::PublicIp => "publicIPAddresses",
+            Kind::VpnGateway => "virtualNetworkGateways",
+            Kind::LocalNetworkGateway => "localNetworkGateways",
+            Kind::Connection => "connections",
+        }
+    }
+}
+
+impl From<AzureResourceKind> for Kind {
+    fn from(k: AzureResourceKind) -> Self {
+        match k {
+            AzureResourceKind::PublicIp => Kind::PublicIp,
+            AzureResourceKind::VpnGateway => Kind::VpnGateway,
+            AzureResourceKind::LocalNetworkGateway => Kind::LocalNetworkGateway,
+            AzureResourceKind::Connection => Kind::Connection,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Goal {
+    /// Provisioned (Succeeded).
+    Ready,
+    /// Deleted.
+    Gone,
+    /// Out of Updating/Deleting, whichever way (Await).
+    Settled,
+}
+
+/// What an [`OpHandle`] holds (as JSON), so any process can poll it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+enum Handle {
+    /// An ARM asynchronous operation (`Azure-AsyncOperation`).
+    Async { url: String, kind: Kind, name: String, goal: Goal },
+    /// A `Location` URL: 202 while running, 200/204 when done.
+    Location { url: String, kind: Kind, name: String },
+    /// No operation URL: watch the resource's `provisioningState`.
+    Watch { kind: Kind, name: String, goal: Goal },
+    /// Done when started (a delete of something already gone).
+    Done { id: String },
+    /// A POST action answered at once, with its body.
+    Result { body: String },
+}
+
+fn encode(h: &Handle) -> OpHandle {
+    OpHandle(serde_json::to_string(h).unwrap_or_default())
+}
+
+fn bad_handle(why: &str) -> EndpointError {
+    EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidHandle", format!("not a handle of this Azure adapter: {why}"))
+}
+
+fn decode(h: &OpHandle) -> Result<Handle, EndpointError> {
+    serde_json::from_str(&h.0).map_err(|e| bad_handle(&e.to_string()))
+}
+
+/// Reads an SDK enum from its wire string (they fall back to `UnknownValue`).
+fn sdk_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, EndpointError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidRequest", format!("{s:?}: {e}")))
+}
+
+fn tags_json(tags: &Tags) -> serde_json::Value {
+    serde_json::Value::Object(tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect())
+}
+
+fn sub_resource(id: String) -> m::SubResource {
+    let mut r = m::SubResource::new();
+    r.id = Some(id);
+    r
+}
+
+fn state_of(s: Option<&str>) -> ProvisioningState {
+    match s {
+        Some("Succeeded") | None => ProvisioningState::Succeeded,
+        Some("Deleting") => ProvisioningState::Deleting,
+        Some("Failed") | Some("Canceled") => ProvisioningState::Failed,
+        Some(_) => ProvisioningState::Updating,
+    }
+}
+
+fn not_found_or(e: EndpointError) -> Result<Option<Raw>, EndpointError> {
+    if e.kind == ErrorKind::NotFound { Ok(None) } else { Err(e) }
+}
+
+// ---------------------------------------------------------------------------
+// Start
+// ---------------------------------------------------------------------------
+
+/// What a gateway PUT says; ipConfigurations are (name, subnet id, public IP id), in
+/// instance order.
+struct GatewaySpec<'a> {
+    location: &'a str,
+    sku: &'a str,
+    generation: &'a str,
+    enable_bgp: bool,
+    asn: Option<u32>,
+    ip_configurations: Vec<(String, String, String)>,
+    tags: &'a Tags,
+}
+
+impl AzureEndpoint {
+    /// What a PUT answered: the handle to poll.
+    fn put_handle(&self, raw: &Raw, kind: Kind, name: &str) -> OpHandle {
+        match raw.header("azure-asyncoperation") {
+            Some(url) => encode(&Handle::Async { url, kind, name: name.to_owned(), goal: Goal::Ready }),
+            None => encode(&Handle::Watch { kind, name: name.to_owned(), goal: Goal::Ready }),
+        }
+    }
+
+    /// What a DELETE answered (or its 404): the handle to poll.
+    fn delete_handle(&self, r: Result<azure_core::Response, EndpointError>, kind: Kind, name: &str) -> Result<OpHandle, EndpointError> {
+        let id = self.kind_id(kind, name);
+        let r = match r {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(encode(&Handle::Done { id })),
+            Err(e) => return Err(e),
+        };
+        let status = r.status() as u16;
+        let headers = r.headers();
+        let op = headers.get_optional_string(&azure_core::headers::HeaderName::from_static("azure-asyncoperation"));
+        let loc = headers.get_optional_string(&azure_core::headers::LOCATION);
+        Ok(match (status, op, loc) {
+            (204, _, _) => encode(&Handle::Done { id }),
+            (_, Some(url), _) => encode(&Handle::Async { url, kind, name: name.to_owned(), goal: Goal::Gone }),
+            (_, None, Some(url)) => encode(&Handle::Location { url, kind, name: name.to_owned() }),
+            (_, None, None) => encode(&Handle::Watch { kind, name: name.to_owned(), goal: Goal::Gone }),
+        })
+    }
+
+    fn gateway_body(g: GatewaySpec<'_>) -> Result<m::VirtualNetworkGateway, EndpointError> {
+        let mut props = m::VirtualNetworkGatewayPropertiesFormat::new();
+        props.gateway_type = Some(sdk_enum("Vpn")?);
+        props.vpn_type = Some(sdk_enum("RouteBased")?);
+        props.vpn_gateway_generation = Some(sdk_enum(g.generation)?);
+        let mut s = m::VirtualNetworkGatewaySku::new();
+        s.name = Some(sdk_enum(g.sku)?);
+        s.tier = Some(sdk_enum(g.sku)?);
+        props.sku = Some(s);
+        props.active_active = Some(g.ip_configurations.len() > 1);
+        props.enable_bgp = Some(g.enable_bgp);
+        if let Some(asn) = g.asn {
+            let mut b = m::BgpSettings::new();
+            b.asn = Some(i64::from(asn));
+            props.bgp_settings = Some(b);
+        }
+        props.ip_configurations = g
+            .ip_configurations
+            .into_iter()
+            .map(|(name, subnet, pip)| {
+                let mut c = m::VirtualNetworkGatewayIpConfiguration::new();
+                c.name = Some(name);
+                let mut p = m::VirtualNetworkGatewayIpConfigurationPropertiesFormat::new();
+                p.private_ip_allocation_method = Some(m::IpAllocationMethod::Dynamic);
+                p.subnet = Some(sub_resource(subnet));
+                p.public_ip_address = Some(sub_resource(pip));
+                c.properties = Some(p);
+                c
+            })
+            .collect();
+        let mut body = m::VirtualNetworkGateway::new(props);
+        body.resource.location = Some(g.location.to_owned());
+        body.resource.tags = Some(tags_json(g.tags));
+        Ok(body)
+    }
+
+    async fn start_op(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
+        let (rg, sub) = (self.resource_group.as_str(), self.subscription.as_str());
+        match op {
+            AzureOp::CreatePublicIp { name, zones, tags } => {
+                let mut p = m::PublicIpAddress::new();
+                p.resource.location = Some(self.location.clone());
+                p.resource.tags = Some(tags_json(tags));
+                p.zones = zones.clone();
+                let mut sku = m::PublicIpAddressSku::new();
+                sku.name = Some(sdk_enum("Standard")?);
+                sku.tier = Some(sdk_enum("Regional")?);
+                p.sku = Some(sku);
+                let mut props = m::PublicIpAddressPropertiesFormat::new();
+                props.public_ip_allocation_method = Some(m::IpAllocationMethod::Static);
+                props.public_ip_address_version = Some(sdk_enum("IPv4")?);
+                p.properties = Some(Box::new(props));
+                let c = self.arm.client.public_ip_addresses_client();
+                let r = call(true, c.create_or_update(rg, name, p, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::PublicIp, name))
+            }
+            AzureOp::DeletePublicIp { name } => {
+                let c = self.arm.client.public_ip_addresses_client();
+                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                self.delete_handle(r, Kind::PublicIp, name)
+            }
+            AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
+                let subnet = format!("{}/subnets/GatewaySubnet", self.id("virtualNetworks", vnet));
+                let cfgs = public_ips
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| (format!("ipconfig{k}"), subnet.clone(), self.id("publicIPAddresses", p)))
+                    .collect();
+                let body = Self::gateway_body(GatewaySpec {
+                    location: &self.location,
+                    sku,
+                    generation,
+                    enable_bgp: *enable_bgp,
+                    asn: *asn,
+                    ip_configurations: cfgs,
+                    tags,
+                })?;
+                let c = self.arm.client.virtual_network_gateways_client();
+                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+            }
+            AzureOp::ResizeVpnGateway { name, sku } => {
+                // GET, change the SKU, PUT the rest as it is.
+                let c = self.arm.client.virtual_network_gateways_client();
+                let r = call(false, c.get(rg, name, sub).send()).await?;
+                let g: wire::Gateway = Raw::read(r.into_raw_response()).await?.json("the VPN gateway")?;
+                let cfgs = g
+                    .properties
+                    .ip_configurations
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            c.properties.subnet.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+                            c.properties.public_ip_address.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let generation = g.properties.vpn_gateway_generation.clone().unwrap_or_else(|| "Generation1".to_owned());
+                let asn = if g.properties.enable_bgp {
+                    g.properties.bgp_settings.as_ref().and_then(|b| b.asn).and_then(|a| u32::try_from(a).ok())
+                } else {
+                    None
+                };
+                let location = g.location.clone().unwrap_or_else(|| self.location.clone());
+                let body = Self::gateway_body(GatewaySpec {
+                    location: &location,
+                    sku,
+                    generation: &generation,
+                    enable_bgp: g.properties.enable_bgp,
+                    asn,
+                    ip_configurations: cfgs,
+                    tags: &g.tags,
+                })?;
+                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+            }
+            AzureOp::DeleteVpnGateway { name } => {
+                let c = self.arm.client.virtual_network_gateways_client();
+                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                self.delete_handle(r, Kind::VpnGateway, name)
+            }
+            AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
+                let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
+                props.gateway_ip_address = Some(gateway_ip.to_string());
+                let mut space = m::AddressSpace::new();
+                space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
+                props.local_network_address_space = Some(space);
+                let mut l = m::LocalNetworkGateway::new(props);
+                l.resource.location = Some(self.location.clone());
+                l.resource.tags = Some(tags_json(tags));
+                let c = self.arm.client.local_network_gateways_client();
+                let r = call(true, c.create_or_update(rg, name, l, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::LocalNetworkGateway, name))
+            }
+            AzureOp::DeleteLocalNetworkGateway { name } => {
+                let c = self.arm.client.local_network_gateways_client();
+                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                self.delete_handle(r, Kind::LocalNetworkGateway, name)
+            }
+            AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
+                // References are sent id-only in spirit: the SDK's model requires a
+                // `properties` object, which it serialises empty.
+                let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
+                vng.resource.id = Some(self.id("virtualNetworkGateways", gateway));
+                let mut lng = m::LocalNetworkGateway::new(m::LocalNetworkGatewayPropertiesFormat::new());
+                lng.resource.id = Some(self.id("localNetworkGateways", local_network_gateway));
+                let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec")?);
+                props.local_network_gateway2 = Some(lng);
+                props.connection_protocol = Some(sdk_enum("IKEv2")?);
+                props.shared_key = Some(shared_key.expose().to_owned());
+                props.enable_bgp = Some(*enable_bgp);
+                props.dpd_timeout_seconds = i32::try_from(*dpd_timeout_seconds).ok();
+                let mut conn = m::VirtualNetworkGatewayConnection::new(props);
+                conn.resource.location = Some(self.location.clone());
+                conn.resource.tags = Some(tags_json(tags));
+                let c = self.arm.client.virtual_network_gateway_connections_client();
+                let r = call(true, c.create_or_update(rg, name, conn, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::Connection, name))
+            }
+            AzureOp::SetSharedKey { name, shared_key } => {
+                let c = self.arm.client.virtual_network_gateway_connections_client();
+                let body = m::ConnectionSharedKey::new(shared_key.expose().to_owned());
+                let r = call(true, c.set_shared_key(rg, name, body, sub).send()).await?;
+                let raw = Raw::read(r.into_raw_response()).await?;
+                Ok(self.put_handle(&raw, Kind::Connection, name))
+            }
+            AzureOp::DeleteConnection { name } => {
+                let c = self.arm.client.virtual_network_gateway_connections_client();
+                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                self.delete_handle(r, Kind::Connection, name)
+            }
+            AzureOp::Await { kind, name } => Ok(encode(&Handle::Watch { kind: (*kind).into(), name: name.clone(), goal: Goal::Settled })),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Poll
+// ---------------------------------------------------------------------------
+
+/// A resource's id, state and (public IPs) address, from a GET.
+#[derive(Deserialize)]
+struct Brief {
+    id: String,
+    #[serde(default)]
+    properties: BriefProps,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BriefProps {
+    provisioning_state: Option<String>,
+    ip_address: Option<String>,
+}
+
+impl AzureEndpoint {
+    /// GET one resource; `None` when it does not exist.
+    async fn get_brief(&self, kind: Kind, name: &str) -> Result<Option<Brief>, EndpointError> {
+        let path = format!("{}?api-version={API_VERSION}", self.kind_id(kind, name));
+        let raw = match self.arm.get(&path).await.map(Some).or_else(not_found_or)? {
+            Some(raw) => raw,
+            None => return Ok(None),
+        };
+        raw.json::<Brief>("the resource").map(Some)
+    }
+
+    fn output(b: &Brief) -> OpOutput {
+        OpOutput { id: Some(b.id.clone()), public_ip: b.properties.ip_address.as_deref().and_then(|s| s.parse().ok()), tunnels: Vec::new() }
+    }
+
+    /// The operation finished well: report the resource's outputs.
+    async fn finished(&self, kind: Kind, name: &str, goal: Goal) -> Result<OpStatus, EndpointError> {
+        if goal == Goal::Gone {
+            return Ok(OpStatus::Done(OpOutput { id: Some(self.kind_id(kind, name)), ..OpOutput::default() }));
+        }
+        match self.get_brief(kind, name).await? {
+            Some(b) => Ok(OpStatus::Done(Self::output(&b))),
+            None => Ok(OpStatus::Failed(EndpointError::new(
+                CloudName::Azure,
+                ErrorKind::NotFound,
+                "ResourceNotFound",
+                format!("{} {name} was deleted while its operation ran", kind.collection()),
+            ))),
+        }
+    }
+
+    async fn watch(&self, kind: Kind, name: &str, goal: Goal) -> Result<OpStatus, EndpointError> {
+        let b = self.get_brief(kind, name).await?;
+        let running = OpStatus::Running { retry_after: None };
+        Ok(match (b, goal) {
+            (None, Goal::Gone | Goal::Settled) => OpStatus::Done(OpOutput { id: Some(self.kind_id(kind, name)), ..OpOutput::default() }),
+            (None, Goal::Ready) => {
+                OpStatus::Failed(EndpointError::new(CloudName::Azure, ErrorKind::NotFound, "ResourceNotFound", format!("{name} is gone")))
+            }
+            (Some(b), goal) => match (state_of(b.properties.provisioning_state.as_deref()), goal) {
+                (ProvisioningState::Succeeded, Goal::Ready | Goal::Settled) | (ProvisioningState::Failed, Goal::Settled) => {
+                    OpStatus::Done(Self::output(&b))
+                }
+                (ProvisioningState::Failed, _) => OpStatus::Failed(EndpointError::new(
+                    CloudName::Azure,
+                    ErrorKind::Permanent,
+                    "ProvisioningFailed",
+                    format!("{} {name} is in provisioningState Failed", kind.collection()),
+                )),
+                _ => running,
+            },
+        })
+    }
+
+    async fn poll_handle(&self, h: Handle) -> Result<OpStatus, EndpointError> {
+        match h {
+            Handle::Done { id } => Ok(OpStatus::Done(OpOutput { id: Some(id), ..OpOutput::default() })),
+            Handle::Result { .. } => Ok(OpStatus::Done(OpOutput::default())),
+            Handle::Watch { kind, name, goal } => self.watch(kind, &name, goal).await,
+            Handle::Location { url, kind, name } => {
+                let raw = match self.arm.get(&url).await {
+                    Ok(raw) => raw,
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => return Ok(OpStatus::Failed(e)),
+                };
+                if raw.status == 202 {
+                    return Ok(OpStatus::Running { retry_after: arm::retry_after(&raw.headers) });
+                }
+                self.finished(kind, &name, Goal::Gone).await
+            }
+            Handle::Async { url, kind, name, goal } => {
+                let raw = self.arm.get(&url).await?;
+                let s: wire::OperationStatus = raw.json("the operation status")?;
+                match s.status.as_str() {
+                    "Succeeded" => self.finished(kind, &name, goal).await,
+                    "Failed" | "Canceled" | "Cancelled" => {
+                        let (code, message) = match s.error {
+                            Some(e) => (e.code.unwrap_or_else(|| s.status.clone()), e.message.unwrap_or_default()),
+                            None => (s.status.clone(), format!("the operation on {} {name} ended {}", kind.collection(), s.status)),
+                        };
+                        let mut e = EndpointError::new(CloudName::Azure, ErrorKind::Permanent, code, message);
+                        e.request_id = arm::request_id(&raw.headers);
+                        Ok(OpStatus::Failed(e))
+                    }
+                    _ => Ok(OpStatus::Running { retry_after: arm::retry_after(&raw.headers) }),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Observe
+// ---------------------------------------------------------------------------
+
+/// Everything one observation read, as ARM returned it.
+struct Snapshot {
+    vnet: Option<wire::Vnet>,
+    public_ips: Vec<wire::PublicIp>,
+    gateways: Vec<wire::Gateway>,
+    lngs: Vec<wire::Lng>,
+    connections: Vec<wire::Connection>,
+    /// Shared keys of our Connections, by lower-cased id.
+    keys: HashMap<String, Option<Psk>>,
+}
+
+impl AzureEndpoint {
+    async fn list<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, EndpointError> {
+        let mut out = Vec::new();
+        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind);
+        loop {
+            let page: wire::List<T> = self.arm.get(&url).await?.json(kind)?;
+            out.extend(page.value);
+            match page.next_link {
+                Some(next) if !next.is_empty() => url = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn get_vnet(&self) -> Result<Option<wire::Vnet>, EndpointError> {
+        let c = self.arm.client.virtual_networks_client();
+        let r = match call(false, c.get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Raw::read(r.into_raw_response()).await?.json("the VNet").map(Some)
+    }
+
+    async fn shared_key(&self, name: &str) -> Result<Option<Psk>, EndpointError> {
+        let c = self.arm.client.virtual_network_gateway_connections_client();
+        let r = match call(false, c.get_shared_key(&self.resource_group, name, &self.subscription).send()).await {
+            Ok(r) => r,
+            Err(e) if e.is_transient() => return Err(e),
+            // Not readable (gone meanwhile, not allowed): reported as unknown.
+            Err(_) => return Ok(None),
+        };
+        let k: wire::SharedKey = Raw::read(r.into_raw_response()).await?.json("the shared key")?;
+        Ok(Psk::new(&k.value).ok())
+    }
+
+    async fn snapshot(&self, owner: &Owner) -> Result<Snapshot, EndpointError> {
+        let (vnet, public_ips, gateways, lngs, connections) = tokio::try_join!(
+            self.get_vnet(),
+            self.list::<wire::PublicIp>("publicIPAddresses"),
+            self.list::<wire::Gateway>("virtualNetworkGateways"),
+            self.list::<wire::Lng>("localNetworkGateways"),
+            self.list::<wire::Connection>("connections"),
+        )?;
+        // One `sharedkey` GET per Connection of ours, at once.
+        let ours: Vec<&wire::Connection> = connections.iter().filter(|c| owner.owns(&c.tags)).collect();
+        let read = futures::future::try_join_all(ours.iter().map(|c| self.shared_key(&c.name))).await?;
+        let keys: HashMap<String, Option<Psk>> = ours.iter().map(|c| c.id.to_ascii_lowercase()).zip(read).collect();
+        Ok(Snapshot { vnet, public_ips, gateways, lngs, connections, keys })
+    }
+}
+
+fn same_id(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn tunnel_state(word: Option<&str>) -> TunnelState {
+    match word {
+        Some("Connected") => TunnelState::Up,
+        Some("NotConnected" | "Connecting") => TunnelState::Down,
+        _ => TunnelState::Unknown,
+    }
+}
+
+impl Snapshot {
+    fn ours<'a>(&self, scope: &'a str, owner: &'a Owner) -> impl Fn(&str, &Tags) -> bool + 'a {
+        move |id: &str, tags: &Tags| id.to_ascii_lowercase().starts_with(scope) && owner.owns(tags)
+    }
+
+    /// Our gateway's instances: (index, public IP).
+    fn instances(&self, gw: Option<&wire::Gateway>) -> Vec<(usize, Option<Ipv4Addr>)> {
+        let Some(gw) = gw else { return Vec::new() };
+        gw.properties
+            .ip_configurations
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let pip_id = c.properties.public_ip_address.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+                let ip = self
+                    .public_ips
+                    .iter()
+                    .find(|p| same_id(&p.id, pip_id))
+                    .and_then(|p| p.properties.ip_address.as_deref())
+                    .and_then(|s| s.parse().ok());
+                (k, ip)
+            })
+            .collect()
+    }
+
+    fn observed(&self, scope: &str, owner: &Owner) -> AzureObserved {
+        let ours = self.ours(scope, owner);
+        let vnet = self.vnet.as_ref().map(|v| VirtualNetwork {
+            id: v.id.clone(),
+            name: v.name.clone(),
+            address_space: v
+                .properties
+                .address_space
+                .as_ref()
+                .map(|a| a.address_prefixes.iter().filter_map(|p| p.parse::<IpNet>().ok()).collect())
+                .unwrap_or_default(),
+            subnets: v
+                .properties
+                .subnets
+                .iter()
+                .filter_map(|s| {
+                    let prefix = s.properties.address_prefix.as_ref().or(s.properties.address_prefixes.first())?.parse().ok()?;
+                    Some(Subnet {
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                        prefix,
+                        ip_configurations: s.properties.ip_configurations.iter().map(|r| r.id.clone()).collect(),
+                    })
+                })
+                .collect(),
+        });
+        let public_ips = self
+            .public_ips
+            .iter()
+            .filter(|p| ours(&p.id, &p.tags))
+            .map(|p| PublicIp {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                ip: p.properties.ip_address.as_deref().and_then(|s| s.parse().ok()),
+                sku: p.sku.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                static_allocation: p.properties.allocation.as_deref() == Some("Static"),
+                zones: p.zones.clone(),
+                state: state_of(p.properties.provisioning_state.as_deref()),
+                tags: p.tags.clone(),
+            })
+            .collect();
+        let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
+        let vpn_gateway = our_gw.map(|g| VirtualNetworkGateway {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            sku: g.properties.sku.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+            generation: g.properties.vpn_gateway_generation.clone().unwrap_or_default(),
+            vpn_type: g.properties.vpn_type.clone().unwrap_or_default(),
+            active_active: g.properties.active_active,
+            enable_bgp: g.properties.enable_bgp,
+            asn: if g.properties.enable_bgp {
+                g.properties.bgp_settings.as_ref().and_then(|b| b.asn).and_then(|a| u32::try_from(a).ok())
+            } else {
+                None
+            },
+            ip_configurations: g
+                .properties
+                .ip_configurations
+                .iter()
+                .map(|c| GatewayIpConfiguration {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    public_ip_id: c.properties.public_ip_address.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+                })
+                .collect(),
+            state: state_of(g.properties.provisioning_state.as_deref()),
+            tags: g.tags.clone(),
+        });
+        // Gateways of others in our GatewaySubnet: the subnet's ipConfigurations that
+        // are not our gateway's (they may live in another resource group).
+        let mut foreign_gateways_in_vnet: Vec<String> = vnet
+            .as_ref()
+            .and_then(|v| v.gateway_subnet())
+            .map(|s| {
+                s.ip_configurations
+                    .iter()
+                    .filter_map(|c| {
+                        let lower = c.to_ascii_lowercase();
+                        let at = lower.find("/ipconfigurations/")?;
+                        Some(c[..at].to_owned())
+                    })
+                    .filter(|g| our_gw.is_none_or(|o| !same_id(&o.id, g)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        foreign_gateways_in_vnet.sort();
+        foreign_gateways_in_vnet.dedup();
+        let local_network_gateways = self
+            .lngs
+            .iter()
+            .filter(|l| ours(&l.id, &l.tags))
+            .map(|l| LocalNetworkGateway {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                gateway_ip: l.properties.gateway_ip_address.as_deref().and_then(|s| s.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                address_prefixes: l
+                    .properties
+                    .local_network_address_space
+                    .as_ref()
+                    .map(|a| a.address_prefixes.iter().filter_map(|p| p.parse().ok()).collect())
+                    .unwrap_or_default(),
+                state: state_of(l.properties.provisioning_state.as_deref()),
+                tags: l.tags.clone(),
+            })
+            .collect();
+        let instance_ips: Vec<Ipv4Addr> = self.instances(our_gw).into_iter().filter_map(|(_, ip)| ip).collect();
+        let connections = self
+            .connections
+            .iter()
+            .filter(|c| ours(&c.id, &c.tags))
+            .map(|c| Connection {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                gateway_id: c.properties.virtual_network_gateway1.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+                local_network_gateway_id: c.properties.local_network_gateway2.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+                protocol: c.properties.connection_protocol.clone().unwrap_or_else(|| "IKEv2".to_owned()),
+                shared_key: self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten(),
+                enable_bgp: c.properties.enable_bgp,
+                state: state_of(c.properties.provisioning_state.as_deref()),
+                connection_status: c.properties.connection_status.clone().unwrap_or_else(|| "Unknown".to_owned()),
+                tunnels: c
+                    .properties
+                    .tunnel_connection_status
+                    .iter()
+                    .map(|t| AzureTunnelStatus {
+                        tunnel: t.tunnel.clone(),
+                        instance_ip: tunnel_instance_ip(&t.tunnel, &instance_ips),
+                        status: tunnel_state(t.connection_status.as_deref()),
+                    })
+                    .collect(),
+                tags: c.tags.clone(),
+            })
+            .collect();
+        let foreign = |id: &str, tags: &Tags| id.to_ascii_lowercase().starts_with(scope) && !owner.owns(tags);
+        let mut foreign_names: Vec<String> = (self.public_ips.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
+            .chain(self.gateways.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
+            .chain(self.lngs.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
+            .chain(self.connections.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
+            .collect();
+        foreign_names.sort();
+        foreign_names.dedup();
+        AzureObserved { vnet, foreign_gateways_in_vnet, public_ips, vpn_gateway, local_network_gateways, connections, foreign_names }
+    }
+
+    fn tunnel_ends(&self, scope: &str, owner: &Owner) -> Vec<Box<dyn Tunnel>> {
+        let ours = self.ours(scope, owner);
+        let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
+        let instances = self.instances(our_gw);
+        let ips: Vec<Ipv4Addr> = instances.iter().filter_map(|(_, ip)| *ip).collect();
+        let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
+        for c in self.connections.iter().filter(|c| ours(&c.id, &c.tags)) {
+            let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+            let Some(peer) =
+                self.lngs.iter().find(|l| same_id(&l.id, lng_id)).and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok())
+            else {
+                continue;
+            };
+            let psk = self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten();
+            for (k, ip) in &instances {
+                let Some(ip) = *ip else { continue };
+                let health = c.properties.tunnel_connection_status.iter().find(|t| tunnel_instance_ip(&t.tunnel, &ips) == Some(ip));
+                let status = match health {
+                    Some(t) => TunnelStatus {
+                        state: tunnel_state(t.connection_status.as_deref()),
+                        reason: format!(
+                            "{} (tunnel {}, ingress {} B, egress {} B)",
+                            t.connection_status.as_deref().unwrap_or("Unknown"),
+                            t.tunnel,
+                            t.ingress_bytes_transferred.unwrap_or(0),
+                            t.egress_bytes_transferred.unwrap_or(0)
+                        ),
+                        last_change: t.last_connection_established_utc_time.clone(),
+                    },
+                    None => TunnelStatus {
+                        state: TunnelState::Unknown,
+                        reason: format!(
+                            "no tunnelConnectionStatus for instance {k}; connectionStatus {}",
+                            c.properties.connection_status.as_deref().unwrap_or("Unknown")
+                        ),
+                        last_change: None,
+                    },
+                };
+                out.push(Box::new(TunnelEnd {
+                    cloud: CloudName::Azure,
+                    outside_ip: ip,
+                    peer_ip: peer,
+                    instance: *k,
+                    resource: c.name.clone(),
+                    inside_cidr: None,
+                    psk: psk.clone(),
+                    status,
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// The gateway instance IP a `tunnelConnectionStatus[].tunnel` name refers to: ARM
+/// names tunnels after their endpoints (`<remote>_<instance>` or the reverse), so the
+/// instance is whichever of our instance IPs appears in the name.
+fn tunnel_instance_ip(tunnel: &str, instance_ips: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    tunnel.split(['_', ' ', '-', ':']).filter_map(|p| p.parse::<Ipv4Addr>().ok()).find(|ip| instance_ips.contains(ip))
+}
+
+#[async_trait]
+impl VpnEndpoint<Azure> for AzureEndpoint {
+    async fn observe(&self, owner: &Owner) -> Result<AzureObserved, EndpointError> {
+        let snap = self.snapshot(owner).await?;
+        Ok(snap.observed(&self.scope(), owner))
+    }
+
+    async fn start(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
+        self.start_op(op).await
+    }
+
+    async fn poll(&self, handle: &OpHandle) -> Result<OpStatus, EndpointError> {
+        self.poll_handle(decode(handle)?).await
+    }
+
+    async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
+        let snap = self.snapshot(owner).await?;
+        Ok(snap.tunnel_ends(&self.scope(), owner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip() {
+        let h = Handle::Async { url: "http://x/op?api-version=1".into(), kind: Kind::Connection, name: "c".into(), goal: Goal::Ready };
+        assert_eq!(decode(&encode(&h)).expect("decodes"), h);
+        assert!(decode(&OpHandle("ec2-op-1".into())).is_err());
+    }
+
+    /// The Connection PUT body: references by id (the SDK adds an empty `properties`),
+    /// IPsec, IKEv2, the key, the DPD timeout.
+    #[test]
+    fn connection_put_body() {
+        let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
+        vng.resource.id = Some("/g".into());
+        let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec").expect("enum"));
+        props.connection_protocol = Some(sdk_enum("IKEv2").expect("enum"));
+        props.dpd_timeout_seconds = Some(45);
+        let body = serde_json::to_value(m::VirtualNetworkGatewayConnection::new(props)).expect("json");
+        assert_eq!(body["properties"]["virtualNetworkGateway1"], serde_json::json!({"id": "/g", "properties": {}}));
+        assert_eq!(body["properties"]["connectionType"], "IPsec");
+        assert_eq!(body["properties"]["connectionProtocol"], "IKEv2");
+        assert_eq!(body["properties"]["dpdTimeoutSeconds"], 45);
+    }
+
+    #[test]
+    fn tunnel_names_find_the_instance() {
+        let ips = [Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(20, 0, 0, 2)];
+        assert_eq!(tunnel_instance_ip("3.0.0.5_20.0.0.2", &ips), Some(ips[1]));
+        assert_eq!(tunnel_instance_ip("Tunnel0", &ips), None);
+    }
+}
