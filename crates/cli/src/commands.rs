@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let runtime = runtime(&loaded.config)?;
     // Opened inside the runtime, so the simulator's clock is anchored to the paused one.
-    let session = runtime.block_on(async { Session::open(loaded, g.sim_dir.as_deref(), cli.command.name()) })?;
+    let session = runtime.block_on(Session::open(loaded, g.sim_dir.as_deref(), cli.command.name()))?;
     if let Some((_, dir)) = &session.sim {
         let (a, b) = session.simulated();
         if let Some(banner) = render::banner(a, b, Some(dir)) {
@@ -78,10 +78,35 @@ fn init(path: &std::path::Path, force: bool, output: Output) -> Result<u8, Failu
 
 async fn make_plan(session: &Session, kind: PlanKind) -> Result<Plan, Failure> {
     let observed = session.observe().await?;
-    match kind {
-        PlanKind::Apply => plan::plan_apply(&session.config, &observed).map_err(Failure::Preflight),
-        PlanKind::Destroy => Ok(plan::plan_destroy(&session.config, &observed)),
+    let plan = match kind {
+        PlanKind::Apply => plan::plan_apply(&session.config, &observed).map_err(Failure::Preflight)?,
+        PlanKind::Destroy => return Ok(plan::plan_destroy(&session.config, &observed)),
+    };
+    aws_preflight(session, &plan).await?;
+    Ok(plan)
+}
+
+/// On real AWS: quotas for what the plan creates (an error stops here, before any
+/// change) and whether a security group lets the ping of `verify` in (a warning).
+async fn aws_preflight(session: &Session, plan: &Plan) -> Result<(), Failure> {
+    let Some(aws) = &session.aws_real else { return Ok(()) };
+    let creates = |t: &str| {
+        plan.steps
+            .iter()
+            .filter(|s| s.cloud() == vpnbridge_core::endpoint::CloudName::Aws && s.action == plan::Action::Create && s.resource_type == t)
+            .count() as u32
+    };
+    let need = vpnbridge_aws::QuotaNeed {
+        vpn_gateways: creates("vpn_gateway"),
+        customer_gateways: creates("customer_gateway"),
+        vpn_connections_per_vgw: u32::from(vpnbridge_core::pairing::INSTANCES),
+    };
+    let azure: Vec<ipnet::IpNet> = session.config.azure.address_space.iter().map(|p| ipnet::IpNet::V4(*p)).collect();
+    let checked = aws.preflight(&azure, need, vpnbridge_aws::Quotas::default()).await.context("AWS preflight")?;
+    for w in &checked.warnings {
+        eprintln!("warning: {w}");
     }
+    if checked.errors.is_empty() { Ok(()) } else { Err(Failure::Preflight(plan::PlanError(checked.errors))) }
 }
 
 async fn plan_cmd(session: &Session, output: Output, detailed: bool, destroy: bool) -> Result<u8, Failure> {
@@ -148,7 +173,16 @@ async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool) ->
     let tunnel_wait_started = tokio::time::Instant::now();
     progress.lock().expect("not poisoned").finish();
     let ok = report.succeeded();
-    let (joined, health) = if kind == PlanKind::Apply && ok { wait_for_tunnels(session, human).await? } else { (Vec::new(), Vec::new()) };
+    let (joined, health) = if kind == PlanKind::Apply && ok && session.mixed() {
+        if human {
+            eprintln!("One side is simulated and the other real: no tunnel can come up between them, so apply does not wait for tunnels.");
+        }
+        tunnel_health(session).await?
+    } else if kind == PlanKind::Apply && ok {
+        wait_for_tunnels(session, human).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     // Time from the first step to the last check of the tunnels.
     let settled = report.makespan + tunnel_wait_started.elapsed();
     let calls = session.calls();
@@ -222,8 +256,11 @@ fn print_summary(
     }
 }
 
-/// How long apply waits for the tunnels after the last step, and how often it looks.
-const TUNNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How long apply waits for the tunnels after the last step (`VPNBRIDGE_TUNNEL_WAIT`
+/// seconds, default 600), and how often it looks.
+fn tunnel_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(std::env::var("VPNBRIDGE_TUNNEL_WAIT").ok().and_then(|v| v.parse().ok()).unwrap_or(600))
+}
 const TUNNEL_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// After a successful apply: waits (bounded) until every used tunnel is up at both
@@ -233,11 +270,11 @@ async fn wait_for_tunnels(session: &Session, human: bool) -> Result<(Vec<pairing
     let mut said = false;
     loop {
         let (joined, health) = tunnel_health(session).await?;
-        if health.iter().all(|h| h.is_up()) || start.elapsed() >= TUNNEL_WAIT {
+        if health.iter().all(|h| h.is_up()) || start.elapsed() >= tunnel_wait() {
             return Ok((joined, health));
         }
         if human && !said {
-            eprintln!("Waiting for the tunnels to come up (IKE negotiation; up to {})...", render::duration(TUNNEL_WAIT));
+            eprintln!("Waiting for the tunnels to come up (IKE negotiation; up to {})...", render::duration(tunnel_wait()));
             said = true;
         }
         tokio::time::sleep(TUNNEL_POLL).await;

@@ -25,7 +25,7 @@ pub fn set_active_bar(bar: Option<ProgressBar>) {
 }
 
 /// Crates whose debug output may contain request bodies with secrets.
-const BODY_LOGGING_TARGETS: [&str; 2] = ["azure_core", "azure_identity"];
+const BODY_LOGGING_TARGETS: &[&str] = vpnbridge_azure::SECRET_BEARING_LOG_TARGETS;
 
 pub fn init(verbosity: u8) {
     let default = match verbosity {

@@ -26,6 +26,8 @@ pub struct Session {
     azure_calls: Arc<CallCounter>,
     /// The simulated clouds, when a side is simulated.
     pub sim: Option<(SimCloud, PathBuf)>,
+    /// The real AWS adapter, for its own preflight checks.
+    pub aws_real: Option<vpnbridge_aws::AwsEndpoint>,
     /// One run at a time on the simulated world.
     _lock: Option<RunLock>,
 }
@@ -57,7 +59,7 @@ pub fn load_config(path: &Path) -> Result<validate::Loaded, Failure> {
 impl Session {
     /// Opens the endpoints the config names. `sim_dir` overrides where the simulator
     /// keeps its clouds.
-    pub fn open(loaded: validate::Loaded, sim_dir: Option<&Path>, command: &str) -> Result<Self, Failure> {
+    pub async fn open(loaded: validate::Loaded, sim_dir: Option<&Path>, command: &str) -> Result<Self, Failure> {
         let config = loaded.config;
         let owner = Owner::new(&config.name);
         let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
@@ -78,6 +80,7 @@ impl Session {
                 .context("creating the simulated VNet and VPC")
                 .map_err(Failure::Other)?;
         }
+        let mut aws_real = None;
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AwsTarget::from_config(&config);
@@ -85,7 +88,19 @@ impl Session {
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
-            _ => return Err(Failure::Other(real_backend_missing("aws", "AWS side for real: vpnbridge-aws"))),
+            (Backend::Real, _) => {
+                let settings = vpnbridge_aws::AwsSettings {
+                    region: config.aws.region.clone(),
+                    vpc_id: config.aws.vpc_id.clone(),
+                    endpoint: config.aws.endpoint.clone().filter(|e| !e.is_empty()),
+                };
+                let real = vpnbridge_aws::AwsEndpoint::connect(settings).await.context("connecting to AWS").map_err(Failure::Other)?;
+                aws_real = Some(real.clone());
+                let ep = Instrumented::new(real);
+                let c = ep.counter();
+                (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
+            }
+            (Backend::Sim, None) => unreachable!("a simulated side opens the simulator"),
         };
         let (azure, azure_calls) = match (config.azure.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
@@ -94,9 +109,15 @@ impl Session {
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
-            _ => return Err(Failure::Other(real_backend_missing("azure", "Azure side for real: vpnbridge-azure"))),
+            (Backend::Real, _) => {
+                let settings = vpnbridge_azure::AzureSettings::from_config(&config.azure);
+                let ep = Instrumented::new(vpnbridge_azure::AzureEndpoint::new(settings).map_err(|e| Failure::Other(e.into()))?);
+                let c = ep.counter();
+                (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
+            }
+            (Backend::Sim, None) => unreachable!("a simulated side opens the simulator"),
         };
-        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, _lock: lock })
+        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, aws_real, _lock: lock })
     }
 
     pub fn simulated(&self) -> (bool, bool) {
@@ -106,6 +127,12 @@ impl Session {
     pub fn any_real(&self) -> bool {
         let (a, b) = self.simulated();
         !(a && b)
+    }
+
+    /// One side simulated and the other real: no tunnel can come up between them.
+    pub fn mixed(&self) -> bool {
+        let (a, b) = self.simulated();
+        a != b
     }
 
     pub fn calls(&self) -> Calls {
@@ -168,11 +195,4 @@ fn lock_wait() -> std::time::Duration {
 pub fn default_sim_dir(config: &Path) -> PathBuf {
     let parent = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parent.join(".vpnbridge")
-}
-
-fn real_backend_missing(side: &str, issue: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{side}.backend = \"{side}\" needs the real {side} adapter, which this build of vpnbridge does not include yet \
-         (tracked as \"{issue}\"); set {side}.backend = \"sim\" to run on the simulator"
-    )
 }

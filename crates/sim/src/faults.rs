@@ -309,9 +309,10 @@ impl<E: VpnEndpoint<Aws>> VpnEndpoint<Aws> for Faulty<E> {
                 Ok(o),
                 AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. },
             ) = (self.inner.observe(&owner_of(op)).await, op)
-                && let Some((_, id)) = vpnbridge_core::exec::find_by_tags(&o, tags) {
-                    self.faults.remember_created(id);
-                }
+                && let Some((_, id)) = vpnbridge_core::exec::find_by_tags(&o, tags)
+            {
+                self.faults.remember_created(id);
+            }
         }
         Ok(handle)
     }
@@ -354,9 +355,10 @@ impl<E: VpnEndpoint<Azure>> VpnEndpoint<Azure> for Faulty<E> {
         };
         let handle = self.guard(kinds, self.inner.start(op)).await?;
         if let (Some(name), false) = (created, existed)
-            && let Some(id) = self.inner.observe(&owner).await.ok().and_then(|o| azure_id(&o, &name)) {
-                self.faults.remember_created(id);
-            }
+            && let Some(id) = self.inner.observe(&owner).await.ok().and_then(|o| azure_id(&o, &name))
+        {
+            self.faults.remember_created(id);
+        }
         Ok(handle)
     }
 
@@ -364,19 +366,20 @@ impl<E: VpnEndpoint<Azure>> VpnEndpoint<Azure> for Faulty<E> {
         let status = self.guard(READ_FAULTS, self.inner.poll(handle)).await?;
         // An operation that would end well may end Failed instead.
         if let OpStatus::Done(out) = &status
-            && let Some(id) = &out.id {
-                let Ok((i, fault)) = self.faults.next(&[Fault::OperationFailed]) else { return Err(self.crashed_error()) };
-                match fault {
-                    Some(Fault::OperationFailed) if self.faults.cloud.fail_azure_resource(id) => {
-                        return Ok(OpStatus::Failed(error(CloudName::Azure, Fault::OperationFailed)));
-                    }
-                    Some(Fault::Crash) => {
-                        self.faults.crash(i);
-                        return Err(self.crashed_error());
-                    }
-                    _ => {}
+            && let Some(id) = &out.id
+        {
+            let Ok((i, fault)) = self.faults.next(&[Fault::OperationFailed]) else { return Err(self.crashed_error()) };
+            match fault {
+                Some(Fault::OperationFailed) if self.faults.cloud.fail_azure_resource(id) => {
+                    return Ok(OpStatus::Failed(error(CloudName::Azure, Fault::OperationFailed)));
                 }
+                Some(Fault::Crash) => {
+                    self.faults.crash(i);
+                    return Err(self.crashed_error());
+                }
+                _ => {}
             }
+        }
         Ok(status)
     }
 

@@ -3,6 +3,7 @@
 mod bad_configs;
 mod foreign;
 mod lock;
+mod real_backends;
 mod verify;
 mod workflow;
 
