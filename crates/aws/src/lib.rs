@@ -612,6 +612,15 @@ impl AwsEndpoint {
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnConnectionRoute", e)))?;
                 Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target: Target::Gone }
             }
+            AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => {
+                c.modify_vpn_connection()
+                    .vpn_connection_id(vpn_id)
+                    .customer_gateway_id(cgw_id)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("ModifyVpnConnection", e))?;
+                Wait::Vpn { id: vpn_id.clone(), target: Target::Ready }
+            }
             AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
                 let spec = ModifyVpnTunnelOptionsSpecification::builder()
                     .set_pre_shared_key(psk.as_ref().map(|k| k.expose().to_owned()))

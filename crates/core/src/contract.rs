@@ -177,6 +177,23 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     let t = v.tunnels.iter().find(|t| t.outside_ip == first_ip).ok_or_else(|| broken(step, "tunnel gone"))?;
     check(step, t.psk.as_ref() == Some(&new_key), || "the new key is not observed on the tunnel".into())?;
 
+    let step = "ModifyVpnConnection";
+    let op = AwsOp::CreateCustomerGateway {
+        ip: Ipv4Addr::new(20, 0, 113, 11),
+        bgp_asn: 65000,
+        device_name: format!("vpnbridge-{}-cgw-0-new", owner.deployment),
+        tags: owner.tags(&Role::CustomerGateway(0)),
+    };
+    let new_cgw = run_to_end(ep, &op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported for the new CGW"))?;
+    check(step, new_cgw != cgw, || "a CGW with another IP came back as the old one".into())?;
+    run_to_end(ep, &AwsOp::ModifyVpnConnection { vpn_id: vpn.clone(), cgw_id: new_cgw.clone() }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "VPN connection gone"))?;
+    check(step, v.customer_gateway_id == new_cgw, || format!("still on {}", v.customer_gateway_id))?;
+    check(step, v.tunnels.iter().map(|t| t.outside_ip).eq(out.tunnels.iter().map(|t| t.0)), || "outside IPs changed".into())?;
+    run_to_end(ep, &AwsOp::DeleteCustomerGateway { cgw_id: cgw.clone() }, step, limit).await?;
+    let cgw = new_cgw;
+
     // Teardown in the destroy plan's order; each observed gone; repeat deletes succeed.
     for (step, op) in [
         ("DeleteVpnConnectionRoute", AwsOp::DeleteVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }),

@@ -64,7 +64,12 @@ pub fn deadline(op: &StepOp) -> Duration {
         StepOp::Azure(AzureOp::Await { .. }) => min(120),
         StepOp::Azure(_) => min(30),
         StepOp::Aws(AwsOp::CreateVpnConnection { .. } | AwsOp::Await { .. }) => min(40),
-        StepOp::Aws(AwsOp::DeleteVpnConnection { .. } | AwsOp::DetachVpnGateway { .. } | AwsOp::ModifyVpnTunnelOptions { .. }) => min(30),
+        StepOp::Aws(
+            AwsOp::DeleteVpnConnection { .. }
+            | AwsOp::DetachVpnGateway { .. }
+            | AwsOp::ModifyVpnTunnelOptions { .. }
+            | AwsOp::ModifyVpnConnection { .. },
+        ) => min(30),
         StepOp::Aws(_) => min(15),
     }
 }
@@ -450,8 +455,8 @@ enum Committed {
 /// Whether the cloud already holds what `op` asked for.
 fn aws_committed(observed: &AwsObserved, op: &AwsOp) -> Committed {
     match op {
-        AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => {
-            find_by_tags(observed, tags).map_or(Committed::No, |(kind, id)| Committed::InProgress(kind, id))
+        AwsOp::CreateVpnGateway { .. } | AwsOp::CreateCustomerGateway { .. } | AwsOp::CreateVpnConnection { .. } => {
+            find_created(observed, op).map_or(Committed::No, |(kind, id)| Committed::InProgress(kind, id))
         }
         AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
             let attached =
@@ -515,6 +520,25 @@ async fn observe_one<C: crate::endpoint::Cloud>(
             r => return r,
         }
     }
+}
+
+/// The resource a create without a client token made, if it exists: the live one with
+/// the same ownership tags (and, for a customer gateway, the same IP: a stale one of the
+/// same role may still be there while a VPN connection moves off it).
+pub fn find_created(observed: &AwsObserved, op: &AwsOp) -> Option<(AwsResourceKind, String)> {
+    match op {
+        AwsOp::CreateCustomerGateway { ip, tags, .. } => observed
+            .customer_gateways
+            .iter()
+            .find(|c| !c.state.is_gone() && c.ip == *ip && same_owner(&c.tags, tags))
+            .map(|c| (AwsResourceKind::CustomerGateway, c.id.clone())),
+        AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => find_by_tags(observed, tags),
+        _ => None,
+    }
+}
+
+fn same_owner(a: &Tags, b: &Tags) -> bool {
+    a.get(TAG_ROLE) == b.get(TAG_ROLE) && a.get(crate::model::TAG_DEPLOYMENT) == b.get(crate::model::TAG_DEPLOYMENT)
 }
 
 /// A resource carrying exactly these ownership tags, if one exists and is not gone.

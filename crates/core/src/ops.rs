@@ -220,6 +220,12 @@ pub enum AwsOp<B: Binding = Bound> {
         vpn_id: String,
         destination: IpNet,
     },
+    /// ModifyVpnConnection: moves the VPN connection to another customer gateway, keeping
+    /// its outside IPs and tunnel options (both tunnels are down briefly).
+    ModifyVpnConnection {
+        vpn_id: String,
+        cgw_id: B::Of<String>,
+    },
     /// ModifyVpnTunnelOptions for one tunnel (that tunnel goes down for minutes).
     ModifyVpnTunnelOptions {
         vpn_id: String,
@@ -352,6 +358,7 @@ impl AwsOp<Planned> {
             AwsOp::DeleteVpnConnectionRoute { vpn_id, destination } => {
                 AwsOp::DeleteVpnConnectionRoute { vpn_id: vpn_id.clone(), destination: *destination }
             }
+            AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => AwsOp::ModifyVpnConnection { vpn_id: vpn_id.clone(), cgw_id: o.get(cgw_id)? },
             AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => AwsOp::ModifyVpnTunnelOptions {
                 vpn_id: vpn_id.clone(),
                 outside_ip: *outside_ip,
@@ -369,6 +376,7 @@ impl AwsOp<Planned> {
             AwsOp::CreateCustomerGateway { ip, .. } => ip.depends_on().into_iter().collect(),
             AwsOp::CreateVpnConnection { cgw_id, vgw_id, .. } => cgw_id.depends_on().into_iter().chain(vgw_id.depends_on()).collect(),
             AwsOp::CreateVpnConnectionRoute { vpn_id, .. } => vpn_id.depends_on().into_iter().collect(),
+            AwsOp::ModifyVpnConnection { cgw_id, .. } => cgw_id.depends_on().into_iter().collect(),
             _ => Vec::new(),
         }
     }

@@ -149,6 +149,9 @@ impl Step {
                 AwsOp::DeleteVpnConnectionRoute { vpn_id, destination } => {
                     vec![("vpn_connection_id", vpn_id.clone()), ("destination", destination.to_string())]
                 }
+                AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => {
+                    vec![("vpn_connection_id", vpn_id.clone()), ("customer_gateway_id", known_or(cgw_id))]
+                }
                 AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
                     let mut v = vec![("vpn_connection_id", vpn_id.clone()), ("tunnel_outside_ip", outside_ip.to_string())];
                     if psk.is_some() {
@@ -724,20 +727,16 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         // A duplicate from an ambiguous create: keep the one in use (or the oldest).
         cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
         vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
-        let cgw = cgws.first().copied();
         let vpn = vpns.first().copied();
+        // The CGW of instance k carries instance k's IP. One with another IP is stale
+        // (the Azure side's IPs changed): the VPN connection moves off it in place.
+        let want_ip = &instance_ip[usize::from(k)];
+        let cgw = cgws.iter().copied().find(|c| matches!(want_ip, Late::Known(ip) if *ip == c.ip));
+        let stale: Vec<&crate::model::CustomerGateway> = cgws.iter().copied().filter(|c| Some(&c.id) != cgw.map(|g| &g.id)).collect();
 
         let mut cgw_step = None;
         let cgw_id: Late<String> = match cgw {
             Some(c) => {
-                if let Late::Known(ip) = &instance_ip[usize::from(k)]
-                    && *ip != c.ip
-                {
-                    problems.push(format!(
-                        "customer gateway {} (cgw-{k}) has IP {} but Azure gateway instance {k} has {ip}: destroy and re-apply to re-pair",
-                        c.id, c.ip
-                    ));
-                }
                 if c.state == AwsState::Pending {
                     let op = AwsOp::Await { kind: AwsResourceKind::CustomerGateway, id: c.id.clone() };
                     cgw_step = Some(b.push(Action::Wait, "customer_gateway", format!("cgw-{k} {}", c.id), StepOp::Aws(op), &[]));
@@ -746,7 +745,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
             }
             None => {
                 let op = AwsOp::CreateCustomerGateway {
-                    ip: instance_ip[usize::from(k)].clone(),
+                    ip: want_ip.clone(),
                     bgp_asn: config.azure.asn,
                     device_name: names.cgw_device_name(k),
                     tags: owner.tags(&cgw_role),
@@ -758,6 +757,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         };
 
         let mut vpn_step = None;
+        let mut swap_step = None;
         let mut values = Vec::new();
         let vpn_id: Late<String> = match vpn {
             None => {
@@ -786,13 +786,21 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 Late::After(id, OutputField::Id)
             }
             Some(v) => {
-                if let Some(c) = cgw
-                    && v.customer_gateway_id != c.id
-                {
-                    problems.push(format!(
-                        "VPN connection {} uses customer gateway {} instead of {} (cgw-{k}): destroy and re-apply to re-pair",
-                        v.id, v.customer_gateway_id, c.id
-                    ));
+                if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
+                    let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
+                    let id = b.push(Action::Modify, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]);
+                    let target = match want_ip {
+                        Late::Known(ip) => ip.to_string(),
+                        Late::After(..) => "(known after apply)".to_owned(),
+                    };
+                    b.disrupt(
+                        id,
+                        format!(
+                            "both tunnels of {} are down briefly while AWS moves it from customer gateway {} to the one for Azure instance {k} ({target})",
+                            v.id, v.customer_gateway_id
+                        ),
+                    );
+                    swap_step = Some(id);
                 }
                 if !v.static_routes_only {
                     problems
@@ -825,10 +833,12 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 Late::Known(v.id.clone())
             }
         };
-        for extra in cgws.iter().skip(1) {
-            let after: Vec<Option<StepId>> = Vec::new();
-            let op = AwsOp::DeleteCustomerGateway { cgw_id: extra.id.clone() };
-            b.push(Action::Delete, "customer_gateway", format!("duplicate cgw-{k} {}", extra.id), StepOp::Aws(op), &after);
+        for old in stale {
+            // After the VPN connection has moved off it (a stale one), or at once (a
+            // duplicate left by an ambiguous create).
+            let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
+            let why = if old.id == vpn.map(|v| v.customer_gateway_id.clone()).unwrap_or_default() { "replaced" } else { "unused" };
+            b.push(Action::Delete, "customer_gateway", format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
         }
         for extra in vpns.iter().skip(1) {
             let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
@@ -1355,11 +1365,26 @@ mod tests {
         // The public IP list comes back in the other order: nothing changes.
         o.azure.public_ips.reverse();
         assert!(plan_apply(&config(None), &o).unwrap().is_empty());
-        // The gateway's instance 0 now uses the other IP: CGW 0 no longer matches.
-        let gw = o.azure.vpn_gateway.as_mut().unwrap();
-        gw.ip_configurations.swap(0, 1);
-        let err = plan_apply(&config(None), &o).unwrap_err();
-        assert!(err.0.iter().any(|p| p.contains("cgw-0") && p.contains("instance 0")), "{err}");
+        // Instance 0 now has a new IP (the Azure side was rebuilt): CGW 0 no longer
+        // fits, so a new one is made and VPN connection 0 moves to it in place.
+        o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Action::Create, "customer_gateway", "cgw-0"),
+                (Action::Modify, "vpn_connection", "vpn-0 vpn-0"),
+                (Action::Delete, "customer_gateway", "replaced cgw-0 cgw-0"),
+            ],
+            "{plan}"
+        );
+        assert!(
+            matches!(&plan.steps[0].op, StepOp::Aws(AwsOp::CreateCustomerGateway { ip: Late::Known(ip), .. }) if *ip == Ipv4Addr::new(20, 0, 0, 99))
+        );
+        assert_eq!(plan.steps[1].depends_on, vec![0]);
+        assert_eq!(plan.steps[2].depends_on, vec![1], "the old CGW goes only after the connection moved off it");
+        assert!(plan.steps[1].disruption.as_deref().unwrap().contains("both tunnels"), "{plan}");
     }
 
     #[test]

@@ -118,6 +118,10 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
             w.delete_vpn_connection_route(vpn_id, *destination).map_err(aws_error)?;
             AwsWait::VpnRoute { vpn_id: vpn_id.clone(), destination: *destination, goal: Goal::Gone }
         }
+        AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => {
+            let until = w.modify_vpn_connection(vpn_id, cgw_id).map_err(aws_error)?;
+            AwsWait::Timer { at_ms: until, id: Some(vpn_id.clone()) }
+        }
         AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
             w.modify_vpn_tunnel_options(vpn_id, *outside_ip, psk.as_ref(), *inside_cidr).map_err(aws_error)?;
             AwsWait::Tunnel { vpn_id: vpn_id.clone(), outside_ip: *outside_ip }

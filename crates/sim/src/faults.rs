@@ -296,20 +296,18 @@ impl<E: VpnEndpoint<Aws>> VpnEndpoint<Aws> for Faulty<E> {
     }
 
     async fn start(&self, op: &AwsOp) -> Result<OpHandle, EndpointError> {
-        let kinds: &[Fault] = if matches!(op, AwsOp::Await { .. } | AwsOp::ModifyVpnTunnelOptions { .. }) {
-            &[Fault::Throttle, Fault::ServerError]
-        } else {
-            &[Fault::Throttle, Fault::ServerError, Fault::TimeoutAfterCommit]
-        };
+        let kinds: &[Fault] =
+            if matches!(op, AwsOp::Await { .. } | AwsOp::ModifyVpnTunnelOptions { .. } | AwsOp::ModifyVpnConnection { .. }) {
+                &[Fault::Throttle, Fault::ServerError]
+            } else {
+                &[Fault::Throttle, Fault::ServerError, Fault::TimeoutAfterCommit]
+            };
         let creates = op.creates_without_token();
         let handle = self.guard(kinds, self.inner.start(op)).await?;
         if creates {
-            // The id is known only from the resource itself: look it up by its tags.
-            if let (
-                Ok(o),
-                AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateCustomerGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. },
-            ) = (self.inner.observe(&owner_of(op)).await, op)
-                && let Some((_, id)) = vpnbridge_core::exec::find_by_tags(&o, tags)
+            // The id is known only from the resource itself: look it up by tags (and IP).
+            if let Ok(o) = self.inner.observe(&owner_of(op)).await
+                && let Some((_, id)) = vpnbridge_core::exec::find_created(&o, op)
             {
                 self.faults.remember_created(id);
             }

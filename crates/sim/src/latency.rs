@@ -60,6 +60,9 @@ pub struct LatencyTable {
     pub aws_vpn_connection_route_delete: Duration,
     #[serde(with = "millis")]
     pub aws_modify_vpn_tunnel_options: Duration,
+    /// ModifyVpnConnection (a customer gateway swap): both tunnels are down this long.
+    #[serde(with = "millis")]
+    pub aws_modify_vpn_connection: Duration,
     // Data plane
     /// From the moment both ends of a tunnel are in place and match until it is UP.
     #[serde(with = "millis")]
@@ -94,6 +97,7 @@ impl Default for LatencyTable {
             aws_vpn_connection_route: s(15),
             aws_vpn_connection_route_delete: s(15),
             aws_modify_vpn_tunnel_options: m(4),
+            aws_modify_vpn_connection: m(2),
             tunnel_negotiation: s(60),
         }
     }
@@ -128,6 +132,7 @@ impl LatencyTable {
             aws_vpn_connection_route: z,
             aws_vpn_connection_route_delete: z,
             aws_modify_vpn_tunnel_options: z,
+            aws_modify_vpn_connection: z,
             tunnel_negotiation: z,
         }
     }

@@ -23,6 +23,9 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    a distinct DeviceName makes a new one. We keep DeviceName and reproduce that.
 6. A request log: every EC2 action, one line each, appended to the file given as the
    second argument (the tests count calls from the server's side).
+7. ModifyVpnConnection (moto: not implemented): moves the connection to the customer
+   gateway named by CustomerGatewayId (which must exist), keeping its outside IPs and
+   tunnel options; answers the VpnConnection.
 
 Every create stays immediately `available` (moto's behaviour); pending states are
 covered by the adapter's replay tests instead.
@@ -208,6 +211,18 @@ def modify_vpn_tunnel_options(self):
     return ActionResult({"VpnConnection": conn})
 
 
+def modify_vpn_connection(self):
+    conn = _find_vpn(self.ec2_backend, self._get_param("VpnConnectionId"))
+    cgw_id = self._get_param("CustomerGatewayId")
+    if cgw_id:
+        self.ec2_backend.get_customer_gateway(cgw_id)  # raises InvalidCustomerGatewayID.NotFound
+        conn.customer_gateway_id = cgw_id
+        for t in getattr(conn, "vgw_telemetry", None) or []:
+            t["LastStatusChange"] = _now()
+    return ActionResult({"VpnConnection": conn})
+
+
+VPNConnections.modify_vpn_connection = modify_vpn_connection
 VPNConnections.create_vpn_connection_route = create_vpn_connection_route
 VPNConnections.delete_vpn_connection_route = delete_vpn_connection_route
 VPNConnections.modify_vpn_tunnel_options = modify_vpn_tunnel_options

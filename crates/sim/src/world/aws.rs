@@ -674,6 +674,46 @@ impl World {
 
     /// ModifyVpnTunnelOptions for the tunnel with `outside_ip`: the new options apply
     /// at once and the tunnel is down while AWS replaces it.
+    /// ModifyVpnConnection with a new customer gateway: outside IPs and tunnel options
+    /// are kept; both tunnels go down until the returned virtual time.
+    pub fn modify_vpn_connection(&mut self, vpn_id: &str, cgw_id: &str) -> Result<u64, ApiError> {
+        let now = self.aws_call();
+        let dur = ms(self.latency.aws_modify_vpn_connection);
+        let vpn =
+            self.aws.vpn_connections.get(vpn_id).filter(|v| v.phase.state != AwsState::Deleted).ok_or_else(|| vpn_not_found(vpn_id))?;
+        if vpn.phase.state != AwsState::Available || vpn.tunnels.iter().any(|t| t.modifying_until.is_some()) {
+            return Err(e400(
+                ErrorKind::Transient,
+                "InvalidVpnConnection.InvalidState",
+                format!("The VPN connection {vpn_id} is {:?} or being modified; it cannot be modified now.", vpn.phase.state),
+            ));
+        }
+        match self.aws.customer_gateways.get(cgw_id) {
+            Some(c) if c.phase.state == AwsState::Available => {}
+            Some(c) => {
+                return Err(e400(
+                    ErrorKind::Transient,
+                    "InvalidCustomerGatewayState",
+                    format!("The customer gateway {cgw_id} is {:?}, not available.", c.phase.state),
+                ));
+            }
+            None => {
+                return Err(ApiError::new(
+                    400,
+                    ErrorKind::NotFound,
+                    "InvalidCustomerGatewayID.NotFound",
+                    format!("The customer gateway ID '{cgw_id}' does not exist"),
+                ));
+            }
+        }
+        let vpn = self.aws.vpn_connections.get_mut(vpn_id).expect("checked");
+        vpn.customer_gateway_id = cgw_id.to_owned();
+        for t in &mut vpn.tunnels {
+            t.modifying_until = Some(now + dur);
+        }
+        Ok(now + dur)
+    }
+
     pub fn modify_vpn_tunnel_options(
         &mut self,
         vpn_id: &str,

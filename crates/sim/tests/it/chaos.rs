@@ -215,17 +215,18 @@ impl Rig {
     /// Invariants that hold after every scenario.
     fn assert_common(&self) {
         // No AWS resource of ours was ever created twice (creates have no client token).
+        // A customer gateway is its role and its IP: a new IP is a new gateway.
         let created = self.cloud.with_world(|w| {
             let mut by_role: BTreeMap<String, u32> = BTreeMap::new();
-            let tags = w
+            let keys = w
                 .aws
                 .vpn_gateways
                 .values()
-                .map(|v| &v.tags)
-                .chain(w.aws.customer_gateways.values().map(|c| &c.tags))
-                .chain(w.aws.vpn_connections.values().map(|c| &c.tags));
-            for t in tags.filter(|t| self.owner.owns(t)) {
-                *by_role.entry(t[TAG_ROLE].clone()).or_default() += 1;
+                .map(|v| (&v.tags, String::new()))
+                .chain(w.aws.customer_gateways.values().map(|c| (&c.tags, c.ip.to_string())))
+                .chain(w.aws.vpn_connections.values().map(|c| (&c.tags, String::new())));
+            for (t, extra) in keys.filter(|(t, _)| self.owner.owns(t)) {
+                *by_role.entry(format!("{} {extra}", t[TAG_ROLE])).or_default() += 1;
             }
             by_role
         });
@@ -403,4 +404,38 @@ async fn schedule(plan: FaultPlan) -> (BTreeMap<Fault, u64>, u64) {
     rig.converge(true, destroy, 6).await;
     rig.assert_destroyed().await;
     (rig.faults_injected.clone(), 3)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_azure_ip_moves_the_vpn_connection_to_a_new_customer_gateway_in_place() {
+    let mut rig = Rig::new();
+    rig.converge(false, FaultPlan::none(), 1).await;
+    let before = rig.observe().await;
+    let vpn_id = vpnbridge_core::pairing::vpn_connection(&rig.owner, &before.aws, 0).unwrap().id.clone();
+    let outside: Vec<_> =
+        vpnbridge_core::pairing::vpn_connection(&rig.owner, &before.aws, 0).unwrap().tunnels.iter().map(|t| t.outside_ip).collect();
+    // Azure hands instance 0 a new address (as after a gateway rebuild).
+    rig.cloud.with_world_mut(|w| {
+        let pip = w.azure.public_ips.values_mut().find(|p| p.name == "azure-aws-pip-0").unwrap();
+        pip.ip = Some([20, 210, 99, 99].into());
+    });
+    let plan = plan::plan_apply(&rig.config, &rig.observe().await).unwrap();
+    assert_eq!(plan.counts().modify, 1, "one in-place move, no rebuild:\n{plan}");
+    rig.converge(false, FaultPlan::none(), 1).await;
+    rig.assert_converged().await;
+    let after = rig.observe().await;
+    let vpn = vpnbridge_core::pairing::vpn_connection(&rig.owner, &after.aws, 0).unwrap();
+    assert_eq!(vpn.id, vpn_id, "the same VPN connection");
+    assert_eq!(vpn.tunnels.iter().map(|t| t.outside_ip).collect::<Vec<_>>(), outside, "its outside IPs are kept");
+    let cgw = vpnbridge_core::pairing::customer_gateway(&rig.owner, &after.aws, 0).unwrap();
+    assert_eq!(cgw.ip, std::net::Ipv4Addr::new(20, 210, 99, 99));
+    // The tunnel comes back up on the new address.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let joined = vpnbridge_core::pairing::join(&rig.owner, 1, &after.azure, &after.aws);
+    let aws = SimAws::new(rig.cloud.clone(), AwsTarget::from_config(&rig.config));
+    let azure = SimAzure::new(rig.cloud.clone(), AzureTarget::from_config(&rig.config));
+    let mut ends = aws.tunnel_ends(&rig.owner).await.unwrap();
+    ends.extend(azure.tunnel_ends(&rig.owner).await.unwrap());
+    let health = vpnbridge_core::pairing::health(&joined, &ends);
+    assert!(health.iter().all(|h| h.is_up()), "{health:?}");
 }
