@@ -1,10 +1,13 @@
-//! One run at a time per simulated world: an OS file lock on `<sim dir>/lock`.
+//! One run at a time per deployment: an OS file lock on `.vpnbridge/lock` next to the
+//! config file (or in `--sim-dir`), whatever the backends.
 //!
-//! The simulator's world file is the simulated clouds' state, so two processes must
-//! not write it at once. The lock is released by the OS when its holder exits, even by
-//! a crash, so a dead run never blocks the next one. The holder writes who it is into
-//! the file, and a waiting run names it. (On real clouds the same role falls to a
-//! lease tag on an owned resource, with an expiry; see ARCHITECTURE.md.)
+//! On the simulator the world file there is the simulated clouds' state, so two
+//! processes must not write it at once; on real clouds two runs from the same machine
+//! must not race each other's creates. The lock is released by the OS when its holder
+//! exits, even by a crash, so a dead run never blocks the next one. The holder writes
+//! who it is into the file, and a waiting run names it. Runs from *different* machines
+//! against the same real deployment are not serialised yet: that needs a lease tag on
+//! an owned resource, with an expiry (see ARCHITECTURE.md).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

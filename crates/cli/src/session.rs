@@ -28,7 +28,7 @@ pub struct Session {
     pub sim: Option<(SimCloud, PathBuf)>,
     /// The real AWS adapter, for its own preflight checks.
     pub aws_real: Option<vpnbridge_aws::AwsEndpoint>,
-    /// One run at a time on the simulated world.
+    /// One run at a time per deployment directory.
     _lock: Option<RunLock>,
 }
 
@@ -63,10 +63,11 @@ impl Session {
         let config = loaded.config;
         let owner = Owner::new(&config.name);
         let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
-        let mut lock = None;
+        // One run at a time per deployment directory, whatever the backends: on the
+        // simulator it also guards the world file.
+        let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
+        let lock = Some(RunLock::acquire(&dir, command, lock_wait())?.map_err(Failure::Locked)?);
         let sim = if needs_sim {
-            let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
-            lock = Some(RunLock::acquire(&dir, command, lock_wait())?.map_err(Failure::Locked)?);
             let cloud = SimCloud::open_with(&dir, latency_table()?)
                 .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
                 .map_err(Failure::Other)?;

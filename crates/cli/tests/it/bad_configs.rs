@@ -34,7 +34,7 @@ fn every_bad_config_is_refused_before_any_cloud_call() {
         for n in &not {
             assert!(!stdout.contains(n.as_str()), "{name}: output shows {n:?}");
         }
-        assert!(!sim_dir.exists(), "{name}: the simulated clouds were opened");
+        assert!(!sim_dir.exists(), "{name}: the run went past validation (it took the run lock or opened the simulated clouds)");
         seen += 1;
     }
     assert!(seen >= 30, "the corpus has {seen} files");
