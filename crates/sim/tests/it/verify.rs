@@ -41,27 +41,9 @@ impl Rig {
     async fn applied(tunnels_per_connection: u8) -> Self {
         let config = config(tunnels_per_connection);
         let cloud = SimCloud::in_memory();
-        let az = &config.azure;
-        let azure_target = AzureTarget {
-            subscription_id: az.subscription_id.clone(),
-            resource_group: az.resource_group.clone(),
-            location: az.location.clone(),
-            vnet: az.vnet.clone(),
-        };
-        let aws_target = AwsTarget { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone() };
-        cloud
-            .ensure_prerequisites(
-                &VnetSpec {
-                    subscription_id: az.subscription_id.clone(),
-                    resource_group: az.resource_group.clone(),
-                    location: az.location.clone(),
-                    name: az.vnet.clone(),
-                    address_space: az.address_space.clone(),
-                    gateway_subnet: az.gateway_subnet,
-                },
-                &VpcSpec { region: config.aws.region.clone(), vpc_id: config.aws.vpc_id.clone(), cidrs: config.aws.cidrs.clone() },
-            )
-            .unwrap();
+        let azure_target = AzureTarget::from_config(&config);
+        let aws_target = AwsTarget::from_config(&config);
+        cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
         let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(SimAws::new(cloud.clone(), aws_target.clone()));
         let azure: Arc<dyn VpnEndpoint<Azure>> = Arc::new(SimAzure::new(cloud.clone(), azure_target.clone()));
         let probe = SimProbe::new(cloud.clone(), &azure_target, &aws_target);
