@@ -300,6 +300,7 @@ async fn calls_of_a_clean_run(destroy_after_apply: bool) -> u64 {
 async fn apply_converges_after_a_crash_after_any_call() {
     let total = calls_of_a_clean_run(false).await;
     assert!(total > 100, "a full apply makes {total} calls");
+    println!("crashing after each of the {total} calls of an apply");
     for i in 0..total {
         let transcript = Transcript::default();
         let _logs = transcript.capture();
@@ -313,6 +314,7 @@ async fn apply_converges_after_a_crash_after_any_call() {
 #[tokio::test(start_paused = true)]
 async fn destroy_converges_after_a_crash_after_any_call() {
     let total = calls_of_a_clean_run(true).await;
+    println!("crashing after each of the {total} calls of a destroy");
     for i in 0..total {
         let mut rig = Rig::new();
         rig.converge(false, FaultPlan::none(), 1).await;
