@@ -31,11 +31,14 @@ impl Arm {
     }
 }
 
-/// moto with the AWS adapter's harness layer, and a VPC in it.
+/// moto with the AWS adapter's harness layer, a VPC in it, and someone else's
+/// resources beside it: an untagged customer gateway and an unattached VGW.
 struct Moto {
     child: Child,
     url: String,
     vpc_id: String,
+    foreign: Vec<String>,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Moto {
@@ -65,18 +68,70 @@ impl Moto {
         }
         let url = format!("http://127.0.0.1:{port}");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let vpc_id = rt.block_on(async {
-            let conf = aws_sdk_ec2::Config::builder()
-                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-                .endpoint_url(&url)
-                .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "it"))
-                .build();
-            let ec2 = aws_sdk_ec2::Client::from_conf(conf);
-            ec2.create_vpc().cidr_block("10.2.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap()
+        let (vpc_id, foreign) = rt.block_on(async {
+            let ec2 = ec2(&url);
+            let vpc = ec2.create_vpc().cidr_block("10.2.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+            let cgw = ec2
+                .create_customer_gateway()
+                .r#type(aws_sdk_ec2::types::GatewayType::Ipsec1)
+                .ip_address("198.51.100.7")
+                .bgp_asn(65000)
+                .send()
+                .await
+                .unwrap()
+                .customer_gateway
+                .unwrap()
+                .customer_gateway_id
+                .unwrap();
+            let vgw = ec2
+                .create_vpn_gateway()
+                .r#type(aws_sdk_ec2::types::GatewayType::Ipsec1)
+                .send()
+                .await
+                .unwrap()
+                .vpn_gateway
+                .unwrap()
+                .vpn_gateway_id
+                .unwrap();
+            (vpc, vec![cgw, vgw])
         });
-        Self { child, url, vpc_id }
+        Self { child, url, vpc_id, foreign, rt }
     }
+
+    /// The states of someone else's resources, and how many live resources of ours.
+    fn census(&self) -> (Vec<String>, usize) {
+        self.rt.block_on(async {
+            let ec2 = ec2(&self.url);
+            let cgws = ec2.describe_customer_gateways().send().await.unwrap().customer_gateways.unwrap_or_default();
+            let vgws = ec2.describe_vpn_gateways().send().await.unwrap().vpn_gateways.unwrap_or_default();
+            let vpns = ec2.describe_vpn_connections().send().await.unwrap().vpn_connections.unwrap_or_default();
+            let ours =
+                |tags: Option<&[aws_sdk_ec2::types::Tag]>| tags.unwrap_or_default().iter().any(|t| t.key() == Some("vpnbridge:deployment"));
+            let mut foreign = Vec::new();
+            for id in &self.foreign {
+                let state =
+                    cgws.iter().find(|c| c.customer_gateway_id() == Some(id)).and_then(|c| c.state().map(str::to_owned)).or_else(|| {
+                        vgws.iter().find(|v| v.vpn_gateway_id() == Some(id)).and_then(|v| v.state().map(|s| s.as_str().to_owned()))
+                    });
+                foreign.push(format!("{id} {}", state.unwrap_or_else(|| "missing".into())));
+            }
+            let live = |s: Option<&str>| !matches!(s, Some("deleted" | "deleting"));
+            let ours_live = cgws.iter().filter(|c| ours(c.tags.as_deref()) && live(c.state())).count()
+                + vgws.iter().filter(|v| ours(v.tags.as_deref()) && live(v.state().map(|s| s.as_str()))).count()
+                + vpns.iter().filter(|v| ours(v.tags.as_deref()) && live(v.state().map(|s| s.as_str()))).count();
+            (foreign, ours_live)
+        })
+    }
+}
+
+fn ec2(url: &str) -> aws_sdk_ec2::Client {
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "it"))
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
 }
 
 impl Drop for Moto {
@@ -147,6 +202,14 @@ fn lifecycle(s: &Scratch, env: &[(&'static str, String)], writes: impl Fn() -> u
     assert_eq!(writes(), 0, "nothing was written before confirmation");
     let r = run(s, &["apply", "--yes", "-vvv"], env, &mut transcript);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(s, &["status"], env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    // One side real, the other simulated: the control plane is checked, the data
+    // plane is reported as not observable (DESIGN §5).
+    let r = run(s, &["verify", "--output", "json"], env, &mut transcript);
+    let doc = r.json();
+    assert_eq!(doc["data_plane"]["observable"], false, "{doc}");
+    assert!(r.code() == 6 || r.code() == 7, "{}", r.stdout());
     let r = run(s, &["apply", "--yes", "--output", "json"], env, &mut transcript);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let doc = r.json();
@@ -182,8 +245,14 @@ fn aws_adapter_on_moto() {
     let moto = Moto::start();
     let s = Scratch::new("real-aws");
     s.write_config(&config(None, Some(&moto)));
+    let (foreign_before, ours) = moto.census();
+    assert_eq!(ours, 0);
+    assert!(foreign_before.iter().all(|f| f.ends_with("available")), "{foreign_before:?}");
     // moto keeps no request count we can read here; the adapter's own counts are in the JSON.
     lifecycle(&s, &env(&s), || 0);
+    let (foreign_after, ours) = moto.census();
+    assert_eq!(ours, 0, "moto holds none of our resources after destroy");
+    assert_eq!(foreign_after, foreign_before, "someone else's CGW and VGW are untouched");
 }
 
 #[test]
