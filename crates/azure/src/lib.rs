@@ -22,6 +22,9 @@
 //!   (`foreign_names`) and gateways of others in the VNet's GatewaySubnet as
 //!   `foreign_gateways_in_vnet`. `provisioningState` Updating/Deleting is reported as
 //!   is, so the executor waits for an operation in flight instead of issuing another.
+//! - **Tunnel ends** are observe's snapshot plus each of our Connections' IKE SAs
+//!   (`getikesas`, all Connections at once, each bounded by [`IKE_SA_DEADLINE`]; a
+//!   failure or timeout only leaves those ends without an SA).
 //!
 //! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
 //! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
@@ -47,6 +50,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::Url;
@@ -55,7 +59,8 @@ use azure_mgmt_network::models as m;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::endpoint::{
-    Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+    Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+    WithIkeSa,
 };
 use vpnbridge_core::model::{
     AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
@@ -206,22 +211,53 @@ impl AzureEndpoint {
 
     /// Polls a [`AzureEndpoint::start_get_ike_sas`] handle: `None` while running.
     pub async fn poll_ike_sas(&self, handle: &OpHandle) -> Result<Option<Vec<IkeSa>>, EndpointError> {
+        self.poll_ike_sas_once(handle).await.map(|(sas, _)| sas)
+    }
+
+    /// One poll of a `getikesas` handle, with ARM's `Retry-After` while it runs.
+    async fn poll_ike_sas_once(&self, handle: &OpHandle) -> Result<(Option<Vec<IkeSa>>, Option<Duration>), EndpointError> {
         let body = match decode(handle)? {
             Handle::Result { body } => body.into_bytes(),
             Handle::Location { url, .. } => {
                 let raw = self.arm.get(&url).await?;
                 if raw.status == 202 {
-                    return Ok(None);
+                    return Ok((None, arm::retry_after(&raw.headers)));
                 }
                 raw.body.to_vec()
             }
             _ => return Err(bad_handle("not an IKE SA handle")),
         };
-        parse_ike_sas(&body).map(Some).map_err(|e| {
+        parse_ike_sas(&body).map(|sas| (Some(sas), None)).map_err(|e| {
             EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "UnexpectedResponse", format!("cannot read the IKE SAs: {e}"))
         })
     }
+
+    /// A Connection's IKE SAs for `tunnel_ends`, best effort: start `getikesas` and poll
+    /// it (honouring `Retry-After`, capped) for at most [`IKE_SA_DEADLINE`]. Any error or
+    /// the deadline gives `None`: the ends are then reported without SAs. This is a
+    /// read for display, not an operation of the plan, so the bound lives here.
+    async fn ike_sas_bounded(&self, name: &str) -> Option<Vec<IkeSa>> {
+        let read = async {
+            let h = self.start_get_ike_sas(name).await?;
+            loop {
+                let (sas, retry_after) = self.poll_ike_sas_once(&h).await?;
+                if let Some(sas) = sas {
+                    return Ok::<_, EndpointError>(sas);
+                }
+                let wait = retry_after.unwrap_or(IKE_SA_POLL_DEFAULT).clamp(IKE_SA_POLL_MIN, IKE_SA_POLL_MAX);
+                tokio::time::sleep(wait).await;
+            }
+        };
+        // Errors and the deadline both mean "no SAs reported": tunnel_ends never fails on them.
+        tokio::time::timeout(IKE_SA_DEADLINE, read).await.ok()?.ok()
+    }
 }
+
+/// How long `tunnel_ends` waits for one Connection's `getikesas` (they run in parallel).
+pub const IKE_SA_DEADLINE: Duration = Duration::from_secs(30);
+const IKE_SA_POLL_DEFAULT: Duration = Duration::from_secs(2);
+const IKE_SA_POLL_MIN: Duration = Duration::from_millis(100);
+const IKE_SA_POLL_MAX: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Operation handles
@@ -909,7 +945,15 @@ impl Snapshot {
         AzureObserved { vnet, foreign_gateways_in_vnet, public_ips, vpn_gateway, local_network_gateways, connections, foreign_names }
     }
 
-    fn tunnel_ends(&self, scope: &str, owner: &Owner) -> Vec<Box<dyn Tunnel>> {
+    /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).
+    fn our_connection_names(&self, scope: &str, owner: &Owner) -> Vec<String> {
+        let ours = self.ours(scope, owner);
+        self.connections.iter().filter(|c| ours(&c.id, &c.tags)).map(|c| c.name.clone()).collect()
+    }
+
+    /// Each instance's end of each of our Connections, with the IKE SA (from `sas`, by
+    /// lower-cased Connection name) whose local endpoint is that instance's public IP.
+    fn tunnel_ends(&self, scope: &str, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
         let ours = self.ours(scope, owner);
         let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
         let instances = self.instances(our_gw);
@@ -947,7 +991,7 @@ impl Snapshot {
                         last_change: None,
                     },
                 };
-                out.push(Box::new(TunnelEnd {
+                let end = TunnelEnd {
                     cloud: CloudName::Azure,
                     outside_ip: ip,
                     peer_ip: peer,
@@ -956,11 +1000,22 @@ impl Snapshot {
                     inside_cidr: None,
                     psk: psk.clone(),
                     status,
-                }));
+                };
+                let sa = sas.get(&c.name.to_ascii_lowercase()).and_then(|sas| sa_of_instance(sas, ip));
+                out.push(Box::new(WithIkeSa { end, sa }));
             }
         }
         out
     }
+}
+
+/// The SA held by the instance whose public IP is `ip` (its `localEndpoint`).
+fn sa_of_instance(sas: &[IkeSa], ip: Ipv4Addr) -> Option<CoreIkeSa> {
+    sas.iter().find_map(|s| {
+        let local: Ipv4Addr = s.local_endpoint.as_deref()?.trim().parse().ok()?;
+        let remote: Ipv4Addr = s.remote_endpoint.as_deref()?.trim().parse().ok()?;
+        (local == ip).then_some(CoreIkeSa { local, remote })
+    })
 }
 
 /// The gateway instance IP a `tunnelConnectionStatus[].tunnel` name refers to: ARM
@@ -987,7 +1042,12 @@ impl VpnEndpoint<Azure> for AzureEndpoint {
 
     async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
         let snap = self.snapshot(owner).await?;
-        Ok(snap.tunnel_ends(&self.scope(), owner))
+        let scope = self.scope();
+        let names = snap.our_connection_names(&scope, owner);
+        let reads = names.iter().map(|n| async move { (n.to_ascii_lowercase(), self.ike_sas_bounded(n).await) });
+        let sas: HashMap<String, Vec<IkeSa>> =
+            futures::future::join_all(reads).await.into_iter().filter_map(|(n, sas)| Some((n, sas?))).collect();
+        Ok(snap.tunnel_ends(&scope, owner, &sas))
     }
 }
 
@@ -1016,6 +1076,26 @@ mod tests {
         assert_eq!(body["properties"]["connectionType"], "IPsec");
         assert_eq!(body["properties"]["connectionProtocol"], "IKEv2");
         assert_eq!(body["properties"]["dpdTimeoutSeconds"], 45);
+    }
+
+    /// Each instance gets the SA whose local endpoint is its public IP; an SA with an
+    /// unreadable endpoint is skipped.
+    #[test]
+    fn the_sa_of_an_instance_is_matched_by_its_local_endpoint() {
+        let sa = |local: &str, remote: &str| IkeSa {
+            local_endpoint: Some(local.into()),
+            remote_endpoint: Some(remote.into()),
+            encryption: None,
+            integrity: None,
+            dh_group: None,
+            life_time_seconds: None,
+            is_sa_initiator: None,
+            elapsed_time_inseconds: None,
+        };
+        let sas = [sa("not an ip", "3.0.0.9"), sa("20.0.0.2", "3.0.0.5"), sa("20.0.0.1", "3.0.0.6")];
+        let found = sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 1)).expect("instance 0");
+        assert_eq!((found.local, found.remote), (Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(3, 0, 0, 6)));
+        assert!(sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 3)).is_none());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The fake's responses and the adapter's request bodies read through Microsoft's own
 //! models (Python `azure-mgmt-network`, which maps wire names): a misspelled or
 //! misplaced field reads back as None. Needs a Python with `azure-mgmt-network`
-//! (checked with 33.1.0): `$VPNBRIDGE_PYTHON`, else the build cache's virtualenv
-//! (`$HOME/.cache/vpnbridge/venv`, where `cargo xtask fakes` installs Python tools),
-//! else `python3`. Run with `cargo test -p vpnbridge-azure --test it -- --ignored`.
+//! (pinned to 33.1.0 by `cargo xtask fakes`): `$VPNBRIDGE_PYTHON`, else the build
+//! cache's virtualenv (`$HOME/.cache/vpnbridge/venv`, where `cargo xtask fakes`
+//! installs it). Runs by default; fails with a hint to run `cargo xtask fakes` when
+//! the package is missing (the same convention as the AWS adapter's moto tests).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -15,13 +16,25 @@ use vpnbridge_core::plan;
 
 use super::workflow::{exec_settings, observe, world};
 
-/// The Python to run the check with (see the module doc).
+/// The Python to run the check with (see the module doc), checked to import
+/// `azure.mgmt.network`.
 fn python() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("VPNBRIDGE_PYTHON") {
-        return p.into();
-    }
-    let venv = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/vpnbridge/venv/bin/python3"));
-    venv.filter(|p| p.exists()).unwrap_or_else(|| "python3".into())
+    let python = std::env::var_os("VPNBRIDGE_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        std::path::PathBuf::from(home).join(".cache/vpnbridge/venv/bin/python3")
+    });
+    let has_models = Command::new(&python)
+        .args(["-c", "import azure.mgmt.network.models"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_models,
+        "azure-mgmt-network is not installed for {} (or VPNBRIDGE_PYTHON is wrong): run `cargo xtask fakes` once",
+        python.display()
+    );
+    python
 }
 
 fn doc(what: &str, model: &str, body: Value, expect: Vec<(&str, Value)>) -> Value {
@@ -29,7 +42,6 @@ fn doc(what: &str, model: &str, body: Value, expect: Vec<(&str, Value)>) -> Valu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a Python with azure-mgmt-network (see the module doc)"]
 async fn shapes_read_through_microsofts_python_models() {
     let w = world(ArmFakeConfig::for_tests()).await;
     let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());

@@ -130,6 +130,37 @@ async fn apply_reapply_verify_destroy() {
     assert!(o.public_ips.is_empty() && o.vpn_gateway.is_none() && o.local_network_gateways.is_empty() && o.connections.is_empty());
 }
 
+/// `tunnel_ends` reads each Connection's IKE SAs (`getikesas` + `Location` polling) and
+/// hands each instance's end the SA whose local endpoint is that instance's public IP:
+/// an end whose tunnel is up in the fake's world reports its SA, a down end none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_ends_carry_the_ike_sas() {
+    let w = world(ArmFakeConfig::for_tests()).await;
+    let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());
+    let p = plan::plan_apply(&w.config, &observe(&w).await).unwrap_or_else(|e| panic!("plan: {e:?}"));
+    assert!(executor.run(&p, |_| {}).await.succeeded());
+    w.fake.clear_requests();
+    let ends = w.azure.tunnel_ends(&w.owner).await.expect("tunnel ends");
+    let connections = observe(&w).await.azure.connections.len();
+    assert_eq!(ends.len(), 2 * connections);
+    let up: Vec<_> = ends.iter().filter(|e| e.status().state == TunnelState::Up).collect();
+    assert!(!up.is_empty(), "{ends:?}");
+    for e in &ends {
+        match e.ike_sa() {
+            Some(sa) => {
+                assert_eq!(e.status().state, TunnelState::Up, "an SA on a down end: {e:?}");
+                assert_eq!((sa.local, sa.remote), (e.outside_ip(), e.peer_ip()), "{e:?}");
+            }
+            None => assert_ne!(e.status().state, TunnelState::Up, "an up end without its SA: {e:?}"),
+        }
+    }
+    // One getikesas POST per Connection, and nothing written.
+    let log = w.fake.requests();
+    let posts = log.iter().filter(|r| r.method == "POST" && r.path.ends_with("/getikesas")).count();
+    assert_eq!(posts, connections, "{log:?}");
+    assert!(log.iter().all(|r| r.method != "PUT" && r.method != "DELETE"), "{log:?}");
+}
+
 /// An apply interrupted while the gateway builds: the next run finds the gateway
 /// Updating, waits for it (no second PUT) and finishes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
