@@ -146,7 +146,8 @@ fn aws_state(s: &str) -> AwsState {
         "available" => AwsState::Available,
         "deleting" => AwsState::Deleting,
         "deleted" => AwsState::Deleted,
-        // pending, and anything new (e.g. a modifying state): not settled yet
+        "modifying" => AwsState::Modifying,
+        // pending, and anything new: not settled yet
         _ => AwsState::Pending,
     }
 }
@@ -542,7 +543,21 @@ impl AwsEndpoint {
                 }
                 let out = req.customize().config_override(no_retry()).send().await.map_err(|e| from_sdk("CreateCustomerGateway", e))?;
                 let cgw = out.customer_gateway().ok_or_else(|| created_without_id("CreateCustomerGateway"))?;
-                let cgw = cgw_model(cgw)?;
+                let mut cgw = cgw_model(cgw)?;
+                // Nothing promises that the answer echoes the tags: without them, what
+                // the gateway carries is read back by id before deciding whose it is.
+                if cgw.tags.is_empty() {
+                    match self.cgw_by_id(&cgw.id).await? {
+                        Some(found) => cgw.tags = found.tags,
+                        // Not describable yet (eventual consistency): the core
+                        // re-observes by tag before trying again.
+                        None => {
+                            let mut e = bad_answer(format!("customer gateway {} was created but cannot be described yet", cgw.id));
+                            e.may_have_committed = true;
+                            return Err(e);
+                        }
+                    }
+                }
                 // EC2 answers a request matching an existing gateway with that gateway,
                 // whoever's it is: one without our tag is never ours.
                 if cgw.tags.get(TAG_DEPLOYMENT) != tags.get(TAG_DEPLOYMENT) {
@@ -671,7 +686,7 @@ impl AwsEndpoint {
                 }
                 let tunnels = vpn
                     .filter(|v| v.state == AwsState::Available)
-                    .map(|v| v.tunnels.into_iter().map(|t| (t.outside_ip, t.psk)).collect())
+                    .map(|v| v.tunnels)
                     .unwrap_or_default();
                 Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels }))
             }
@@ -729,7 +744,7 @@ impl AwsEndpoint {
                         _ => false,
                     },
                     Target::Gone => state.is_none_or(|s| s == AwsState::Deleted) || vpn.is_none_or(|v| v.state.is_gone()),
-                    Target::Settled => !matches!(state, Some(AwsState::Pending | AwsState::Deleting)),
+                    Target::Settled => !state.is_some_and(AwsState::is_transitional),
                 };
                 if finished { done(vpn_id) } else { running(POLL_GATEWAY) }
             }
@@ -747,7 +762,7 @@ impl AwsEndpoint {
                     Ok(OpStatus::Done(OpOutput {
                         id: Some(vpn_id.clone()),
                         public_ip: None,
-                        tunnels: vpn.tunnels.into_iter().map(|t| (t.outside_ip, t.psk)).collect(),
+                        tunnels: vpn.tunnels,
                     }))
                 } else if vpn.state.is_gone() {
                     Ok(OpStatus::Failed(local(
@@ -768,7 +783,7 @@ impl AwsEndpoint {
 fn lifecycle(state: Option<AwsState>, target: Target, what: &str, id: &str) -> Result<bool, EndpointError> {
     match (target, state) {
         (Target::Ready, Some(AwsState::Available)) => Ok(true),
-        (Target::Ready, Some(AwsState::Pending)) => Ok(false),
+        (Target::Ready, Some(AwsState::Pending | AwsState::Modifying)) => Ok(false),
         (Target::Ready, None | Some(AwsState::Deleting | AwsState::Deleted)) => Err(local(
             ErrorKind::Transient,
             "ResourceWentAway",
@@ -776,7 +791,7 @@ fn lifecycle(state: Option<AwsState>, target: Target, what: &str, id: &str) -> R
         )),
         (Target::Gone, None | Some(AwsState::Deleted)) => Ok(true),
         (Target::Gone, _) => Ok(false),
-        (Target::Settled, Some(AwsState::Pending | AwsState::Deleting)) => Ok(false),
+        (Target::Settled, Some(s)) if s.is_transitional() => Ok(false),
         (Target::Settled, _) => Ok(true),
     }
 }

@@ -283,22 +283,21 @@ async fn wait_for_tunnels(session: &Session, human: bool) -> Result<(Vec<pairing
 
 async fn tunnel_health(session: &Session) -> Result<(Vec<pairing::ObservedTunnel>, Vec<pairing::TunnelHealth>), Failure> {
     let observed = session.observe().await?;
-    let joined = pairing::join(&session.owner, session.config.tunnels_per_connection, &observed.azure, &observed.aws);
+    let joined = pairing::join(&session.owner, &session.config.layout(), &observed.azure, &observed.aws);
     let ends = tunnel_ends(session).await?;
     let health = pairing::health(&joined, &ends);
     Ok((joined, health))
 }
 
 async fn tunnel_ends(session: &Session) -> Result<Vec<Box<dyn vpnbridge_core::endpoint::Tunnel>>, Failure> {
-    let (aws_ends, azure_ends) = tokio::join!(session.aws.tunnel_ends(&session.owner), session.azure.tunnel_ends(&session.owner));
-    let mut ends = aws_ends.context("reading AWS tunnel status")?;
-    ends.extend(azure_ends.context("reading Azure tunnel status")?);
-    Ok(ends)
+    let settings = vpnbridge_core::exec::ExecSettings::default();
+    let ends = vpnbridge_core::exec::tunnel_ends(&*session.aws, &*session.azure, &session.owner, &settings).await;
+    Ok(ends.context("reading the tunnels' status")?)
 }
 
 async fn status(session: &Session, output: Output) -> Result<u8, Failure> {
     let observed = session.observe().await?;
-    let joined = pairing::join(&session.owner, session.config.tunnels_per_connection, &observed.azure, &observed.aws);
+    let joined = pairing::join(&session.owner, &session.config.layout(), &observed.azure, &observed.aws);
     let ends = tunnel_ends(session).await?;
     let health = pairing::health(&joined, &ends);
     match output {

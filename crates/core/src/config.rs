@@ -30,6 +30,12 @@ impl Config {
     pub fn tunnel_count(&self) -> usize {
         2 * usize::from(self.tunnels_per_connection)
     }
+
+    /// The used tunnels' layout: how many per VPN connection and the inside CIDR
+    /// pinned for each (`aws.tunnel_inside_cidrs`, one per used tunnel).
+    pub fn layout(&self) -> crate::pairing::TunnelLayout {
+        crate::pairing::TunnelLayout::new(self.tunnels_per_connection, &self.aws.tunnel_inside_cidrs)
+    }
 }
 
 /// Routing mode.
@@ -102,19 +108,14 @@ pub struct AwsConfig {
     /// Route tables that get a route to each Azure prefix; empty = the VPC's main one.
     pub route_tables: Vec<String>,
     pub amazon_asn: u32,
-    /// Tunnel inside CIDRs in tunnel order (connection 0 tunnel 0, connection 0
-    /// tunnel 1, connection 1 tunnel 0, …); empty lets AWS choose (static-ha).
+    /// Tunnel inside CIDRs, one per *used* tunnel in tunnel order (connection 0's used
+    /// tunnels, then connection 1's); empty lets AWS choose (static-ha). See
+    /// [`Config::layout`].
     pub tunnel_inside_cidrs: Vec<Ipv4Net>,
     /// EC2 endpoint override.
     pub endpoint: Option<String>,
 }
 
-impl AwsConfig {
-    /// The inside CIDR configured for tunnel `t` of connection `k`, if any.
-    pub fn inside_cidr(&self, k: u8, t: u8) -> Option<Ipv4Net> {
-        self.tunnel_inside_cidrs.get(usize::from(k) * 2 + usize::from(t)).copied()
-    }
-}
 
 /// Azure VPN gateway SKUs that can still be created (the zone-redundant ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

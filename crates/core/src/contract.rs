@@ -60,6 +60,35 @@ pub async fn run_to_end<C: crate::endpoint::Cloud>(
     }
 }
 
+/// The outside IPs of some tunnels, sorted (EC2 promises no order).
+fn outside_ips(tunnels: &[crate::model::AwsTunnelOptions]) -> Vec<Ipv4Addr> {
+    let mut ips: Vec<Ipv4Addr> = tunnels.iter().map(|t| t.outside_ip).collect();
+    ips.sort();
+    ips
+}
+
+/// Observes until `found` finds what a finished operation should have left, within
+/// `limit`: what an eventually consistent describe shows only after a while.
+async fn eventually<T: Clone>(
+    ep: &dyn VpnEndpoint<Aws>,
+    owner: &Owner,
+    step: &str,
+    limit: Duration,
+    found: impl Fn(&crate::model::AwsObserved) -> Option<&T>,
+) -> Result<T, ContractFailure> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let o = ep.observe(owner).await.map_err(|error| ContractFailure::Call { step: step.to_owned(), error })?;
+        if let Some(t) = found(&o) {
+            return Ok(t.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(broken(step, "the change never became visible"));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// The AWS contract. `vpc_id` must name an existing VPC with a main route table and
 /// CIDR 10.2.0.0/16; the endpoint must be scoped to it. `limit` bounds each operation.
 pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
@@ -128,8 +157,9 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 
     let step = "CreateVpnConnection";
     let key = Psk::new("Contract.Key_0001").expect("valid");
+    let inside: ipnet::Ipv4Net = "169.254.100.0/30".parse().expect("literal");
     let tunnels = vec![
-        TunnelSpec { inside_cidr: Some("169.254.100.0/30".parse().expect("literal")), psk: Some(key.clone()) },
+        TunnelSpec { inside_cidr: Some(inside), psk: Some(key.clone()) },
         TunnelSpec { inside_cidr: None, psk: None },
     ];
     let op = AwsOp::CreateVpnConnection {
@@ -142,18 +172,18 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     let out = run_to_end(ep, &op, step, limit).await?;
     let vpn = out.id.clone().ok_or_else(|| broken(step, "no id reported"))?;
     check(step, out.tunnels.len() == 2, || format!("{} tunnels reported", out.tunnels.len()))?;
-    check(step, out.tunnels[0].0 < out.tunnels[1].0, || "tunnels not ordered by outside IP".into())?;
-    check(step, out.tunnels.iter().all(|(_, k)| k.is_some()), || "a tunnel's key was not reported".into())?;
-    check(step, out.tunnels.iter().any(|(_, k)| k.as_ref() == Some(&key)), || "the given key is not one of the tunnels' keys".into())?;
+    check(step, out.tunnels[0].outside_ip != out.tunnels[1].outside_ip, || "two tunnels share an outside IP".into())?;
+    check(step, out.tunnels.iter().all(|t| t.psk.is_some()), || "a tunnel's key was not reported".into())?;
+    // The options given together land on one tunnel, whichever EC2 chose.
+    let pinned = out.tunnels.iter().find(|t| t.inside_cidr == Some(inside)).ok_or_else(|| broken(step, "no tunnel got the pinned /30"))?;
+    check(step, pinned.psk.as_ref() == Some(&key), || "the pinned tunnel does not carry the key given with its /30".into())?;
     let o = ep.observe(owner).await.map_err(call(step))?;
     let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "the new VPN connection is not observed"))?;
     check(step, v.state == AwsState::Available && v.static_routes_only, || {
         format!("state {:?}, static {}", v.state, v.static_routes_only)
     })?;
     check(step, v.customer_gateway_id == cgw && v.vpn_gateway_id == vgw, || format!("{v:?}"))?;
-    check(step, v.tunnels.iter().map(|t| t.outside_ip).eq(out.tunnels.iter().map(|t| t.0)), || {
-        "observe and poll disagree on outside IPs".into()
-    })?;
+    check(step, outside_ips(&v.tunnels) == outside_ips(&out.tunnels), || "observe and poll disagree on outside IPs".into())?;
 
     let step = "CreateVpnConnectionRoute";
     run_to_end(ep, &AwsOp::CreateVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }, step, limit).await?;
@@ -169,13 +199,20 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 
     let step = "ModifyVpnTunnelOptions";
     let new_key = Psk::new("Contract.Key_0002").expect("valid");
-    let first_ip = out.tunnels[0].0;
+    let first_ip = out.tunnels[0].outside_ip;
     let op = AwsOp::ModifyVpnTunnelOptions { vpn_id: vpn.clone(), outside_ip: first_ip, psk: Some(new_key.clone()), inside_cidr: None };
     run_to_end(ep, &op, step, limit).await?;
-    let o = ep.observe(owner).await.map_err(call(step))?;
-    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "VPN connection gone"))?;
-    let t = v.tunnels.iter().find(|t| t.outside_ip == first_ip).ok_or_else(|| broken(step, "tunnel gone"))?;
-    check(step, t.psk.as_ref() == Some(&new_key), || "the new key is not observed on the tunnel".into())?;
+    // EC2 may describe the connection `available` with the old key for a moment after
+    // the call: a modification is judged done when it is visible.
+    let v = eventually(ep, owner, step, limit, |o| {
+        o.vpn_connections.iter().find(|v| {
+            v.id == vpn
+                && v.state == AwsState::Available
+                && v.tunnels.iter().any(|t| t.outside_ip == first_ip && t.psk.as_ref() == Some(&new_key))
+        })
+    })
+    .await?;
+    check(step, outside_ips(&v.tunnels) == outside_ips(&out.tunnels), || "outside IPs changed".into())?;
 
     let step = "ModifyVpnConnection";
     let op = AwsOp::CreateCustomerGateway {
@@ -187,10 +224,11 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     let new_cgw = run_to_end(ep, &op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported for the new CGW"))?;
     check(step, new_cgw != cgw, || "a CGW with another IP came back as the old one".into())?;
     run_to_end(ep, &AwsOp::ModifyVpnConnection { vpn_id: vpn.clone(), cgw_id: new_cgw.clone() }, step, limit).await?;
-    let o = ep.observe(owner).await.map_err(call(step))?;
-    let v = o.vpn_connections.iter().find(|v| v.id == vpn).ok_or_else(|| broken(step, "VPN connection gone"))?;
-    check(step, v.customer_gateway_id == new_cgw, || format!("still on {}", v.customer_gateway_id))?;
-    check(step, v.tunnels.iter().map(|t| t.outside_ip).eq(out.tunnels.iter().map(|t| t.0)), || "outside IPs changed".into())?;
+    let v = eventually(ep, owner, step, limit, |o| {
+        o.vpn_connections.iter().find(|v| v.id == vpn && v.state == AwsState::Available && v.customer_gateway_id == new_cgw)
+    })
+    .await?;
+    check(step, outside_ips(&v.tunnels) == outside_ips(&out.tunnels), || "outside IPs changed".into())?;
     run_to_end(ep, &AwsOp::DeleteCustomerGateway { cgw_id: cgw.clone() }, step, limit).await?;
     let cgw = new_cgw;
 

@@ -201,8 +201,7 @@ pub async fn drill(
 }
 
 async fn observe(owner: &Owner, aws: &dyn VpnEndpoint<Aws>, azure: &dyn VpnEndpoint<Azure>) -> Result<Observed, EndpointError> {
-    let (az, aw) = tokio::join!(azure.observe(owner), aws.observe(owner));
-    Ok(Observed { azure: az?, aws: aw? })
+    crate::exec::observe(aws, azure, owner, &crate::exec::ExecSettings::default()).await
 }
 
 /// Whether each used tunnel is up at both ends, in slot order.
@@ -213,10 +212,8 @@ async fn tunnels_up(
     azure: &dyn VpnEndpoint<Azure>,
 ) -> Result<Vec<bool>, EndpointError> {
     let observed = observe(owner, aws, azure).await?;
-    let joined = pairing::join(owner, config.tunnels_per_connection, &observed.azure, &observed.aws);
-    let (a, b) = tokio::join!(aws.tunnel_ends(owner), azure.tunnel_ends(owner));
-    let mut ends = a?;
-    ends.extend(b?);
+    let joined = pairing::join(owner, &config.layout(), &observed.azure, &observed.aws);
+    let ends = crate::exec::tunnel_ends(aws, azure, owner, &crate::exec::ExecSettings::default()).await?;
     Ok(pairing::health(&joined, &ends).iter().map(|h| h.is_up()).collect())
 }
 

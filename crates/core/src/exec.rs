@@ -348,7 +348,7 @@ impl Executor {
                 Err(e) => return Err(e.into()),
             };
             match self.poll_until_done(id, &op, &handle, sink, t0).await? {
-                PollEnd::Done(out) => return Ok(out),
+                PollEnd::Done(out) => return self.until_visible(id, &op, out).await,
                 PollEnd::FailedTransient(e) if attempt < self.settings.max_retries => {
                     attempt += 1;
                     self.back_off(id, attempt, &e, sink, t0).await;
@@ -389,6 +389,30 @@ impl Executor {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// A modification is done when it can be read back, not when the cloud's state
+    /// first reads settled: right after `ModifyVpnTunnelOptions` or
+    /// `ModifyVpnConnection`, EC2 may still describe the connection `available` with
+    /// the old options before it turns `modifying` (terraform-provider-aws's
+    /// `waitVPNConnectionUpdated`). So the executor re-observes until the connection is
+    /// `available` with the new key, inside CIDR or customer gateway: the next tunnel
+    /// of a key rotation, and the Azure end of the same tunnel, start only then.
+    async fn until_visible(&self, step: StepId, op: &BoundOp, out: OpOutput) -> Result<OpOutput, StepError> {
+        let BoundOp::Aws(op) = op else { return Ok(out) };
+        if !matches!(op, AwsOp::ModifyVpnTunnelOptions { .. } | AwsOp::ModifyVpnConnection { .. }) {
+            return Ok(out);
+        }
+        let mut interval = self.settings.poll_initial;
+        loop {
+            let observed = observe_one(self.aws.as_ref(), &self.owner, &self.settings).await?;
+            if let Some(vpn) = modification_visible(&observed, op) {
+                return Ok(OpOutput { id: Some(vpn.id.clone()), public_ip: None, tunnels: vpn.tunnels.clone() });
+            }
+            tracing::debug!(step, "the modification is not visible yet; polling again");
+            tokio::time::sleep(interval).await;
+            interval = (interval.mul_f64(1.5)).min(self.settings.poll_max);
         }
     }
 
@@ -482,6 +506,25 @@ fn aws_committed(observed: &AwsObserved, op: &AwsOp) -> Committed {
     }
 }
 
+/// The VPN connection `op` modified, once it reads `available` with the change in it.
+fn modification_visible<'a>(observed: &'a AwsObserved, op: &AwsOp) -> Option<&'a crate::model::VpnConnection> {
+    let (vpn_id, visible): (&str, Box<dyn Fn(&crate::model::VpnConnection) -> bool + '_>) = match op {
+        AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => (
+            vpn_id,
+            Box::new(move |v| {
+                v.tunnels.iter().any(|t| {
+                    t.outside_ip == *outside_ip
+                        && psk.as_ref().is_none_or(|k| t.psk.as_ref() == Some(k))
+                        && inside_cidr.is_none_or(|c| t.inside_cidr == Some(c))
+                })
+            }),
+        ),
+        AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => (vpn_id, Box::new(move |v| &v.customer_gateway_id == cgw_id)),
+        _ => return None,
+    };
+    observed.vpn_connections.iter().find(|v| v.id == vpn_id && v.state == crate::model::AwsState::Available && visible(v))
+}
+
 fn azure_exists(o: &crate::model::AzureObserved, kind: AzureResourceKind, name: &str) -> bool {
     match kind {
         AzureResourceKind::PublicIp => o.public_ips.iter().any(|p| p.name == name),
@@ -508,13 +551,44 @@ async fn observe_one<C: crate::endpoint::Cloud>(
     owner: &Owner,
     settings: &ExecSettings,
 ) -> Result<C::Observed, EndpointError> {
+    read_with_retry(C::NAME, "observe", settings, || ep.observe(owner)).await
+}
+
+/// Every tunnel end both clouds report (AWS first), each side's read retried like
+/// [`observe`]: the tunnel-status reads of `apply`, `status`, `verify` and `drill`.
+pub async fn tunnel_ends(
+    aws: &dyn VpnEndpoint<Aws>,
+    azure: &dyn VpnEndpoint<Azure>,
+    owner: &Owner,
+    settings: &ExecSettings,
+) -> Result<Vec<Box<dyn crate::endpoint::Tunnel>>, EndpointError> {
+    let (a, b) = tokio::join!(
+        read_with_retry(CloudName::Aws, "tunnel_ends", settings, || aws.tunnel_ends(owner)),
+        read_with_retry(CloudName::Azure, "tunnel_ends", settings, || azure.tunnel_ends(owner)),
+    );
+    let mut ends = a?;
+    ends.extend(b?);
+    Ok(ends)
+}
+
+/// One read (it never mutates, so repeating it is always safe), retried on throttling
+/// and transient errors with the executor's back-off, `Retry-After` first.
+pub async fn read_with_retry<T, Fut>(
+    cloud: CloudName,
+    what: &str,
+    settings: &ExecSettings,
+    mut read: impl FnMut() -> Fut,
+) -> Result<T, EndpointError>
+where
+    Fut: std::future::Future<Output = Result<T, EndpointError>>,
+{
     let mut attempt = 0;
     loop {
-        match ep.observe(owner).await {
+        match read().await {
             Err(e) if e.is_transient() && attempt < settings.max_retries => {
                 attempt += 1;
                 let delay = e.retry_after.unwrap_or_else(|| jittered(settings.backoff_initial, settings.backoff_max, attempt));
-                tracing::info!(cloud = %C::NAME, attempt, error = %e, ?delay, "observe failed; retrying");
+                tracing::info!(%cloud, what, attempt, error = %e, ?delay, "read failed; retrying");
                 tokio::time::sleep(delay).await;
             }
             r => return r,

@@ -116,6 +116,11 @@ pub fn role_of(owner: &Owner, tags: &Tags) -> Option<Role> {
 pub enum AwsState {
     Pending,
     Available,
+    /// A VPN connection being changed by `ModifyVpnTunnelOptions` or
+    /// `ModifyVpnConnection`. EC2 reports `modifying` although the documented
+    /// `VpnState` enum lacks it (terraform-provider-aws waits on it in
+    /// `waitVPNConnectionUpdated`); it goes back to `available` when the change is done.
+    Modifying,
     Deleting,
     Deleted,
 }
@@ -124,6 +129,11 @@ impl AwsState {
     /// Deleted or on its way out: history, not something to act on.
     pub fn is_gone(self) -> bool {
         matches!(self, AwsState::Deleting | AwsState::Deleted)
+    }
+
+    /// On its way from one stable state to another (`pending`, `modifying`, `deleting`).
+    pub fn is_transitional(self) -> bool {
+        matches!(self, AwsState::Pending | AwsState::Modifying | AwsState::Deleting)
     }
 }
 

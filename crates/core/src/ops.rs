@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
-use crate::model::Tags;
+use crate::model::{AwsTunnelOptions, Tags};
 use crate::secret::Psk;
 
 /// Identifies a step of a plan.
@@ -25,19 +25,25 @@ pub enum OutputField {
     Id,
     /// The allocated public IP (Azure public IP).
     PublicIp,
-    /// Outside IP of tunnel t of a VPN connection (tunnels ordered by outside IP).
-    TunnelOutsideIp(u8),
-    /// Pre-shared key of tunnel t of a VPN connection.
-    TunnelPsk(u8),
+    /// Outside IP of the tunnel that serves used slot `slot` of a VPN connection,
+    /// matched by value ([`crate::pairing::tunnel_for_slot`]): EC2 does not promise
+    /// which tunnel gets which of the `TunnelOptions` it was given.
+    TunnelOutsideIp { slot: u8, pins: TunnelPins },
+    /// Pre-shared key of that same tunnel.
+    TunnelPsk { slot: u8, pins: TunnelPins },
 }
+
+/// The inside CIDRs pinned for the two tunnel slots of one VPN connection (`None`:
+/// AWS chooses, or the slot is not used).
+pub type TunnelPins = [Option<Ipv4Net>; 2];
 
 /// What a finished operation reports back for later steps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpOutput {
     pub id: Option<String>,
     pub public_ip: Option<Ipv4Addr>,
-    /// For a VPN connection: its tunnels, ordered by outside IP.
-    pub tunnels: Vec<(Ipv4Addr, Option<Psk>)>,
+    /// For a VPN connection: its tunnels as EC2 reports them after the change.
+    pub tunnels: Vec<AwsTunnelOptions>,
 }
 
 /// A value that is either known at plan time or read from an earlier step's output.
@@ -85,7 +91,7 @@ impl FromOutput for Ipv4Addr {
     fn from_output(o: &OpOutput, f: OutputField) -> Option<Self> {
         match f {
             OutputField::PublicIp => o.public_ip,
-            OutputField::TunnelOutsideIp(t) => o.tunnels.get(usize::from(t)).map(|(ip, _)| *ip),
+            OutputField::TunnelOutsideIp { slot, pins } => crate::pairing::tunnel_for_slot(&o.tunnels, slot, pins).map(|t| t.outside_ip),
             _ => None,
         }
     }
@@ -94,7 +100,7 @@ impl FromOutput for Ipv4Addr {
 impl FromOutput for Psk {
     fn from_output(o: &OpOutput, f: OutputField) -> Option<Self> {
         match f {
-            OutputField::TunnelPsk(t) => o.tunnels.get(usize::from(t)).and_then(|(_, k)| k.clone()),
+            OutputField::TunnelPsk { slot, pins } => crate::pairing::tunnel_for_slot(&o.tunnels, slot, pins).and_then(|t| t.psk.clone()),
             _ => None,
         }
     }

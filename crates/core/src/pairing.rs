@@ -6,6 +6,7 @@
 
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::endpoint::{CloudName, Tunnel, TunnelStatus};
@@ -13,6 +14,7 @@ use crate::model::{
     AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, TunnelState,
     VpnConnection, role_of,
 };
+use crate::ops::TunnelPins;
 
 /// Number of gateway instances in active-active (and so of CGWs and VPN connections).
 pub const INSTANCES: u8 = 2;
@@ -125,16 +127,67 @@ pub fn connection<'a>(azure: &'a AzureObserved, name: &str) -> Option<&'a Connec
     azure.connections.iter().find(|c| c.name == name)
 }
 
-/// Tunnel t of a VPN connection (tunnels are kept ordered by outside IP).
-pub fn aws_tunnel(vpn: &VpnConnection, t: u8) -> Option<&AwsTunnelOptions> {
-    let mut tunnels: Vec<&AwsTunnelOptions> = vpn.tunnels.iter().collect();
-    tunnels.sort_by_key(|x| x.outside_ip);
-    tunnels.get(usize::from(t)).copied()
+/// The tunnel that serves used slot `slot` of a VPN connection whose slots pin the
+/// inside CIDRs `pins`.
+///
+/// EC2 does not promise that `TunnelOptions[0]` lands on the tunnel with the lower
+/// outside IP (terraform-provider-aws #5809, #19079), so tunnels are matched **by
+/// value**: a slot with a pinned CIDR is the tunnel that holds that CIDR; the slots
+/// left over take the tunnels left over in outside-IP order. A correct deployment is
+/// therefore never read as "swapped", whatever order EC2 chose.
+pub fn tunnel_for_slot(tunnels: &[AwsTunnelOptions], slot: u8, pins: TunnelPins) -> Option<&AwsTunnelOptions> {
+    let mut by_ip: Vec<&AwsTunnelOptions> = tunnels.iter().collect();
+    by_ip.sort_by_key(|t| t.outside_ip);
+    let mut taken: [Option<usize>; 2] = [None, None];
+    for (s, pin) in pins.iter().enumerate() {
+        if let Some(pin) = pin {
+            taken[s] = by_ip.iter().position(|t| t.inside_cidr == Some(*pin));
+        }
+    }
+    for s in 0..2 {
+        if taken[s].is_none() {
+            taken[s] = (0..by_ip.len()).find(|i| !taken.contains(&Some(*i)));
+        }
+    }
+    taken.get(usize::from(slot)).copied().flatten().map(|i| by_ip[i])
+}
+
+/// Slot t of a VPN connection (see [`tunnel_for_slot`]).
+pub fn aws_tunnel(vpn: &VpnConnection, t: u8, pins: TunnelPins) -> Option<&AwsTunnelOptions> {
+    tunnel_for_slot(&vpn.tunnels, t, pins)
+}
+
+/// How the used tunnels are laid out: how many per VPN connection, and the inside
+/// CIDRs pinned for each slot (`aws.tunnel_inside_cidrs`, one per used tunnel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunnelLayout {
+    pub per_connection: u8,
+    /// By VPN connection, then slot.
+    pub pins: [TunnelPins; INSTANCES as usize],
+}
+
+impl TunnelLayout {
+    /// `per_connection` tunnels per connection and `inside_cidrs` in tunnel order
+    /// (connection 0's used tunnels, then connection 1's); an empty list pins nothing.
+    pub fn new(per_connection: u8, inside_cidrs: &[Ipv4Net]) -> Self {
+        let mut pins = [[None; 2]; INSTANCES as usize];
+        for (k, row) in pins.iter_mut().enumerate() {
+            for (t, pin) in row.iter_mut().enumerate().take(usize::from(per_connection)) {
+                *pin = inside_cidrs.get(k * usize::from(per_connection) + t).copied();
+            }
+        }
+        Self { per_connection, pins }
+    }
+
+    /// The pins of VPN connection `k`.
+    pub fn pins(&self, k: u8) -> TunnelPins {
+        self.pins.get(usize::from(k)).copied().unwrap_or_default()
+    }
 }
 
 /// Joins the two clouds' observed state into the used tunnels and says what is off.
-pub fn join(owner: &Owner, tunnels_per_connection: u8, azure: &AzureObserved, aws: &AwsObserved) -> Vec<ObservedTunnel> {
-    slots(&owner.deployment, tunnels_per_connection)
+pub fn join(owner: &Owner, layout: &TunnelLayout, azure: &AzureObserved, aws: &AwsObserved) -> Vec<ObservedTunnel> {
+    slots(&owner.deployment, layout.per_connection)
         .into_iter()
         .map(|slot| {
             let k = slot.connection;
@@ -142,7 +195,7 @@ pub fn join(owner: &Owner, tunnels_per_connection: u8, azure: &AzureObserved, aw
             let azure_instance_ip = instance_ip(azure, k);
             let cgw = customer_gateway(owner, aws, k);
             let vpn = vpn_connection(owner, aws, k);
-            let aws_t = vpn.and_then(|v| aws_tunnel(v, slot.tunnel));
+            let aws_t = vpn.and_then(|v| aws_tunnel(v, slot.tunnel, layout.pins(k)));
             let lng = local_network_gateway(azure, &slot.local_network_gateway);
             let cn = connection(azure, &slot.azure_connection);
             if let (Some(ip), Some(c)) = (azure_instance_ip, cgw)
@@ -253,6 +306,45 @@ mod tests {
         assert_eq!((s[0].connection, s[0].tunnel, s[0].expected_up_instance, s[0].expected_down_instance), (0, 0, 0, 1));
         assert_eq!((s[1].connection, s[1].tunnel, s[1].expected_up_instance, s[1].expected_down_instance), (1, 0, 1, 0));
         assert_eq!(s[1].local_network_gateway, "x-lng-1-0");
+    }
+
+    fn tunnel(ip: [u8; 4], cidr: &str) -> AwsTunnelOptions {
+        AwsTunnelOptions { outside_ip: Ipv4Addr::from(ip), inside_cidr: cidr.parse().ok(), psk: None, ike_versions: Vec::new() }
+    }
+
+    /// EC2 may put TunnelOptions[0] on the higher outside IP: the slots follow the
+    /// pinned CIDRs, not the order, so a correct deployment is never "swapped".
+    #[test]
+    fn slots_follow_pinned_cidrs_not_the_order_ec2_chose() {
+        let a: Ipv4Net = "169.254.21.0/30".parse().unwrap();
+        let b: Ipv4Net = "169.254.22.0/30".parse().unwrap();
+        let swapped = [tunnel([3, 0, 0, 1], "169.254.22.0/30"), tunnel([52, 0, 0, 1], "169.254.21.0/30")];
+        assert_eq!(tunnel_for_slot(&swapped, 0, [Some(a), Some(b)]).unwrap().outside_ip, Ipv4Addr::new(52, 0, 0, 1));
+        assert_eq!(tunnel_for_slot(&swapped, 1, [Some(a), Some(b)]).unwrap().outside_ip, Ipv4Addr::new(3, 0, 0, 1));
+        // One used tunnel: the one holding the pin, even on the higher IP.
+        assert_eq!(tunnel_for_slot(&swapped, 0, [Some(a), None]).unwrap().outside_ip, Ipv4Addr::new(52, 0, 0, 1));
+        // Nothing pinned (or a pin nobody holds yet): outside-IP order.
+        assert_eq!(tunnel_for_slot(&swapped, 0, [None, None]).unwrap().outside_ip, Ipv4Addr::new(3, 0, 0, 1));
+        let c: Ipv4Net = "169.254.30.0/30".parse().unwrap();
+        assert_eq!(tunnel_for_slot(&swapped, 0, [Some(c), Some(a)]).unwrap().outside_ip, Ipv4Addr::new(3, 0, 0, 1));
+        assert_eq!(tunnel_for_slot(&swapped, 1, [Some(c), Some(a)]).unwrap().outside_ip, Ipv4Addr::new(52, 0, 0, 1));
+        assert!(tunnel_for_slot(&swapped[..1], 1, [None, None]).is_none());
+    }
+
+    /// `aws.tunnel_inside_cidrs` is one /30 per *used* tunnel, in tunnel order.
+    #[test]
+    fn inside_cidrs_pin_the_used_tunnels() {
+        let cidrs: Vec<Ipv4Net> = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let one = TunnelLayout::new(1, &cidrs[..2]);
+        assert_eq!(one.pins(0), [Some(cidrs[0]), None]);
+        assert_eq!(one.pins(1), [Some(cidrs[1]), None]);
+        let two = TunnelLayout::new(2, &cidrs);
+        assert_eq!(two.pins(0), [Some(cidrs[0]), Some(cidrs[1])]);
+        assert_eq!(two.pins(1), [Some(cidrs[2]), Some(cidrs[3])]);
+        assert_eq!(TunnelLayout::new(2, &[]).pins(1), [None, None]);
     }
 
     #[test]

@@ -525,6 +525,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     let aws = &observed.aws;
     let mut b = Builder { steps: Vec::new() };
     let mut notes = Vec::new();
+    let layout = config.layout();
     let file = config.source.display().to_string();
 
     let azure_prefixes: Vec<IpNet> = config.azure.address_space.iter().map(|p| IpNet::V4(*p)).collect();
@@ -756,14 +757,16 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
             }
         };
 
+        let pins = layout.pins(k);
         let mut vpn_step = None;
         let mut swap_step = None;
         let mut values = Vec::new();
         let vpn_id: Late<String> = match vpn {
             None => {
-                let tunnels = (0..2u8)
-                    .map(|t| TunnelSpec {
-                        inside_cidr: config.aws.inside_cidr(k, t),
+                let tunnels = pins
+                    .iter()
+                    .map(|pin| TunnelSpec {
+                        inside_cidr: *pin,
                         psk: match &config.psk {
                             PskSource::Generate => Some(Psk::generate()),
                             PskSource::Aws => None,
@@ -780,8 +783,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 };
                 let id = b.push(Action::Create, "vpn_connection", format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
                 vpn_step = Some(id);
-                for t in 0..config.tunnels_per_connection {
-                    values.push((Late::After(id, OutputField::TunnelOutsideIp(t)), Late::After(id, OutputField::TunnelPsk(t))));
+                for slot in 0..config.tunnels_per_connection {
+                    values.push((
+                        Late::After(id, OutputField::TunnelOutsideIp { slot, pins }),
+                        Late::After(id, OutputField::TunnelPsk { slot, pins }),
+                    ));
                 }
                 Late::After(id, OutputField::Id)
             }
@@ -806,12 +812,12 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                     problems
                         .push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
                 }
-                if v.state == AwsState::Pending {
+                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
                     let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
                     vpn_step = Some(b.push(Action::Wait, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 for t in 0..config.tunnels_per_connection {
-                    match pairing::aws_tunnel(v, t) {
+                    match pairing::aws_tunnel(v, t, pins) {
                         None => problems.push(format!("VPN connection {} reports fewer than {} tunnels", v.id, t + 1)),
                         Some(tun) => {
                             let psk = match (&config.psk, &tun.psk) {
@@ -823,7 +829,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                                          set psk = \"env:NAME\" with the key in that environment variable",
                                         tun.outside_ip, v.id
                                     ));
-                                    Late::After(usize::MAX, OutputField::TunnelPsk(t))
+                                    Late::After(usize::MAX, OutputField::TunnelPsk { slot: t, pins })
                                 }
                             };
                             values.push((Late::Known(tun.outside_ip), psk));
@@ -873,13 +879,14 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     let mut key_changed: BTreeMap<(u8, u8), StepId> = BTreeMap::new();
     for k in 0..INSTANCES {
         let Some(v) = pairing::vpn_connection(&owner, aws, k) else { continue };
+        let pins = layout.pins(k);
         for t in 0..config.tunnels_per_connection {
-            let Some(tun) = pairing::aws_tunnel(v, t) else { continue };
+            let Some(tun) = pairing::aws_tunnel(v, t, pins) else { continue };
             let new_psk = match &config.psk {
                 PskSource::Env { key, .. } if tun.psk.as_ref() != Some(key) => Some(key.clone()),
                 _ => None,
             };
-            let new_cidr = config.aws.inside_cidr(k, t).filter(|c| tun.inside_cidr != Some(*c));
+            let new_cidr = pins[usize::from(t)].filter(|c| tun.inside_cidr != Some(*c));
             if new_psk.is_none() && new_cidr.is_none() {
                 continue;
             }
@@ -1344,6 +1351,101 @@ mod tests {
     fn finished_deployment_plans_nothing() {
         let plan = plan_apply(&config(None), &finished("SameKey.123")).unwrap();
         assert!(plan.is_empty(), "{plan}");
+    }
+
+    /// A finished deployment with `pins` (connection k: the /30 of each used tunnel)
+    /// where EC2 put each connection's options on the tunnels in `order`
+    /// (`[1, 0]`: TunnelOptions[0] landed on the higher outside IP), and the Azure
+    /// side points at the tunnel that holds each pin.
+    fn finished_with_pins(tpc: u8, pins: &[&str], swapped: [bool; 2]) -> (Config, Observed) {
+        let list = pins.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+        let text = validate::EXAMPLE
+            .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {tpc}"))
+            .replace("tunnel_inside_cidrs = []", &format!("tunnel_inside_cidrs = [{list}]"));
+        let config = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).expect("valid").config;
+        let mut o = finished("SameKey.123");
+        o.azure.local_network_gateways.clear();
+        o.azure.connections.clear();
+        let layout = config.layout();
+        for (k, v) in o.aws.vpn_connections.iter_mut().enumerate() {
+            let k8 = u8::try_from(k).unwrap();
+            let want = layout.pins(k8);
+            // EC2's own order: options [0], [1] onto tunnels by ascending IP, or swapped.
+            let order: [usize; 2] = if swapped[k] { [1, 0] } else { [0, 1] };
+            let mut by_ip = v.tunnels.clone();
+            by_ip.sort_by_key(|t| t.outside_ip);
+            for (opt, tunnel) in order.iter().enumerate() {
+                // Unpinned options get a /30 AWS chose.
+                by_ip[*tunnel].inside_cidr = Some(want[opt].unwrap_or_else(|| format!("169.254.77.{}/30", 8 * k + 4 * opt).parse().unwrap()));
+            }
+            v.tunnels = by_ip;
+            for t in 0..tpc {
+                let ip = pairing::aws_tunnel(v, t, want).unwrap().outside_ip;
+                // The deployment is right: the Azure side follows the pinned tunnel.
+                assert_eq!(ip, v.tunnels[order[usize::from(t)]].outside_ip);
+                o.azure.local_network_gateways.push(LocalNetworkGateway {
+                    id: format!("lng-id-{k}-{t}"),
+                    name: format!("azure-aws-lng-{k}-{t}"),
+                    gateway_ip: ip,
+                    address_prefixes: vec!["10.2.0.0/16".parse().unwrap()],
+                    state: ProvisioningState::Succeeded,
+                    tags: tags(Role::LocalNetworkGateway(k8, t)),
+                });
+                o.azure.connections.push(Connection {
+                    id: format!("cn-id-{k}-{t}"),
+                    name: format!("azure-aws-cn-{k}-{t}"),
+                    gateway_id: "gw-id".into(),
+                    local_network_gateway_id: format!("lng-id-{k}-{t}"),
+                    protocol: "IKEv2".into(),
+                    shared_key: Some(Psk::new("SameKey.123").unwrap()),
+                    enable_bgp: false,
+                    state: ProvisioningState::Succeeded,
+                    connection_status: "Connected".into(),
+                    tunnels: vec![],
+                    tags: tags(Role::Connection(k8, t)),
+                });
+            }
+        }
+        (config, o)
+    }
+
+    /// EC2 does not promise that TunnelOptions[0] lands on the lower outside IP: a
+    /// deployment whose pinned /30s landed "swapped" is correct and plans nothing, in
+    /// both layouts (`aws.tunnel_inside_cidrs` is one /30 per used tunnel).
+    #[test]
+    fn pinned_inside_cidrs_are_matched_by_value_not_by_position() {
+        let four = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"];
+        for swapped in [[false, true], [true, false], [true, true]] {
+            let (config, o) = finished_with_pins(2, &four, swapped);
+            let plan = plan_apply(&config, &o).unwrap();
+            assert!(plan.is_empty(), "tpc 2, swapped {swapped:?}: {plan}");
+            let (config, o) = finished_with_pins(1, &four[..2], swapped);
+            let plan = plan_apply(&config, &o).unwrap();
+            assert!(plan.is_empty(), "tpc 1, swapped {swapped:?}: {plan}");
+        }
+    }
+
+    /// With one tunnel per connection, the two /30s pin connection 1's and connection
+    /// 2's used tunnel (not both tunnels of connection 1).
+    #[test]
+    fn one_tunnel_per_connection_pins_each_connections_used_tunnel() {
+        let (config, mut o) = finished_with_pins(1, &["169.254.10.0/30", "169.254.11.0/30"], [false, false]);
+        let plan = plan_apply(&config, &o).unwrap();
+        assert!(plan.is_empty(), "{plan}");
+        // A fresh build asks for exactly those: /30 k on connection k's first options.
+        o.aws.vpn_connections.clear();
+        let plan = plan_apply(&config, &o).unwrap();
+        let specs: Vec<Vec<Option<String>>> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.op {
+                StepOp::Aws(AwsOp::CreateVpnConnection { tunnels, .. }) => {
+                    Some(tunnels.iter().map(|t| t.inside_cidr.map(|c| c.to_string())).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(specs, [vec![Some("169.254.10.0/30".to_owned()), None], vec![Some("169.254.11.0/30".to_owned()), None]]);
     }
 
     #[test]

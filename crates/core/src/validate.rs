@@ -91,8 +91,10 @@ cidrs = ["10.2.0.0/16"]
 route_tables = []
 # The virtual private gateway's ASN: 64512 (default), 64512-65534 or 4200000000-4294967294.
 amazon_asn = 64512
-# One /30 inside 169.254.0.0/16 per tunnel, in tunnel order (connection 1 tunnel 1,
-# connection 1 tunnel 2, connection 2 tunnel 1, ...). [] lets AWS choose in static-ha and
+# One /30 inside 169.254.0.0/16 per *used* tunnel, in tunnel order: connection 1's, then
+# connection 2's (tunnels_per_connection = 1: [conn 1, conn 2]; = 2: [conn 1 tunnel 1,
+# conn 1 tunnel 2, conn 2 tunnel 1, conn 2 tunnel 2]). AWS may hand a pinned /30 to either
+# tunnel of its connection; vpnbridge follows the /30. [] lets AWS choose in static-ha and
 # means 169.254.21.0/30, 169.254.22.0/30, 169.254.21.4/30, 169.254.22.4/30 in bgp-ha.
 tunnel_inside_cidrs = []
 # EC2 endpoint override; "" = the default (or AWS_ENDPOINT_URL*).
@@ -1493,7 +1495,7 @@ cidrs = ["10.2.0.0/16"]
         let bgp = parse_str(&text.replace("name = \"x1\"", "name = \"x1\"\nmode = \"bgp-ha\"")).unwrap().config;
         assert_eq!(bgp.tunnels_per_connection, 2);
         assert_eq!(bgp.aws.tunnel_inside_cidrs.len(), 4);
-        assert_eq!(bgp.aws.inside_cidr(1, 1), Some("169.254.22.4/30".parse().unwrap()));
+        assert_eq!(bgp.layout().pins(1)[1], Some("169.254.22.4/30".parse().unwrap()));
     }
 
     #[test]

@@ -151,11 +151,9 @@ pub async fn verify(
     data_plane: DataPlane<'_>,
 ) -> Result<VerifyReport, VerifyError> {
     let owner = Owner::new(&config.name);
-    let (az, aw) = tokio::join!(azure.observe(&owner), aws.observe(&owner));
-    let observed = Observed { azure: az?, aws: aw? };
-    let (aws_ends, azure_ends) = tokio::join!(aws.tunnel_ends(&owner), azure.tunnel_ends(&owner));
-    let mut ends = aws_ends?;
-    ends.extend(azure_ends?);
+    let settings = crate::exec::ExecSettings::default();
+    let observed = crate::exec::observe(aws, azure, &owner, &settings).await?;
+    let ends = crate::exec::tunnel_ends(aws, azure, &owner, &settings).await?;
     let ping = match data_plane {
         DataPlane::Probe(p) => Some(ping_both_ways(p, config).await?),
         DataPlane::NotObservable(_) => None,
@@ -172,7 +170,7 @@ pub fn assess(
     ping: Option<PingPair>,
 ) -> VerifyReport {
     let owner = Owner::new(&config.name);
-    let joined = pairing::join(&owner, config.tunnels_per_connection, &observed.azure, &observed.aws);
+    let joined = pairing::join(&owner, &config.layout(), &observed.azure, &observed.aws);
     let health = pairing::health(&joined, ends);
     let mut diagnoses = Diagnoses::default();
 
@@ -319,7 +317,7 @@ fn tunnel_diagnoses(config: &Config, observed: &Observed, t: &ObservedTunnel, h:
     let name = &r.name;
     let cn_name = &t.slot.azure_connection;
     let vpn = t.vpn_connection_id.as_ref().and_then(|id| observed.aws.vpn_connections.iter().find(|v| &v.id == id));
-    let aws_t = vpn.and_then(|v| pairing::aws_tunnel(v, t.slot.tunnel));
+    let aws_t = vpn.and_then(|v| pairing::aws_tunnel(v, t.slot.tunnel, config.layout().pins(t.slot.connection)));
     let cn = pairing::connection(&observed.azure, cn_name);
     let lng = pairing::local_network_gateway(&observed.azure, &t.slot.local_network_gateway);
 

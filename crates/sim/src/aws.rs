@@ -157,7 +157,7 @@ fn observe_vpn(w: &World, v: &AwsVpnConnection) -> VpnConnection {
     let tunnels: Vec<_> = v.sorted_tunnels().collect();
     VpnConnection {
         id: v.id.clone(),
-        state: v.phase.state,
+        state: v.described_state(w.now_ms),
         customer_gateway_id: v.customer_gateway_id.clone(),
         vpn_gateway_id: v.vpn_gateway_id.clone(),
         static_routes_only: v.static_routes_only,

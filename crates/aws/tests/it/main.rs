@@ -367,9 +367,9 @@ mod replayed {
         let h = vpnbridge_core::endpoint::OpHandle(r#"{"kind":"vpn","id":"vpn-0123456789abcdef0","target":"ready"}"#.into());
         assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Running { retry_after: Some(d) } if d >= Duration::from_secs(1)));
         let OpStatus::Done(out) = ep.poll(&h).await.unwrap() else { panic!("available not done") };
-        let ips: Vec<String> = out.tunnels.iter().map(|t| t.0.to_string()).collect();
+        let ips: Vec<String> = out.tunnels.iter().map(|t| t.outside_ip.to_string()).collect();
         assert_eq!(ips, ["3.120.7.9", "54.239.1.20"]);
-        assert_eq!(out.tunnels[0].1.as_ref().map(Psk::expose), Some("First_key.0001"));
+        assert_eq!(out.tunnels[0].psk.as_ref().map(Psk::expose), Some("First_key.0001"));
 
         let ends = ep.tunnel_ends(&Owner::new("replay")).await.unwrap();
         assert_eq!(ends.len(), 2);

@@ -9,8 +9,11 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    with `Options.TunnelOptions[]` (OutsideIpAddress, TunnelInsideCidr, PreSharedKey,
    IkeVersions), one per tunnel, filling what the caller left out the way AWS does
    (random 32-character key, a free /30 in 169.254.0.0/16). Each connection gets two
-   distinct outside IPs (moto's template document has one IP for both tunnels), listed
-   in *descending* order: AWS does not guarantee the order, so the adapter must sort.
+   distinct outside IPs (moto's template document has one IP for both tunnels). AWS
+   promises no order (terraform-provider-aws #5809, #19079): a seeded choice per
+   connection (`VPNBRIDGE_MOTO_SEED`, default 1) decides whether `TunnelOptions[0]`
+   lands on the lower or the higher outside IP, and another the order in which the
+   tunnels are listed, so both orders occur and the core must match by value.
    `CustomerGatewayConfiguration` is re-rendered with the same tunnel values.
 2. `VgwTelemetry[]` (VpnTunnelTelemetry): one entry per tunnel, DOWN (nothing
    answers IKE on loopback), with a StatusMessage and LastStatusChange.
@@ -20,26 +23,37 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    the tunnel named by VpnTunnelOutsideIpAddress; answers the VpnConnection.
 5. CreateCustomerGateway: moto always makes a new CGW and drops DeviceName. EC2 returns
    the existing gateway when type, IP, ASN (and device name) match, whoever owns it;
-   a distinct DeviceName makes a new one. We keep DeviceName and reproduce that.
+   a distinct DeviceName makes a new one. We keep DeviceName and reproduce that. The
+   answer carries no tags: nothing in the API reference promises that the create
+   response echoes TagSpecifications, so the adapter must tell ours from a foreign
+   gateway by describing it.
 6. A request log: every EC2 action, one line each, appended to the file given as the
    second argument (the tests count calls from the server's side).
 7. ModifyVpnConnection (moto: not implemented): moves the connection to the customer
    gateway named by CustomerGatewayId (which must exist), keeping its outside IPs and
    tunnel options; answers the VpnConnection.
+8. The `modifying` state (not in the documented VpnState enum, but what EC2 reports and
+   terraform-provider-aws's `waitVPNConnectionUpdated` waits on): after
+   ModifyVpnTunnelOptions / ModifyVpnConnection the connection is still described as it
+   was (`available`, old options) for `VPNBRIDGE_MOTO_MODIFY_LAG` seconds (default 1),
+   then `modifying` for `VPNBRIDGE_MOTO_MODIFY_SECONDS` (default 2), then `available`
+   with the change in place. Another Modify* meanwhile fails with `IncorrectState`.
 
 Every create stays immediately `available` (moto's behaviour); pending states are
 covered by the adapter's replay tests instead.
 """
 
 import ipaddress
+import os
 import random
 import string
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 
 from moto.core.responses import ActionResult, EmptyResult
-from moto.ec2.exceptions import InvalidParameterValue, InvalidVpnConnectionIdError
+from moto.ec2.exceptions import EC2ClientError, InvalidParameterValue, InvalidVpnConnectionIdError
 from moto.ec2.models.vpn_connections import VPNConnection
 from moto.ec2.responses import EC2Response
 from moto.ec2.responses.customer_gateways import CustomerGateways
@@ -49,13 +63,24 @@ _lock = threading.Lock()
 _next_ip = [0]
 
 
+_seed = int(os.environ.get("VPNBRIDGE_MOTO_SEED", "1"))
+MODIFY_LAG = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_LAG", "1"))
+MODIFY_SECONDS = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_SECONDS", "2"))
+
+
 def _outside_ips():
-    """Two fresh, distinct public addresses (documentation-free space, never routed)."""
+    """Two fresh, distinct public addresses (documentation-free space, never routed),
+    in the order the connection's TunnelOptions get them, and whether the answer lists
+    the tunnels the other way round: seeded choices per connection."""
     with _lock:
         n = _next_ip[0]
         _next_ip[0] += 1
     base = 0x03000000 + n * 4  # 3.0.0.0 + 4n
-    return [str(ipaddress.IPv4Address(base + 2)), str(ipaddress.IPv4Address(base + 1))]
+    ips = [str(ipaddress.IPv4Address(base + 1)), str(ipaddress.IPv4Address(base + 2))]
+    pick = random.Random(_seed * 7919 + n)
+    if pick.random() < 0.5:
+        ips.reverse()
+    return ips, pick.random() < 0.5
 
 
 def _random_psk():
@@ -108,7 +133,8 @@ def create_vpn_connection(self):
     result = _orig_create_vpn(self)
     conn = result.result["VpnConnection"]
     tunnels = []
-    for ip, spec in zip(_outside_ips(), specs[:2]):
+    ips, listed_reversed = _outside_ips()
+    for ip, spec in zip(ips, specs[:2]):
         tunnels.append(
             {
                 "OutsideIpAddress": ip,
@@ -117,6 +143,8 @@ def create_vpn_connection(self):
                 "IkeVersions": [{"Value": "ikev1"}, {"Value": "ikev2"}],
             }
         )
+    if listed_reversed:
+        tunnels.reverse()
     static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
     conn.options = {"StaticRoutesOnly": static, "TunnelInsideIpVersion": "ipv4", "TunnelOptions": tunnels}
     conn.routes = []
@@ -190,7 +218,43 @@ def delete_vpn_connection_route(self):
     return EmptyResult()
 
 
-# -- 4: ModifyVpnTunnelOptions ---------------------------------------------------------
+# -- 4, 7, 8: ModifyVpnTunnelOptions, ModifyVpnConnection, `modifying` ----------------
+
+
+class IncorrectState(EC2ClientError):
+    def __init__(self, message):
+        super().__init__("IncorrectState", message)
+
+
+def _settle(conn):
+    """Applies a modification whose time is up; the state EC2 describes now."""
+    pending = conn.__dict__.get("_pending")
+    base = conn.__dict__.get("_state", "available")
+    if pending is None or base != "available":
+        return base
+    elapsed = time.monotonic() - pending["at"]
+    if elapsed < MODIFY_LAG:
+        return "available"  # not visible yet: described as it was
+    if elapsed < MODIFY_LAG + MODIFY_SECONDS:
+        return "modifying"
+    pending["apply"]()
+    conn.__dict__["_pending"] = None
+    for t in getattr(conn, "vgw_telemetry", None) or []:
+        t["LastStatusChange"] = _now()
+    return "available"
+
+
+def _set_state(conn, value):
+    conn.__dict__["_state"] = value
+
+
+VPNConnection.state = property(_settle, _set_state)
+
+
+def _begin_modification(conn, apply):
+    if conn.state != "available" or conn.__dict__.get("_pending") is not None:
+        raise IncorrectState(f"The VPN connection {conn.id} is being modified; try again when it is available.")
+    conn.__dict__["_pending"] = {"at": time.monotonic(), "apply": apply}
 
 
 def modify_vpn_tunnel_options(self):
@@ -201,13 +265,17 @@ def modify_vpn_tunnel_options(self):
     tunnel = next((t for t in tunnels if t["OutsideIpAddress"] == ip), None)
     if tunnel is None:
         raise InvalidParameterValue(f"The VPN tunnel outside IP address {ip} does not belong to {conn.id}")
-    if spec.get("PreSharedKey"):
-        tunnel["PreSharedKey"] = spec["PreSharedKey"]
-    if spec.get("TunnelInsideCidr"):
-        tunnel["TunnelInsideCidr"] = spec["TunnelInsideCidr"]
-    for t in getattr(conn, "vgw_telemetry", None) or []:
-        if t["OutsideIpAddress"] == ip:
-            t["LastStatusChange"] = _now()
+    cidr = spec.get("TunnelInsideCidr")
+    if cidr and cidr != tunnel["TunnelInsideCidr"] and cidr in _used_inside_cidrs(self.ec2_backend):
+        raise EC2ClientError("InvalidCidr.InUse", f"The tunnel inside CIDR {cidr} is already in use.")
+
+    def apply():
+        if spec.get("PreSharedKey"):
+            tunnel["PreSharedKey"] = spec["PreSharedKey"]
+        if cidr:
+            tunnel["TunnelInsideCidr"] = cidr
+
+    _begin_modification(conn, apply)
     return ActionResult({"VpnConnection": conn})
 
 
@@ -216,9 +284,11 @@ def modify_vpn_connection(self):
     cgw_id = self._get_param("CustomerGatewayId")
     if cgw_id:
         self.ec2_backend.get_customer_gateway(cgw_id)  # raises InvalidCustomerGatewayID.NotFound
-        conn.customer_gateway_id = cgw_id
-        for t in getattr(conn, "vgw_telemetry", None) or []:
-            t["LastStatusChange"] = _now()
+
+        def apply():
+            conn.customer_gateway_id = cgw_id
+
+        _begin_modification(conn, apply)
     return ActionResult({"VpnConnection": conn})
 
 
@@ -246,11 +316,25 @@ def create_customer_gateway(self):
             and cgw.type == kind
             and getattr(cgw, "device_name", None) == device
         ):
-            return ActionResult({"CustomerGateway": cgw})
+            return ActionResult({"CustomerGateway": _untagged(cgw)})
     result = _orig_create_cgw(self)
     cgw = result.result["CustomerGateway"]
     cgw.device_name = device
-    return result
+    return ActionResult({"CustomerGateway": _untagged(cgw)})
+
+
+def _untagged(cgw):
+    """The CustomerGateway shape of a create answer, without Tags."""
+    out = {
+        "CustomerGatewayId": cgw.id,
+        "State": cgw.state,
+        "Type": cgw.type,
+        "IpAddress": cgw.ip_address,
+        "BgpAsn": str(cgw.bgp_asn),
+    }
+    if getattr(cgw, "device_name", None):
+        out["DeviceName"] = cgw.device_name
+    return out
 
 
 CustomerGateways.create_customer_gateway = create_customer_gateway

@@ -73,7 +73,7 @@ fn env_psk_is_read_at_load_time_and_never_printed() {
     assert_eq!((c.azure.backend, c.aws.backend), (Backend::Real, Backend::Real));
     assert_eq!(c.azure.subscription_id, "0a1b2c3d-0000-4000-8000-00000000abcd");
     assert_eq!(c.tunnel_count(), 4);
-    assert_eq!(c.aws.inside_cidr(1, 0).map(|n| n.to_string()).as_deref(), Some("169.254.11.0/30"));
+    assert_eq!(c.layout().pins(1)[0].map(|n| n.to_string()).as_deref(), Some("169.254.11.0/30"));
     assert_eq!(c.azure.endpoint.as_deref(), Some("https://management.azure.com"));
 }
 

@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::config::{reserved_inside_cidr, valid_amazon_asn};
 use vpnbridge_core::endpoint::ErrorKind;
-use vpnbridge_core::model::{AttachmentState, AwsState, Tags};
+use vpnbridge_core::model::{AttachmentState, AwsState, AwsTunnelOptions, Tags};
 use vpnbridge_core::ops::TunnelSpec;
 use vpnbridge_core::secret::Psk;
 
@@ -109,14 +109,65 @@ pub struct AwsVpnConnection {
     pub tunnels: Vec<AwsTunnel>,
     pub routes: Vec<AwsVpnRoute>,
     pub tags: Tags,
+    /// The customer gateway a running `ModifyVpnConnection` moves the connection to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_customer_gateway_id: Option<String>,
 }
 
 impl AwsVpnConnection {
+    /// The state EC2 describes at `now`: a modification shows as `modifying` only
+    /// after [`MODIFY_VISIBLE_AFTER_MS`]; before that the connection reads `available`.
+    pub fn described_state(&self, now: u64) -> AwsState {
+        match self.phase.state {
+            AwsState::Modifying if now < self.phase.since.saturating_add(MODIFY_VISIBLE_AFTER_MS) => AwsState::Available,
+            s => s,
+        }
+    }
+
+    /// Applies the changes of a modification whose time is up (at `now`).
+    pub(crate) fn settle_modifications(&mut self, now: u64) {
+        for t in &mut self.tunnels {
+            if let Some(u) = t.modifying_until
+                && now >= u
+            {
+                t.modifying_until = None;
+                t.since = u;
+                if let Some(change) = t.pending.take() {
+                    if let Some(k) = change.psk {
+                        t.psk = k;
+                    }
+                    if let Some(c) = change.inside_cidr {
+                        t.inside_cidr = c;
+                    }
+                }
+            }
+        }
+        if self.phase.state == AwsState::Available
+            && let Some(cgw) = self.pending_customer_gateway_id.take()
+        {
+            self.customer_gateway_id = cgw;
+        }
+    }
+
     /// The tunnels ordered by outside IP (AWS's own order is not guaranteed).
     pub fn sorted_tunnels(&self) -> impl Iterator<Item = &AwsTunnel> {
         let mut v: Vec<_> = self.tunnels.iter().collect();
         v.sort_by_key(|t| t.outside_ip);
         v.into_iter()
+    }
+
+    /// The tunnels' options as EC2's `Options.TunnelOptions` reports them, in AWS's own
+    /// order (the core matches them to its slots by value).
+    pub fn tunnel_options(&self) -> Vec<AwsTunnelOptions> {
+        self.tunnels
+            .iter()
+            .map(|t| AwsTunnelOptions {
+                outside_ip: t.outside_ip,
+                inside_cidr: Some(t.inside_cidr),
+                psk: Some(t.psk.clone()),
+                ike_versions: t.ike_versions.clone(),
+            })
+            .collect()
     }
 }
 
@@ -129,9 +180,39 @@ pub struct AwsTunnel {
     pub ike_versions: Vec<String>,
     /// While `ModifyVpnTunnelOptions` runs, the tunnel is down until this time.
     pub modifying_until: Option<u64>,
+    /// The options a running `ModifyVpnTunnelOptions` will put in place when it ends:
+    /// until then EC2 still describes the old ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<TunnelChange>,
     /// When the tunnel's current options took effect.
     pub since: u64,
 }
+
+/// What a `ModifyVpnTunnelOptions` in progress changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelChange {
+    #[serde(default, with = "psk_serde_opt")]
+    pub psk: Option<Psk>,
+    pub inside_cidr: Option<Ipv4Net>,
+}
+
+mod psk_serde_opt {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use vpnbridge_core::secret::Psk;
+
+    pub fn serialize<S: Serializer>(k: &Option<Psk>, s: S) -> Result<S::Ok, S::Error> {
+        k.as_ref().map(Psk::expose).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Psk>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|k| Psk::new(&k).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// How long after a `Modify*` call EC2 may still describe the connection as it was
+/// (`available`, old options) before it turns `modifying`: describes are eventually
+/// consistent, so a waiter that stops at the first `available` stops too early.
+pub const MODIFY_VISIBLE_AFTER_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsVpnRoute {
@@ -205,7 +286,7 @@ impl AwsWorld {
             .filter(|v| v.vpn_gateway_id == vgw_id && v.phase.state != AwsState::Deleted)
             .flat_map(|v| v.tunnels.iter().map(move |t| (v.id.as_str(), t)))
             .filter(|(id, t)| except != Some((id, t.outside_ip)))
-            .map(|(_, t)| t.inside_cidr)
+            .flat_map(|(_, t)| std::iter::once(t.inside_cidr).chain(t.pending.as_ref().and_then(|p| p.inside_cidr)))
             .collect()
     }
 
@@ -576,6 +657,10 @@ impl World {
             }
         }
         let mut tunnels = Vec::new();
+        // EC2 does not promise that TunnelOptions[0] lands on the lower outside IP
+        // (terraform-provider-aws #5809, #19079): every other connection gets its
+        // options the other way round, so both orders occur in every deployment.
+        let swapped = (self.aws.next_outside_ip / 2) % 2 == 1;
         for i in 0..2 {
             let spec = tunnel_options.get(i);
             let inside_cidr = match spec.and_then(|s| s.inside_cidr) {
@@ -589,13 +674,14 @@ impl World {
             let psk = spec.and_then(|s| s.psk.clone()).unwrap_or_else(Psk::generate);
             let n = self.aws.next_outside_ip;
             self.aws.next_outside_ip += 1;
-            let base = if i == 0 { Ipv4Addr::new(3, 112, 0, 0) } else { Ipv4Addr::new(52, 68, 0, 0) };
+            let base = if (i == 0) != swapped { Ipv4Addr::new(3, 112, 0, 0) } else { Ipv4Addr::new(52, 68, 0, 0) };
             tunnels.push(AwsTunnel {
                 outside_ip: pool_ip(base, n),
                 inside_cidr,
                 psk,
                 ike_versions: vec!["ikev1".to_owned(), "ikev2".to_owned()],
                 modifying_until: None,
+                pending: None,
                 since: now,
             });
         }
@@ -609,6 +695,7 @@ impl World {
             tunnels,
             routes: Vec::new(),
             tags: tags.clone(),
+            pending_customer_gateway_id: None,
         };
         self.aws.vpn_connections.insert(id, vpn.clone());
         Ok(vpn)
@@ -672,8 +759,6 @@ impl World {
         Ok(())
     }
 
-    /// ModifyVpnTunnelOptions for the tunnel with `outside_ip`: the new options apply
-    /// at once and the tunnel is down while AWS replaces it.
     /// ModifyVpnConnection with a new customer gateway: outside IPs and tunnel options
     /// are kept; both tunnels go down until the returned virtual time.
     pub fn modify_vpn_connection(&mut self, vpn_id: &str, cgw_id: &str) -> Result<u64, ApiError> {
@@ -707,13 +792,18 @@ impl World {
             }
         }
         let vpn = self.aws.vpn_connections.get_mut(vpn_id).expect("checked");
-        vpn.customer_gateway_id = cgw_id.to_owned();
+        vpn.pending_customer_gateway_id = Some(cgw_id.to_owned());
+        vpn.phase.go(AwsState::Modifying, now, dur);
         for t in &mut vpn.tunnels {
             t.modifying_until = Some(now + dur);
         }
         Ok(now + dur)
     }
 
+    /// ModifyVpnTunnelOptions for the tunnel with `outside_ip`: the connection goes
+    /// `modifying` (described so after [`MODIFY_VISIBLE_AFTER_MS`]), the tunnel is
+    /// down while AWS replaces it, and the new options are in place (and described)
+    /// when it is `available` again.
     pub fn modify_vpn_tunnel_options(
         &mut self,
         vpn_id: &str,
@@ -760,13 +850,9 @@ impl World {
             }
         }
         let vpn = self.aws.vpn_connections.get_mut(vpn_id).expect("checked");
+        vpn.phase.go(AwsState::Modifying, now, dur);
         let t = vpn.tunnels.iter_mut().find(|t| t.outside_ip == outside_ip).expect("checked");
-        if let Some(k) = psk {
-            t.psk = k.clone();
-        }
-        if let Some(net) = inside_cidr {
-            t.inside_cidr = net;
-        }
+        t.pending = Some(TunnelChange { psk: psk.cloned(), inside_cidr });
         t.modifying_until = Some(now + dur);
         t.since = now;
         Ok(vpn.clone())

@@ -82,7 +82,7 @@ pub trait Lifecycle: Copy {
 impl Lifecycle for AwsState {
     fn next(self) -> Option<Self> {
         match self {
-            AwsState::Pending => Some(AwsState::Available),
+            AwsState::Pending | AwsState::Modifying => Some(AwsState::Available),
             AwsState::Deleting => Some(AwsState::Deleted),
             _ => None,
         }
@@ -176,14 +176,7 @@ impl World {
         }
         for v in self.aws.vpn_connections.values_mut() {
             v.phase.settle(now);
-            for t in &mut v.tunnels {
-                if let Some(u) = t.modifying_until
-                    && now >= u
-                {
-                    t.modifying_until = None;
-                    t.since = u;
-                }
-            }
+            v.settle_modifications(now);
             for r in &mut v.routes {
                 r.phase.settle(now);
             }

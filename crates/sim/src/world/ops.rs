@@ -5,8 +5,7 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::endpoint::ErrorKind;
-use vpnbridge_core::model::{AttachmentState, AwsState, ProvisioningState};
-use vpnbridge_core::secret::Psk;
+use vpnbridge_core::model::{AttachmentState, AwsState, AwsTunnelOptions, ProvisioningState};
 
 use super::{ApiError, World};
 
@@ -93,7 +92,7 @@ pub enum Completion {
     Done {
         id: Option<String>,
         public_ip: Option<Ipv4Addr>,
-        tunnels: Vec<(Ipv4Addr, Psk)>,
+        tunnels: Vec<AwsTunnelOptions>,
     },
     Failed(ApiError),
 }
@@ -161,11 +160,12 @@ impl World {
             },
             AwsWait::Vpn { id, goal } => match self.aws.vpn_connections.get(id) {
                 None => gone_while("vpn connection", id),
-                Some(v) => match aws_goal(v.phase.state, *goal, id) {
-                    Some(Completion::Done { id, .. }) if v.phase.state == AwsState::Available => Completion::Done {
+                // As EC2 describes it: a modification may still read `available`.
+                Some(v) => match aws_goal(v.described_state(now), *goal, id) {
+                    Some(Completion::Done { id, .. }) if v.described_state(now) == AwsState::Available => Completion::Done {
                         id,
                         public_ip: None,
-                        tunnels: v.sorted_tunnels().map(|t| (t.outside_ip, t.psk.clone())).collect(),
+                        tunnels: v.tunnel_options(),
                     },
                     Some(c) => c,
                     None => running,
@@ -200,12 +200,14 @@ impl World {
             }
             AwsWait::Tunnel { vpn_id, outside_ip } => match self.aws.vpn_connections.get(vpn_id) {
                 None => gone_while("vpn connection", vpn_id),
+                // Done when EC2 describes the connection `available` again, which it
+                // may do for a moment right after the call, before `modifying`.
                 Some(v) => match v.tunnels.iter().find(|t| t.outside_ip == *outside_ip) {
-                    Some(t) if t.modifying_until.is_some_and(|u| now < u) => running,
+                    Some(_) if v.described_state(now) != AwsState::Available => running,
                     _ => Completion::Done {
                         id: Some(vpn_id.clone()),
                         public_ip: None,
-                        tunnels: v.sorted_tunnels().map(|t| (t.outside_ip, t.psk.clone())).collect(),
+                        tunnels: v.tunnel_options(),
                     },
                 },
             },

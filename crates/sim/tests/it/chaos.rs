@@ -188,7 +188,7 @@ impl Rig {
         let observed = self.observe().await;
         let plan = plan::plan_apply(&self.config, &observed).unwrap();
         assert!(plan.is_empty(), "not converged:\n{plan}");
-        let joined = vpnbridge_core::pairing::join(&self.owner, self.config.tunnels_per_connection, &observed.azure, &observed.aws);
+        let joined = vpnbridge_core::pairing::join(&self.owner, &self.config.layout(), &observed.azure, &observed.aws);
         for t in &joined {
             assert!(t.problems.is_empty(), "{:?}", t.problems);
         }
@@ -433,7 +433,7 @@ async fn a_changed_azure_ip_moves_the_vpn_connection_to_a_new_customer_gateway_i
     assert_eq!(cgw.ip, std::net::Ipv4Addr::new(20, 210, 99, 99));
     // The tunnel comes back up on the new address.
     tokio::time::sleep(Duration::from_secs(120)).await;
-    let joined = vpnbridge_core::pairing::join(&rig.owner, 1, &after.azure, &after.aws);
+    let joined = vpnbridge_core::pairing::join(&rig.owner, &vpnbridge_core::pairing::TunnelLayout::new(1, &[]), &after.azure, &after.aws);
     let aws = SimAws::new(rig.cloud.clone(), AwsTarget::from_config(&rig.config));
     let azure = SimAzure::new(rig.cloud.clone(), AzureTarget::from_config(&rig.config));
     let mut ends = aws.tunnel_ends(&rig.owner).await.unwrap();

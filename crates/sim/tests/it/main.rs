@@ -122,6 +122,11 @@ fn vpn_op(k: u8, cgw: &str, vgw: &str, tunnels: Vec<TunnelSpec>) -> AwsOp {
     }
 }
 
+/// Tunnel 0 of a VPN connection: the one with the lower outside IP.
+fn first_tunnel(out: &OpOutput) -> &vpnbridge_core::model::AwsTunnelOptions {
+    out.tunnels.iter().min_by_key(|t| t.outside_ip).expect("a VPN connection has tunnels")
+}
+
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
@@ -170,7 +175,7 @@ async fn static_ha_topology_by_hand() {
         for (k, (_, out)) in vpns.iter().enumerate() {
             let op = AzureOp::PutLocalNetworkGateway {
                 name: format!("{DEPLOY}-lng-{k}-0"),
-                gateway_ip: out.tunnels[0].0,
+                gateway_ip: first_tunnel(out).outside_ip,
                 address_prefixes: vec![net("10.2.0.0/16")],
                 tags: owner().tags(&Role::LocalNetworkGateway(k as u8, 0)),
             };
@@ -183,14 +188,17 @@ async fn static_ha_topology_by_hand() {
     assert!(aws_done < gw_done, "the AWS side is built during the gateway build");
     assert!(gw.id.unwrap().ends_with("/virtualNetworkGateways/azure-aws-vpngw"));
 
-    // Tunnel outputs: sorted by outside IP, with generated, valid keys.
+    // Tunnel outputs in EC2's own order, which is not always by outside IP (as on
+    // AWS: TunnelOptions[0] may land on the higher one), with generated, valid keys.
     for (_, out) in &vpns {
         assert_eq!(out.tunnels.len(), 2);
-        assert!(out.tunnels[0].0 < out.tunnels[1].0);
-        for (_, k) in &out.tunnels {
-            Psk::check(k.as_ref().unwrap().expose()).unwrap();
+        assert_ne!(out.tunnels[0].outside_ip, out.tunnels[1].outside_ip);
+        for t in &out.tunnels {
+            Psk::check(t.psk.as_ref().unwrap().expose()).unwrap();
         }
     }
+    let descending = vpns.iter().filter(|(_, out)| out.tunnels[0].outside_ip > out.tunnels[1].outside_ip).count();
+    assert_eq!(descending, 1, "one connection of two gets its options the other way round");
 
     // Connections, one per used tunnel (tunnel 0 of each VPN connection).
     for (k, (_, out)) in vpns.iter().enumerate() {
@@ -198,7 +206,7 @@ async fn static_ha_topology_by_hand() {
             name: format!("{DEPLOY}-cn-{k}-0"),
             gateway: format!("{DEPLOY}-vpngw"),
             local_network_gateway: format!("{DEPLOY}-lng-{k}-0"),
-            shared_key: out.tunnels[0].1.clone().unwrap(),
+            shared_key: first_tunnel(out).psk.clone().unwrap(),
             enable_bgp: false,
             dpd_timeout_seconds: 45,
             tags: owner().tags(&Role::Connection(k as u8, 0)),
@@ -226,7 +234,7 @@ async fn static_ha_topology_by_hand() {
     for (k, (vpn, out)) in vpns.iter().enumerate() {
         let e = up.iter().find(|e| e.resource() == vpn).unwrap();
         assert_eq!(e.instance(), 0);
-        assert_eq!(e.outside_ip(), out.tunnels[0].0);
+        assert_eq!(e.outside_ip(), first_tunnel(out).outside_ip);
         assert_eq!(e.peer_ip(), pips[k]);
         assert_eq!(e.status().reason, "IPSEC IS UP");
     }
@@ -410,7 +418,8 @@ async fn aws_errors() {
     }
     let spec = |c: &str| TunnelSpec { inside_cidr: Some(c.parse().unwrap()), psk: Some(Psk::new("Key_for.tunnel1").unwrap()) };
     let out = run_aws(&aws, vpn_op(1, &cgw, &vgw, vec![spec("169.254.21.0/30"), spec("169.254.22.0/30")])).await.unwrap();
-    assert_eq!(out.tunnels[0].1.as_ref().unwrap().expose(), "Key_for.tunnel1");
+    let pinned = out.tunnels.iter().find(|t| t.inside_cidr == Some("169.254.21.0/30".parse().unwrap())).unwrap();
+    assert_eq!(pinned.psk.as_ref().unwrap().expose(), "Key_for.tunnel1");
     let vpn = out.id.unwrap();
     // Second connection between the same pair.
     let e = aws.start(&vpn_op(1, &cgw, &vgw, vec![])).await.unwrap_err();
