@@ -892,7 +892,74 @@ impl VpnEndpoint<Aws> for AwsEndpoint {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// The EC2 actions the crate's code calls: each `.operation_name()` sent on an SDK
+    /// client (`c`, `client`, `self.client`), as `ec2:OperationName`.
+    fn ec2_calls(source: &str) -> BTreeSet<String> {
+        const VERBS: &[&str] = &["create_", "delete_", "describe_", "attach_", "detach_", "modify_", "enable_", "disable_", "get_"];
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut out = BTreeSet::new();
+        for (at, _) in code.match_indices('.') {
+            let rest = &code[at + 1..];
+            let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            if !rest[name.len()..].starts_with("()") || !VERBS.iter().any(|v| name.starts_with(v)) {
+                continue;
+            }
+            let receiver: String =
+                code[..at].trim_end().chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>().chars().rev().collect();
+            if receiver == "c" || receiver.ends_with("client") {
+                let pascal: String = name
+                    .split('_')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+                    })
+                    .collect();
+                out.insert(format!("ec2:{pascal}"));
+            }
+        }
+        out
+    }
+
+    /// Every EC2 action the adapter can call is allowed by `iam-policy.json`, and the
+    /// policy allows nothing the code never calls (beyond tagging at creation). The
+    /// list comes from the sources, so a new call without a policy line fails here.
+    #[test]
+    fn the_iam_policy_allows_every_call_the_adapter_makes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut called = BTreeSet::new();
+        for entry in std::fs::read_dir(dir.join("src")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                called.extend(ec2_calls(&std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        assert!(called.contains("ec2:ModifyVpnConnection") && called.contains("ec2:DescribeSecurityGroups"), "{called:?}");
+        let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("iam-policy.json")).unwrap()).unwrap();
+        let mut allowed = BTreeSet::new();
+        for st in policy["Statement"].as_array().unwrap() {
+            match &st["Action"] {
+                serde_json::Value::String(a) => {
+                    allowed.insert(a.clone());
+                }
+                serde_json::Value::Array(v) => allowed.extend(v.iter().filter_map(|a| a.as_str().map(str::to_owned))),
+                other => panic!("Action {other}"),
+            }
+        }
+        let missing: Vec<_> = called.difference(&allowed).collect();
+        assert!(missing.is_empty(), "called but not in iam-policy.json: {missing:?}");
+        let unused: Vec<_> = allowed.iter().filter(|a| !called.contains(*a) && *a != "ec2:CreateTags").collect();
+        assert!(unused.is_empty(), "in iam-policy.json but never called: {unused:?}");
+    }
+
+    #[test]
+    fn calls_are_read_from_the_code() {
+        let src = "let r = c\n    .create_customer_gateway()\n; self.client.describe_vpcs().send(); self.describe_vpc(); x.builder();";
+        assert_eq!(ec2_calls(src).into_iter().collect::<Vec<_>>(), ["ec2:CreateCustomerGateway", "ec2:DescribeVpcs"]);
+    }
 
     #[test]
     fn lifecycle_targets() {

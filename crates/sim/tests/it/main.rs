@@ -1,6 +1,7 @@
 //! Drives the simulated endpoints directly through core operations, on a paused clock.
 
 mod chaos;
+mod fidelity;
 mod verify;
 
 use std::net::Ipv4Addr;
