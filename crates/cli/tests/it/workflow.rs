@@ -210,3 +210,23 @@ fn help_teaches_and_usage_errors_have_their_own_code() {
     assert_eq!(missing.code(), 3);
     assert!(missing.stderr().contains("vpnbridge init"), "{}", missing.stderr());
 }
+
+/// Every read a command makes (observe, tunnel status, IKE SAs) is retried like
+/// observe: under 15% throttling an apply waits its tunnels out and a verify of a
+/// healthy deployment passes, for every seed tried (both used to exit 1 on the first
+/// throttled tunnel-status read).
+#[test]
+fn throttled_tunnel_status_reads_are_retried() {
+    let s = Scratch::new("throttled-reads");
+    s.init();
+    for seed in 1..=4 {
+        let faults = format!("seed={seed},throttle=0.15");
+        let env = [("VPNBRIDGE_SIM_FAULTS", faults.as_str())];
+        let r = s.run(&["apply"], &env);
+        assert_eq!(r.code(), 0, "apply, seed {seed}: {}", r.stderr());
+        let r = s.run(&["verify"], &env);
+        assert_eq!(r.code(), 0, "verify, seed {seed}: {}{}", r.stdout(), r.stderr());
+        let r = s.run(&["status"], &env);
+        assert_eq!(r.code(), 0, "status, seed {seed}: {}", r.stderr());
+    }
+}
