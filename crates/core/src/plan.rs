@@ -537,24 +537,31 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     for k in 0..INSTANCES {
         let name = names.public_ip(k);
         let role = Role::PublicIp(k);
-        match az.public_ips.iter().find(|p| p.name == name) {
+        let found = az.public_ips.iter().find(|p| p.name == name);
+        let gone_first = wait_for_deletion(&mut b, found.map(|p| p.state), AzureResourceKind::PublicIp, &name, "public_ip");
+        match found {
             Some(p) if p.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::PublicIp, name: name.clone() };
                 pip_step[usize::from(k)] = Some(b.push(Action::Wait, "public_ip", name, StepOp::Azure(op), &[]));
             }
-            Some(p) if p.state != ProvisioningState::Failed && p.ip.is_some() => {}
+            Some(p) if !matches!(p.state, ProvisioningState::Failed | ProvisioningState::Deleting) && p.ip.is_some() => {}
             found => {
-                let action = if found.is_some() { Action::Modify } else { Action::Create };
+                let action = if found.is_some_and(|p| p.state != ProvisioningState::Deleting) { Action::Modify } else { Action::Create };
                 let op = AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: owner.tags(&role) };
-                pip_step[usize::from(k)] = Some(b.push(action, "public_ip", name, StepOp::Azure(op), &[]));
+                pip_step[usize::from(k)] = Some(b.push(action, "public_ip", name, StepOp::Azure(op), &[gone_first]));
             }
         }
     }
     // Instance k's IP: from the existing gateway's k-th ipConfiguration, else from the
     // public IP we create for instance k.
+    let gateway_going = az.vpn_gateway.as_ref().is_some_and(|g| g.state == ProvisioningState::Deleting);
     let instance_ip: Vec<Late<Ipv4Addr>> = (0..INSTANCES)
         .map(|k| {
-            if let Some(ip) = pairing::instance_ip(az, k) {
+            let pip_going = az.public_ips.iter().any(|p| p.name == names.public_ip(k) && p.state == ProvisioningState::Deleting);
+            if !pip_going
+                && !gateway_going
+                && let Some(ip) = pairing::instance_ip(az, k)
+            {
                 return Late::Known(ip);
             }
             match pip_step[usize::from(k)] {
@@ -582,6 +589,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     match &az.vpn_gateway {
         None => {
             gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &pip_step));
+        }
+        Some(gw) if gw.state == ProvisioningState::Deleting => {
+            let gone = wait_for_deletion(&mut b, Some(gw.state), AzureResourceKind::VpnGateway, &gw.name, "vpn_gateway");
+            let after = [pip_step[0], pip_step[1], gone];
+            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &after));
         }
         Some(gw) => {
             if gw.generation != config.azure.gateway_generation.to_string() {
@@ -953,6 +965,16 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 lng_step =
                     Some(b.push(Action::Create, "local_network_gateway", slot.local_network_gateway.clone(), StepOp::Azure(lng_op), &[]))
             }
+            Some(l) if l.state == ProvisioningState::Deleting => {
+                let gone = wait_for_deletion(&mut b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+                lng_step = Some(b.push(
+                    Action::Create,
+                    "local_network_gateway",
+                    slot.local_network_gateway.clone(),
+                    StepOp::Azure(lng_op),
+                    &[gone],
+                ));
+            }
             Some(l) if l.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
                 lng_step = Some(b.push(Action::Wait, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &[]));
@@ -995,6 +1017,14 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
             tags: owner.tags(&Role::Connection(k, t)),
         };
         match cn {
+            Some(c) if c.state == ProvisioningState::Deleting || lng.is_some_and(|l| l.state == ProvisioningState::Deleting) => {
+                // A Connection (or its LNG) found on its way out, e.g. after an
+                // interrupted drill: it is not there; wait for it to go, then create it.
+                let gone = wait_for_deletion(&mut b, Some(c.state), AzureResourceKind::Connection, &c.name, "connection");
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied(), gone];
+                let id = b.push(Action::Create, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
+                b.disrupt(id, format!("{} was being deleted; it is created again once it is gone", c.name));
+            }
             Some(c) if c.state == ProvisioningState::Failed => {
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
                 let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
@@ -1149,6 +1179,23 @@ pub fn plan_destroy(config: &Config, observed: &Observed) -> Plan {
         tunnels: Vec::new(),
         notes: Vec::new(),
     }
+}
+
+/// A resource found `Deleting` is not there: a step that waits until it is gone (so it
+/// can be created again), or `None` when it is not being deleted.
+fn wait_for_deletion(
+    b: &mut Builder,
+    state: Option<ProvisioningState>,
+    kind: AzureResourceKind,
+    name: &str,
+    rtype: &'static str,
+) -> Option<StepId> {
+    (state == Some(ProvisioningState::Deleting)).then(|| {
+        let op = AzureOp::Await { kind, name: name.to_owned() };
+        let id = b.push(Action::Wait, rtype, format!("{name} (being deleted)"), StepOp::Azure(op), &[]);
+        b.disrupt(id, format!("{name} is being deleted (an interrupted drill or destroy?); it is created again once it is gone"));
+        id
+    })
 }
 
 fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResourceKind, name: &str, rtype: &'static str) -> Option<StepId> {
@@ -1446,6 +1493,31 @@ mod tests {
             })
             .collect();
         assert_eq!(specs, [vec![Some("169.254.10.0/30".to_owned()), None], vec![Some("169.254.11.0/30".to_owned()), None]]);
+    }
+
+    /// A Connection found Deleting (an interrupted drill) is not "present": the plan
+    /// waits for it to go, then creates it again, and says so. Likewise a public IP or
+    /// the gateway found Deleting (an interrupted destroy).
+    #[test]
+    fn resources_found_deleting_are_waited_out_and_created_again() {
+        let mut o = finished("SameKey.123");
+        o.azure.connections[0].state = ProvisioningState::Deleting;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [(Action::Wait, "connection", "azure-aws-cn-0-0 (being deleted)"), (Action::Create, "connection", "azure-aws-cn-0-0")],
+            "{plan}"
+        );
+        assert_eq!(plan.steps[1].depends_on, vec![plan.steps[0].id]);
+        assert!(plan.to_string().contains("created again once it is gone"), "{plan}");
+
+        let mut o = finished("SameKey.123");
+        o.azure.vpn_gateway.as_mut().unwrap().state = ProvisioningState::Deleting;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let gw = plan.steps.iter().find(|s| s.action == Action::Create && s.resource_type == "vpn_gateway").expect("gateway recreated");
+        let wait = plan.steps.iter().find(|s| s.action == Action::Wait && s.resource_type == "vpn_gateway").unwrap();
+        assert!(gw.depends_on.contains(&wait.id), "{plan}");
     }
 
     #[test]

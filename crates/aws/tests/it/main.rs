@@ -382,6 +382,127 @@ mod replayed {
     }
 }
 
+/// EC2 shapes where moto is kinder than AWS, as recorded XML (EC2 API reference,
+/// `DescribeVpnConnections` / `VpnConnection` / `TunnelOption` / `VgwTelemetry`).
+mod ec2_shapes {
+    use std::net::Ipv4Addr;
+
+    use vpnbridge_aws::AwsEndpoint;
+    use vpnbridge_core::endpoint::{OpStatus, VpnEndpoint};
+    use vpnbridge_core::model::{Owner, TunnelState};
+    use vpnbridge_core::ops::{AwsOp, AwsResourceKind};
+    use vpnbridge_core::pairing;
+    use vpnbridge_core::secret::Psk;
+
+    use crate::replay::{NS, Replay, Reply};
+
+    /// One tunnel's `TunnelOption` item.
+    fn option(ip: &str, cidr: &str, key: &str) -> String {
+        format!(
+            "<item><outsideIpAddress>{ip}</outsideIpAddress><tunnelInsideCidr>{cidr}</tunnelInsideCidr><preSharedKey>{key}</preSharedKey>\
+             <ikeVersionSet><item><value>ikev2</value></item></ikeVersionSet></item>"
+        )
+    }
+
+    /// One `VgwTelemetry` item.
+    fn telemetry(ip: &str, status: &str, message: &str) -> String {
+        format!(
+            "<item><outsideIpAddress>{ip}</outsideIpAddress><status>{status}</status><statusMessage>{message}</statusMessage>\
+             <lastStatusChange>2026-11-25T09:00:00.000Z</lastStatusChange><acceptedRouteCount>0</acceptedRouteCount></item>"
+        )
+    }
+
+    fn describe(state: &str, options: &[String], telemetry: &[String]) -> String {
+        format!(
+            "<DescribeVpnConnectionsResponse xmlns=\"{NS}\"><requestId>r</requestId><vpnConnectionSet><item>\
+             <vpnConnectionId>vpn-0123456789abcdef0</vpnConnectionId><state>{state}</state><type>ipsec.1</type>\
+             <customerGatewayId>cgw-0123456789abcdef0</customerGatewayId><vpnGatewayId>vgw-0a1b2c3d4e5f60718</vpnGatewayId>\
+             <options><staticRoutesOnly>true</staticRoutesOnly><tunnelOptionSet>{}</tunnelOptionSet></options>\
+             <tagSet><item><key>vpnbridge:deployment</key><value>replay</value></item><item><key>vpnbridge:role</key><value>vpn-0</value></item></tagSet>\
+             <vgwTelemetry>{}</vgwTelemetry></item></vpnConnectionSet></DescribeVpnConnectionsResponse>",
+            options.concat(),
+            telemetry.concat()
+        )
+    }
+
+    fn cgws() -> String {
+        format!(
+            "<DescribeCustomerGatewaysResponse xmlns=\"{NS}\"><requestId>r</requestId><customerGatewaySet><item>\
+             <customerGatewayId>cgw-0123456789abcdef0</customerGatewayId><state>available</state><type>ipsec.1</type>\
+             <ipAddress>20.0.113.10</ipAddress><bgpAsn>65000</bgpAsn>\
+             <tagSet><item><key>vpnbridge:deployment</key><value>replay</value></item></tagSet></item></customerGatewaySet></DescribeCustomerGatewaysResponse>"
+        )
+    }
+
+    /// TunnelOptions listed higher IP first, the pinned /30 of slot 0 on the higher
+    /// IP, telemetry in yet another order: each tunnel keeps its own /30, key and
+    /// status (matched by outside IP, never by position), and the core's slot for the
+    /// pinned /30 is the tunnel that holds it.
+    #[tokio::test]
+    async fn tunnel_options_and_telemetry_in_either_order_stay_with_their_tunnel() {
+        let options = [option("54.239.1.20", "169.254.10.0/30", "Key_of.higher_ip"), option("3.120.7.9", "169.254.77.4/30", "Key_of.lower_ip")];
+        let tele = [telemetry("3.120.7.9", "DOWN", "IPSEC IS DOWN"), telemetry("54.239.1.20", "UP", "IPSEC IS UP")];
+        let r = Replay::start(vec![
+            ("DescribeVpnConnections", Reply::Ok(describe("available", &options, &tele))),
+            ("DescribeCustomerGateways", Reply::Ok(cgws())),
+            ("DescribeVpnConnections", Reply::Ok(describe("available", &options, &tele))),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let h = vpnbridge_core::endpoint::OpHandle(r#"{"kind":"vpn","id":"vpn-0123456789abcdef0","target":"ready"}"#.into());
+        let OpStatus::Done(out) = ep.poll(&h).await.unwrap() else { panic!("available not done") };
+        let pins = [Some("169.254.10.0/30".parse().unwrap()), None];
+        let slot0 = pairing::tunnel_for_slot(&out.tunnels, 0, pins).unwrap();
+        assert_eq!(slot0.outside_ip, Ipv4Addr::new(54, 239, 1, 20));
+        assert_eq!(slot0.psk.as_ref().map(Psk::expose), Some("Key_of.higher_ip"));
+        let ends = ep.tunnel_ends(&Owner::new("replay")).await.unwrap();
+        let status = |ip: &str| ends.iter().find(|e| e.outside_ip().to_string() == ip).unwrap().status().clone();
+        assert_eq!(status("54.239.1.20").state, TunnelState::Up);
+        assert_eq!(status("3.120.7.9").state, TunnelState::Down);
+        let lower = ends.iter().find(|e| e.outside_ip().to_string() == "3.120.7.9").unwrap();
+        assert_eq!(lower.inside_cidr().map(|c| c.to_string()).as_deref(), Some("169.254.77.4/30"));
+        assert!(r.exhausted());
+    }
+
+    /// After ModifyVpnTunnelOptions EC2 may describe the connection `available` with the
+    /// old /30, then `modifying`, then `available` with the new one: the adapter's
+    /// wait ends only on the last, and observe reports `modifying` as such.
+    #[tokio::test]
+    async fn a_tunnel_modification_is_done_when_it_shows() {
+        let old = [option("3.120.7.9", "169.254.77.4/30", "Key_number.one"), option("54.239.1.20", "169.254.77.8/30", "Key_number.two")];
+        let new = [option("3.120.7.9", "169.254.10.0/30", "Key_number.one"), old[1].clone()];
+        let tele = [telemetry("3.120.7.9", "DOWN", "IPSEC IS DOWN")];
+        let modify = format!(
+            "<ModifyVpnTunnelOptionsResponse xmlns=\"{NS}\"><requestId>r</requestId><vpnConnection>\
+             <vpnConnectionId>vpn-0123456789abcdef0</vpnConnectionId><state>available</state></vpnConnection></ModifyVpnTunnelOptionsResponse>"
+        );
+        let r = Replay::start(vec![
+            ("ModifyVpnTunnelOptions", Reply::Ok(modify)),
+            ("DescribeVpnConnections", Reply::Ok(describe("available", &old, &tele))),
+            ("DescribeVpnConnections", Reply::Ok(describe("modifying", &old, &tele))),
+            ("DescribeVpnConnections", Reply::Ok(describe("available", &new, &tele))),
+            ("DescribeVpnConnections", Reply::Ok(describe("modifying", &new, &tele))),
+        ])
+        .await;
+        let ep = AwsEndpoint::from_client(r.client(), "vpc-1");
+        let op = AwsOp::ModifyVpnTunnelOptions {
+            vpn_id: "vpn-0123456789abcdef0".into(),
+            outside_ip: Ipv4Addr::new(3, 120, 7, 9),
+            psk: None,
+            inside_cidr: Some("169.254.10.0/30".parse().unwrap()),
+        };
+        let h = ep.start(&op).await.unwrap();
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Running { .. }), "stale `available` is not done");
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Running { .. }), "`modifying` is not done");
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Done(_)), "`available` with the new /30 is done");
+        // A connection found `modifying` is waited for, never taken as settled.
+        let wait = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: "vpn-0123456789abcdef0".into() };
+        let h = ep.start(&wait).await.unwrap();
+        assert!(matches!(ep.poll(&h).await.unwrap(), OpStatus::Running { .. }), "`modifying` is not settled");
+        assert!(r.exhausted());
+    }
+}
+
 /// A create whose answer was lost and that the core repeats: the route and the
 /// attachment are already there and ours, so the repeat is done, not a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
