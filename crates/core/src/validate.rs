@@ -796,10 +796,18 @@ impl Checker<'_> {
         let mut ok = true;
         for (i, v) in list.value.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let Some(net) = self.checked(&item, v, |s| parse_v4_prefix(s)) else {
+            let Some(net) = self.checked(&item, v, |s| parse_v4_prefix(s).and_then(routable)) else {
                 ok = false;
                 continue;
             };
+            if field == "aws.cidrs" && overlaps(IpNet::V4(net), IpNet::V4(DOCKER_BRIDGE)) {
+                self.warn(
+                    item.clone(),
+                    format!(
+                        "{net} overlaps 172.17.0.0/16, which AWS advises against for a VPC: Docker's default bridge (and services built on it, e.g. Cloud9, SageMaker) uses it, so hosts there may not reach the VNet"
+                    ),
+                );
+            }
             if let Some(prev) = out.iter().find(|p| overlaps(IpNet::V4(p.value), IpNet::V4(net))) {
                 let (problem, fix) = if prev.value == net {
                     (format!("{net} is listed twice"), "remove the duplicate".to_owned())
@@ -1051,13 +1059,24 @@ fn parse_psk(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PskSource,
         _ => {}
     }
     if let Some(var) = s.strip_prefix("env:") {
+        // What follows `env:` may be a pasted key rather than a variable's name: it is
+        // printed only when it looks like a conventional name (upper case, digits, '_').
+        let conventional = !var.is_empty() && var.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !valid_env_name(var) {
             return Err(problem(
-                format!("env:{var} does not name an environment variable"),
-                "write psk = \"env:NAME\" with NAME made of letters, digits and '_', e.g. \"env:VPNBRIDGE_PSK\"",
+                "the value after env: is not an environment variable name (it is not shown: it may be a pasted key)",
+                "write psk = \"env:NAME\" with NAME made of letters, digits and '_', e.g. \"env:VPNBRIDGE_PSK\"; if that was a real key, consider it exposed and rotate it",
             ));
         }
         let Some(value) = env(var) else {
+            if !conventional {
+                return Err(problem(
+                    "the environment variable named after env: is not set (its name is not shown: it does not look like a variable name and may be a pasted key)",
+                    format!(
+                        "export the key ({RULES}) in a variable such as VPNBRIDGE_PSK and write psk = \"env:VPNBRIDGE_PSK\"; if that was a real key, consider it exposed and rotate it"
+                    ),
+                ));
+            }
             return Err(problem(
                 format!("environment variable {var} is not set"),
                 format!("export {var}=<key> ({RULES}) before running vpnbridge, or use psk = \"generate\""),
@@ -1162,6 +1181,29 @@ fn check_location(s: &str) -> Result<(), Problem> {
         format!("did you mean {normalised:?}? Azure locations are lowercase letters and digits (`az account list-locations -o table`)")
     };
     Err(problem(format!("{s:?} is not an Azure location name"), fix))
+}
+
+/// Docker's default bridge network, which AWS advises against as a VPC CIDR.
+const DOCKER_BRIDGE: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 17, 0, 0), 16);
+
+/// Address blocks that can never be routed across a VPN (RFC 6890 special purpose).
+const UNROUTABLE: &[(Ipv4Net, &str)] = &[
+    (Ipv4Net::new_assert(std::net::Ipv4Addr::new(0, 0, 0, 0), 8), "\"this network\" (0.0.0.0/8)"),
+    (Ipv4Net::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8), "loopback (127.0.0.0/8)"),
+    (Ipv4Net::new_assert(std::net::Ipv4Addr::new(169, 254, 0, 0), 16), "link-local (169.254.0.0/16, also the tunnels' inside addresses)"),
+    (Ipv4Net::new_assert(std::net::Ipv4Addr::new(224, 0, 0, 0), 4), "multicast (224.0.0.0/4)"),
+    (Ipv4Net::new_assert(std::net::Ipv4Addr::new(240, 0, 0, 0), 4), "reserved (240.0.0.0/4)"),
+];
+
+/// A prefix that a VPN can carry: none of [`UNROUTABLE`].
+fn routable(net: Ipv4Net) -> Result<Ipv4Net, Problem> {
+    match UNROUTABLE.iter().find(|(block, _)| overlaps(IpNet::V4(*block), IpNet::V4(net))) {
+        Some((_, what)) => Err(problem(
+            format!("{net} is in the {what} block, which cannot be routed over a VPN"),
+            "use the network's private addresses, e.g. \"10.1.0.0/16\" (RFC 1918: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)",
+        )),
+        None => Ok(net),
+    }
 }
 
 fn parse_v4_prefix(s: &str) -> Result<Ipv4Net, Problem> {
@@ -1675,6 +1717,18 @@ cidrs = ["10.2.0.0/16"]
     }
 
     #[test]
+    fn unroutable_address_spaces_are_refused() {
+        for bad in ["127.0.0.0/8", "224.0.0.0/4", "169.254.0.0/16", "0.0.0.0/8", "240.0.0.0/4", "127.1.0.0/16", "0.0.0.0/0"] {
+            let e = parse_str(&replace("address_space = [\"10.1.0.0/16\"]", &format!("address_space = [\"{bad}\"]"))).unwrap_err();
+            assert!(e.to_string().contains("cannot be routed over a VPN"), "{bad}: {e}");
+            let e = parse_str(&replace("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [\"{bad}\"]"))).unwrap_err();
+            assert!(e.to_string().contains("aws.cidrs[0]"), "{bad}: {e}");
+        }
+        let w = parse_str(&replace("cidrs = [\"10.2.0.0/16\"]", "cidrs = [\"172.17.0.0/16\"]")).unwrap().warnings;
+        assert!(w.iter().any(|w| w.field == "aws.cidrs[0]" && w.message.contains("Docker")), "{w:?}");
+    }
+
+    #[test]
     fn inside_cidrs() {
         assert!(check_inside_cidr("169.254.10.0/30", Mode::StaticHa).is_ok());
         assert!(check_inside_cidr("169.254.10.0/30", Mode::BgpHa).unwrap_err().fix.contains("169.254.21.0/30"));
@@ -1698,6 +1752,12 @@ cidrs = ["10.2.0.0/16"]
         assert!(!format!("{bad:?}").contains("Abc"));
         assert!(!format!("{bad:?}").contains("'-'"));
         assert!(parse_psk("env:UNSET", &env).unwrap_err().problem.contains("UNSET"));
+        // A key pasted after env: is never printed back.
+        for pasted in ["Zq7xK2mPqR9tLw4N", "Zq7x-K2m.PqR9"] {
+            let e = parse_psk(&format!("env:{pasted}"), &env).unwrap_err();
+            assert!(!format!("{}{}", e.problem, e.fix).contains(pasted), "{e:?}");
+            assert!(e.fix.contains("rotate"), "{e:?}");
+        }
         assert!(parse_psk("env:", &env).is_err());
         let literal = parse_psk("MySecretKey123", &env).unwrap_err();
         assert!(!format!("{literal:?}").contains("MySecret"));
