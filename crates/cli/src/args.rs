@@ -14,8 +14,9 @@ Exit codes:
   5   confirmation declined or impossible (no terminal and no --yes)
   6   verify / drill found a problem (a tunnel down, a diagnosis, connectivity lost)
   7   verify / drill: the data plane is not observable (mixed backends; real clouds without probe VMs)
-  8   another vpnbridge run holds this deployment's lock (VPNBRIDGE_LOCK_WAIT: seconds to wait, default 30)
-  64  command-line usage error";
+  8   another vpnbridge run holds this deployment's lock (--lock-wait / VPNBRIDGE_LOCK_WAIT: seconds to wait, default 30)
+  64  command-line usage error (a bad option or environment value)
+  70  simulator only: a crash injected with --sim-faults stopped the run; run the same command again";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -57,6 +58,24 @@ pub struct Global {
     /// Where the simulator keeps its clouds (default: .vpnbridge/ next to the config file).
     #[arg(long, global = true, env = "VPNBRIDGE_SIM_DIR", value_name = "DIR")]
     pub sim_dir: Option<PathBuf>,
+    /// Seconds to wait for another run's lock on this deployment before giving up (exit 8).
+    #[arg(long, global = true, env = "VPNBRIDGE_LOCK_WAIT", value_name = "SECS", default_value_t = 30)]
+    pub lock_wait: u64,
+    /// Seconds `apply` waits for the tunnels to come up after its last step.
+    #[arg(long, global = true, env = "VPNBRIDGE_TUNNEL_WAIT", value_name = "SECS", default_value_t = 600)]
+    pub tunnel_wait: u64,
+    /// Simulator only: inject the clouds' failures, e.g. "seed=1,throttle=0.15" or
+    /// "crash-after=12" (a simulated crash exits 70; the next run finishes the job).
+    #[arg(long, global = true, env = "VPNBRIDGE_SIM_FAULTS", value_name = "SPEC", value_parser = parse_faults)]
+    pub sim_faults: Option<vpnbridge_sim::FaultPlan>,
+    /// Simulator only: a JSON file of operation latencies in milliseconds (any keys of
+    /// the simulator's latency table, e.g. {"azure_vpn_gateway": 1800000}).
+    #[arg(long, global = true, env = "VPNBRIDGE_SIM_LATENCY", value_name = "FILE")]
+    pub sim_latency: Option<PathBuf>,
+}
+
+fn parse_faults(spec: &str) -> Result<vpnbridge_sim::FaultPlan, String> {
+    spec.parse::<vpnbridge_sim::FaultPlan>().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,12 +117,12 @@ pub enum Command {
     /// Failover test: for each used tunnel in turn, delete its Azure Connection, wait out dead
     /// peer detection, check traffic still flows both ways, recreate it and re-verify.
     #[command(
-        after_help = "Exit 0 = traffic survived losing each drilled tunnel, 6 = connectivity was lost (or a tunnel did not come                       back), 7 = passed on the control plane but traffic is not observable. Refused on mixed backends."
+        after_help = "Exit 0 = traffic survived losing each drilled tunnel, 6 = connectivity was lost (or a tunnel did not come back), 7 = passed on the control plane but traffic is not observable. Refused on mixed backends."
     )]
     Drill {
         /// Drill only this tunnel (1-based, in the order `verify` lists them).
-        #[arg(long, value_name = "N")]
-        tunnel: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        tunnel: Option<u64>,
         /// Do not ask for confirmation before deleting real Azure Connections.
         #[arg(short, long)]
         yes: bool,

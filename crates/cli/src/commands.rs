@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let runtime = runtime(&loaded.config)?;
     // Opened inside the runtime, so the simulator's clock is anchored to the paused one.
-    let session = runtime.block_on(Session::open(loaded, g.sim_dir.as_deref(), cli.command.name()))?;
+    let session = runtime.block_on(Session::open(loaded, g, cli.command.name()))?;
     if let Some((_, dir)) = &session.sim {
         let (a, b) = session.simulated();
         if let Some(banner) = render::banner(a, b, Some(dir)) {
@@ -39,11 +39,13 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         match cli.command {
             Command::Init { .. } => unreachable!("handled above"),
             Command::Plan { detailed_exitcode, destroy } => plan_cmd(&session, g.output, detailed_exitcode, destroy).await,
-            Command::Apply { yes } => change(&session, g.output, PlanKind::Apply, yes).await,
-            Command::Destroy { yes } => change(&session, g.output, PlanKind::Destroy, yes).await,
+            Command::Apply { yes } => change(&session, g.output, PlanKind::Apply, yes, g.tunnel_wait).await,
+            Command::Destroy { yes } => change(&session, g.output, PlanKind::Destroy, yes, g.tunnel_wait).await,
             Command::Status => status(&session, g.output).await,
             Command::Verify => crate::verify::verify_cmd(&session, g.output).await,
-            Command::Drill { tunnel, yes } => crate::verify::drill_cmd(&session, g.output, tunnel, yes).await,
+            Command::Drill { tunnel, yes } => {
+                crate::verify::drill_cmd(&session, g.output, tunnel.and_then(|t| usize::try_from(t).ok()), yes).await
+            }
         }
     });
     session.save()?;
@@ -139,7 +141,7 @@ fn confirm(session: &Session, plan: &Plan, yes: bool) -> Result<(), Failure> {
     if answer.trim() == "yes" { Ok(()) } else { Err(Failure::NotConfirmed("not confirmed; nothing was changed".into())) }
 }
 
-async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool) -> Result<u8, Failure> {
+async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool, tunnel_wait: u64) -> Result<u8, Failure> {
     let wall = Instant::now();
     let plan = make_plan(session, kind).await?;
     let human = output == Output::Human;
@@ -179,7 +181,7 @@ async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool) ->
         }
         tunnel_health(session).await?
     } else if kind == PlanKind::Apply && ok {
-        wait_for_tunnels(session, human).await?
+        wait_for_tunnels(session, human, std::time::Duration::from_secs(tunnel_wait)).await?
     } else {
         (Vec::new(), Vec::new())
     };
@@ -256,25 +258,25 @@ fn print_summary(
     }
 }
 
-/// How long apply waits for the tunnels after the last step (`VPNBRIDGE_TUNNEL_WAIT`
-/// seconds, default 600), and how often it looks.
-fn tunnel_wait() -> std::time::Duration {
-    std::time::Duration::from_secs(std::env::var("VPNBRIDGE_TUNNEL_WAIT").ok().and_then(|v| v.parse().ok()).unwrap_or(600))
-}
+/// How often apply looks at the tunnels while it waits for them (`--tunnel-wait`).
 const TUNNEL_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// After a successful apply: waits (bounded) until every used tunnel is up at both
 /// ends, as both clouds report them.
-async fn wait_for_tunnels(session: &Session, human: bool) -> Result<(Vec<pairing::ObservedTunnel>, Vec<pairing::TunnelHealth>), Failure> {
+async fn wait_for_tunnels(
+    session: &Session,
+    human: bool,
+    limit: std::time::Duration,
+) -> Result<(Vec<pairing::ObservedTunnel>, Vec<pairing::TunnelHealth>), Failure> {
     let start = tokio::time::Instant::now();
     let mut said = false;
     loop {
         let (joined, health) = tunnel_health(session).await?;
-        if health.iter().all(|h| h.is_up()) || start.elapsed() >= tunnel_wait() {
+        if health.iter().all(|h| h.is_up()) || start.elapsed() >= limit {
             return Ok((joined, health));
         }
         if human && !said {
-            eprintln!("Waiting for the tunnels to come up (IKE negotiation; up to {})...", render::duration(tunnel_wait()));
+            eprintln!("Waiting for the tunnels to come up (IKE negotiation; up to {})...", render::duration(limit));
             said = true;
         }
         tokio::time::sleep(TUNNEL_POLL).await;

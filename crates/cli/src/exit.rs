@@ -21,3 +21,5 @@ pub const NOT_OBSERVABLE: u8 = 7;
 pub const LOCKED: u8 = 8;
 /// Command-line usage error.
 pub const USAGE: u8 = 64;
+/// Simulator only: a crash injected with `--sim-faults` stopped the run.
+pub const SIMULATED_CRASH: u8 = 70;

@@ -59,17 +59,22 @@ pub fn load_config(path: &Path) -> Result<validate::Loaded, Failure> {
 impl Session {
     /// Opens the endpoints the config names. `sim_dir` overrides where the simulator
     /// keeps its clouds.
-    pub async fn open(loaded: validate::Loaded, sim_dir: Option<&Path>, command: &str) -> Result<Self, Failure> {
+    pub async fn open(loaded: validate::Loaded, global: &crate::args::Global, command: &str) -> Result<Self, Failure> {
+        let sim_dir = global.sim_dir.as_deref();
         let config = loaded.config;
         let owner = Owner::new(&config.name);
         let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
         // One run at a time per deployment directory, whatever the backends: on the
         // simulator it also guards the world file.
         let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
-        let lock = Some(RunLock::acquire(&dir, command, lock_wait())?.map_err(Failure::Locked)?);
+        let lock_wait = std::time::Duration::from_secs(global.lock_wait);
+        let lock = Some(RunLock::acquire(&dir, command, lock_wait)?.map_err(Failure::Locked)?);
         let sim = if needs_sim {
             let cloud =
-                SimCloud::open_with(&dir, latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real)?)
+                SimCloud::open_with(
+                    &dir,
+                    latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?,
+                )
                     .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
                     .map_err(Failure::Other)?;
             Some((cloud, dir))
@@ -86,7 +91,7 @@ impl Session {
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AwsTarget::from_config(&config);
-                let ep = Instrumented::new(faults(cloud)?.wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
+                let ep = Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
@@ -107,7 +112,7 @@ impl Session {
         let (azure, azure_calls) = match (config.azure.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AzureTarget::from_config(&config);
-                let ep = Instrumented::new(faults(cloud)?.wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure));
+                let ep = Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
@@ -156,46 +161,37 @@ impl Session {
     }
 }
 
-/// The simulator's fault injection, from `VPNBRIDGE_SIM_FAULTS` (for demos: see the
-/// README). One injector per world, shared by both clouds. A simulated crash ends the
-/// process on the spot, as a real one would; the next run finishes the job.
-fn faults(cloud: &SimCloud) -> Result<FaultInjector, Failure> {
+/// The simulator's fault injection, from `--sim-faults` / `VPNBRIDGE_SIM_FAULTS` (for
+/// demos: see the README; clap has already validated it). One injector per world,
+/// shared by both clouds. A simulated crash ends the process on the spot, as a real
+/// one would; the next run finishes the job.
+fn faults(cloud: &SimCloud, plan: Option<&FaultPlan>) -> FaultInjector {
     static INJECTOR: std::sync::OnceLock<FaultInjector> = std::sync::OnceLock::new();
     if let Some(f) = INJECTOR.get() {
-        return Ok(f.clone());
+        return f.clone();
     }
-    let plan = match std::env::var("VPNBRIDGE_SIM_FAULTS") {
-        Ok(spec) => spec.parse::<FaultPlan>().map_err(|e| Failure::Other(anyhow::anyhow!("VPNBRIDGE_SIM_FAULTS: {e}")))?,
-        Err(_) => FaultPlan::none(),
-    };
-    let injector = FaultInjector::new(cloud, plan);
+    let injector = FaultInjector::new(cloud, plan.cloned().unwrap_or_else(FaultPlan::none));
     injector.on_crash(|call| {
         eprintln!("\nSIMULATED CRASH right after call {call}: this process stops here. Run the same command again to finish the job.");
-        std::process::exit(70);
+        std::process::exit(crate::exit::SIMULATED_CRASH.into());
     });
-    Ok(INJECTOR.get_or_init(|| injector).clone())
+    INJECTOR.get_or_init(|| injector).clone()
 }
 
-/// The simulated clouds' latencies: `VPNBRIDGE_SIM_LATENCY` names a JSON file of
+/// The simulated clouds' latencies: `--sim-latency` / `VPNBRIDGE_SIM_LATENCY` names a JSON file of
 /// milliseconds per operation (any subset of the keys of `LatencyTable`, e.g.
 /// `{"azure_vpn_gateway": 1800000}`); otherwise the default table on the virtual
 /// clock, or no latency at all on the real one.
 /// When the other side is real, the clock is real too: the simulated side then answers
 /// at once by default, instead of taking its 45 minutes for a gateway in wall time.
-fn latency_table(real_clock: bool) -> Result<LatencyTable, Failure> {
-    let Ok(path) = std::env::var("VPNBRIDGE_SIM_LATENCY") else {
+fn latency_table(real_clock: bool, file: Option<&Path>) -> Result<LatencyTable, Failure> {
+    let Some(path) = file else {
         return Ok(if real_clock { LatencyTable::instant() } else { LatencyTable::default() });
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading VPNBRIDGE_SIM_LATENCY file {path}"))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the --sim-latency file {}", path.display()))?;
     serde_json::from_str(&text)
-        .with_context(|| format!("VPNBRIDGE_SIM_LATENCY file {path}: milliseconds per LatencyTable key expected"))
+        .with_context(|| format!("the --sim-latency file {}: milliseconds per latency-table key expected", path.display()))
         .map_err(Failure::Other)
-}
-
-/// How long to wait for another run's lock: `VPNBRIDGE_LOCK_WAIT` seconds, default 30.
-fn lock_wait() -> std::time::Duration {
-    let secs = std::env::var("VPNBRIDGE_LOCK_WAIT").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    std::time::Duration::from_secs(secs)
 }
 
 /// `.vpnbridge/` next to the config file.

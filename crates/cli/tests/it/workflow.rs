@@ -230,3 +230,27 @@ fn throttled_tunnel_status_reads_are_retried() {
         assert_eq!(r.code(), 0, "status, seed {seed}: {}", r.stderr());
     }
 }
+
+/// The environment knobs are options with `env`: validated up front (exit 64, nothing
+/// written), and documented in `--help` with the exit codes.
+#[test]
+fn bad_knob_values_are_usage_errors_before_anything_is_written() {
+    let s = Scratch::new("knobs");
+    s.init();
+    for (var, value) in [("VPNBRIDGE_LOCK_WAIT", "abc"), ("VPNBRIDGE_TUNNEL_WAIT", "-1"), ("VPNBRIDGE_SIM_FAULTS", "throttle=lots")] {
+        let r = s.run(&["plan"], &[(var, value)]);
+        assert_eq!(r.code(), 64, "{var}={value}: {}", r.stderr());
+        assert!(r.stderr().contains(value), "{var}: {}", r.stderr());
+        assert!(!exists(&s.sim_dir()), "{var}: nothing is written before the arguments are valid");
+    }
+    let r = s.run(&["drill", "--tunnel", "0", "--yes"], &[]);
+    assert_eq!(r.code(), 64, "{}", r.stderr());
+    let help = s.run(&["--help"], &[]).stdout();
+    for needle in ["VPNBRIDGE_LOCK_WAIT", "VPNBRIDGE_TUNNEL_WAIT", "VPNBRIDGE_SIM_FAULTS", "VPNBRIDGE_SIM_LATENCY", "VPNBRIDGE_SIM_DIR", "  70  "] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    let drill = s.run(&["drill", "--help"], &[]).stdout();
+    let words = drill.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("did not come back"), "{drill}");
+    assert!(!drill.lines().any(|l| l.trim().contains("     ") && l.contains("come")), "a run of spaces inside a sentence:\n{drill}");
+}
