@@ -41,8 +41,8 @@ use vpnbridge_core::endpoint::{
     Aws, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AttachmentState, AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Owner, RouteTable, TAG_DEPLOYMENT, Tags, TunnelState,
-    VgwAttachment, VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+    AttachmentState, AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, Tags,
+    TunnelState, VgwAttachment, VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
 use vpnbridge_core::ops::{AwsOp, AwsResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
@@ -370,7 +370,8 @@ impl AwsEndpoint {
             .collect())
     }
 
-    async fn foreign_vgw_on_vpc(&self, owner: &Owner) -> Result<Option<String>, EndpointError> {
+    /// A VGW of someone else attached to our VPC, with the deployment its tag names.
+    async fn foreign_vgw_on_vpc(&self, owner: &Owner) -> Result<Option<(String, Option<String>)>, EndpointError> {
         Ok(self
             .describe_vgws(vec![filter("attachment.vpc-id", &self.vpc_id)])
             .await?
@@ -383,7 +384,32 @@ impl AwsEndpoint {
                         .iter()
                         .any(|a| a.vpc_id == self.vpc_id && matches!(a.state, AttachmentState::Attaching | AttachmentState::Attached))
             })
-            .map(|g| g.id))
+            .map(|g| (g.id, g.tags.get(TAG_DEPLOYMENT).cloned())))
+    }
+
+    /// This deployment's VGWs in the other regions: looked for only when none is in
+    /// ours (a first apply, or the config's region changed), so the stack is never
+    /// built twice. One DescribeRegions, then one tag-filtered DescribeVpnGateways per
+    /// region, at once.
+    async fn vgws_elsewhere(&self, owner: &Owner) -> Result<Vec<Elsewhere>, EndpointError> {
+        let here = self.client.config().region().map(|r| r.as_ref().to_owned()).unwrap_or_default();
+        let regions = self.client.describe_regions().send().await.map_err(|e| from_sdk("DescribeRegions", e))?;
+        let others: Vec<String> =
+            regions.regions().iter().filter_map(|r| r.region_name().map(str::to_owned)).filter(|r| *r != here).collect();
+        let reads = others.iter().map(|region| async move {
+            let client = Client::from_conf(self.client.config().to_builder().region(Region::new(region.clone())).build());
+            let out =
+                client.describe_vpn_gateways().filters(owner_filter(owner)).send().await.map_err(|e| from_sdk("DescribeVpnGateways", e))?;
+            Ok::<_, EndpointError>(
+                out.vpn_gateways()
+                    .iter()
+                    .filter_map(vgw_model)
+                    .filter(|g| owner.owns(&g.tags) && !g.state.is_gone())
+                    .map(|g| Elsewhere { kind: "virtual private gateway".into(), id: g.id, place: format!("region {region}") })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        Ok(futures::future::try_join_all(reads).await?.into_iter().flatten().collect())
     }
 
     async fn our_cgws(&self, owner: &Owner) -> Result<Vec<CustomerGateway>, EndpointError> {
@@ -684,10 +710,7 @@ impl AwsEndpoint {
                 if !lifecycle(vpn.as_ref().map(|v| v.state), *target, "VPN connection", id)? {
                     return running(POLL_VPN);
                 }
-                let tunnels = vpn
-                    .filter(|v| v.state == AwsState::Available)
-                    .map(|v| v.tunnels)
-                    .unwrap_or_default();
+                let tunnels = vpn.filter(|v| v.state == AwsState::Available).map(|v| v.tunnels).unwrap_or_default();
                 Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels }))
             }
             Wait::Attachment { vgw_id, vpc_id, target } => {
@@ -759,11 +782,7 @@ impl AwsEndpoint {
                     (Some(t), Some(c)) => t.inside_cidr.map(|n| n.to_string()).as_deref() == Some(c.as_str()),
                 };
                 if vpn.state == AwsState::Available && applied {
-                    Ok(OpStatus::Done(OpOutput {
-                        id: Some(vpn_id.clone()),
-                        public_ip: None,
-                        tunnels: vpn.tunnels,
-                    }))
+                    Ok(OpStatus::Done(OpOutput { id: Some(vpn_id.clone()), public_ip: None, tunnels: vpn.tunnels }))
                 } else if vpn.state.is_gone() {
                     Ok(OpStatus::Failed(local(
                         ErrorKind::NotFound,
@@ -859,14 +878,17 @@ fn end_of(vpn: &VpnConnection, cgw_ip: Ipv4Addr) -> Vec<Box<dyn Tunnel>> {
 #[async_trait]
 impl VpnEndpoint<Aws> for AwsEndpoint {
     async fn observe(&self, owner: &Owner) -> Result<AwsObserved, EndpointError> {
-        let (vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections) = tokio::try_join!(
+        let (vpc, vpn_gateways, foreign, customer_gateways, vpn_connections) = tokio::try_join!(
             self.describe_vpc(),
             self.our_vgws(owner),
             self.foreign_vgw_on_vpc(owner),
             self.our_cgws(owner),
             self.our_vpns(owner),
         )?;
-        Ok(AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections })
+        let elsewhere = if vpn_gateways.is_empty() { self.vgws_elsewhere(owner).await? } else { Vec::new() };
+        let deployment_of = foreign.iter().filter_map(|(id, d)| Some((id.clone(), d.clone()?))).collect();
+        let foreign_vgw_on_vpc = foreign.map(|(id, _)| id);
+        Ok(AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections, elsewhere, deployment_of })
     }
 
     async fn start(&self, op: &AwsOp) -> Result<OpHandle, EndpointError> {
@@ -908,8 +930,15 @@ mod tests {
             if !rest[name.len()..].starts_with("()") || !VERBS.iter().any(|v| name.starts_with(v)) {
                 continue;
             }
-            let receiver: String =
-                code[..at].trim_end().chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>().chars().rev().collect();
+            let receiver: String = code[..at]
+                .trim_end()
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect();
             if receiver == "c" || receiver.ends_with("client") {
                 let pascal: String = name
                     .split('_')

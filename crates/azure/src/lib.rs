@@ -942,7 +942,23 @@ impl Snapshot {
             .collect();
         foreign_names.sort();
         foreign_names.dedup();
-        AzureObserved { vnet, foreign_gateways_in_vnet, public_ips, vpn_gateway, local_network_gateways, connections, foreign_names }
+        let deployment_of = self
+            .gateways
+            .iter()
+            .filter_map(|g| Some((g.id.to_ascii_lowercase(), g.tags.get(vpnbridge_core::model::TAG_DEPLOYMENT)?.clone())))
+            .filter(|(_, d)| d != &owner.deployment)
+            .collect();
+        AzureObserved {
+            vnet,
+            foreign_gateways_in_vnet,
+            public_ips,
+            vpn_gateway,
+            local_network_gateways,
+            connections,
+            foreign_names,
+            elsewhere: Vec::new(),
+            deployment_of,
+        }
     }
 
     /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).

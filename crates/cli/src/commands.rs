@@ -82,7 +82,7 @@ async fn make_plan(session: &Session, kind: PlanKind) -> Result<Plan, Failure> {
     let observed = session.observe().await?;
     let plan = match kind {
         PlanKind::Apply => plan::plan_apply(&session.config, &observed).map_err(Failure::Preflight)?,
-        PlanKind::Destroy => return Ok(plan::plan_destroy(&session.config, &observed)),
+        PlanKind::Destroy => return plan::plan_destroy(&session.config, &observed).map_err(Failure::Preflight),
     };
     aws_preflight(session, &plan).await?;
     Ok(plan)

@@ -70,13 +70,12 @@ impl Session {
         let lock_wait = std::time::Duration::from_secs(global.lock_wait);
         let lock = Some(RunLock::acquire(&dir, command, lock_wait)?.map_err(Failure::Locked)?);
         let sim = if needs_sim {
-            let cloud =
-                SimCloud::open_with(
-                    &dir,
-                    latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?,
-                )
-                    .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
-                    .map_err(Failure::Other)?;
+            let cloud = SimCloud::open_with(
+                &dir,
+                latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?,
+            )
+            .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
+            .map_err(Failure::Other)?;
             Some((cloud, dir))
         } else {
             None
@@ -91,7 +90,8 @@ impl Session {
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AwsTarget::from_config(&config);
-                let ep = Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
+                let ep =
+                    Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
@@ -112,7 +112,9 @@ impl Session {
         let (azure, azure_calls) = match (config.azure.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AzureTarget::from_config(&config);
-                let ep = Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure));
+                let ep = Instrumented::new(
+                    faults(cloud, global.sim_faults.as_ref()).wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure),
+                );
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }

@@ -116,7 +116,6 @@ pub struct AwsConfig {
     pub endpoint: Option<String>,
 }
 
-
 /// Azure VPN gateway SKUs that can still be created (the zone-redundant ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum GatewaySku {

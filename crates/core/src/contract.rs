@@ -158,10 +158,7 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     let step = "CreateVpnConnection";
     let key = Psk::new("Contract.Key_0001").expect("valid");
     let inside: ipnet::Ipv4Net = "169.254.100.0/30".parse().expect("literal");
-    let tunnels = vec![
-        TunnelSpec { inside_cidr: Some(inside), psk: Some(key.clone()) },
-        TunnelSpec { inside_cidr: None, psk: None },
-    ];
+    let tunnels = vec![TunnelSpec { inside_cidr: Some(inside), psk: Some(key.clone()) }, TunnelSpec { inside_cidr: None, psk: None }];
     let op = AwsOp::CreateVpnConnection {
         cgw_id: cgw.clone(),
         vgw_id: vgw.clone(),

@@ -597,14 +597,14 @@ where
 }
 
 /// The resource a create without a client token made, if it exists: the live one with
-/// the same ownership tags (and, for a customer gateway, the same IP: a stale one of the
-/// same role may still be there while a VPN connection moves off it).
+/// the same ownership tags (and, for a customer gateway, the same IP and ASN: a stale one
+/// of the same role may still be there while a VPN connection moves off it).
 pub fn find_created(observed: &AwsObserved, op: &AwsOp) -> Option<(AwsResourceKind, String)> {
     match op {
-        AwsOp::CreateCustomerGateway { ip, tags, .. } => observed
+        AwsOp::CreateCustomerGateway { ip, bgp_asn, tags, .. } => observed
             .customer_gateways
             .iter()
-            .find(|c| !c.state.is_gone() && c.ip == *ip && same_owner(&c.tags, tags))
+            .find(|c| !c.state.is_gone() && c.ip == *ip && c.bgp_asn == *bgp_asn && same_owner(&c.tags, tags))
             .map(|c| (AwsResourceKind::CustomerGateway, c.id.clone())),
         AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => find_by_tags(observed, tags),
         _ => None,

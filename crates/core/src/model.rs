@@ -160,6 +160,23 @@ pub struct AwsObserved {
     pub customer_gateways: Vec<CustomerGateway>,
     /// VPN connections tagged as ours.
     pub vpn_connections: Vec<VpnConnection>,
+    /// Ours by tag, but outside the configured region: the deployment was built
+    /// elsewhere (the config's region changed). Never acted on in this scope.
+    pub elsewhere: Vec<Elsewhere>,
+    /// For a resource in the way (`foreign_vgw_on_vpc`) that carries another
+    /// deployment's tag: which deployment (by resource id).
+    pub deployment_of: BTreeMap<String, String>,
+}
+
+/// A resource of this deployment (it carries our tag) outside the scope the config now
+/// names: another resource group, location or VNet (Azure), another region (AWS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Elsewhere {
+    /// In the user's words: "VPN gateway", "public IP", "virtual private gateway"…
+    pub kind: String,
+    pub id: String,
+    /// Where it is, e.g. `resource group "rg-old"`, `location "westeurope"`, `region eu-west-1`.
+    pub place: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +303,12 @@ pub struct AzureObserved {
     /// resource group that are *not* ours: a PUT on one of these names would take
     /// over someone else's resource, so the planner refuses such a name.
     pub foreign_names: Vec<String>,
+    /// Ours by tag, but in another resource group, location or VNet than the config
+    /// now names (found by a subscription-wide search). Never acted on in this scope.
+    pub elsewhere: Vec<Elsewhere>,
+    /// For a resource in the way (`foreign_gateways_in_vnet`) that carries another
+    /// deployment's tag: which deployment (by resource id, lower case).
+    pub deployment_of: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -334,10 +334,8 @@ mod tests {
     /// `aws.tunnel_inside_cidrs` is one /30 per *used* tunnel, in tunnel order.
     #[test]
     fn inside_cidrs_pin_the_used_tunnels() {
-        let cidrs: Vec<Ipv4Net> = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"]
-            .iter()
-            .map(|c| c.parse().unwrap())
-            .collect();
+        let cidrs: Vec<Ipv4Net> =
+            ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"].iter().map(|c| c.parse().unwrap()).collect();
         let one = TunnelLayout::new(1, &cidrs[..2]);
         assert_eq!(one.pins(0), [Some(cidrs[0]), None]);
         assert_eq!(one.pins(1), [Some(cidrs[1]), None]);

@@ -441,12 +441,22 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
         }
     }
     for g in &observed.azure.foreign_gateways_in_vnet {
-        problems.push(format!(
-            "VNet \"{}\" already has a VPN gateway \"{g}\" that vpnbridge does not own; Azure allows one per VNet: \
-             delete it, or use another VNet",
-            az.vnet
-        ));
+        match observed.azure.deployment_of.get(&g.to_ascii_lowercase()) {
+            Some(other) => problems.push(format!(
+                "VNet \"{}\" already has VPN gateway \"{g}\", which belongs to vpnbridge deployment \"{other}\" (its \
+                 vpnbridge:deployment tag), not to \"{}\"; Azure allows one gateway per VNet. If you renamed the deployment, \
+                 set name = \"{other}\" back in {file} (names cannot change in place), or run `vpnbridge destroy` with \
+                 name = \"{other}\" first",
+                az.vnet, config.name
+            )),
+            None => problems.push(format!(
+                "VNet \"{}\" already has a VPN gateway \"{g}\" that vpnbridge does not own; Azure allows one per VNet: \
+                 delete it, or use another VNet",
+                az.vnet
+            )),
+        }
     }
+    problems.extend(elsewhere_problems(config, observed));
     let names = Names::new(&config.name);
     let mut ours: Vec<String> = (0..INSTANCES).map(|k| names.public_ip(k)).collect();
     ours.push(names.gateway());
@@ -497,13 +507,57 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
         }
     }
     if let Some(v) = &observed.aws.foreign_vgw_on_vpc {
-        problems.push(format!(
-            "VPC {} already has virtual private gateway {v} attached, which vpnbridge does not own; AWS allows one per VPC: \
-             detach it first",
-            aws.vpc_id
-        ));
+        match observed.aws.deployment_of.get(v) {
+            Some(other) => problems.push(format!(
+                "VPC {} already has virtual private gateway {v} attached, which belongs to vpnbridge deployment \"{other}\", \
+                 not to \"{}\"; AWS allows one per VPC. If you renamed the deployment, set name = \"{other}\" back in {file} \
+                 (names cannot change in place), or run `vpnbridge destroy` with name = \"{other}\" first",
+                aws.vpc_id, config.name
+            )),
+            None => problems.push(format!(
+                "VPC {} already has virtual private gateway {v} attached, which vpnbridge does not own; AWS allows one per VPC: \
+                 detach it first",
+                aws.vpc_id
+            )),
+        }
+    }
+    let owner = Owner::new(&config.name);
+    for v in observed.aws.vpn_gateways.iter().filter(|v| owner.owns(&v.tags) && !v.state.is_gone()) {
+        for a in v.attachments.iter().filter(|a| a.vpc_id != aws.vpc_id && a.state != AttachmentState::Detached) {
+            problems.push(format!(
+                "this deployment's virtual private gateway {} is attached to VPC {}, but aws.vpc_id is now {}: a VGW serves \
+                 one VPC and vpnbridge does not move it. Set aws.vpc_id = \"{}\" back in {file}, or run `vpnbridge destroy` \
+                 with the old value first, then apply with the new one",
+                v.id, a.vpc_id, aws.vpc_id, a.vpc_id
+            ));
+        }
     }
     problems
+}
+
+/// This deployment's resources found outside the scope the config now names: nothing
+/// is built beside them (that would leave them behind, still costing money), and
+/// nothing here can move them.
+fn elsewhere_problems(config: &Config, observed: &Observed) -> Vec<String> {
+    let file = config.source.display();
+    let mut out = Vec::new();
+    let az = &config.azure;
+    for e in &observed.azure.elsewhere {
+        out.push(format!(
+            "this deployment already has {} {} in {}, outside what {file} now names (resource group \"{}\", location \"{}\", \
+             VNet \"{}\"): Azure cannot move it there. Set the config back to where it is, or run `vpnbridge destroy` with \
+             the old values first, then apply with the new ones",
+            e.kind, e.id, e.place, az.resource_group, az.location, az.vnet
+        ));
+    }
+    for e in &observed.aws.elsewhere {
+        out.push(format!(
+            "this deployment already has {} {} in {}, but aws.region is now {}: AWS cannot move it. Set aws.region back in \
+             {file}, or run `vpnbridge destroy` with the old region first, then apply with the new one",
+            e.kind, e.id, e.place, config.aws.region
+        ));
+    }
+    out
 }
 
 /// Declared prefixes that the real network does not contain.
@@ -741,10 +795,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
         vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
         let vpn = vpns.first().copied();
-        // The CGW of instance k carries instance k's IP. One with another IP is stale
-        // (the Azure side's IPs changed): the VPN connection moves off it in place.
+        // The CGW of instance k carries instance k's IP and the configured ASN. One with
+        // another IP (the Azure side's IPs changed) or ASN (azure.asn changed; a CGW's
+        // ASN cannot change) is stale: the VPN connection moves off it in place.
         let want_ip = &instance_ip[usize::from(k)];
-        let cgw = cgws.iter().copied().find(|c| matches!(want_ip, Late::Known(ip) if *ip == c.ip));
+        let cgw = cgws.iter().copied().find(|c| matches!(want_ip, Late::Known(ip) if *ip == c.ip) && c.bgp_asn == config.azure.asn);
         let stale: Vec<&crate::model::CustomerGateway> = cgws.iter().copied().filter(|c| Some(&c.id) != cgw.map(|g| &g.id)).collect();
 
         let mut cgw_step = None;
@@ -814,8 +869,8 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                     b.disrupt(
                         id,
                         format!(
-                            "both tunnels of {} are down briefly while AWS moves it from customer gateway {} to the one for Azure instance {k} ({target})",
-                            v.id, v.customer_gateway_id
+                            "both tunnels of {} are down briefly while AWS moves it from customer gateway {} to the one for Azure instance {k} ({target}, ASN {})",
+                            v.id, v.customer_gateway_id, config.azure.asn
                         ),
                     );
                     swap_step = Some(id);
@@ -966,7 +1021,8 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                     Some(b.push(Action::Create, "local_network_gateway", slot.local_network_gateway.clone(), StepOp::Azure(lng_op), &[]))
             }
             Some(l) if l.state == ProvisioningState::Deleting => {
-                let gone = wait_for_deletion(&mut b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+                let gone =
+                    wait_for_deletion(&mut b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
                 lng_step = Some(b.push(
                     Action::Create,
                     "local_network_gateway",
@@ -1099,7 +1155,18 @@ fn delete_vgw(b: &mut Builder, v: &crate::model::VpnGateway, after: &[Option<Ste
 
 /// Plans the removal of everything this deployment owns, and nothing else: the
 /// plan for an empty desired state.
-pub fn plan_destroy(config: &Config, observed: &Observed) -> Plan {
+pub fn plan_destroy(config: &Config, observed: &Observed) -> Result<Plan, PlanError> {
+    // What is elsewhere cannot be reached from this scope: say so rather than report
+    // the deployment destroyed while it still runs (and costs) somewhere else.
+    let blockers = elsewhere_problems(config, observed);
+    if !blockers.is_empty() {
+        return Err(PlanError(blockers));
+    }
+    Ok(plan_destroy_here(config, observed))
+}
+
+/// The destroy plan for what is in scope.
+fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
     let owner = Owner::new(&config.name);
     let az = &observed.azure;
     let aws = &observed.aws;
@@ -1423,7 +1490,8 @@ mod tests {
             by_ip.sort_by_key(|t| t.outside_ip);
             for (opt, tunnel) in order.iter().enumerate() {
                 // Unpinned options get a /30 AWS chose.
-                by_ip[*tunnel].inside_cidr = Some(want[opt].unwrap_or_else(|| format!("169.254.77.{}/30", 8 * k + 4 * opt).parse().unwrap()));
+                by_ip[*tunnel].inside_cidr =
+                    Some(want[opt].unwrap_or_else(|| format!("169.254.77.{}/30", 8 * k + 4 * opt).parse().unwrap()));
             }
             v.tunnels = by_ip;
             for t in 0..tpc {
@@ -1587,7 +1655,7 @@ mod tests {
         foreign.name = "someone-elses".into();
         foreign.tags.clear();
         o.azure.local_network_gateways.push(foreign);
-        let plan = plan_destroy(&config(None), &o);
+        let plan = plan_destroy(&config(None), &o).unwrap();
         let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         assert!(!names.iter().any(|n| n.contains("someone-elses") || n.contains("192.168")), "{names:?}");
         let c = plan.counts();

@@ -242,8 +242,9 @@ pub fn parse(text: &str, source: &Path, env: &dyn Fn(&str) -> Option<String>) ->
 // ---------------------------------------------------------------------------------------
 // Schema
 
-const TOP_KEYS: &[&str] = &["name", "mode", "tunnels_per_connection", "psk", "azure", "aws"];
-const AZURE_KEYS: &[&str] = &[
+/// The keys of `vpnbridge.toml`: top level, `[azure]`, `[aws]`.
+pub const TOP_KEYS: &[&str] = &["name", "mode", "tunnels_per_connection", "psk", "azure", "aws"];
+pub const AZURE_KEYS: &[&str] = &[
     "backend",
     "subscription_id",
     "resource_group",
@@ -257,7 +258,7 @@ const AZURE_KEYS: &[&str] = &[
     "asn",
     "endpoint",
 ];
-const AWS_KEYS: &[&str] = &["backend", "region", "vpc_id", "cidrs", "route_tables", "amazon_asn", "tunnel_inside_cidrs", "endpoint"];
+pub const AWS_KEYS: &[&str] = &["backend", "region", "vpc_id", "cidrs", "route_tables", "amazon_asn", "tunnel_inside_cidrs", "endpoint"];
 
 /// The default bgp-ha tunnel inside CIDRs, in tunnel order.
 const BGP_INSIDE_DEFAULTS: [&str; 4] = ["169.254.21.0/30", "169.254.22.0/30", "169.254.21.4/30", "169.254.22.4/30"];

@@ -7,8 +7,8 @@ use vpnbridge_core::endpoint::{
     Aws, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment, VgwTelemetry,
-    Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+    AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment,
+    VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
 use vpnbridge_core::ops::{AwsOp, AwsResourceKind};
 
@@ -56,6 +56,9 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
     let wait = match op {
         AwsOp::CreateVpnGateway { amazon_asn, tags } => {
             let v = w.create_vpn_gateway(*amazon_asn, tags).map_err(aws_error)?;
+            if let Some(g) = w.aws.vpn_gateways.get_mut(&v.id) {
+                g.region.clone_from(&target.region);
+            }
             AwsWait::Vgw { id: v.id, goal: Goal::Ready }
         }
         AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
@@ -96,6 +99,9 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
                     ),
                 ));
             }
+            if let Some(c) = w.aws.customer_gateways.get_mut(&cgw.id).filter(|c| c.region.is_empty()) {
+                c.region.clone_from(&target.region);
+            }
             AwsWait::Cgw { id: cgw.id, goal: Goal::Ready }
         }
         AwsOp::DeleteCustomerGateway { cgw_id } => {
@@ -104,6 +110,9 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
         }
         AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, tags } => {
             let v = w.create_vpn_connection(cgw_id, vgw_id, *static_routes_only, tunnels, tags).map_err(aws_error)?;
+            if let Some(c) = w.aws.vpn_connections.get_mut(&v.id) {
+                c.region.clone_from(&target.region);
+            }
             AwsWait::Vpn { id: v.id, goal: Goal::Ready }
         }
         AwsOp::DeleteVpnConnection { vpn_id } => {
@@ -219,11 +228,34 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
             .collect(),
     });
     let visible = |s: AwsState| s != AwsState::Deleted;
+    // Resources live in the region they were made in; "" is a world saved before.
+    let here = |region: &str| region.is_empty() || region == target.region;
+    let elsewhere: Vec<Elsewhere> = (w
+        .aws
+        .vpn_gateways
+        .values()
+        .filter(|g| owner.owns(&g.tags) && visible(g.phase.state) && !here(&g.region))
+        .map(|g| Elsewhere { kind: "virtual private gateway".into(), id: g.id.clone(), place: format!("region {}", g.region) }))
+    .chain(
+        w.aws.customer_gateways.values().filter(|c| owner.owns(&c.tags) && visible(c.phase.state) && !here(&c.region)).map(|c| Elsewhere {
+            kind: "customer gateway".into(),
+            id: c.id.clone(),
+            place: format!("region {}", c.region),
+        }),
+    )
+    .chain(
+        w.aws.vpn_connections.values().filter(|v| owner.owns(&v.tags) && visible(v.phase.state) && !here(&v.region)).map(|v| Elsewhere {
+            kind: "VPN connection".into(),
+            id: v.id.clone(),
+            place: format!("region {}", v.region),
+        }),
+    )
+    .collect();
     let vpn_gateways = w
         .aws
         .vpn_gateways
         .values()
-        .filter(|g| owner.owns(&g.tags) && visible(g.phase.state))
+        .filter(|g| owner.owns(&g.tags) && visible(g.phase.state) && here(&g.region))
         .map(|g| VpnGateway {
             id: g.id.clone(),
             state: g.phase.state,
@@ -252,7 +284,7 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
         .aws
         .customer_gateways
         .values()
-        .filter(|c| owner.owns(&c.tags) && visible(c.phase.state))
+        .filter(|c| owner.owns(&c.tags) && visible(c.phase.state) && here(&c.region))
         .map(|c| CustomerGateway {
             id: c.id.clone(),
             state: c.phase.state,
@@ -262,14 +294,24 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
             tags: c.tags.clone(),
         })
         .collect();
-    let vpn_connections =
-        w.aws.vpn_connections.values().filter(|v| owner.owns(&v.tags) && visible(v.phase.state)).map(|v| observe_vpn(w, v)).collect();
-    AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections }
+    let vpn_connections = w
+        .aws
+        .vpn_connections
+        .values()
+        .filter(|v| owner.owns(&v.tags) && visible(v.phase.state) && here(&v.region))
+        .map(|v| observe_vpn(w, v))
+        .collect();
+    let deployment_of = foreign_vgw_on_vpc
+        .iter()
+        .filter_map(|id| Some((id.clone(), w.aws.vpn_gateways.get(id)?.tags.get(TAG_DEPLOYMENT)?.clone())))
+        .collect();
+    AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections, elsewhere, deployment_of }
 }
 
-fn tunnel_ends(w: &World, owner: &Owner) -> Vec<Box<dyn Tunnel>> {
+fn tunnel_ends(w: &World, target: &AwsTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>> {
     let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
-    for v in w.aws.vpn_connections.values().filter(|v| owner.owns(&v.tags) && v.phase.state != AwsState::Deleted) {
+    let here = |region: &str| region.is_empty() || region == target.region;
+    for v in w.aws.vpn_connections.values().filter(|v| owner.owns(&v.tags) && v.phase.state != AwsState::Deleted && here(&v.region)) {
         let Some(cgw) = w.aws.customer_gateways.get(&v.customer_gateway_id) else { continue };
         for (i, t) in v.sorted_tunnels().enumerate() {
             let s = w.aws_tunnel_status(v, t);
@@ -313,6 +355,6 @@ impl VpnEndpoint<Aws> for SimAws {
     }
 
     async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
-        Ok(tunnel_ends(&self.cloud.lock(), owner))
+        Ok(tunnel_ends(&self.cloud.lock(), &self.target, owner))
     }
 }

@@ -8,15 +8,15 @@ use vpnbridge_core::endpoint::{
     Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
-    TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
+    PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind};
 
 use crate::cloud::SimCloud;
 use crate::world::{
-    ApiError, AzConnection, AzureKind, AzureWait, ConnectionPut, GatewayPut, Goal, IpConfigPut, LinkState, LinkStatus, LngPut, PublicIpPut,
-    World, arm_id,
+    ApiError, AzConnection, AzGateway, AzureKind, AzureWait, ConnectionPut, GatewayPut, Goal, IpConfigPut, LinkState, LinkStatus, LngPut,
+    PublicIpPut, World, arm_id,
 };
 use crate::{completion_to_status, saved};
 
@@ -38,6 +38,22 @@ impl AzureTarget {
 
     fn scope(&self) -> String {
         format!("/subscriptions/{}/resourceGroups/{}/", self.subscription_id, self.resource_group)
+    }
+
+    /// Where a resource (by its ARM id and location) lies outside this target, in the
+    /// user's words; `None` inside it. ARM ids and locations compare without case.
+    pub fn place_of(&self, id: &str, location: &str) -> Option<String> {
+        let lower = id.to_ascii_lowercase();
+        if !lower.starts_with(&self.scope().to_ascii_lowercase()) {
+            let rg = id.split("/resourceGroups/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("another resource group");
+            let sub = id.split("/subscriptions/").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default();
+            return Some(if sub.eq_ignore_ascii_case(&self.subscription_id) {
+                format!("resource group \"{rg}\"")
+            } else {
+                format!("resource group \"{rg}\" of subscription {sub}")
+            });
+        }
+        (!location.eq_ignore_ascii_case(&self.location)).then(|| format!("location \"{location}\""))
     }
 }
 
@@ -224,9 +240,45 @@ fn connection_links(w: &World, c: &AzConnection) -> Vec<(usize, std::net::Ipv4Ad
 }
 
 fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
-    let scope = t.scope();
-    let ours = |id: &str, tags| id.starts_with(&scope) && owner.owns(tags);
     let vnet_id = t.id("virtualNetworks", &t.vnet);
+    // Ours by tag, and where: in the configured scope (resource group, location and,
+    // for the gateway, VNet), or elsewhere (the config moved; found subscription-wide).
+    let place = |id: &str, location: &str| t.place_of(id, location);
+    let ours = |id: &str, location: &str, tags: &Tags| owner.owns(tags) && place(id, location).is_none();
+    let gateway_vnet_place = |g: &AzGateway| {
+        let in_vnet =
+            g.ip_configurations.iter().all(|c| c.subnet_id.to_ascii_lowercase().starts_with(&format!("{}/", vnet_id.to_ascii_lowercase())));
+        (!in_vnet).then(|| {
+            let subnet = g.ip_configurations.first().map(|c| c.subnet_id.as_str()).unwrap_or_default();
+            let vnet = subnet.split("/virtualNetworks/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("another VNet");
+            format!("VNet \"{vnet}\"")
+        })
+    };
+    let mut elsewhere = Vec::new();
+    let mut note = |kind: &str, id: &str, at: Option<String>| {
+        if let Some(place) = at {
+            elsewhere.push(Elsewhere { kind: kind.to_owned(), id: id.to_owned(), place });
+        }
+    };
+    for p in w.azure.public_ips.values().filter(|p| owner.owns(&p.tags)) {
+        note("public IP", &p.id, place(&p.id, &p.location));
+    }
+    for g in w.azure.gateways.values().filter(|g| owner.owns(&g.tags)) {
+        note("VPN gateway", &g.id, place(&g.id, &g.location).or_else(|| gateway_vnet_place(g)));
+    }
+    for l in w.azure.local_network_gateways.values().filter(|l| owner.owns(&l.tags)) {
+        note("local network gateway", &l.id, place(&l.id, &l.location));
+    }
+    for c in w.azure.connections.values().filter(|c| owner.owns(&c.tags)) {
+        note("connection", &c.id, place(&c.id, &c.location));
+    }
+    let deployment_of = w
+        .azure
+        .gateways
+        .values()
+        .filter_map(|g| Some((g.id.to_ascii_lowercase(), g.tags.get(TAG_DEPLOYMENT)?.clone())))
+        .filter(|(_, d)| d != &owner.deployment)
+        .collect();
     let vnet = w.azure.virtual_networks.get(&vnet_id);
     let users_of = |subnet_id: &str| -> Vec<String> {
         w.azure
@@ -252,7 +304,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
         .azure
         .public_ips
         .values()
-        .filter(|p| ours(&p.id, &p.tags))
+        .filter(|p| ours(&p.id, &p.location, &p.tags))
         .map(|p| PublicIp {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -264,28 +316,30 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             tags: p.tags.clone(),
         })
         .collect();
-    let vpn_gateway = w.azure.gateways.values().find(|g| ours(&g.id, &g.tags)).map(|g| VirtualNetworkGateway {
-        id: g.id.clone(),
-        name: g.name.clone(),
-        sku: g.sku.clone(),
-        generation: g.generation.clone(),
-        vpn_type: g.vpn_type.clone(),
-        active_active: g.active_active,
-        enable_bgp: g.enable_bgp,
-        asn: g.asn,
-        ip_configurations: g
-            .ip_configurations
-            .iter()
-            .map(|c| GatewayIpConfiguration { id: c.id.clone(), name: c.name.clone(), public_ip_id: c.public_ip_id.clone() })
-            .collect(),
-        state: g.phase.state,
-        tags: g.tags.clone(),
+    let vpn_gateway = w.azure.gateways.values().find(|g| ours(&g.id, &g.location, &g.tags) && gateway_vnet_place(g).is_none()).map(|g| {
+        VirtualNetworkGateway {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            sku: g.sku.clone(),
+            generation: g.generation.clone(),
+            vpn_type: g.vpn_type.clone(),
+            active_active: g.active_active,
+            enable_bgp: g.enable_bgp,
+            asn: g.asn,
+            ip_configurations: g
+                .ip_configurations
+                .iter()
+                .map(|c| GatewayIpConfiguration { id: c.id.clone(), name: c.name.clone(), public_ip_id: c.public_ip_id.clone() })
+                .collect(),
+            state: g.phase.state,
+            tags: g.tags.clone(),
+        }
     });
     let local_network_gateways = w
         .azure
         .local_network_gateways
         .values()
-        .filter(|l| ours(&l.id, &l.tags))
+        .filter(|l| ours(&l.id, &l.location, &l.tags))
         .map(|l| LocalNetworkGateway {
             id: l.id.clone(),
             name: l.name.clone(),
@@ -299,7 +353,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
         .azure
         .connections
         .values()
-        .filter(|c| ours(&c.id, &c.tags))
+        .filter(|c| ours(&c.id, &c.location, &c.tags))
         .map(|c| {
             let links = connection_links(w, c);
             let connection_status = if c.phase.state != ProvisioningState::Succeeded {
@@ -334,7 +388,8 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             }
         })
         .collect();
-    let foreign = |id: &str, tags| id.starts_with(&scope) && !owner.owns(tags);
+    let scope = t.scope().to_ascii_lowercase();
+    let foreign = |id: &str, tags| id.to_ascii_lowercase().starts_with(&scope) && !owner.owns(tags);
     let mut foreign_names: Vec<String> = (w.azure.public_ips.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
         .chain(w.azure.gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
         .chain(w.azure.local_network_gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
@@ -342,7 +397,17 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
         .collect();
     foreign_names.sort();
     foreign_names.dedup();
-    AzureObserved { vnet, foreign_gateways_in_vnet, public_ips, vpn_gateway, local_network_gateways, connections, foreign_names }
+    AzureObserved {
+        vnet,
+        foreign_gateways_in_vnet,
+        public_ips,
+        vpn_gateway,
+        local_network_gateways,
+        connections,
+        foreign_names,
+        elsewhere,
+        deployment_of,
+    }
 }
 
 fn tunnel_ends(w: &World, t: &AzureTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>> {

@@ -250,6 +250,7 @@ impl SimCloud {
             id.clone(),
             AwsCgw {
                 id: id.clone(),
+                region: String::new(),
                 phase: Phase::stable(AwsState::Available, now),
                 ip,
                 bgp_asn: asn,
@@ -272,7 +273,14 @@ impl SimCloud {
             .collect();
         w.aws.vpn_gateways.insert(
             id.clone(),
-            AwsVgw { id: id.clone(), phase: Phase::stable(AwsState::Available, now), amazon_asn: 64512, attachments, tags: Tags::new() },
+            AwsVgw {
+                id: id.clone(),
+                region: String::new(),
+                phase: Phase::stable(AwsState::Available, now),
+                amazon_asn: 64512,
+                attachments,
+                tags: Tags::new(),
+            },
         );
         self.save_quietly(&w);
         id

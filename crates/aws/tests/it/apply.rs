@@ -96,7 +96,7 @@ async fn apply_noop_and_destroy_with_simulated_azure() {
 
     // Destroy leaves none of ours and all of theirs.
     let observed = observe(&*aws, &*azure, &owner, &settings()).await.unwrap();
-    let report = exec.run(&plan_destroy(&config, &observed), |_| {}).await;
+    let report = exec.run(&plan_destroy(&config, &observed).unwrap(), |_| {}).await;
     assert!(report.succeeded(), "{:?}", report.failures().map(|f| format!("{f:?}")).collect::<Vec<_>>());
     let after = aws.observe(&owner).await.unwrap();
     assert!(after.vpn_gateways.is_empty() && after.customer_gateways.is_empty() && after.vpn_connections.is_empty());

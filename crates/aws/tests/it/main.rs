@@ -440,7 +440,8 @@ mod ec2_shapes {
     /// pinned /30 is the tunnel that holds it.
     #[tokio::test]
     async fn tunnel_options_and_telemetry_in_either_order_stay_with_their_tunnel() {
-        let options = [option("54.239.1.20", "169.254.10.0/30", "Key_of.higher_ip"), option("3.120.7.9", "169.254.77.4/30", "Key_of.lower_ip")];
+        let options =
+            [option("54.239.1.20", "169.254.10.0/30", "Key_of.higher_ip"), option("3.120.7.9", "169.254.77.4/30", "Key_of.lower_ip")];
         let tele = [telemetry("3.120.7.9", "DOWN", "IPSEC IS DOWN"), telemetry("54.239.1.20", "UP", "IPSEC IS UP")];
         let r = Replay::start(vec![
             ("DescribeVpnConnections", Reply::Ok(describe("available", &options, &tele))),

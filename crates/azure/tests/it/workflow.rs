@@ -123,7 +123,7 @@ async fn apply_reapply_verify_destroy() {
 
     // Destroy.
     let observed = observe(&w).await;
-    let p = plan::plan_destroy(config, &observed);
+    let p = plan::plan_destroy(config, &observed).unwrap();
     let report = executor.run(&p, |_| {}).await;
     assert!(report.succeeded(), "{:?}", report.failures().collect::<Vec<_>>());
     let o = azure.observe(owner).await.expect("observe");

@@ -246,7 +246,9 @@ fn bad_knob_values_are_usage_errors_before_anything_is_written() {
     let r = s.run(&["drill", "--tunnel", "0", "--yes"], &[]);
     assert_eq!(r.code(), 64, "{}", r.stderr());
     let help = s.run(&["--help"], &[]).stdout();
-    for needle in ["VPNBRIDGE_LOCK_WAIT", "VPNBRIDGE_TUNNEL_WAIT", "VPNBRIDGE_SIM_FAULTS", "VPNBRIDGE_SIM_LATENCY", "VPNBRIDGE_SIM_DIR", "  70  "] {
+    for needle in
+        ["VPNBRIDGE_LOCK_WAIT", "VPNBRIDGE_TUNNEL_WAIT", "VPNBRIDGE_SIM_FAULTS", "VPNBRIDGE_SIM_LATENCY", "VPNBRIDGE_SIM_DIR", "  70  "]
+    {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
     let drill = s.run(&["drill", "--help"], &[]).stdout();

@@ -68,6 +68,9 @@ pub struct AwsRoute {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsVgw {
     pub id: String,
+    /// The region it was created in ("" in worlds saved before regions were kept).
+    #[serde(default)]
+    pub region: String,
     pub phase: Phase<AwsState>,
     pub amazon_asn: u32,
     /// Every attachment ever made, latest last (detached ones stay, like EC2 shows).
@@ -91,6 +94,9 @@ pub struct AwsAttachment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsCgw {
     pub id: String,
+    /// The region it was created in ("" in worlds saved before regions were kept).
+    #[serde(default)]
+    pub region: String,
     pub phase: Phase<AwsState>,
     pub ip: Ipv4Addr,
     pub bgp_asn: u32,
@@ -101,6 +107,9 @@ pub struct AwsCgw {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsVpnConnection {
     pub id: String,
+    /// The region it was created in ("" in worlds saved before regions were kept).
+    #[serde(default)]
+    pub region: String,
     pub phase: Phase<AwsState>,
     pub customer_gateway_id: String,
     pub vpn_gateway_id: String,
@@ -323,6 +332,7 @@ impl World {
         let id = self.ec2_id("vgw");
         let vgw = AwsVgw {
             id: id.clone(),
+            region: String::new(),
             phase: Phase::timed(AwsState::Pending, now, ms(self.latency.aws_vpn_gateway)),
             amazon_asn,
             attachments: Vec::new(),
@@ -514,6 +524,7 @@ impl World {
         let id = self.ec2_id("cgw");
         let cgw = AwsCgw {
             id: id.clone(),
+            region: String::new(),
             phase: Phase::timed(AwsState::Pending, now, ms(self.latency.aws_customer_gateway)),
             ip,
             bgp_asn,
@@ -688,6 +699,7 @@ impl World {
         let id = self.ec2_id("vpn");
         let vpn = AwsVpnConnection {
             id: id.clone(),
+            region: String::new(),
             phase: Phase::timed(AwsState::Pending, now, ms(self.latency.aws_vpn_connection)),
             customer_gateway_id: cgw_id.to_owned(),
             vpn_gateway_id: vgw_id.to_owned(),

@@ -162,11 +162,9 @@ impl World {
                 None => gone_while("vpn connection", id),
                 // As EC2 describes it: a modification may still read `available`.
                 Some(v) => match aws_goal(v.described_state(now), *goal, id) {
-                    Some(Completion::Done { id, .. }) if v.described_state(now) == AwsState::Available => Completion::Done {
-                        id,
-                        public_ip: None,
-                        tunnels: v.tunnel_options(),
-                    },
+                    Some(Completion::Done { id, .. }) if v.described_state(now) == AwsState::Available => {
+                        Completion::Done { id, public_ip: None, tunnels: v.tunnel_options() }
+                    }
                     Some(c) => c,
                     None => running,
                 },
@@ -204,11 +202,7 @@ impl World {
                 // may do for a moment right after the call, before `modifying`.
                 Some(v) => match v.tunnels.iter().find(|t| t.outside_ip == *outside_ip) {
                     Some(_) if v.described_state(now) != AwsState::Available => running,
-                    _ => Completion::Done {
-                        id: Some(vpn_id.clone()),
-                        public_ip: None,
-                        tunnels: v.tunnel_options(),
-                    },
+                    _ => Completion::Done { id: Some(vpn_id.clone()), public_ip: None, tunnels: v.tunnel_options() },
                 },
             },
             AwsWait::Timer { at_ms, id } => {

@@ -137,7 +137,7 @@ impl Rig {
             }
         };
         let plan: Plan = if destroy {
-            plan::plan_destroy(&self.config, &observed)
+            plan::plan_destroy(&self.config, &observed).expect("nothing elsewhere")
         } else {
             match plan::plan_apply(&self.config, &observed) {
                 Ok(p) => p,

@@ -35,9 +35,7 @@ async fn apply(cloud: &SimCloud, config: &Config) -> (Plan, ExecReport, Vec<Exec
     let plan = plan::plan_apply(config, &observed).unwrap();
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let report = Executor::new(aws, azure, owner, ExecSettings::default())
-        .run(&plan, move |e| sink.lock().unwrap().push(e.clone()))
-        .await;
+    let report = Executor::new(aws, azure, owner, ExecSettings::default()).run(&plan, move |e| sink.lock().unwrap().push(e.clone())).await;
     assert!(report.succeeded(), "{plan}\n{report:?}");
     let events = events.lock().unwrap().clone();
     (plan, report, events)
@@ -57,7 +55,8 @@ async fn pinned_inside_cidrs_converge_whichever_tunnel_ec2_puts_them_on() {
     let cloud = world(&config);
     apply(&cloud, &config).await;
     // One connection really did get TunnelOptions[0] on its higher outside IP.
-    let swapped = cloud.with_world(|w| w.aws.vpn_connections.values().filter(|v| v.tunnels[0].outside_ip > v.tunnels[1].outside_ip).count());
+    let swapped =
+        cloud.with_world(|w| w.aws.vpn_connections.values().filter(|v| v.tunnels[0].outside_ip > v.tunnels[1].outside_ip).count());
     assert_eq!(swapped, 1);
     let (plan, ..) = apply(&cloud, &config).await;
     assert!(plan.is_empty(), "a correct deployment is never \"modified\":\n{plan}");
@@ -115,8 +114,12 @@ async fn a_key_rotation_moves_on_only_when_aws_has_the_new_key() {
             _ => None,
         })
     };
-    let aws_modifies: Vec<usize> =
-        plan.steps.iter().filter(|s| matches!(s.op, StepOp::Aws(vpnbridge_core::ops::AwsOp::ModifyVpnTunnelOptions { .. }))).map(|s| s.id).collect();
+    let aws_modifies: Vec<usize> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.op, StepOp::Aws(vpnbridge_core::ops::AwsOp::ModifyVpnTunnelOptions { .. })))
+        .map(|s| s.id)
+        .collect();
     assert_eq!(aws_modifies.len(), 2, "{plan}");
     for step in &plan.steps {
         let Some(after) = step.depends_on.iter().find(|d| aws_modifies.contains(d)) else { continue };

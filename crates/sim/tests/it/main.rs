@@ -1,5 +1,6 @@
 //! Drives the simulated endpoints directly through core operations, on a paused clock.
 
+mod changes;
 mod chaos;
 mod fidelity;
 mod verify;

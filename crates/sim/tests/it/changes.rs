@@ -1,0 +1,244 @@
+//! Every config edit has a defined outcome (issue "Every config change has a defined
+//! outcome"): for each key of `vpnbridge.toml`, build the example deployment, change
+//! that key, and check what the plan does with it. A key without an entry fails.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vpnbridge_core::config::Config;
+use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
+use vpnbridge_core::exec::{ExecSettings, Executor};
+use vpnbridge_core::model::{Owner, TAG_DEPLOYMENT};
+use vpnbridge_core::plan::{self, Action, Observed};
+use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, TOP_KEYS};
+use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
+
+/// What an edit of one key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The plan changes the deployment where it stands; applying it converges, with
+    /// nothing of the old state left behind.
+    InPlace,
+    /// Refused before any call (exit 4), saying what to do instead; the message names
+    /// this text.
+    Refused(&'static str),
+    /// Refused by validation (exit 3): the value is not valid for what exists.
+    Invalid,
+    /// Nothing to change: the deployment already satisfies the new value (it says how
+    /// keys are made for tunnels still to come, or how to reach a cloud's API).
+    Satisfied,
+    /// Switches a side between the simulator and the real cloud: another cloud
+    /// entirely, not a change of this one (not run here: it needs credentials).
+    SwitchesCloud,
+}
+
+/// Key, the line that replaces the example's line for it (or is added), the outcome.
+const TABLE: &[(&str, &str, &str, Outcome)] = &[
+    ("name", "name = \"azure-aws\"", "name = \"renamed\"", Outcome::Refused("belongs to vpnbridge deployment \"azure-aws\"")),
+    ("mode", "mode = \"static-ha\"", "mode = \"bgp-ha\"", Outcome::Invalid),
+    ("tunnels_per_connection", "tunnels_per_connection = 1", "tunnels_per_connection = 2", Outcome::InPlace),
+    ("psk", "psk = \"env:CHANGES_PSK\"", "psk = \"env:CHANGES_PSK_NEW\"", Outcome::InPlace),
+    ("azure.backend", "backend = \"sim\"", "backend = \"azure\"", Outcome::SwitchesCloud),
+    (
+        "azure.subscription_id",
+        "resource_group = \"rg-vpn\"",
+        "subscription_id = \"11111111-2222-4333-8444-555555555555\"\nresource_group = \"rg-vpn\"",
+        Outcome::Refused("subscription"),
+    ),
+    ("azure.resource_group", "resource_group = \"rg-vpn\"", "resource_group = \"rg-vpn2\"", Outcome::Refused("resource group \"rg-vpn\"")),
+    ("azure.location", "location = \"japaneast\"", "location = \"japanwest\"", Outcome::Refused("location \"japaneast\"")),
+    ("azure.vnet", "vnet = \"vnet-hub\"", "vnet = \"vnet-hub2\"", Outcome::Refused("VNet \"vnet-hub\"")),
+    (
+        "azure.address_space",
+        "address_space = [\"10.1.0.0/16\"]",
+        "address_space = [\"10.1.0.0/16\", \"10.3.0.0/16\"]",
+        Outcome::Refused("azure.address_space"),
+    ),
+    (
+        "azure.gateway_subnet",
+        "gateway_subnet = \"10.1.255.0/27\"",
+        "gateway_subnet = \"10.1.254.0/27\"",
+        Outcome::Refused("azure.gateway_subnet"),
+    ),
+    ("azure.gateway_sku", "gateway_sku = \"VpnGw1AZ\"", "gateway_sku = \"VpnGw2AZ\"", Outcome::InPlace),
+    ("azure.gateway_generation", "gateway_generation = \"Generation1\"", "gateway_generation = \"Generation2\"", Outcome::Invalid),
+    ("azure.vpn_type", "vpn_type = \"RouteBased\"", "vpn_type = \"PolicyBased\"", Outcome::Invalid),
+    ("azure.asn", "asn = 65000", "asn = 65010", Outcome::InPlace),
+    ("azure.endpoint", "endpoint = \"\"", "endpoint = \"https://management.azure.com\"", Outcome::Satisfied),
+    ("aws.backend", "backend = \"sim\"", "backend = \"aws\"", Outcome::SwitchesCloud),
+    ("aws.region", "region = \"ap-northeast-1\"", "region = \"ap-northeast-3\"", Outcome::Refused("region ap-northeast-1")),
+    (
+        "aws.vpc_id",
+        "vpc_id = \"vpc-0123456789abcdef0\"",
+        "vpc_id = \"vpc-0fedcba9876543210\"",
+        Outcome::Refused("attached to VPC vpc-0123456789abcdef0"),
+    ),
+    ("aws.cidrs", "cidrs = [\"10.2.0.0/16\"]", "cidrs = [\"10.2.0.0/16\", \"10.4.0.0/16\"]", Outcome::Refused("aws.cidrs")),
+    ("aws.route_tables", "route_tables = []", "route_tables = [\"SECOND_TABLE\"]", Outcome::InPlace),
+    ("aws.amazon_asn", "amazon_asn = 64512", "amazon_asn = 64513", Outcome::Refused("aws.amazon_asn")),
+    (
+        "aws.tunnel_inside_cidrs",
+        "tunnel_inside_cidrs = []",
+        "tunnel_inside_cidrs = [\"169.254.30.0/30\", \"169.254.31.0/30\"]",
+        Outcome::InPlace,
+    ),
+    ("aws.endpoint", "endpoint = \"\"", "endpoint = \"https://ec2.ap-northeast-1.amazonaws.com\"", Outcome::Satisfied),
+];
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "CHANGES_PSK" => Some("Changes.Key_0001".into()),
+        "CHANGES_PSK_NEW" => Some("Changes.Key_0002".into()),
+        _ => None,
+    }
+}
+
+fn baseline() -> String {
+    validate::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHANGES_PSK\"")
+}
+
+fn parse(text: &str) -> Result<Config, validate::ConfigErrors> {
+    validate::parse(text, Path::new("changes.toml"), &env).map(|l| l.config)
+}
+
+fn endpoints(cloud: &SimCloud, config: &Config) -> (Arc<dyn VpnEndpoint<Aws>>, Arc<dyn VpnEndpoint<Azure>>) {
+    (
+        Arc::new(SimAws::new(cloud.clone(), AwsTarget::from_config(config))),
+        Arc::new(SimAzure::new(cloud.clone(), AzureTarget::from_config(config))),
+    )
+}
+
+async fn observe(cloud: &SimCloud, config: &Config) -> Observed {
+    let (aws, azure) = endpoints(cloud, config);
+    vpnbridge_core::exec::observe(&*aws, &*azure, &Owner::new(&config.name), &ExecSettings::default()).await.unwrap()
+}
+
+/// Opens the config's world (the simulator creates the declared VNet and VPC the
+/// first time, as the CLI does) and applies it to the end.
+async fn apply(cloud: &SimCloud, config: &Config) {
+    cloud.ensure_prerequisites(&VnetSpec::from_config(config), &VpcSpec::from_config(config)).unwrap();
+    let (aws, azure) = endpoints(cloud, config);
+    let observed = observe(cloud, config).await;
+    let plan = plan::plan_apply(config, &observed).unwrap();
+    let report = Executor::new(aws, azure, Owner::new(&config.name), ExecSettings::default()).run(&plan, |_| {}).await;
+    assert!(report.succeeded(), "{plan}\n{report:?}");
+}
+
+/// Live resources tagged for any deployment, by kind: nothing may be left over.
+fn live_counts(cloud: &SimCloud) -> [usize; 4] {
+    cloud.with_world(|w| {
+        let tagged = |t: &vpnbridge_core::model::Tags| t.contains_key(TAG_DEPLOYMENT);
+        [
+            w.azure.gateways.values().filter(|g| tagged(&g.tags)).count(),
+            w.aws.vpn_gateways.values().filter(|g| tagged(&g.tags) && !g.phase.state.is_gone()).count(),
+            w.aws.customer_gateways.values().filter(|c| tagged(&c.tags) && !c.phase.state.is_gone()).count(),
+            w.azure.connections.values().filter(|c| tagged(&c.tags)).count(),
+        ]
+    })
+}
+
+#[test]
+fn every_key_has_an_entry() {
+    let mut keys: Vec<String> = TOP_KEYS.iter().filter(|k| !matches!(**k, "azure" | "aws")).map(|k| (*k).to_owned()).collect();
+    keys.extend(AZURE_KEYS.iter().map(|k| format!("azure.{k}")));
+    keys.extend(AWS_KEYS.iter().map(|k| format!("aws.{k}")));
+    for k in &keys {
+        assert!(TABLE.iter().any(|(key, ..)| key == k), "config key {k} has no entry in the change table: decide its outcome");
+    }
+    assert_eq!(TABLE.len(), keys.len(), "an entry names a key the config does not have");
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_config_edit_after_an_apply_has_a_defined_outcome() {
+    for (key, old, new, outcome) in TABLE {
+        if *outcome == Outcome::SwitchesCloud {
+            continue;
+        }
+        let base = parse(&baseline()).unwrap();
+        let cloud = SimCloud::in_memory();
+        apply(&cloud, &base).await;
+        let before = live_counts(&cloud);
+        // A second route table to move the routes to.
+        let second = cloud.with_world_mut(|w| {
+            let main = w.aws.route_tables.values().next().unwrap().clone();
+            let id = "rtb-0000000000000feed".to_owned();
+            let routes = main.routes.iter().filter(|r| r.target == "local").cloned().collect();
+            w.aws.route_tables.insert(
+                id.clone(),
+                vpnbridge_sim::world::AwsRouteTable {
+                    id: id.clone(),
+                    vpc_id: main.vpc_id.clone(),
+                    main: false,
+                    routes,
+                    propagating_vgws: vec![],
+                },
+            );
+            id
+        });
+        let edited = edit(&baseline(), key, old, &new.replace("SECOND_TABLE", &second));
+        let config = match (parse(&edited), outcome) {
+            (Err(_), Outcome::Invalid) => continue,
+            (Err(e), _) => panic!("{key}: the edit does not validate: {e}"),
+            (Ok(c), _) => c,
+        };
+        cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
+        let planned = match plan::check_supported(&config) {
+            Err(e) => Err(e),
+            Ok(()) => plan::plan_apply(&config, &observe(&cloud, &config).await),
+        };
+        match outcome {
+            Outcome::Invalid => {
+                let e = planned.expect_err(&format!("{key}: accepted"));
+                assert!(!e.0.is_empty(), "{key}");
+            }
+            Outcome::Refused(says) => {
+                let e = planned.expect_err(&format!("{key}: planned instead of refused"));
+                let text = e.to_string();
+                assert!(text.contains(says), "{key}: the refusal does not say {says:?}: {text}");
+                // The destroy plan of the edited config refuses too, or finds the
+                // deployment where it is: never "nothing to destroy" while it runs.
+                let observed = observe(&cloud, &config).await;
+                if let Ok(p) = plan::plan_destroy(&config, &observed) {
+                    assert!(!p.is_empty() || *key == "name", "{key}: destroy would forget the deployment");
+                }
+            }
+            Outcome::Satisfied => {
+                let p = planned.unwrap_or_else(|e| panic!("{key}: {e}"));
+                assert!(p.is_empty(), "{key}: {p}");
+            }
+            Outcome::InPlace => {
+                let p = planned.unwrap_or_else(|e| panic!("{key}: {e}"));
+                assert!(!p.is_empty(), "{key}: the edit is ignored");
+                assert!(
+                    p.steps.iter().all(|s| !(s.action == Action::Delete && matches!(s.resource_type, "vpn_gateway"))),
+                    "{key}: an in-place change deletes a gateway:\n{p}"
+                );
+                for s in p
+                    .steps
+                    .iter()
+                    .filter(|s| s.action == Action::Modify || (s.action == Action::Delete && s.resource_type != "customer_gateway"))
+                {
+                    assert!(s.disruption.is_some(), "{key}: {} {} says nothing of its disruption", s.resource_type, s.name);
+                }
+                apply(&cloud, &config).await;
+                let again = plan::plan_apply(&config, &observe(&cloud, &config).await).unwrap();
+                assert!(again.is_empty(), "{key}: did not converge:\n{again}");
+                let after = live_counts(&cloud);
+                assert_eq!(after[0..2], before[0..2], "{key}: one gateway and one VGW, nothing left behind");
+                assert_eq!(after[2], before[2], "{key}: a customer gateway left behind");
+            }
+            Outcome::SwitchesCloud => unreachable!("skipped above"),
+        }
+    }
+}
+
+/// The config text with `old` replaced by `new` in the key's own table (top level and
+/// `[azure]` come before `[aws]`).
+fn edit(text: &str, key: &str, old: &str, new: &str) -> String {
+    let at = text.find("\n[aws]").expect("an [aws] table");
+    let (head, tail) = text.split_at(at);
+    let (part, other) = if key.starts_with("aws.") { (tail, head) } else { (head, tail) };
+    assert!(part.contains(old), "{key}: the example has no line {old:?}");
+    let changed = part.replacen(old, new, 1);
+    if key.starts_with("aws.") { format!("{other}{changed}") } else { format!("{changed}{other}") }
+}
