@@ -107,6 +107,11 @@ pub enum Command {
         /// Do not ask for confirmation before changing a real cloud.
         #[arg(short, long)]
         yes: bool,
+        /// Simulator only: ping both ways every second of simulated time while the change
+        /// runs and report the seconds of traffic lost (what a key rotation, a resize or a
+        /// tunnel change costs before you make it for real).
+        #[arg(long)]
+        watch_traffic: bool,
     },
     /// Show both clouds' resources of this deployment and how the tunnels pair up.
     Status,

@@ -39,8 +39,12 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         match cli.command {
             Command::Init { .. } => unreachable!("handled above"),
             Command::Plan { detailed_exitcode, destroy } => plan_cmd(&session, g.output, detailed_exitcode, destroy).await,
-            Command::Apply { yes } => change(&session, g.output, PlanKind::Apply, yes, g.tunnel_wait).await,
-            Command::Destroy { yes } => change(&session, g.output, PlanKind::Destroy, yes, g.tunnel_wait).await,
+            Command::Apply { yes, watch_traffic } => {
+                change(&session, g.output, PlanKind::Apply, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic }).await
+            }
+            Command::Destroy { yes } => {
+                change(&session, g.output, PlanKind::Destroy, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic: false }).await
+            }
             Command::Status => status(&session, g.output).await,
             Command::Verify => crate::verify::verify_cmd(&session, g.output).await,
             Command::Drill { tunnel, yes } => {
@@ -141,7 +145,17 @@ fn confirm(session: &Session, plan: &Plan, yes: bool) -> Result<(), Failure> {
     if answer.trim() == "yes" { Ok(()) } else { Err(Failure::NotConfirmed("not confirmed; nothing was changed".into())) }
 }
 
-async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool, tunnel_wait: u64) -> Result<u8, Failure> {
+/// How `apply` / `destroy` runs.
+struct Change {
+    yes: bool,
+    /// Seconds to wait for the tunnels after the last step.
+    tunnel_wait: u64,
+    /// Simulator only: measure the traffic lost while the change runs.
+    watch_traffic: bool,
+}
+
+async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) -> Result<u8, Failure> {
+    let Change { yes, tunnel_wait, watch_traffic } = how;
     let wall = Instant::now();
     let plan = make_plan(session, kind).await?;
     let human = output == Output::Human;
@@ -171,7 +185,20 @@ async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool, tu
     let executor = Executor::new(session.aws.clone(), session.azure.clone(), session.owner.clone(), ExecSettings::default());
     let progress = render::Progress::new(&plan, true);
     let p = progress.clone();
+    let watch = match (watch_traffic, crate::verify::probe(session), vpnbridge_core::probe::probe_addresses(&session.config)) {
+        (true, Some(probe), Some((vnet_host, vpc_host))) => Some(vpnbridge_sim::TrafficWatch::start(probe, vnet_host, vpc_host)),
+        (true, ..) => {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "--watch-traffic needs both clouds simulated (backend = \"sim\" on both sides): it pings inside the simulator"
+            )));
+        }
+        _ => None,
+    };
     let report = executor.run(&plan, move |e| p.lock().expect("not poisoned").on_event(e, true)).await;
+    let traffic = match watch {
+        Some(w) => Some(w.stop().await),
+        None => None,
+    };
     let tunnel_wait_started = tokio::time::Instant::now();
     progress.lock().expect("not poisoned").finish();
     let ok = report.succeeded();
@@ -204,10 +231,19 @@ async fn change(session: &Session, output: Output, kind: PlanKind, yes: bool, tu
                 "calls": calls,
                 "tunnels": joined,
                 "tunnel_health": health,
+                "traffic": traffic,
             });
             println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
         }
-        Output::Human => print_summary(session, kind, &plan, &report, (&joined, &health, settled), wall.elapsed(), calls),
+        Output::Human => {
+            print_summary(session, kind, &plan, &report, (&joined, &health, settled), wall.elapsed(), calls);
+            if let Some(t) = traffic {
+                println!(
+                    "Traffic while the change ran (a ping each way every second of simulated time, {} s): lost {} s VNet -> VPC, {} s VPC -> VNet, {} s with no path at all.",
+                    t.watched_s, t.azure_to_aws_lost_s, t.aws_to_azure_lost_s, t.both_lost_s
+                );
+            }
+        }
     }
     if ok { Ok(exit::OK) } else { Err(Failure::StepsFailed) }
 }

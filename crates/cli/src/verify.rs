@@ -53,7 +53,7 @@ fn backend_name(b: Backend, real: &'static str) -> &'static str {
 }
 
 /// The probe for this session: the simulator's when both sides are simulated.
-fn probe(session: &Session) -> Option<SimProbe> {
+pub(crate) fn probe(session: &Session) -> Option<SimProbe> {
     if not_observable_reason(&session.config).is_some() {
         return None;
     }

@@ -20,6 +20,9 @@ use crate::model::{AwsObserved, AwsState, Owner, TAG_ROLE, Tags};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, OpOutput, StepId};
 use crate::plan::{Action, Plan, Step, StepOp};
 
+/// How often a changed tunnel's status is read while the executor waits for it.
+const TUNNEL_UP_POLL: Duration = Duration::from_secs(10);
+
 /// How the executor waits and retries. The defaults suit real clouds; on the
 /// simulator they run on virtual time.
 #[derive(Debug, Clone)]
@@ -165,6 +168,11 @@ pub enum StepError {
     Deadline(Duration),
     #[error(transparent)]
     Unbound(#[from] crate::ops::Unbound),
+    #[error(
+        "tunnel {tunnel} did not come back up at both ends within {limit:?} of the change; apply stopped here and left the \
+         tunnels after it untouched: check `vpnbridge verify`, then re-run apply"
+    )]
+    TunnelNotUp { tunnel: String, limit: Duration },
 }
 
 /// Runs plans. Cheap to clone.
@@ -297,9 +305,39 @@ impl Executor {
             None => None,
         };
         let limit = deadline(&step.op);
-        match tokio::time::timeout(limit, self.drive(step, op, &sink, t0)).await {
-            Ok(r) => r,
-            Err(_) => Err(StepError::Deadline(limit)),
+        let out = match tokio::time::timeout(limit, self.drive(step, op, &sink, t0)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(StepError::Deadline(limit)),
+        };
+        if let Some(until) = &step.until_up {
+            self.until_tunnel_up(until).await?;
+        }
+        Ok(out)
+    }
+
+    /// Waits until a used tunnel is up at both ends (both clouds' own status), at
+    /// most [`crate::plan::TUNNEL_UP_DEADLINE`].
+    async fn until_tunnel_up(&self, until: &crate::plan::UntilUp) -> Result<(), StepError> {
+        let limit = crate::plan::TUNNEL_UP_DEADLINE;
+        let names = crate::pairing::Names::new(&self.owner.deployment);
+        let tunnel = names.connection(until.connection, until.tunnel);
+        let wait = async {
+            loop {
+                let observed = observe(self.aws.as_ref(), self.azure.as_ref(), &self.owner, &self.settings).await?;
+                let joined = crate::pairing::join(&self.owner, &until.layout, &observed.azure, &observed.aws);
+                let ends = tunnel_ends(self.aws.as_ref(), self.azure.as_ref(), &self.owner, &self.settings).await?;
+                let up = crate::pairing::health(&joined, &ends)
+                    .iter()
+                    .any(|h| h.slot.connection == until.connection && h.slot.tunnel == until.tunnel && h.is_up());
+                if up {
+                    return Ok::<(), EndpointError>(());
+                }
+                tokio::time::sleep(TUNNEL_UP_POLL).await;
+            }
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(r) => r.map_err(StepError::from),
+            Err(_) => Err(StepError::TunnelNotUp { tunnel, limit }),
         }
     }
 
@@ -749,6 +787,7 @@ mod behaviour {
                 op,
                 depends_on,
                 disruption: None,
+                until_up: None,
             })
             .collect();
         Plan { deployment: "t".into(), kind: PlanKind::Apply, mode: Mode::StaticHa, steps, tunnels: vec![], notes: vec![] }

@@ -88,7 +88,26 @@ pub struct Step {
     pub depends_on: Vec<StepId>,
     /// What the change interrupts, if anything.
     pub disruption: Option<String>,
+    /// After the operation, wait until this used tunnel is up again at both ends
+    /// before the step counts as done: what makes "one tunnel at a time" true.
+    pub until_up: Option<UntilUp>,
 }
+
+/// A used tunnel that must be up at both ends (AWS telemetry UP, the expected Azure
+/// instance's tunnel Connected) before a step is done; bounded by [`TUNNEL_UP_DEADLINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UntilUp {
+    /// VPN connection index and tunnel slot.
+    pub connection: u8,
+    pub tunnel: u8,
+    /// How the deployment's tunnels are laid out (to find the slot's AWS tunnel).
+    pub layout: crate::pairing::TunnelLayout,
+}
+
+/// How long a changed tunnel may take to come back up before apply stops (with the
+/// tunnels after it untouched) and says so: IKE renegotiation takes about a minute,
+/// and AWS keeps a tunnel down for minutes while it applies new options.
+pub const TUNNEL_UP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 impl Step {
     pub fn cloud(&self) -> CloudName {
@@ -384,12 +403,20 @@ impl Builder {
         });
         deps.sort_unstable();
         deps.dedup();
-        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None });
+        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None, until_up: None });
         id
     }
 
     fn disrupt(&mut self, id: StepId, what: String) {
         self.steps[id].disruption = Some(what);
+    }
+
+    /// Step `id` is done only when tunnel (k, t) is up again at both ends.
+    fn until_up(&mut self, id: StepId, k: u8, t: u8, layout: crate::pairing::TunnelLayout) {
+        self.steps[id].until_up = Some(UntilUp { connection: k, tunnel: t, layout });
+        if let Some(d) = &mut self.steps[id].disruption {
+            d.push_str("; the next tunnel is touched only once this one is up again at both ends");
+        }
     }
 }
 
@@ -683,7 +710,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 b.disrupt(
                     id,
                     format!(
-                        "resize {} -> {}: each instance restarts in turn; tunnels flap during the update",
+                        "resize {} -> {}: Azure updates the two instances one at a time; each instance's tunnels drop for several minutes in turn while the other instance's carry the traffic",
                         gw.sku, config.azure.gateway_sku
                     ),
                 );
@@ -781,6 +808,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     }
 
     // ---- AWS: CGW k -> VPN connection k -> its static routes ------------------------
+    let mut previous_swap: Option<StepId> = None;
     let mut vpn_ids: Vec<Late<String>> = Vec::new();
     let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
     let mut tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>> = Vec::new();
@@ -861,7 +889,10 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
             Some(v) => {
                 if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
-                    let id = b.push(Action::Modify, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]);
+                    // One VPN connection at a time: the next moves once this one's
+                    // tunnel is up again at both ends.
+                    let id =
+                        b.push(Action::Modify, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step, previous_swap]);
                     let target = match want_ip {
                         Late::Known(ip) => ip.to_string(),
                         Late::After(..) => "(known after apply)".to_owned(),
@@ -873,7 +904,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                             v.id, v.customer_gateway_id, config.azure.asn
                         ),
                     );
+                    if pairing::connection(az, &names.connection(k, 0)).is_some() {
+                        b.until_up(id, k, 0, layout);
+                    }
                     swap_step = Some(id);
+                    previous_swap = Some(id);
                 }
                 if !v.static_routes_only {
                     problems
@@ -989,6 +1024,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
             previous_change = Some(id);
             // The Azure end of the same tunnel follows before the next tunnel starts.
             let cn_name = names.connection(k, t);
+            let mut last = id;
             if let (Some(key), Some(c)) = (new_psk, pairing::connection(az, &cn_name))
                 && c.shared_key.as_ref() != Some(&key)
             {
@@ -996,6 +1032,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                 let cid = b.push(Action::Modify, "connection", cn_name.clone(), StepOp::Azure(op), &[Some(id)]);
                 b.disrupt(cid, format!("{cn_name} reconnects with the new key (same tunnel as the step before)"));
                 previous_change = Some(cid);
+                last = cid;
+            }
+            // Only an existing connection can come back up; its last step waits for it.
+            if pairing::connection(az, &cn_name).is_some() {
+                b.until_up(last, k, t, layout);
             }
             key_changed.insert((k, t), id);
         }

@@ -369,6 +369,7 @@ impl SimCloud {
                 }],
                 phase: Phase::stable(ProvisioningState::Succeeded, now),
                 tags: Tags::new(),
+                resize: None,
             },
         );
         self.save_locked(&w)?;

@@ -167,3 +167,52 @@ impl SimCloud {
         })
     }
 }
+
+/// Traffic lost while a change ran, measured by a ping each way every second of
+/// (virtual) time: what `apply --watch-traffic` and the bench report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrafficLoss {
+    /// Seconds in which a ping from the VNet to the VPC got no reply.
+    pub azure_to_aws_lost_s: u64,
+    /// Seconds in which a ping from the VPC to the VNet got no reply.
+    pub aws_to_azure_lost_s: u64,
+    /// Seconds in which neither direction worked.
+    pub both_lost_s: u64,
+    /// Seconds watched.
+    pub watched_s: u64,
+}
+
+/// Pings both ways once per second of (virtual) time until [`TrafficWatch::stop`].
+#[derive(Debug)]
+pub struct TrafficWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<TrafficLoss>,
+}
+
+impl TrafficWatch {
+    /// Starts watching traffic between `vnet_host` and `vpc_host`.
+    pub fn start(probe: SimProbe, vnet_host: Ipv4Addr, vpc_host: Ipv4Addr) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut loss = TrafficLoss::default();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let there = probe.ping(vnet_host, vpc_host).await.is_ok_and(|r| r.replied);
+                let back = probe.ping(vpc_host, vnet_host).await.is_ok_and(|r| r.replied);
+                loss.azure_to_aws_lost_s += u64::from(!there);
+                loss.aws_to_azure_lost_s += u64::from(!back);
+                loss.both_lost_s += u64::from(!there && !back);
+                loss.watched_s += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            loss
+        });
+        Self { stop, task }
+    }
+
+    /// Stops watching and says what was lost.
+    pub async fn stop(self) -> TrafficLoss {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}

@@ -56,20 +56,62 @@ async fn observe_is_one_describe_per_kind() {
     let moto = Moto::start();
     let client = moto.client();
     let vpc = create_vpc(&client).await;
-    let ep = AwsEndpoint::from_client(client, &vpc);
+    let ep = AwsEndpoint::from_client(client.clone(), &vpc);
+    let owner = Owner::new("count");
+    let regions = client.describe_regions().send().await.unwrap().regions().len();
+    // Nothing of ours in the region: every other region is looked at once, by tag.
     moto.clear_requests();
-    ep.observe(&Owner::new("count")).await.unwrap();
-    let log = moto.requests();
-    let c = counts(&log);
+    let o = ep.observe(&owner).await.unwrap();
+    assert!(o.elsewhere.is_empty());
+    let expected = BTreeMap::from([
+        ("DescribeCustomerGateways", 1),
+        ("DescribeRegions", 1),
+        ("DescribeRouteTables", 1),
+        ("DescribeVpcs", 1),
+        // ours by tag, any VGW on the VPC (a foreign one is a conflict), ours elsewhere
+        ("DescribeVpnGateways", 2 + regions - 1),
+        ("DescribeVpnConnections", 1),
+    ]);
+    assert_eq!(counts(&moto.requests()), expected);
+    // With our VGW here: one describe per kind.
+    let vgw = run_to_end(&ep, &AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) }, "vgw", LIMIT)
+        .await
+        .unwrap();
+    assert!(vgw.id.is_some());
+    moto.clear_requests();
+    ep.observe(&owner).await.unwrap();
     let expected = BTreeMap::from([
         ("DescribeCustomerGateways", 1),
         ("DescribeRouteTables", 1),
         ("DescribeVpcs", 1),
-        // ours by tag, and any VGW on the VPC (a foreign one is a conflict)
         ("DescribeVpnGateways", 2),
         ("DescribeVpnConnections", 1),
     ]);
-    assert_eq!(c, expected);
+    assert_eq!(counts(&moto.requests()), expected);
+}
+
+/// The deployment's VGW in another region (aws.region changed after an apply) is found
+/// by its tag and reported as elsewhere, which the planner refuses to build beside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vgw_of_ours_in_another_region_is_found() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let owner = Owner::new("moved");
+    let elsewhere =
+        aws_sdk_ec2::Client::from_conf(client.config().to_builder().region(aws_sdk_ec2::config::Region::new("eu-west-3")).build());
+    let far = AwsEndpoint::from_client(elsewhere, "vpc-00000000000000000");
+    let vgw =
+        run_to_end(&far, &AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) }, "vgw", LIMIT)
+            .await
+            .unwrap()
+            .id
+            .unwrap();
+    let here = AwsEndpoint::from_client(client, &vpc);
+    let o = here.observe(&owner).await.unwrap();
+    assert!(o.vpn_gateways.is_empty(), "{o:?}");
+    assert_eq!(o.elsewhere.len(), 1, "{o:?}");
+    assert_eq!((o.elsewhere[0].id.as_str(), o.elsewhere[0].place.as_str()), (vgw.as_str(), "region eu-west-3"));
 }
 
 async fn foreign_cgw(client: &aws_sdk_ec2::Client, ip: &str, device_name: Option<&str>) -> String {

@@ -121,16 +121,28 @@ pub struct AwsVpnConnection {
     /// The customer gateway a running `ModifyVpnConnection` moves the connection to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_customer_gateway_id: Option<String>,
+    /// A `Modify*` in progress: from when to when. The connection stays provisioned
+    /// (its other tunnel keeps carrying traffic); EC2 describes it `modifying`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modification: Option<(u64, u64)>,
 }
 
 impl AwsVpnConnection {
     /// The state EC2 describes at `now`: a modification shows as `modifying` only
     /// after [`MODIFY_VISIBLE_AFTER_MS`]; before that the connection reads `available`.
     pub fn described_state(&self, now: u64) -> AwsState {
-        match self.phase.state {
-            AwsState::Modifying if now < self.phase.since.saturating_add(MODIFY_VISIBLE_AFTER_MS) => AwsState::Available,
-            s => s,
+        match (self.phase.state, self.modification) {
+            (AwsState::Available, Some((from, to))) if now < to && now >= from.saturating_add(MODIFY_VISIBLE_AFTER_MS) => {
+                AwsState::Modifying
+            }
+            (s, _) => s,
         }
+    }
+
+    /// Whether the connection forwards at all: `available`, or `modifying` (AWS changes
+    /// one tunnel endpoint at a time; the tunnels not being changed stay up).
+    pub fn carries_traffic(&self) -> bool {
+        self.phase.state == AwsState::Available
     }
 
     /// Applies the changes of a modification whose time is up (at `now`).
@@ -151,10 +163,13 @@ impl AwsVpnConnection {
                 }
             }
         }
-        if self.phase.state == AwsState::Available
-            && let Some(cgw) = self.pending_customer_gateway_id.take()
+        if let Some((_, to)) = self.modification
+            && now >= to
         {
-            self.customer_gateway_id = cgw;
+            self.modification = None;
+            if let Some(cgw) = self.pending_customer_gateway_id.take() {
+                self.customer_gateway_id = cgw;
+            }
         }
     }
 
@@ -708,6 +723,7 @@ impl World {
             routes: Vec::new(),
             tags: tags.clone(),
             pending_customer_gateway_id: None,
+            modification: None,
         };
         self.aws.vpn_connections.insert(id, vpn.clone());
         Ok(vpn)
@@ -805,7 +821,7 @@ impl World {
         }
         let vpn = self.aws.vpn_connections.get_mut(vpn_id).expect("checked");
         vpn.pending_customer_gateway_id = Some(cgw_id.to_owned());
-        vpn.phase.go(AwsState::Modifying, now, dur);
+        vpn.modification = Some((now, now.saturating_add(dur)));
         for t in &mut vpn.tunnels {
             t.modifying_until = Some(now + dur);
         }
@@ -862,7 +878,7 @@ impl World {
             }
         }
         let vpn = self.aws.vpn_connections.get_mut(vpn_id).expect("checked");
-        vpn.phase.go(AwsState::Modifying, now, dur);
+        vpn.modification = Some((now, now.saturating_add(dur)));
         let t = vpn.tunnels.iter_mut().find(|t| t.outside_ip == outside_ip).expect("checked");
         t.pending = Some(TunnelChange { psk: psk.cloned(), inside_cidr });
         t.modifying_until = Some(now + dur);

@@ -91,6 +91,52 @@ pub struct AzGateway {
     pub ip_configurations: Vec<AzIpConfig>,
     pub phase: Phase<ProvisioningState>,
     pub tags: Tags,
+    /// The last SKU resize: Azure updates an active-active gateway's instances one at
+    /// a time, so each instance's tunnels drop in turn while the other's carry the
+    /// traffic ("there isn't much downtime because you don't have to delete and
+    /// rebuild the gateway", MicrosoftDocs azure-docs, vpn-gateway-about-vpn-gateway-
+    /// settings, "Resizing or changing a SKU").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
+}
+
+/// A gateway resize in time: the gateway reads `Updating` from `start` to `end`;
+/// instance k restarts during [`Resize::restart_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resize {
+    pub start: u64,
+    pub end: u64,
+    /// When the gateway was last provisioned before the resize (its tunnels' age).
+    pub provisioned_since: u64,
+}
+
+impl AzGateway {
+    /// The resize in progress, if what the gateway is `Updating` for is a resize.
+    pub fn resizing(&self) -> Option<&Resize> {
+        self.resize.as_ref().filter(|r| self.phase.state == ProvisioningState::Updating && self.phase.since >= r.start)
+    }
+
+    /// When instance `k`'s tunnels last (re)started on the gateway's side: its last
+    /// provisioning, or the end of its restart window in the last resize.
+    pub fn instance_since(&self, k: usize, now: u64) -> u64 {
+        match &self.resize {
+            Some(r) if self.phase.since >= r.start => {
+                let (_, back) = r.restart_window(k);
+                if now >= back { r.provisioned_since.max(back) } else { r.provisioned_since }
+            }
+            _ => self.phase.since,
+        }
+    }
+}
+
+impl Resize {
+    /// When instance `k` is down for its update: instance 0 in the first quarter of
+    /// the resize, instance 1 in the third, so one instance is always up.
+    pub fn restart_window(&self, k: usize) -> (u64, u64) {
+        let span = self.end.saturating_sub(self.start);
+        let begin = self.start.saturating_add((span / 2).saturating_mul(k as u64));
+        (begin, begin.saturating_add(span / 4))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,9 +448,11 @@ impl World {
             if g.phase.state == ProvisioningState::Failed {
                 // Azure's advice for a gateway in Failed state: PUT it again.
                 g.sku = body.sku.clone();
+                g.resize = None;
                 g.phase.go(ProvisioningState::Updating, now, ms(self.latency.azure_vpn_gateway));
             } else if g.sku != body.sku {
                 g.sku = body.sku.clone();
+                g.resize = Some(Resize { start: now, end: now.saturating_add(dur), provisioned_since: g.phase.since });
                 g.phase.go(ProvisioningState::Updating, now, dur);
             }
             return Ok(g.clone());
@@ -531,6 +579,7 @@ impl World {
                 .collect(),
             phase: Phase::timed(ProvisioningState::Updating, now, dur),
             tags: body.tags.clone(),
+            resize: None,
         };
         self.azure.gateways.insert(id.to_owned(), g.clone());
         Ok(g)

@@ -188,7 +188,7 @@ impl World {
     /// When the Azure side of a Connection from instance `k` last changed.
     fn azure_since(&self, g: &AzGateway, k: usize, conn: &AzConnection, lng: &AzLng) -> u64 {
         let pip_since = g.ip_configurations.get(k).and_then(|c| self.azure.public_ips.get(&c.public_ip_id)).map_or(0, |p| p.phase.since);
-        [g.phase.since, conn.phase.since, lng.phase.since, pip_since].into_iter().max().unwrap_or(0)
+        [g.instance_since(k, self.now_ms), conn.phase.since, lng.phase.since, pip_since].into_iter().max().unwrap_or(0)
     }
 
     /// Every link Azure attempts that AWS would answer: each Connection from the
@@ -222,7 +222,9 @@ impl World {
     ) -> LinkStatus {
         let now = self.now_ms;
         let since = self.aws_since(vpn, tunnel).max(self.azure_since(g, k, conn, lng));
-        if vpn.phase.state != AwsState::Available {
+        // A connection `modifying` keeps its other tunnel up: only the tunnel being
+        // changed is down (below), as AWS replaces one tunnel endpoint at a time.
+        if !vpn.carries_traffic() {
             return LinkStatus::down(format!("IPSEC IS DOWN (VPN connection {} is {:?})", vpn.id, vpn.phase.state), Some(since));
         }
         if tunnel.modifying_until.is_some_and(|u| now < u) {
@@ -234,7 +236,18 @@ impl World {
                 Some(since),
             );
         }
-        if [g.phase.state, conn.phase.state, lng.phase.state].iter().any(|s| *s != ProvisioningState::Succeeded) {
+        if let Some(r) = g.resizing() {
+            let (from, to) = r.restart_window(k);
+            if (from..to).contains(&now) {
+                return LinkStatus::down(
+                    format!("IPSEC IS DOWN (gateway instance {k} is being updated for the resize until {})", World::timestamp(to)),
+                    Some(from),
+                );
+            }
+        }
+        // A resizing gateway keeps forwarding on the instance that is not updating.
+        let gateway_state = if g.resizing().is_some() { ProvisioningState::Succeeded } else { g.phase.state };
+        if [gateway_state, conn.phase.state, lng.phase.state].iter().any(|s| *s != ProvisioningState::Succeeded) {
             return LinkStatus::down(
                 format!(
                     "IPSEC IS DOWN (Azure side not ready: gateway {:?}, connection {:?}, local network gateway {:?})",
@@ -336,7 +349,7 @@ impl World {
     /// The AWS side of a link that was up is unchanged: only the Azure side moved.
     fn aws_side_intact(&self, rec: &LinkRecord) -> bool {
         let Some((vpn, tunnel)) = self.aws_tunnel_with_ip(rec.outside_ip) else { return false };
-        vpn.phase.state == AwsState::Available
+        vpn.carries_traffic()
             && tunnel.modifying_until.is_none_or(|u| self.now_ms >= u)
             && self.in_maintenance(rec.outside_ip).is_none()
             && self.aws_since(vpn, tunnel) == rec.aws_since
@@ -379,7 +392,7 @@ impl World {
     pub fn aws_tunnel_status(&self, vpn: &AwsVpnConnection, tunnel: &AwsTunnel) -> LinkStatus {
         let s = self.aws_tunnel_truth(vpn, tunnel);
         if s.state != LinkState::Up
-            && vpn.phase.state == AwsState::Available
+            && vpn.carries_traffic()
             && let Some(r) = self.aws_end_still_believes(tunnel.outside_ip)
         {
             // The peer is gone but DPD has not noticed yet.
@@ -399,7 +412,7 @@ impl World {
         let Some(cgw) = self.live_vpn_and_cgw(vpn) else {
             return LinkStatus::down("IPSEC IS DOWN (customer gateway missing)", None);
         };
-        if vpn.phase.state != AwsState::Available {
+        if !vpn.carries_traffic() {
             return LinkStatus::down(format!("IPSEC IS DOWN (VPN connection is {:?})", vpn.phase.state), Some(vpn.phase.since));
         }
         if let Some(end) = self.in_maintenance(tunnel.outside_ip) {
@@ -571,7 +584,7 @@ impl World {
         let Some(g) = self.azure.gateways_in_subnet(gateway_subnet).next() else {
             return Err(format!("VNet {} has no VPN gateway: Azure has no route to {to}", vnet.name));
         };
-        if g.phase.state != ProvisioningState::Succeeded {
+        if g.phase.state != ProvisioningState::Succeeded && g.resizing().is_none() {
             return Err(format!("Azure VPN gateway {} is in state {:?}: it forwards nothing", g.name, g.phase.state));
         }
         let routes: Vec<(&AzConnection, &AzLng, u8)> = self
@@ -655,7 +668,7 @@ impl World {
             .aws
             .vpn_connections
             .values()
-            .filter(|v| v.vpn_gateway_id == vgw_id && v.phase.state == AwsState::Available)
+            .filter(|v| v.vpn_gateway_id == vgw_id && v.carries_traffic())
             .filter(|v| {
                 v.routes.iter().any(|r| r.phase.state == AwsState::Available && r.destination.contains(&IpNet::V4(Ipv4Net::from(to))))
             })

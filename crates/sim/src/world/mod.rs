@@ -82,7 +82,7 @@ pub trait Lifecycle: Copy {
 impl Lifecycle for AwsState {
     fn next(self) -> Option<Self> {
         match self {
-            AwsState::Pending | AwsState::Modifying => Some(AwsState::Available),
+            AwsState::Pending => Some(AwsState::Available),
             AwsState::Deleting => Some(AwsState::Deleted),
             _ => None,
         }
