@@ -176,6 +176,57 @@ impl Rig {
         panic!("{} did not converge in {tries} runs", if destroy { "destroy" } else { "apply" });
     }
 
+    /// One `drill` of every tunnel under `faults`, as the CLI runs it on the simulator.
+    async fn drill(&mut self, faults: FaultPlan) -> (Outcome, u64) {
+        self.runs += 1;
+        let injector = FaultInjector::new(&self.cloud, faults);
+        let aws: Arc<dyn VpnEndpoint<Aws>> =
+            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config)), CloudName::Aws));
+        let azure: Arc<dyn VpnEndpoint<Azure>> =
+            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config)), CloudName::Azure));
+        let probe = vpnbridge_sim::SimProbe::new(
+            self.cloud.clone(),
+            &AzureTarget::from_config(&self.config),
+            &AwsTarget::from_config(&self.config),
+        );
+        let data_plane = vpnbridge_core::verify::DataPlane::Probe(&probe);
+        let settings = vpnbridge_core::drill::DrillSettings::default();
+        let t = self.transcript.clone();
+        let report = vpnbridge_core::drill::drill(&self.config, aws, azure, data_plane, None, &settings, &move |e| {
+            t.push(&format!("{e:?}\n"));
+        })
+        .await;
+        match &report {
+            Ok(r) => self.transcript.push(&serde_json::to_string(r).unwrap()),
+            Err(e) => self.transcript.push(&e.to_string()),
+        }
+        for (f, n) in injector.injected() {
+            *self.faults_injected.entry(f).or_default() += n;
+        }
+        let outcome = if injector.crashed() {
+            Outcome::Crashed
+        } else if report.is_ok_and(|r| r.result == vpnbridge_core::drill::DrillResult::Passed) {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        };
+        (outcome, injector.calls())
+    }
+
+    /// `verify` on the simulated world passes: every tunnel up, pings both ways.
+    async fn assert_verified(&self) {
+        let aws = SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config));
+        let azure = SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config));
+        let probe = vpnbridge_sim::SimProbe::new(
+            self.cloud.clone(),
+            &AzureTarget::from_config(&self.config),
+            &AwsTarget::from_config(&self.config),
+        );
+        let report =
+            vpnbridge_core::verify::verify(&self.config, &aws, &azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
+        assert_eq!(report.result, vpnbridge_core::verify::VerifyResult::Ok, "{:?}", report.diagnoses);
+    }
+
     async fn observe(&self) -> Observed {
         let aws = SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config));
         let azure = SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config));
@@ -345,8 +396,35 @@ async fn a_timeout_after_every_create_never_duplicates_anything() {
     assert_eq!(timeouts, 16, "one per mutating call of the apply");
 }
 
+/// The drill takes real Connections down on purpose, so it is the command most likely
+/// to be interrupted: a crash after each of its calls, then `apply` (which finishes what
+/// the drill left: a Connection deleting or gone), then `verify` passes.
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_drill_is_finished_by_the_next_apply() {
+    let mut clean = Rig::new();
+    clean.converge(false, FaultPlan::none(), 1).await;
+    tokio::time::sleep(RESTART_DELAY * 5).await;
+    let (outcome, total) = clean.drill(FaultPlan::none()).await;
+    assert_eq!(outcome, Outcome::Done, "{}", clean.transcript.text());
+    assert!(total > 20, "a drill makes {total} calls");
+    println!("crashing after each of the {total} calls of a drill");
+    for i in 0..total {
+        let mut rig = Rig::new();
+        rig.converge(false, FaultPlan::none(), 1).await;
+        tokio::time::sleep(RESTART_DELAY * 5).await;
+        let (outcome, _) = rig.drill(FaultPlan { crash_after: Some(i), ..FaultPlan::none() }).await;
+        assert_ne!(outcome, Outcome::Failed, "crash after call {i}: {}", rig.transcript.text());
+        tokio::time::sleep(RESTART_DELAY).await;
+        rig.converge(false, FaultPlan::none(), 2).await;
+        rig.assert_converged().await;
+        tokio::time::sleep(RESTART_DELAY * 5).await;
+        rig.assert_verified().await;
+    }
+}
+
 /// The randomised campaign: `VPNBRIDGE_CHAOS_SCHEDULES` schedules (default 1000) of
-/// random faults over apply -> apply -> destroy, with the invariants checked after each.
+/// random faults over apply -> drill -> apply -> destroy, with the invariants checked
+/// after each.
 #[test]
 fn fault_campaign() {
     let schedules: u32 = std::env::var("VPNBRIDGE_CHAOS_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
@@ -399,6 +477,11 @@ async fn schedule(plan: FaultPlan) -> (BTreeMap<Fault, u64>, u64) {
     let mut rig = Rig::with_transcript(transcript);
     rig.converge(false, plan.clone(), 6).await;
     rig.assert_converged().await;
+    // A drill under the same faults (it may fail or crash: the next apply finishes it).
+    tokio::time::sleep(RESTART_DELAY * 5).await;
+    let drill = FaultPlan { seed: plan.seed ^ 0xd111, ..plan.clone() };
+    rig.drill(drill).await;
+    tokio::time::sleep(RESTART_DELAY).await;
     let again = FaultPlan { crash_after: None, seed: plan.seed ^ 0x5eed, ..plan.clone() };
     rig.converge(false, again.clone(), 6).await;
     rig.assert_converged().await;
