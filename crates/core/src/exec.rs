@@ -546,21 +546,18 @@ fn aws_committed(observed: &AwsObserved, op: &AwsOp) -> Committed {
 
 /// The VPN connection `op` modified, once it reads `available` with the change in it.
 fn modification_visible<'a>(observed: &'a AwsObserved, op: &AwsOp) -> Option<&'a crate::model::VpnConnection> {
-    let (vpn_id, visible): (&str, Box<dyn Fn(&crate::model::VpnConnection) -> bool + '_>) = match op {
-        AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => (
-            vpn_id,
-            Box::new(move |v| {
-                v.tunnels.iter().any(|t| {
-                    t.outside_ip == *outside_ip
-                        && psk.as_ref().is_none_or(|k| t.psk.as_ref() == Some(k))
-                        && inside_cidr.is_none_or(|c| t.inside_cidr == Some(c))
-                })
-            }),
-        ),
-        AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => (vpn_id, Box::new(move |v| &v.customer_gateway_id == cgw_id)),
-        _ => return None,
-    };
-    observed.vpn_connections.iter().find(|v| v.id == vpn_id && v.state == crate::model::AwsState::Available && visible(v))
+    let available = |id: &str| observed.vpn_connections.iter().find(|v| v.id == id && v.state == crate::model::AwsState::Available);
+    match op {
+        AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => available(vpn_id).filter(|v| {
+            v.tunnels.iter().any(|t| {
+                t.outside_ip == *outside_ip
+                    && psk.as_ref().is_none_or(|k| t.psk.as_ref() == Some(k))
+                    && inside_cidr.is_none_or(|c| t.inside_cidr == Some(c))
+            })
+        }),
+        AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => available(vpn_id).filter(|v| &v.customer_gateway_id == cgw_id),
+        _ => None,
+    }
 }
 
 fn azure_exists(o: &crate::model::AzureObserved, kind: AzureResourceKind, name: &str) -> bool {
