@@ -15,8 +15,12 @@
 //!   when the resource is already gone. `POST getikesas` answers 202 with `Location`;
 //!   the final 200 body is a JSON *string* holding a JSON document, as ARM does.
 //! - Connections carry id-only references (`virtualNetworkGateway1: {id}`,
-//!   `localNetworkGateway2: {id}`), `connectionStatus` and `tunnelConnectionStatus`;
-//!   their GET does not return `sharedKey` (read it through `sharedkey`).
+//!   `localNetworkGateway2: {id}`). Their GET carries the runtime fields
+//!   (`connectionStatus`, `tunnelConnectionStatus`) and `sharedKey`, as the spec's
+//!   `VirtualNetworkGatewayConnectionGet.json` example does; the resource-group list
+//!   carries none of them and byte counters of 0, as `VirtualNetworkGatewayConnectionsList.json`.
+//!   `tunnelConnectionStatus[].tunnel` names embed no IP address and come in no
+//!   particular order (ARM documents the field only as "Tunnel name.").
 //! - Errors are ARM error bodies `{"error":{"code","message"}}` with the simulator's
 //!   codes and status (400/404/409), an `x-ms-request-id` header on every answer;
 //!   `api-version` is required (400 `InvalidApiVersionParameter` /
@@ -591,11 +595,16 @@ fn scope(s: &Shared) -> String {
 }
 
 fn render(w: &World, kind: Kind, id: &str) -> Option<Value> {
+    render_as(w, kind, id, shapes::View::Get)
+}
+
+/// A resource as GET (`View::Get`) or a list item (`View::List`) shows it.
+fn render_as(w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<Value> {
     match kind {
         Kind::PublicIp => w.azure.public_ips.get(id).map(|p| shapes::public_ip(w, p)),
         Kind::Gateway => w.azure.gateways.get(id).map(|g| shapes::gateway(w, g)),
         Kind::Lng => w.azure.local_network_gateways.get(id).map(shapes::lng),
-        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c)),
+        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c, view)),
     }
 }
 
@@ -608,7 +617,7 @@ fn list(s: &Shared, kind: Kind) -> Answer {
             Kind::Lng => w.azure.local_network_gateways.keys().cloned().collect(),
             Kind::Connection => w.azure.connections.keys().cloned().collect(),
         };
-        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render(w, kind, id)).collect()
+        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render_as(w, kind, id, shapes::View::List)).collect()
     });
     Answer::json(StatusCode::OK, json!({ "value": value }))
 }

@@ -224,9 +224,23 @@ async fn resources_have_arm_shapes_and_connections_id_only_references() {
     let p = &c["properties"];
     assert_eq!(p["virtualNetworkGateway1"], json!({ "id": arm.fake.id("virtualNetworkGateways", "gw") }));
     assert_eq!(p["localNetworkGateway2"], json!({ "id": arm.fake.id("localNetworkGateways", "lng") }));
-    assert!(p.get("sharedKey").is_none(), "the key is read through sharedkey only");
+    // As the spec's Get example: runtime fields and the key.
+    assert_eq!(p["sharedKey"], "Wire.Key_0001");
     assert_eq!(p["connectionStatus"], "NotConnected");
-    assert_eq!(p["tunnelConnectionStatus"].as_array().expect("tunnels").len(), 2);
+    let tunnels = p["tunnelConnectionStatus"].as_array().expect("tunnels");
+    assert_eq!(tunnels.len(), 2);
+    for t in tunnels {
+        let name = t["tunnel"].as_str().expect("a name");
+        assert!(name.split(|c: char| !c.is_ascii_digit() && c != '.').all(|w| w.parse::<std::net::Ipv4Addr>().is_err()), "{name}");
+    }
+    // As the spec's List example: no runtime fields, no key, byte counters 0.
+    let list: Value = arm.get(&arm.collection("connections")).await.json().await.expect("json");
+    let item = &list["value"][0]["properties"];
+    assert_eq!(item["provisioningState"], "Succeeded");
+    for field in ["connectionStatus", "tunnelConnectionStatus", "sharedKey"] {
+        assert!(item.get(field).is_none(), "the list carries {field}: {item}");
+    }
+    assert_eq!((item["ingressBytesTransferred"].as_i64(), item["egressBytesTransferred"].as_i64()), (Some(0), Some(0)));
     let k: Value = arm
         .get(&format!("{}/sharedkey?api-version={API_VERSION}", arm.fake.url.clone() + &arm.fake.id("connections", "cn")))
         .await
