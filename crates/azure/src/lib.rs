@@ -16,15 +16,22 @@
 //!   A 5xx or timeout on a write is flagged `may_have_committed`.
 //! - **Deletes of missing resources are done** (404 and 204 alike).
 //! - **Observe** makes one GET for the VNet, one list per kind (public IPs, gateways,
-//!   LocalNetworkGateways, Connections; `nextLink` followed) and one `sharedkey` GET per
-//!   Connection of ours. Only resources tagged `vpnbridge:deployment=<name>` are
+//!   LocalNetworkGateways, Connections; `nextLink` followed) and, per Connection of
+//!   ours, one `sharedkey` GET and one GET of the Connection (ARM's list carries no
+//!   `connectionStatus`/`tunnelConnectionStatus`): 5 + 2N requests for N Connections,
+//!   the per-Connection ones in parallel, errors keeping their kind (a 429 stays
+//!   Throttled for the core to retry). Only resources tagged `vpnbridge:deployment=<name>` are
 //!   reported as ours; untagged ones of those kinds are reported by name
 //!   (`foreign_names`) and gateways of others in the VNet's GatewaySubnet as
 //!   `foreign_gateways_in_vnet`. `provisioningState` Updating/Deleting is reported as
 //!   is, so the executor waits for an operation in flight instead of issuing another.
 //! - **Tunnel ends** are observe's snapshot plus each of our Connections' IKE SAs
 //!   (`getikesas`, all Connections at once, each bounded by [`IKE_SA_DEADLINE`]; a
-//!   failure or timeout only leaves those ends without an SA).
+//!   failure or timeout only leaves those ends without an SA). Each
+//!   `tunnelConnectionStatus` entry is attributed to a gateway instance by the IKE SAs
+//!   (and, as an extra, an instance IP in its name), never by the name alone: ARM
+//!   documents no format for it. An end that cannot be attributed reads Unknown and
+//!   says why.
 //!
 //! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
 //! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
@@ -59,21 +66,21 @@ use azure_mgmt_network::models as m;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::endpoint::{
-    Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
-    WithIkeSa,
+    Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, VpnEndpoint, WithIkeSa,
 };
 use vpnbridge_core::model::{
     AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
-    Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    Tags, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 
 mod arm;
+mod tunnels;
 mod wire;
 
 pub use arm::API_VERSION;
-use arm::{Arm, Raw, StaticToken, call};
+use arm::{Arm, Raw, RawCall, StaticToken, call_arm};
 pub use wire::{IkeSa, parse_ike_sas};
 
 /// Environment variable holding a static bearer token; used only when set (the ARM
@@ -201,7 +208,7 @@ impl AzureEndpoint {
     /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
     pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
         let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = call(true, c.get_ike_sas(&self.resource_group, name, &self.subscription).send()).await?;
+        let r = call_arm(true, c.get_ike_sas(&self.resource_group, name, &self.subscription).send()).await?;
         let raw = Raw::read(r.into_raw_response()).await?;
         match raw.header("location") {
             Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
@@ -219,7 +226,7 @@ impl AzureEndpoint {
         let body = match decode(handle)? {
             Handle::Result { body } => body.into_bytes(),
             Handle::Location { url, .. } => {
-                let raw = self.arm.get(&url).await?;
+                let raw = self.arm.get(RawCall::OperationResult, &url).await?;
                 if raw.status == 202 {
                     return Ok((None, arm::retry_after(&raw.headers)));
                 }
@@ -458,13 +465,13 @@ impl AzureEndpoint {
                 props.public_ip_address_version = Some(sdk_enum("IPv4")?);
                 p.properties = Some(Box::new(props));
                 let c = self.arm.client.public_ip_addresses_client();
-                let r = call(true, c.create_or_update(rg, name, p, sub).send()).await?;
+                let r = call_arm(true, c.create_or_update(rg, name, p, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::PublicIp, name))
             }
             AzureOp::DeletePublicIp { name } => {
                 let c = self.arm.client.public_ip_addresses_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
                 self.delete_handle(r, Kind::PublicIp, name)
             }
             AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
@@ -484,14 +491,14 @@ impl AzureEndpoint {
                     tags,
                 })?;
                 let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
+                let r = call_arm(true, c.create_or_update(rg, name, body, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::VpnGateway, name))
             }
             AzureOp::ResizeVpnGateway { name, sku } => {
                 // GET, change the SKU, PUT the rest as it is.
                 let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(false, c.get(rg, name, sub).send()).await?;
+                let r = call_arm(false, c.get(rg, name, sub).send()).await?;
                 let g: wire::Gateway = Raw::read(r.into_raw_response()).await?.json("the VPN gateway")?;
                 let cfgs = g
                     .properties
@@ -521,13 +528,13 @@ impl AzureEndpoint {
                     ip_configurations: cfgs,
                     tags: &g.tags,
                 })?;
-                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
+                let r = call_arm(true, c.create_or_update(rg, name, body, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::VpnGateway, name))
             }
             AzureOp::DeleteVpnGateway { name } => {
                 let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
                 self.delete_handle(r, Kind::VpnGateway, name)
             }
             AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
@@ -540,13 +547,13 @@ impl AzureEndpoint {
                 l.resource.location = Some(self.location.clone());
                 l.resource.tags = Some(tags_json(tags));
                 let c = self.arm.client.local_network_gateways_client();
-                let r = call(true, c.create_or_update(rg, name, l, sub).send()).await?;
+                let r = call_arm(true, c.create_or_update(rg, name, l, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::LocalNetworkGateway, name))
             }
             AzureOp::DeleteLocalNetworkGateway { name } => {
                 let c = self.arm.client.local_network_gateways_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
                 self.delete_handle(r, Kind::LocalNetworkGateway, name)
             }
             AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
@@ -566,20 +573,20 @@ impl AzureEndpoint {
                 conn.resource.location = Some(self.location.clone());
                 conn.resource.tags = Some(tags_json(tags));
                 let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call(true, c.create_or_update(rg, name, conn, sub).send()).await?;
+                let r = call_arm(true, c.create_or_update(rg, name, conn, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::Connection, name))
             }
             AzureOp::SetSharedKey { name, shared_key } => {
                 let c = self.arm.client.virtual_network_gateway_connections_client();
                 let body = m::ConnectionSharedKey::new(shared_key.expose().to_owned());
-                let r = call(true, c.set_shared_key(rg, name, body, sub).send()).await?;
+                let r = call_arm(true, c.set_shared_key(rg, name, body, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::Connection, name))
             }
             AzureOp::DeleteConnection { name } => {
                 let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
                 self.delete_handle(r, Kind::Connection, name)
             }
             AzureOp::Await { kind, name } => Ok(encode(&Handle::Watch { kind: (*kind).into(), name: name.clone(), goal: Goal::Settled })),
@@ -610,7 +617,7 @@ impl AzureEndpoint {
     /// GET one resource; `None` when it does not exist.
     async fn get_brief(&self, kind: Kind, name: &str) -> Result<Option<Brief>, EndpointError> {
         let path = format!("{}?api-version={API_VERSION}", self.kind_id(kind, name));
-        let raw = match self.arm.get(&path).await.map(Some).or_else(not_found_or)? {
+        let raw = match self.arm.get(RawCall::Get(kind), &path).await.map(Some).or_else(not_found_or)? {
             Some(raw) => raw,
             None => return Ok(None),
         };
@@ -666,7 +673,7 @@ impl AzureEndpoint {
             Handle::Result { .. } => Ok(OpStatus::Done(OpOutput::default())),
             Handle::Watch { kind, name, goal } => self.watch(kind, &name, goal).await,
             Handle::Location { url, kind, name } => {
-                let raw = match self.arm.get(&url).await {
+                let raw = match self.arm.get(RawCall::OperationResult, &url).await {
                     Ok(raw) => raw,
                     Err(e) if e.is_transient() => return Err(e),
                     Err(e) => return Ok(OpStatus::Failed(e)),
@@ -677,7 +684,7 @@ impl AzureEndpoint {
                 self.finished(kind, &name, Goal::Gone).await
             }
             Handle::Async { url, kind, name, goal } => {
-                let raw = self.arm.get(&url).await?;
+                let raw = self.arm.get(RawCall::OperationStatus, &url).await?;
                 let s: wire::OperationStatus = raw.json("the operation status")?;
                 match s.status.as_str() {
                     "Succeeded" => self.finished(kind, &name, goal).await,
@@ -713,11 +720,11 @@ struct Snapshot {
 }
 
 impl AzureEndpoint {
-    async fn list<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, EndpointError> {
+    async fn list<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, EndpointError> {
         let mut out = Vec::new();
-        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind);
+        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind.collection());
         loop {
-            let page: wire::List<T> = self.arm.get(&url).await?.json(kind)?;
+            let page: wire::List<T> = self.arm.get(RawCall::List(kind), &url).await?.json(kind.collection())?;
             out.extend(page.value);
             match page.next_link {
                 Some(next) if !next.is_empty() => url = next,
@@ -728,7 +735,7 @@ impl AzureEndpoint {
 
     async fn get_vnet(&self) -> Result<Option<wire::Vnet>, EndpointError> {
         let c = self.arm.client.virtual_networks_client();
-        let r = match call(false, c.get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
+        let r = match call_arm(false, c.get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
             Ok(r) => r,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -738,7 +745,7 @@ impl AzureEndpoint {
 
     async fn shared_key(&self, name: &str) -> Result<Option<Psk>, EndpointError> {
         let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = match call(false, c.get_shared_key(&self.resource_group, name, &self.subscription).send()).await {
+        let r = match call_arm(false, c.get_shared_key(&self.resource_group, name, &self.subscription).send()).await {
             Ok(r) => r,
             Err(e) if e.is_transient() => return Err(e),
             // Not readable (gone meanwhile, not allowed): reported as unknown.
@@ -748,32 +755,42 @@ impl AzureEndpoint {
         Ok(Psk::new(&k.value).ok())
     }
 
+    /// GET one Connection: its runtime fields (`connectionStatus`,
+    /// `tunnelConnectionStatus`), which ARM's list leaves out. `None`: gone meanwhile.
+    async fn get_connection(&self, name: &str) -> Result<Option<wire::Connection>, EndpointError> {
+        let path = format!("{}?api-version={API_VERSION}", self.kind_id(Kind::Connection, name));
+        match self.arm.get(RawCall::Get(Kind::Connection), &path).await.map(Some).or_else(not_found_or)? {
+            Some(raw) => raw.json("a Connection").map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn snapshot(&self, owner: &Owner) -> Result<Snapshot, EndpointError> {
-        let (vnet, public_ips, gateways, lngs, connections) = tokio::try_join!(
+        let (vnet, public_ips, gateways, lngs, listed) = tokio::try_join!(
             self.get_vnet(),
-            self.list::<wire::PublicIp>("publicIPAddresses"),
-            self.list::<wire::Gateway>("virtualNetworkGateways"),
-            self.list::<wire::Lng>("localNetworkGateways"),
-            self.list::<wire::Connection>("connections"),
+            self.list::<wire::PublicIp>(Kind::PublicIp),
+            self.list::<wire::Gateway>(Kind::VpnGateway),
+            self.list::<wire::Lng>(Kind::LocalNetworkGateway),
+            self.list::<wire::Connection>(Kind::Connection),
         )?;
-        // One `sharedkey` GET per Connection of ours, at once.
-        let ours: Vec<&wire::Connection> = connections.iter().filter(|c| owner.owns(&c.tags)).collect();
-        let read = futures::future::try_join_all(ours.iter().map(|c| self.shared_key(&c.name))).await?;
-        let keys: HashMap<String, Option<Psk>> = ours.iter().map(|c| c.id.to_ascii_lowercase()).zip(read).collect();
+        // Per Connection of ours, at once: its `sharedkey` and a GET of it (the list
+        // has no runtime fields). Errors keep their kind (a 429 stays Throttled).
+        let (ours, mut connections): (Vec<wire::Connection>, Vec<wire::Connection>) = listed.into_iter().partition(|c| owner.owns(&c.tags));
+        let reads = ours.iter().map(|c| async move { tokio::try_join!(self.shared_key(&c.name), self.get_connection(&c.name)) });
+        let read = futures::future::try_join_all(reads).await?;
+        let mut keys: HashMap<String, Option<Psk>> = HashMap::new();
+        for (listed, (key, got)) in ours.into_iter().zip(read) {
+            // A Connection deleted since the list is gone.
+            let Some(got) = got else { continue };
+            keys.insert(got.id.to_ascii_lowercase(), key);
+            connections.push(if same_id(&got.id, &listed.id) { got } else { listed });
+        }
         Ok(Snapshot { vnet, public_ips, gateways, lngs, connections, keys })
     }
 }
 
 fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
-}
-
-fn tunnel_state(word: Option<&str>) -> TunnelState {
-    match word {
-        Some("Connected") => TunnelState::Up,
-        Some("NotConnected" | "Connecting") => TunnelState::Down,
-        _ => TunnelState::Unknown,
-    }
 }
 
 impl Snapshot {
@@ -927,8 +944,10 @@ impl Snapshot {
                     .iter()
                     .map(|t| AzureTunnelStatus {
                         tunnel: t.tunnel.clone(),
-                        instance_ip: tunnel_instance_ip(&t.tunnel, &instance_ips),
-                        status: tunnel_state(t.connection_status.as_deref()),
+                        // Only when the name says (ARM documents no format): the IKE
+                        // SAs that attribute the rest are read by `tunnel_ends`.
+                        instance_ip: tunnels::ip_in_name(&t.tunnel, &instance_ips),
+                        status: tunnels::tunnel_state(t.connection_status.as_deref()),
                     })
                     .collect(),
                 tags: c.tags.clone(),
@@ -951,13 +970,14 @@ impl Snapshot {
         self.connections.iter().filter(|c| ours(&c.id, &c.tags)).map(|c| c.name.clone()).collect()
     }
 
-    /// Each instance's end of each of our Connections, with the IKE SA (from `sas`, by
-    /// lower-cased Connection name) whose local endpoint is that instance's public IP.
+    /// Each instance's end of each of our Connections. `sas` holds the IKE SAs of
+    /// the Connections whose `getikesas` answered (by lower-cased name); each end gets
+    /// the SA whose local endpoint is its instance's public IP, and its status from the
+    /// `tunnelConnectionStatus` entry attributed to it (see [`tunnels`]).
     fn tunnel_ends(&self, scope: &str, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
         let ours = self.ours(scope, owner);
         let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
-        let instances = self.instances(our_gw);
-        let ips: Vec<Ipv4Addr> = instances.iter().filter_map(|(_, ip)| *ip).collect();
+        let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
         let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
         for c in self.connections.iter().filter(|c| ours(&c.id, &c.tags)) {
             let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
@@ -967,41 +987,32 @@ impl Snapshot {
                 continue;
             };
             let psk = self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten();
-            for (k, ip) in &instances {
-                let Some(ip) = *ip else { continue };
-                let health = c.properties.tunnel_connection_status.iter().find(|t| tunnel_instance_ip(&t.tunnel, &ips) == Some(ip));
-                let status = match health {
-                    Some(t) => TunnelStatus {
-                        state: tunnel_state(t.connection_status.as_deref()),
-                        reason: format!(
-                            "{} (tunnel {}, ingress {} B, egress {} B)",
-                            t.connection_status.as_deref().unwrap_or("Unknown"),
-                            t.tunnel,
-                            t.ingress_bytes_transferred.unwrap_or(0),
-                            t.egress_bytes_transferred.unwrap_or(0)
-                        ),
-                        last_change: t.last_connection_established_utc_time.clone(),
-                    },
-                    None => TunnelStatus {
-                        state: TunnelState::Unknown,
-                        reason: format!(
-                            "no tunnelConnectionStatus for instance {k}; connectionStatus {}",
-                            c.properties.connection_status.as_deref().unwrap_or("Unknown")
-                        ),
-                        last_change: None,
-                    },
-                };
+            let read = sas.get(&c.name.to_ascii_lowercase());
+            let evidence: Vec<(tunnels::Instance, Option<CoreIkeSa>)> = instances
+                .iter()
+                .map(|&(index, ip)| {
+                    let sa = read.and_then(|sas| sa_of_instance(sas, ip));
+                    let seen = match (read, &sa) {
+                        (None, _) => tunnels::SaEvidence::Unknown,
+                        (Some(_), Some(_)) => tunnels::SaEvidence::Present,
+                        (Some(_), None) => tunnels::SaEvidence::Absent,
+                    };
+                    (tunnels::Instance { index, ip, sa: seen }, sa)
+                })
+                .collect();
+            let inst: Vec<tunnels::Instance> = evidence.iter().map(|(i, _)| *i).collect();
+            let statuses = tunnels::attribute(&c.properties.tunnel_connection_status, c.properties.connection_status.as_deref(), &inst);
+            for ((i, sa), status) in evidence.into_iter().zip(statuses) {
                 let end = TunnelEnd {
                     cloud: CloudName::Azure,
-                    outside_ip: ip,
+                    outside_ip: i.ip,
                     peer_ip: peer,
-                    instance: *k,
+                    instance: i.index,
                     resource: c.name.clone(),
                     inside_cidr: None,
                     psk: psk.clone(),
                     status,
                 };
-                let sa = sas.get(&c.name.to_ascii_lowercase()).and_then(|sas| sa_of_instance(sas, ip));
                 out.push(Box::new(WithIkeSa { end, sa }));
             }
         }
@@ -1016,13 +1027,6 @@ fn sa_of_instance(sas: &[IkeSa], ip: Ipv4Addr) -> Option<CoreIkeSa> {
         let remote: Ipv4Addr = s.remote_endpoint.as_deref()?.trim().parse().ok()?;
         (local == ip).then_some(CoreIkeSa { local, remote })
     })
-}
-
-/// The gateway instance IP a `tunnelConnectionStatus[].tunnel` name refers to: ARM
-/// names tunnels after their endpoints (`<remote>_<instance>` or the reverse), so the
-/// instance is whichever of our instance IPs appears in the name.
-fn tunnel_instance_ip(tunnel: &str, instance_ips: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    tunnel.split(['_', ' ', '-', ':']).filter_map(|p| p.parse::<Ipv4Addr>().ok()).find(|ip| instance_ips.contains(ip))
 }
 
 #[async_trait]
@@ -1096,12 +1100,5 @@ mod tests {
         let found = sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 1)).expect("instance 0");
         assert_eq!((found.local, found.remote), (Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(3, 0, 0, 6)));
         assert!(sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 3)).is_none());
-    }
-
-    #[test]
-    fn tunnel_names_find_the_instance() {
-        let ips = [Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(20, 0, 0, 2)];
-        assert_eq!(tunnel_instance_ip("3.0.0.5_20.0.0.2", &ips), Some(ips[1]));
-        assert_eq!(tunnel_instance_ip("Tunnel0", &ips), None);
     }
 }
