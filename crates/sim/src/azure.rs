@@ -324,8 +324,10 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
                 connection_status: connection_status.to_owned(),
                 tunnels: links
                     .iter()
-                    .map(|(_, ip, remote, s)| AzureTunnelStatus {
-                        tunnel: format!("{remote}_{ip}"),
+                    .map(|(k, ip, remote, s)| AzureTunnelStatus {
+                        // The simulator knows which instance a tunnel leaves from; its
+                        // name is its own (ARM documents no format for it), not ARM's.
+                        tunnel: format!("sim:instance-{k}-to-{remote}"),
                         instance_ip: Some(*ip),
                         status: tunnel_state(s),
                     })
