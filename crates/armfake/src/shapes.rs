@@ -90,6 +90,9 @@ pub(crate) fn public_ip(w: &World, p: &AzPublicIp) -> Value {
     }
     if let Some((_, c)) = w.azure.gateway_using_public_ip(&p.id) {
         props["ipConfiguration"] = json!({ "id": c.id });
+    } else if let Some(c) = w.azure.public_ip_held_at(&p.id, w.now_ms) {
+        // A deleted gateway's ipConfiguration, until it releases the IP.
+        props["ipConfiguration"] = json!({ "id": c });
     }
     json!({
         "id": p.id,

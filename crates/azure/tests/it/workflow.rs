@@ -254,3 +254,27 @@ async fn tunnel_status_comes_from_a_get_of_each_connection() {
         assert!(up[0].status().reason.contains("tunnel-"), "the up end names its entry: {:?}", up[0].status());
     }
 }
+
+/// After the gateway's delete finishes, ARM still holds its public IPs for a while: a
+/// DELETE of one answers 400 `PublicIPAddressInUse`. Destroy backs off and retries it
+/// (transient) instead of failing on a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_rides_out_public_ips_still_held_by_the_deleted_gateway() {
+    let mut cfg = ArmFakeConfig::for_tests();
+    // The fake's release window is the public IP delete's duration.
+    cfg.latency =
+        vpnbridge_sim::LatencyTable { azure_public_ip_delete: Duration::from_millis(1500), ..vpnbridge_sim::LatencyTable::instant() };
+    let w = world(cfg).await;
+    let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());
+    let p = plan::plan_apply(&w.config, &observe(&w).await).unwrap_or_else(|e| panic!("plan: {e:?}"));
+    assert!(executor.run(&p, |_| {}).await.succeeded());
+    w.fake.clear_requests();
+    let p = plan::plan_destroy(&w.config, &observe(&w).await);
+    let report = executor.run(&p, |_| {}).await;
+    assert!(report.succeeded(), "{:?}", report.failures().collect::<Vec<_>>());
+    let log = w.fake.requests();
+    let refused = log.iter().filter(|r| r.method == "DELETE" && r.path.contains("/publicIPAddresses/") && r.status == 400).count();
+    assert!(refused > 0, "the release window was not hit: {log:?}");
+    let o = w.azure.observe(&w.owner).await.expect("observe");
+    assert!(o.public_ips.is_empty() && o.vpn_gateway.is_none(), "{o:?}");
+}
