@@ -31,6 +31,11 @@
 //!   `Failed`, the next N writes are committed but answered 500 (a dropped response).
 //!   Slow operations: give the fake a [`LatencyTable`].
 //!
+//! - A deleted gateway's public IPs stay in use for
+//!   [`LatencyTable::azure_public_ip_release`] after the delete finishes: a DELETE of
+//!   one answers 400 `PublicIPAddressInUse`, and its GET shows the deleted gateway's
+//!   `ipConfiguration` until then.
+//!
 //! Known deviations from real ARM (kept on purpose, small): no `nextLink` paging
 //! (every list fits one page), no ETags / `If-Match`, resource ids and names are
 //! case-sensitive, one subscription and resource group are served (others 404), the

@@ -261,9 +261,8 @@ async fn tunnel_status_comes_from_a_get_of_each_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_rides_out_public_ips_still_held_by_the_deleted_gateway() {
     let mut cfg = ArmFakeConfig::for_tests();
-    // The fake's release window is the public IP delete's duration.
     cfg.latency =
-        vpnbridge_sim::LatencyTable { azure_public_ip_delete: Duration::from_millis(1500), ..vpnbridge_sim::LatencyTable::instant() };
+        vpnbridge_sim::LatencyTable { azure_public_ip_release: Duration::from_millis(1500), ..vpnbridge_sim::LatencyTable::instant() };
     let w = world(cfg).await;
     let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());
     let p = plan::plan_apply(&w.config, &observe(&w).await).unwrap_or_else(|e| panic!("plan: {e:?}"));

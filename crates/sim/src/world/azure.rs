@@ -600,9 +600,8 @@ impl World {
         }
         let g = self.azure.gateways.get_mut(id).expect("checked");
         g.phase.go(ProvisioningState::Deleting, now, dur);
-        // Its public IPs stay in use for a while after the delete ends. ARM publishes
-        // no duration; the simulator's choice is the time a public IP delete takes.
-        let until = now + dur + ms(self.latency.azure_public_ip_delete);
+        // Its public IPs stay in use for a while after the delete ends.
+        let until = now + dur + ms(self.latency.azure_public_ip_release);
         let held: Vec<(String, String)> = g.ip_configurations.iter().map(|c| (c.public_ip_id.clone(), c.id.clone())).collect();
         for (pip, cfg) in held {
             self.azure.public_ip_releases.insert(pip, Release { ip_configuration_id: cfg, until });
