@@ -472,6 +472,12 @@ impl AzureEndpoint {
             AzureOp::DeletePublicIp { name } => {
                 let c = self.arm.client.public_ip_addresses_client();
                 let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = match r {
+                    Err(e) if matches!(e.code.as_str(), "PublicIPAddressInUse" | "PublicIPAddressCannotBeDeleted") => {
+                        Err(self.public_ip_in_use(name, e).await)
+                    }
+                    r => r,
+                };
                 self.delete_handle(r, Kind::PublicIp, name)
             }
             AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
@@ -594,6 +600,41 @@ impl AzureEndpoint {
     }
 }
 
+impl AzureEndpoint {
+    /// A public IP DELETE refused as in use (`PublicIPAddressInUse`,
+    /// `PublicIPAddressCannotBeDeleted`, HTTP 400). ARM releases a gateway's public IPs
+    /// a while after the gateway's delete finishes, so while what holds the IP is a
+    /// gateway that is gone or being deleted (or nothing any more) the refusal is
+    /// transient: back off and retry. Held by a live resource, it is a conflict.
+    async fn public_ip_in_use(&self, name: &str, mut refused: EndpointError) -> EndpointError {
+        let holder = match self.get_brief(Kind::PublicIp, name).await {
+            Ok(Some(b)) => b.properties.ip_configuration.map(|r| r.id),
+            Ok(None) => None,
+            Err(e) if e.is_transient() => return e,
+            Err(_) => return refused,
+        };
+        let gateway = holder.as_deref().and_then(|id| {
+            let lower = id.to_ascii_lowercase();
+            let at = lower.find("/ipconfigurations/")?;
+            lower[..at].contains("/providers/microsoft.network/virtualnetworkgateways/").then(|| id[..at].to_owned())
+        });
+        let releasing = match (&holder, gateway) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(g)) => match self.arm.get(RawCall::Get(Kind::VpnGateway), &format!("{g}?api-version={API_VERSION}")).await {
+                Ok(raw) => raw
+                    .json::<Brief>("the gateway holding a public IP")
+                    .is_ok_and(|b| state_of(b.properties.provisioning_state.as_deref()) == ProvisioningState::Deleting),
+                Err(e) if e.kind == ErrorKind::NotFound => true,
+                Err(e) if e.is_transient() => return e,
+                Err(_) => false,
+            },
+        };
+        refused.kind = if releasing { ErrorKind::Transient } else { ErrorKind::Conflict };
+        refused
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Poll
 // ---------------------------------------------------------------------------
@@ -611,6 +652,8 @@ struct Brief {
 struct BriefProps {
     provisioning_state: Option<String>,
     ip_address: Option<String>,
+    /// A public IP's holder (an ipConfiguration of a gateway, a NIC…).
+    ip_configuration: Option<wire::Ref>,
 }
 
 impl AzureEndpoint {
