@@ -325,3 +325,31 @@ async fn fault_switches() {
     let log = arm.fake.requests();
     assert_eq!(log.iter().filter(|r| r.is_write()).count(), 3, "{log:?}");
 }
+
+/// A PUT replaces the resource, as in ARM: what it carries beyond the simulator's model
+/// comes back as sent; what a later PUT leaves out (tags, properties) is gone.
+#[tokio::test]
+async fn a_put_keeps_what_it_says_and_drops_what_it_leaves_out() {
+    let arm = Arm::start(|_| {}).await;
+    let url = arm.url("localNetworkGateways", "lng");
+    let body = |extra: bool| {
+        let mut b = json!({ "location": "japaneast", "tags": { "vpnbridge:deployment": "t" },
+            "properties": { "gatewayIpAddress": "3.0.113.5", "localNetworkAddressSpace": { "addressPrefixes": ["10.2.0.0/16"] } } });
+        if extra {
+            b["tags"]["owner"] = json!("alice");
+            b["properties"]["bgpSettings"] = json!({ "asn": 65050, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 });
+        }
+        b
+    };
+    arm.settle(&header(&arm.put(&url, body(true)).await, "azure-asyncoperation").expect("op")).await;
+    let got: Value = arm.get(&url).await.json().await.expect("json");
+    assert_eq!(got["tags"]["owner"], "alice");
+    assert_eq!(got["properties"]["bgpSettings"]["asn"], 65050);
+    assert_eq!(got["properties"]["gatewayIpAddress"], "3.0.113.5");
+    let list: Value = arm.get(&arm.collection("localNetworkGateways")).await.json().await.expect("json");
+    assert_eq!(list["value"][0]["properties"]["bgpSettings"]["bgpPeeringAddress"], "169.254.21.1");
+    arm.settle(&header(&arm.put(&url, body(false)).await, "azure-asyncoperation").expect("op")).await;
+    let got: Value = arm.get(&url).await.json().await.expect("json");
+    assert!(got["tags"].get("owner").is_none(), "{got}");
+    assert!(got["properties"].get("bgpSettings").is_none(), "{got}");
+}
