@@ -217,6 +217,8 @@ pub(crate) enum RawCall {
     Get(Kind),
     /// `GET {kind}` of the resource group, and its `nextLink` pages.
     List(Kind),
+    /// `PUT {kind}/{name}` (a body merged onto what GET returned, see `merge`).
+    Put(Kind),
     /// `GET` of an `Azure-AsyncOperation` URL (`…/locations/{l}/operations/{id}`).
     OperationStatus,
     /// `GET` of a `Location` URL (`…/locations/{l}/operationResults/{id}`).
@@ -278,6 +280,11 @@ impl Arm {
     /// GET a path or an absolute URL (operation status, `Location`, `nextLink`).
     pub(crate) async fn get(&self, call: RawCall, url: &str) -> Result<Raw, EndpointError> {
         self.send(call, Method::Get, url, None).await
+    }
+
+    /// PUT a JSON body (a write: a 5xx or timeout may have committed).
+    pub(crate) async fn put(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
+        self.send(call, Method::Put, url, Some(body)).await
     }
 
     /// The URL of a resource-group collection (`publicIPAddresses`…) with api-version.

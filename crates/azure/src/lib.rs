@@ -3,13 +3,24 @@
 //!
 //! What it promises (the core's contract, `vpnbridge_core::contract::azure`):
 //!
-//! - **Translate, never decide.** `start` sends exactly one ARM request (PUT, DELETE)
-//!   with `.send()` — never the SDK's own LRO poller, which waits `Retry-After` or 30 s
-//!   with no overall deadline — and returns an [`OpHandle`] holding the
+//! - **Translate, never decide.** `start` sends exactly one ARM write (PUT, DELETE) —
+//!   never through the SDK's own LRO poller, which waits `Retry-After` or 30 s with no
+//!   overall deadline — and returns an [`OpHandle`] holding the
 //!   `Azure-AsyncOperation` URL (or `Location`, or the resource to watch). `poll`
 //!   reads it once and reports `Running { retry_after }` from ARM's `Retry-After`.
 //!   Deadlines, retries and resumption belong to the core's executor; handles are plain
 //!   JSON, so a restarted process can keep polling them.
+//! - **A PUT keeps what is not ours.** ARM's PUT replaces the whole resource, so every
+//!   PUT is preceded by a GET of the resource and sends it back with only what
+//!   vpnbridge owns changed (`merge`): someone's tags stay (ours are set), and so do
+//!   properties we do not model (a gateway's `natRules`, `customRoutes`,
+//!   `vpnClientConfiguration`; a Connection's `ipsecPolicies`,
+//!   `trafficSelectorPolicies`, NAT rules; an LNG's `bgpSettings`…). A PUT is 2
+//!   requests: the GET and the PUT.
+//! - **A public IP still held by a deleted gateway** (DELETE answered 400
+//!   `PublicIPAddressInUse` or `PublicIPAddressCannotBeDeleted` while its holder is a
+//!   gateway that is gone or being deleted) is `Transient`: ARM releases a gateway's IPs
+//!   a while after its delete finishes. Held by a live resource, it is a `Conflict`.
 //! - **No SDK retry.** The pipeline's retry policy is off; 429 comes back as
 //!   `Throttled` and 409 `AnotherOperationInProgress` as `Transient`, both with
 //!   `retry_after`; other errors carry ARM's code, message and `x-ms-request-id`.
@@ -37,7 +48,9 @@
 //! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
 //! ARM returns `{"id": …}` there: reading Connections through the typed model fails.
 //! Every response body is read through our own serde types in one module (`wire`);
-//! the SDK builds the requests (URLs, api-version, typed request bodies).
+//! the SDK builds the requests (URLs, api-version; our part of each body with its typed
+//! models), and PUT bodies go out as JSON merged onto the resource's GET (`merge`),
+//! through our own pipeline with the same options.
 //!
 //! **The logging trap.** azure_core 0.21 logs each whole request — body included, so a
 //! Connection's `sharedKey` — at debug level (target `azure_core::policies::transport`),
@@ -76,6 +89,7 @@ use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 
 mod arm;
+mod merge;
 mod tunnels;
 mod wire;
 
@@ -374,13 +388,18 @@ fn not_found_or(e: EndpointError) -> Result<Option<Raw>, EndpointError> {
 /// What a gateway PUT says; ipConfigurations are (name, subnet id, public IP id), in
 /// instance order.
 struct GatewaySpec<'a> {
-    location: &'a str,
     sku: &'a str,
     generation: &'a str,
     enable_bgp: bool,
     asn: Option<u32>,
     ip_configurations: Vec<(String, String, String)>,
     tags: &'a Tags,
+}
+
+/// An SDK model as the JSON it sends (ours, before [`merge::merged`]).
+fn to_json<T: Serialize>(model: &T) -> Result<serde_json::Value, EndpointError> {
+    serde_json::to_value(model)
+        .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidRequest", format!("cannot build the request: {e}")))
 }
 
 impl AzureEndpoint {
@@ -412,15 +431,29 @@ impl AzureEndpoint {
         })
     }
 
-    fn gateway_body(g: GatewaySpec<'_>) -> Result<m::VirtualNetworkGateway, EndpointError> {
+    /// PUT `kind/name` with `ours` laid over what GET returns (see [`merge`]): a new
+    /// resource gets ours alone; an existing one keeps what we do not own. With
+    /// `must_exist`, a missing resource is an error (there is nothing to change).
+    /// Two requests: the GET and the PUT (the body may hold a shared key: never logged).
+    async fn put_merged(&self, kind: Kind, name: &str, ours: serde_json::Value, must_exist: bool) -> Result<OpHandle, EndpointError> {
+        let path = format!("{}?api-version={API_VERSION}", self.kind_id(kind, name));
+        let existing = match self.arm.get(RawCall::Get(kind), &path).await {
+            Ok(raw) => Some(raw.json::<serde_json::Value>(kind.collection())?),
+            Err(e) if e.kind == ErrorKind::NotFound && !must_exist => None,
+            Err(e) => return Err(e),
+        };
+        let body = merge::merged(existing, ours);
+        let raw = self.arm.put(RawCall::Put(kind), &path, &body).await?;
+        Ok(self.put_handle(&raw, kind, name))
+    }
+
+    /// Our part of a gateway PUT (create, or provision a Failed one again).
+    fn gateway_body(&self, g: GatewaySpec<'_>) -> Result<serde_json::Value, EndpointError> {
         let mut props = m::VirtualNetworkGatewayPropertiesFormat::new();
         props.gateway_type = Some(sdk_enum("Vpn")?);
         props.vpn_type = Some(sdk_enum("RouteBased")?);
         props.vpn_gateway_generation = Some(sdk_enum(g.generation)?);
-        let mut s = m::VirtualNetworkGatewaySku::new();
-        s.name = Some(sdk_enum(g.sku)?);
-        s.tier = Some(sdk_enum(g.sku)?);
-        props.sku = Some(s);
+        props.sku = Some(Self::gateway_sku(g.sku)?);
         props.active_active = Some(g.ip_configurations.len() > 1);
         props.enable_bgp = Some(g.enable_bgp);
         if let Some(asn) = g.asn {
@@ -443,35 +476,79 @@ impl AzureEndpoint {
             })
             .collect();
         let mut body = m::VirtualNetworkGateway::new(props);
-        body.resource.location = Some(g.location.to_owned());
+        body.resource.location = Some(self.location.clone());
         body.resource.tags = Some(tags_json(g.tags));
-        Ok(body)
+        to_json(&body)
+    }
+
+    fn gateway_sku(sku: &str) -> Result<m::VirtualNetworkGatewaySku, EndpointError> {
+        let mut s = m::VirtualNetworkGatewaySku::new();
+        s.name = Some(sdk_enum(sku)?);
+        s.tier = Some(sdk_enum(sku)?);
+        Ok(s)
+    }
+
+    /// Our part of a public IP PUT: Standard, Static, IPv4, the zones, our tags.
+    fn public_ip_body(&self, zones: &[String], tags: &Tags) -> Result<serde_json::Value, EndpointError> {
+        let mut p = m::PublicIpAddress::new();
+        p.resource.location = Some(self.location.clone());
+        p.resource.tags = Some(tags_json(tags));
+        p.zones = zones.to_vec();
+        let mut sku = m::PublicIpAddressSku::new();
+        sku.name = Some(sdk_enum("Standard")?);
+        sku.tier = Some(sdk_enum("Regional")?);
+        p.sku = Some(sku);
+        let mut props = m::PublicIpAddressPropertiesFormat::new();
+        props.public_ip_allocation_method = Some(m::IpAllocationMethod::Static);
+        props.public_ip_address_version = Some(sdk_enum("IPv4")?);
+        p.properties = Some(Box::new(props));
+        to_json(&p)
+    }
+
+    /// Our part of an LNG PUT: its one IP, its prefixes, our tags.
+    fn lng_body(&self, gateway_ip: Ipv4Addr, address_prefixes: &[IpNet], tags: &Tags) -> Result<serde_json::Value, EndpointError> {
+        let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
+        props.gateway_ip_address = Some(gateway_ip.to_string());
+        let mut space = m::AddressSpace::new();
+        space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
+        props.local_network_address_space = Some(space);
+        let mut l = m::LocalNetworkGateway::new(props);
+        l.resource.location = Some(self.location.clone());
+        l.resource.tags = Some(tags_json(tags));
+        to_json(&l)
+    }
+
+    /// Our part of a Connection PUT: IPsec, IKEv2, the key, BGP, DPD, references by
+    /// id (the SDK's model requires a `properties` object, which it serialises empty).
+    fn connection_body(&self, c: &ConnectionSpec<'_>) -> Result<serde_json::Value, EndpointError> {
+        let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
+        vng.resource.id = Some(self.id("virtualNetworkGateways", c.gateway));
+        let mut lng = m::LocalNetworkGateway::new(m::LocalNetworkGatewayPropertiesFormat::new());
+        lng.resource.id = Some(self.id("localNetworkGateways", c.local_network_gateway));
+        let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec")?);
+        props.local_network_gateway2 = Some(lng);
+        props.connection_protocol = Some(sdk_enum("IKEv2")?);
+        props.shared_key = Some(c.shared_key.expose().to_owned());
+        props.enable_bgp = Some(c.enable_bgp);
+        props.dpd_timeout_seconds = i32::try_from(c.dpd_timeout_seconds).ok();
+        let mut conn = m::VirtualNetworkGatewayConnection::new(props);
+        conn.resource.location = Some(self.location.clone());
+        conn.resource.tags = Some(tags_json(c.tags));
+        to_json(&conn)
     }
 
     async fn start_op(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
         let (rg, sub) = (self.resource_group.as_str(), self.subscription.as_str());
+        let sdk = &self.arm.client;
         match op {
             AzureOp::CreatePublicIp { name, zones, tags } => {
-                let mut p = m::PublicIpAddress::new();
-                p.resource.location = Some(self.location.clone());
-                p.resource.tags = Some(tags_json(tags));
-                p.zones = zones.clone();
-                let mut sku = m::PublicIpAddressSku::new();
-                sku.name = Some(sdk_enum("Standard")?);
-                sku.tier = Some(sdk_enum("Regional")?);
-                p.sku = Some(sku);
-                let mut props = m::PublicIpAddressPropertiesFormat::new();
-                props.public_ip_allocation_method = Some(m::IpAllocationMethod::Static);
-                props.public_ip_address_version = Some(sdk_enum("IPv4")?);
-                p.properties = Some(Box::new(props));
-                let c = self.arm.client.public_ip_addresses_client();
-                let r = call_arm(true, c.create_or_update(rg, name, p, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::PublicIp, name))
+                self.put_merged(Kind::PublicIp, name, self.public_ip_body(zones, tags)?, false).await
             }
             AzureOp::DeletePublicIp { name } => {
-                let c = self.arm.client.public_ip_addresses_client();
-                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.public_ip_addresses_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 let r = match r {
                     Err(e) if matches!(e.code.as_str(), "PublicIPAddressInUse" | "PublicIPAddressCannotBeDeleted") => {
                         Err(self.public_ip_in_use(name, e).await)
@@ -487,117 +564,69 @@ impl AzureEndpoint {
                     .enumerate()
                     .map(|(k, p)| (format!("ipconfig{k}"), subnet.clone(), self.id("publicIPAddresses", p)))
                     .collect();
-                let body = Self::gateway_body(GatewaySpec {
-                    location: &self.location,
-                    sku,
-                    generation,
-                    enable_bgp: *enable_bgp,
-                    asn: *asn,
-                    ip_configurations: cfgs,
-                    tags,
-                })?;
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call_arm(true, c.create_or_update(rg, name, body, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+                let body =
+                    self.gateway_body(GatewaySpec { sku, generation, enable_bgp: *enable_bgp, asn: *asn, ip_configurations: cfgs, tags })?;
+                self.put_merged(Kind::VpnGateway, name, body, false).await
             }
             AzureOp::ResizeVpnGateway { name, sku } => {
                 // GET, change the SKU, PUT the rest as it is.
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call_arm(false, c.get(rg, name, sub).send()).await?;
-                let g: wire::Gateway = Raw::read(r.into_raw_response()).await?.json("the VPN gateway")?;
-                let cfgs = g
-                    .properties
-                    .ip_configurations
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.clone(),
-                            c.properties.subnet.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
-                            c.properties.public_ip_address.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                let generation = g.properties.vpn_gateway_generation.clone().unwrap_or_else(|| "Generation1".to_owned());
-                let asn = if g.properties.enable_bgp {
-                    g.properties.bgp_settings.as_ref().and_then(|b| b.asn).and_then(|a| u32::try_from(a).ok())
-                } else {
-                    None
-                };
-                let location = g.location.clone().unwrap_or_else(|| self.location.clone());
-                let body = Self::gateway_body(GatewaySpec {
-                    location: &location,
-                    sku,
-                    generation: &generation,
-                    enable_bgp: g.properties.enable_bgp,
-                    asn,
-                    ip_configurations: cfgs,
-                    tags: &g.tags,
-                })?;
-                let r = call_arm(true, c.create_or_update(rg, name, body, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+                let ours = serde_json::json!({ "properties": { "sku": to_json(&Self::gateway_sku(sku)?)? } });
+                self.put_merged(Kind::VpnGateway, name, ours, true).await
             }
             AzureOp::DeleteVpnGateway { name } => {
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.virtual_network_gateways_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::VpnGateway, name)
             }
             AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
-                let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
-                props.gateway_ip_address = Some(gateway_ip.to_string());
-                let mut space = m::AddressSpace::new();
-                space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
-                props.local_network_address_space = Some(space);
-                let mut l = m::LocalNetworkGateway::new(props);
-                l.resource.location = Some(self.location.clone());
-                l.resource.tags = Some(tags_json(tags));
-                let c = self.arm.client.local_network_gateways_client();
-                let r = call_arm(true, c.create_or_update(rg, name, l, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::LocalNetworkGateway, name))
+                self.put_merged(Kind::LocalNetworkGateway, name, self.lng_body(*gateway_ip, address_prefixes, tags)?, false).await
             }
             AzureOp::DeleteLocalNetworkGateway { name } => {
-                let c = self.arm.client.local_network_gateways_client();
-                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.local_network_gateways_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::LocalNetworkGateway, name)
             }
             AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
-                // References are sent id-only in spirit: the SDK's model requires a
-                // `properties` object, which it serialises empty.
-                let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
-                vng.resource.id = Some(self.id("virtualNetworkGateways", gateway));
-                let mut lng = m::LocalNetworkGateway::new(m::LocalNetworkGatewayPropertiesFormat::new());
-                lng.resource.id = Some(self.id("localNetworkGateways", local_network_gateway));
-                let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec")?);
-                props.local_network_gateway2 = Some(lng);
-                props.connection_protocol = Some(sdk_enum("IKEv2")?);
-                props.shared_key = Some(shared_key.expose().to_owned());
-                props.enable_bgp = Some(*enable_bgp);
-                props.dpd_timeout_seconds = i32::try_from(*dpd_timeout_seconds).ok();
-                let mut conn = m::VirtualNetworkGatewayConnection::new(props);
-                conn.resource.location = Some(self.location.clone());
-                conn.resource.tags = Some(tags_json(tags));
-                let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call_arm(true, c.create_or_update(rg, name, conn, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::Connection, name))
+                let spec = ConnectionSpec {
+                    gateway,
+                    local_network_gateway,
+                    shared_key,
+                    enable_bgp: *enable_bgp,
+                    dpd_timeout_seconds: *dpd_timeout_seconds,
+                    tags,
+                };
+                self.put_merged(Kind::Connection, name, self.connection_body(&spec)?, false).await
             }
             AzureOp::SetSharedKey { name, shared_key } => {
-                let c = self.arm.client.virtual_network_gateway_connections_client();
                 let body = m::ConnectionSharedKey::new(shared_key.expose().to_owned());
-                let r = call_arm(true, c.set_shared_key(rg, name, body, sub).send()).await?;
+                let r = call_arm(true, sdk.virtual_network_gateway_connections_client().set_shared_key(rg, name, body, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::Connection, name))
             }
             AzureOp::DeleteConnection { name } => {
-                let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call_arm(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.virtual_network_gateway_connections_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::Connection, name)
             }
             AzureOp::Await { kind, name } => Ok(encode(&Handle::Watch { kind: (*kind).into(), name: name.clone(), goal: Goal::Settled })),
         }
     }
+}
+
+/// What a Connection PUT says.
+struct ConnectionSpec<'a> {
+    gateway: &'a str,
+    local_network_gateway: &'a str,
+    shared_key: &'a Psk,
+    enable_bgp: bool,
+    dpd_timeout_seconds: u32,
+    tags: &'a Tags,
 }
 
 impl AzureEndpoint {

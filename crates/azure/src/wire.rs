@@ -69,7 +69,6 @@ pub(crate) struct PublicIpProps {
 pub(crate) struct Gateway {
     pub id: String,
     pub name: String,
-    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
@@ -110,7 +109,6 @@ pub(crate) struct GatewayIpConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GatewayIpConfigProps {
-    pub subnet: Option<Ref>,
     #[serde(rename = "publicIPAddress")]
     pub public_ip_address: Option<Ref>,
 }

@@ -57,7 +57,7 @@ fn connection(owner: &Owner) -> AzureOp {
     }
 }
 
-fn props<'a>(v: &'a Value) -> &'a Value {
+fn props(v: &Value) -> &Value {
     &v["properties"]
 }
 
