@@ -17,7 +17,7 @@ use vpnbridge_core::secret::Psk;
 use super::{endpoint, fake, lng, pip, run};
 
 /// Someone else's edit of `kind/name`: `change` applied to what GET returns, PUT back.
-async fn edit(fake: &ArmFakeHandle, kind: &str, name: &str, change: impl FnOnce(&mut Value)) {
+pub(super) async fn edit(fake: &ArmFakeHandle, kind: &str, name: &str, change: impl FnOnce(&mut Value)) {
     let mut body = fake.resource(kind, name).unwrap_or_else(|| panic!("{kind}/{name} exists"));
     change(&mut body);
     let url = format!("{}{}?api-version={}", fake.url, fake.id(kind, name), vpnbridge_azure::API_VERSION);
