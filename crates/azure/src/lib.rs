@@ -64,7 +64,11 @@
 //! fake), and otherwise azure_identity's chain (`AZURE_CREDENTIAL_KIND` if set, else
 //! the default chain: environment, workload identity, managed identity, Azure CLI).
 //! The subscription comes from [`AzureSettings`] or `AZURE_SUBSCRIPTION_ID`; the ARM
-//! endpoint from the settings, `VPNBRIDGE_AZURE_ENDPOINT`, or the public cloud.
+//! endpoint from the settings, `VPNBRIDGE_AZURE_ENDPOINT`, or the public cloud. A
+//! sovereign cloud's endpoint (US Government, China) needs that cloud's token
+//! authority in `AZURE_AUTHORITY_HOST`, which azure_identity reads; a known endpoint
+//! paired with another cloud's authority, or with none (azure_identity then uses the
+//! public cloud's), is refused with [`SetupError::WrongAuthority`].
 //! No secret is read from the config file.
 
 use std::collections::HashMap;
@@ -89,12 +93,14 @@ use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 
 mod arm;
+mod cloud;
 mod merge;
 mod tunnels;
 mod wire;
 
 pub use arm::API_VERSION;
 use arm::{Arm, Raw, RawCall, StaticToken, call_arm};
+pub use cloud::AUTHORITY_ENV;
 pub use wire::{IkeSa, parse_ike_sas};
 
 /// Environment variable holding a static bearer token; used only when set (the ARM
@@ -147,6 +153,12 @@ pub enum SetupError {
     Endpoint { endpoint: String, reason: String },
     #[error("no Azure credential available (log in with `az login`, or set the AZURE_* variables of a service principal): {0}")]
     Credential(String),
+    #[error(
+        "the Azure endpoint {endpoint} belongs to {cloud}, but tokens would come from {authority}: set {variable}={expected} so they come from that cloud's authority"
+    )]
+    WrongAuthority { endpoint: String, cloud: &'static str, authority: String, variable: &'static str, expected: String },
+    #[error("{variable} {authority:?} is not a URL (e.g. https://login.microsoftonline.us): {reason}")]
+    Authority { authority: String, variable: &'static str, reason: String },
 }
 
 /// The real Azure endpoint for one subscription, resource group and VNet.
@@ -171,11 +183,17 @@ impl std::fmt::Debug for AzureEndpoint {
 }
 
 impl AzureEndpoint {
-    /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity.
+    /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity,
+    /// after checking that a known cloud's ARM endpoint is paired with that cloud's
+    /// token authority (`AZURE_AUTHORITY_HOST`, see [`AUTHORITY_ENV`]).
     pub fn new(settings: AzureSettings) -> Result<Self, SetupError> {
         let credential: Arc<dyn TokenCredential> = match std::env::var(TOKEN_ENV) {
             Ok(token) if !token.is_empty() => Arc::new(StaticToken(token)),
-            _ => azure_identity::create_credential().map_err(|e| SetupError::Credential(e.to_string()))?,
+            _ => {
+                let endpoint = endpoint_url(settings.endpoint.as_deref())?;
+                cloud::check_authority(&endpoint, std::env::var(AUTHORITY_ENV).ok().as_deref())?;
+                azure_identity::create_credential().map_err(|e| SetupError::Credential(e.to_string()))?
+            }
         };
         Self::with_credential(settings, credential)
     }
@@ -191,12 +209,7 @@ impl AzureEndpoint {
             Some(s) => s,
             None => std::env::var(SUBSCRIPTION_ENV).ok().filter(|s| !s.is_empty()).ok_or(SetupError::NoSubscription)?,
         };
-        let endpoint = settings
-            .endpoint
-            .filter(|e| !e.is_empty())
-            .or_else(|| std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()))
-            .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_owned());
-        let url = Url::parse(&endpoint).map_err(|e| SetupError::Endpoint { endpoint: endpoint.clone(), reason: e.to_string() })?;
+        let url = endpoint_url(settings.endpoint.as_deref())?;
         Ok(Self {
             arm: Arm::new(url, credential),
             subscription,
@@ -279,6 +292,17 @@ pub const IKE_SA_DEADLINE: Duration = Duration::from_secs(30);
 const IKE_SA_POLL_DEFAULT: Duration = Duration::from_secs(2);
 const IKE_SA_POLL_MIN: Duration = Duration::from_millis(100);
 const IKE_SA_POLL_MAX: Duration = Duration::from_secs(10);
+
+/// The ARM endpoint: the settings', else `VPNBRIDGE_AZURE_ENDPOINT`, else the public
+/// cloud's.
+fn endpoint_url(configured: Option<&str>) -> Result<Url, SetupError> {
+    let endpoint = configured
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .or_else(|| std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_owned());
+    Url::parse(&endpoint).map_err(|e| SetupError::Endpoint { endpoint: endpoint.clone(), reason: e.to_string() })
+}
 
 // ---------------------------------------------------------------------------
 // Operation handles
