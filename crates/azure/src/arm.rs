@@ -225,6 +225,17 @@ pub(crate) enum RawCall {
     OperationResult,
 }
 
+impl RawCall {
+    /// Every raw call there is (for the role test).
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<RawCall> {
+        let kinds = [Kind::PublicIp, Kind::VpnGateway, Kind::LocalNetworkGateway, Kind::Connection];
+        let mut all: Vec<RawCall> = kinds.iter().flat_map(|k| [RawCall::Get(*k), RawCall::List(*k), RawCall::Put(*k)]).collect();
+        all.extend([RawCall::OperationStatus, RawCall::OperationResult]);
+        all
+    }
+}
+
 /// Both ways to talk to ARM, sharing one credential and one set of options.
 #[derive(Clone)]
 pub(crate) struct Arm {

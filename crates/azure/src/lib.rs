@@ -95,6 +95,8 @@ use vpnbridge_core::secret::Psk;
 mod arm;
 mod cloud;
 mod merge;
+#[cfg(test)]
+mod role;
 mod tunnels;
 mod wire;
 
@@ -234,8 +236,12 @@ impl AzureEndpoint {
 
     /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
     pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
-        let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = call_arm(true, c.get_ike_sas(&self.resource_group, name, &self.subscription).send()).await?;
+        let c = &self.arm.client;
+        let r = call_arm(
+            true,
+            c.virtual_network_gateway_connections_client().get_ike_sas(&self.resource_group, name, &self.subscription).send(),
+        )
+        .await?;
         let raw = Raw::read(r.into_raw_response()).await?;
         match raw.header("location") {
             Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
@@ -830,8 +836,8 @@ impl AzureEndpoint {
     }
 
     async fn get_vnet(&self) -> Result<Option<wire::Vnet>, EndpointError> {
-        let c = self.arm.client.virtual_networks_client();
-        let r = match call_arm(false, c.get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
+        let c = &self.arm.client;
+        let r = match call_arm(false, c.virtual_networks_client().get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
             Ok(r) => r,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -840,8 +846,13 @@ impl AzureEndpoint {
     }
 
     async fn shared_key(&self, name: &str) -> Result<Option<Psk>, EndpointError> {
-        let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = match call_arm(false, c.get_shared_key(&self.resource_group, name, &self.subscription).send()).await {
+        let c = &self.arm.client;
+        let r = match call_arm(
+            false,
+            c.virtual_network_gateway_connections_client().get_shared_key(&self.resource_group, name, &self.subscription).send(),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) if e.is_transient() => return Err(e),
             // Not readable (gone meanwhile, not allowed): reported as unknown.
