@@ -94,6 +94,8 @@ use vpnbridge_core::secret::Psk;
 
 mod arm;
 mod cloud;
+#[cfg(test)]
+mod examples;
 mod merge;
 #[cfg(test)]
 mod role;
