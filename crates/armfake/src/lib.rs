@@ -30,7 +30,6 @@
 //!   next N writes get 409 `AnotherOperationInProgress`, the next N operations end
 //!   `Failed`, the next N writes are committed but answered 500 (a dropped response).
 //!   Slow operations: give the fake a [`LatencyTable`].
-//!
 //! - A PUT replaces the resource, as in ARM: tags and every property it leaves out are
 //!   gone. What a PUT carries beyond the simulator's model (a gateway's `natRules`,
 //!   `customRoutes`, `vpnClientConfiguration`, a Connection's `ipsecPolicies`,
@@ -46,7 +45,15 @@
 //! case-sensitive, one subscription and resource group are served (others 404), the
 //! VNet is read-only (seeded from the config), `getikesas` reports one SA per gateway
 //! instance whose tunnel the simulator considers up (none when the AWS side is not in
-//! the same world), tags PATCH is not served.
+//! the same world), tags PATCH is not served. Properties beyond the model are stored
+//! unvalidated (ARM validates a NAT rule or an IPsec policy), and a gateway's
+//! `bgpSettings` are the model's (custom BGP addresses sent in a PUT are not kept).
+//! References are rendered id-only (`{id}`) where the spec's examples show
+//! `{id, properties: {}}`: the stricter of the two for a client. The
+//! `tunnelConnectionStatus[].tunnel` names are the fake's own (ARM documents no
+//! format). The `PublicIPAddressInUse` message is the fake's wording (public reports
+//! show `PublicIPAddressCannotBeDeleted` for an IP still allocated), and the release
+//! window's length is a setting (ARM publishes none).
 //!
 //! Time: the world runs on the real clock (tokio's), scaled by the [`LatencyTable`]:
 //! [`LatencyTable::instant`] makes every operation finish by the next request.

@@ -240,10 +240,17 @@ async fn tunnel_status_comes_from_a_get_of_each_connection() {
     let gets = |log: &[vpnbridge_armfake::RequestRecord]| {
         log.iter().filter(|r| r.method == "GET" && r.path.contains("/connections/") && !r.path.ends_with("/sharedkey")).count()
     };
-    assert_eq!(gets(&w.fake.requests()), o.connections.len(), "one GET per Connection in observe");
+    let n = o.connections.len();
+    let log = w.fake.requests();
+    assert_eq!(gets(&log), n, "one GET per Connection in observe");
+    // VNet + 4 lists + per Connection a sharedkey GET and a GET.
+    assert_eq!(log.len(), 5 + 2 * n, "observe: {log:?}");
     w.fake.clear_requests();
     let ends = w.azure.tunnel_ends(&w.owner).await.expect("tunnel ends");
-    assert_eq!(gets(&w.fake.requests()), o.connections.len(), "one GET per Connection in tunnel_ends");
+    let log = w.fake.requests();
+    assert_eq!(gets(&log), n, "one GET per Connection in tunnel_ends");
+    // Observe's, plus per Connection a getikesas POST and (answered at once) one Location poll.
+    assert_eq!(log.len(), 5 + 4 * n, "tunnel_ends: {log:?}");
     for c in &o.connections {
         let mine: Vec<_> = ends.iter().filter(|e| e.resource() == c.name).collect();
         assert_eq!(mine.len(), 2, "{mine:?}");
