@@ -261,17 +261,16 @@ impl Arm {
     }
 
     /// A path or an absolute URL (operation status, `Location`, `nextLink`) as a URL.
-    fn url(&self, url: &str) -> Result<Url, EndpointError> {
+    fn url(&self, call: RawCall, url: &str) -> Result<Url, EndpointError> {
         if url.starts_with("http://") || url.starts_with("https://") { Url::parse(url) } else { self.endpoint.join(url) }
-            .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidUrl", format!("{url}: {e}")))
+            .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidUrl", format!("{call:?} {url}: {e}")))
     }
 
     /// Sends one request through our pipeline (no retry, ARM errors mapped), with the
     /// bearer token and, for a body, `Content-Type: application/json`. `call` says
     /// which ARM operation this is (see [`RawCall`]); it is not sent.
     async fn send(&self, call: RawCall, method: Method, url: &str, body: Option<&serde_json::Value>) -> Result<Raw, EndpointError> {
-        let _ = call;
-        let url = self.url(url)?;
+        let url = self.url(call, url)?;
         let write = method != Method::Get;
         let fut = async {
             let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
