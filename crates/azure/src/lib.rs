@@ -45,8 +45,9 @@
 //!   says why.
 //!
 //! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
-//! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
-//! ARM returns `{"id": …}` there: reading Connections through the typed model fails.
+//! needs gateway objects with `properties` in `virtualNetworkGateway1`/`localNetworkGateway2`;
+//! the spec's examples show `{"id": …, "properties": {}}` there, which it reads, but an
+//! id-only `{"id": …}` (as the ARM fake answers) makes the typed model fail.
 //! Every response body is read through our own serde types in one module (`wire`);
 //! the SDK builds the requests (URLs, api-version; our part of each body with its typed
 //! models), and PUT bodies go out as JSON merged onto the resource's GET (`merge`),
