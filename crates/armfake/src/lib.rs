@@ -15,8 +15,12 @@
 //!   when the resource is already gone. `POST getikesas` answers 202 with `Location`;
 //!   the final 200 body is a JSON *string* holding a JSON document, as ARM does.
 //! - Connections carry id-only references (`virtualNetworkGateway1: {id}`,
-//!   `localNetworkGateway2: {id}`), `connectionStatus` and `tunnelConnectionStatus`;
-//!   their GET does not return `sharedKey` (read it through `sharedkey`).
+//!   `localNetworkGateway2: {id}`). Their GET carries the runtime fields
+//!   (`connectionStatus`, `tunnelConnectionStatus`) and `sharedKey`, as the spec's
+//!   `VirtualNetworkGatewayConnectionGet.json` example does; the resource-group list
+//!   carries none of them and byte counters of 0, as `VirtualNetworkGatewayConnectionsList.json`.
+//!   `tunnelConnectionStatus[].tunnel` names embed no IP address and come in no
+//!   particular order (ARM documents the field only as "Tunnel name.").
 //! - Errors are ARM error bodies `{"error":{"code","message"}}` with the simulator's
 //!   codes and status (400/404/409), an `x-ms-request-id` header on every answer;
 //!   `api-version` is required (400 `InvalidApiVersionParameter` /
@@ -26,13 +30,30 @@
 //!   next N writes get 409 `AnotherOperationInProgress`, the next N operations end
 //!   `Failed`, the next N writes are committed but answered 500 (a dropped response).
 //!   Slow operations: give the fake a [`LatencyTable`].
+//! - A PUT replaces the resource, as in ARM: tags and every property it leaves out are
+//!   gone. What a PUT carries beyond the simulator's model (a gateway's `natRules`,
+//!   `customRoutes`, `vpnClientConfiguration`, a Connection's `ipsecPolicies`,
+//!   `trafficSelectorPolicies`, NAT rules, an LNG's `bgpSettings`…) is kept as sent and
+//!   returned by GET and the list, unvalidated.
+//! - A deleted gateway's public IPs stay in use for
+//!   [`LatencyTable::azure_public_ip_release`] after the delete finishes: a DELETE of
+//!   one answers 400 `PublicIPAddressInUse`, and its GET shows the deleted gateway's
+//!   `ipConfiguration` until then.
 //!
 //! Known deviations from real ARM (kept on purpose, small): no `nextLink` paging
 //! (every list fits one page), no ETags / `If-Match`, resource ids and names are
 //! case-sensitive, one subscription and resource group are served (others 404), the
 //! VNet is read-only (seeded from the config), `getikesas` reports one SA per gateway
 //! instance whose tunnel the simulator considers up (none when the AWS side is not in
-//! the same world), tags PATCH is not served.
+//! the same world), tags PATCH is not served. Properties beyond the model are stored
+//! unvalidated (ARM validates a NAT rule or an IPsec policy), and a gateway's
+//! `bgpSettings` are the model's (custom BGP addresses sent in a PUT are not kept).
+//! References are rendered id-only (`{id}`) where the spec's examples show
+//! `{id, properties: {}}`: the stricter of the two for a client. The
+//! `tunnelConnectionStatus[].tunnel` names are the fake's own (ARM documents no
+//! format). The `PublicIPAddressInUse` message is the fake's wording (public reports
+//! show `PublicIPAddressCannotBeDeleted` for an IP still allocated), and the release
+//! window's length is a setting (ARM publishes none).
 //!
 //! Time: the world runs on the real clock (tokio's), scaled by the [`LatencyTable`]:
 //! [`LatencyTable::instant`] makes every operation finish by the next request.
@@ -216,8 +237,82 @@ struct Shared {
     faults: Mutex<Faults>,
     log: Mutex<Vec<RequestRecord>>,
     ops: Mutex<HashMap<String, Operation>>,
+    /// What the last accepted PUT of each resource (by id) carried that the simulator
+    /// does not model, returned as sent (see [`Extras`]).
+    extras: Mutex<HashMap<String, Extras>>,
     seq: AtomicU64,
     base_url: String,
+}
+
+/// The parts of a PUT body the simulator's model does not hold: other top-level keys
+/// and other `properties` (a gateway's `natRules`, `customRoutes`,
+/// `vpnClientConfiguration`, a Connection's `ipsecPolicies`, `trafficSelectorPolicies`,
+/// NAT rules, an LNG's `bgpSettings`…). ARM keeps what a PUT says and drops what it
+/// leaves out, so the fake stores them per PUT (replacing the last) and lays them
+/// over the rendered resource; it does not validate them.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    top: serde_json::Map<String, Value>,
+    properties: serde_json::Map<String, Value>,
+}
+
+impl Extras {
+    /// What of `body` (a PUT of `kind`) the model leaves out.
+    fn of(kind: Kind, body: &Value) -> Self {
+        let modelled_top: &[&str] = match kind {
+            Kind::PublicIp => &["id", "name", "type", "etag", "location", "tags", "sku", "zones", "properties"],
+            _ => &["id", "name", "type", "etag", "location", "tags", "properties"],
+        };
+        // Properties the model holds or computes (everything else is returned as sent).
+        let modelled_props: &[&str] = match kind {
+            Kind::PublicIp => &["provisioningState", "resourceGuid", "publicIPAllocationMethod", "ipAddress", "ipConfiguration"],
+            Kind::Gateway => &[
+                "provisioningState",
+                "resourceGuid",
+                "gatewayType",
+                "vpnType",
+                "vpnGatewayGeneration",
+                "sku",
+                "activeActive",
+                "enableBgp",
+                "bgpSettings",
+                "ipConfigurations",
+            ],
+            Kind::Lng => &["provisioningState", "resourceGuid", "gatewayIpAddress", "localNetworkAddressSpace"],
+            Kind::Connection => &[
+                "provisioningState",
+                "resourceGuid",
+                "virtualNetworkGateway1",
+                "localNetworkGateway2",
+                "connectionType",
+                "connectionProtocol",
+                "sharedKey",
+                "enableBgp",
+                "dpdTimeoutSeconds",
+                "connectionStatus",
+                "tunnelConnectionStatus",
+                "ingressBytesTransferred",
+                "egressBytesTransferred",
+            ],
+        };
+        let pick = |m: Option<&serde_json::Map<String, Value>>, keep: &[&str]| {
+            m.map(|m| m.iter().filter(|(k, _)| !keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()
+        };
+        Self {
+            top: pick(body.as_object(), modelled_top),
+            properties: pick(body.get("properties").and_then(Value::as_object), modelled_props),
+        }
+    }
+
+    fn lay_over(&self, v: &mut Value) {
+        if let Some(m) = v.as_object_mut() {
+            m.extend(self.top.clone());
+        }
+        if let Some(p) = v.get_mut("properties").and_then(Value::as_object_mut) {
+            p.extend(self.properties.clone());
+        }
+    }
 }
 
 /// A running fake; dropping it stops the server.
@@ -274,6 +369,7 @@ impl ArmFake {
             faults: Mutex::default(),
             log: Mutex::default(),
             ops: Mutex::default(),
+            extras: Mutex::default(),
             seq: AtomicU64::new(0),
             base_url: url.clone(),
         });
@@ -325,7 +421,7 @@ impl ArmFakeHandle {
         }
         let kind = Kind::from_segment(kind)?;
         let id = arm_id(&c.subscription_id, &c.resource_group, kind.segment(), name);
-        self.shared.cloud.with_world(|w| render(w, kind, &id))
+        self.shared.cloud.with_world(|w| render(&self.shared, w, kind, &id))
     }
 
     /// The ARM id of `name` of `kind` (`publicIPAddresses`, `connections`…) here.
@@ -590,12 +686,26 @@ fn scope(s: &Shared) -> String {
     format!("/subscriptions/{}/resourceGroups/{}/", s.cfg.subscription_id, s.cfg.resource_group)
 }
 
-fn render(w: &World, kind: Kind, id: &str) -> Option<Value> {
+fn render(s: &Shared, w: &World, kind: Kind, id: &str) -> Option<Value> {
+    render_as(s, w, kind, id, shapes::View::Get)
+}
+
+/// A resource as GET (`View::Get`) or a list item (`View::List`) shows it, with what
+/// its last PUT carried beyond the model ([`Extras`]).
+fn render_as(s: &Shared, w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<Value> {
+    let mut v = render_model(w, kind, id, view)?;
+    if let Some(x) = lock(&s.extras).get(id) {
+        x.lay_over(&mut v);
+    }
+    Some(v)
+}
+
+fn render_model(w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<Value> {
     match kind {
         Kind::PublicIp => w.azure.public_ips.get(id).map(|p| shapes::public_ip(w, p)),
         Kind::Gateway => w.azure.gateways.get(id).map(|g| shapes::gateway(w, g)),
         Kind::Lng => w.azure.local_network_gateways.get(id).map(shapes::lng),
-        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c)),
+        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c, view)),
     }
 }
 
@@ -608,13 +718,13 @@ fn list(s: &Shared, kind: Kind) -> Answer {
             Kind::Lng => w.azure.local_network_gateways.keys().cloned().collect(),
             Kind::Connection => w.azure.connections.keys().cloned().collect(),
         };
-        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render(w, kind, id)).collect()
+        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render_as(s, w, kind, id, shapes::View::List)).collect()
     });
     Answer::json(StatusCode::OK, json!({ "value": value }))
 }
 
 fn get(s: &Shared, kind: Kind, id: &str) -> Answer {
-    match s.cloud.with_world(|w| render(w, kind, id)) {
+    match s.cloud.with_world(|w| render(s, w, kind, id)) {
         Some(v) => Answer::json(StatusCode::OK, v),
         None => not_found(kind.segment(), vpnbridge_sim::world::arm_name(id), &s.cfg.resource_group),
     }
@@ -657,7 +767,7 @@ fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
     };
     let location = v.get("location").and_then(Value::as_str).unwrap_or(&s.cfg.location).to_owned();
     let tags = tags_of(&v);
-    let existed = s.cloud.with_world(|w| render(w, kind, id).is_some());
+    let existed = s.cloud.with_world(|w| render_model(w, kind, id, shapes::View::Get).is_some());
     let result: Result<(), Answer> = s.cloud.with_world_mut(|w| match kind {
         Kind::PublicIp => {
             let body = PublicIpPut {
@@ -753,9 +863,10 @@ fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
     if let Err(a) = result {
         return a;
     }
+    lock(&s.extras).insert(id.to_owned(), Extras::of(kind, &v));
     maybe_fail(s, kind, id);
     let (op, _) = s.op_urls(Operation::Resource { kind, id: id.to_owned(), goal: Goal::Ready });
-    let rendered = s.cloud.with_world(|w| render(w, kind, id)).unwrap_or(Value::Null);
+    let rendered = s.cloud.with_world(|w| render(s, w, kind, id)).unwrap_or(Value::Null);
     s.with_retry_after(
         Answer::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, rendered).header("Azure-AsyncOperation", op),
     )

@@ -90,6 +90,9 @@ pub(crate) fn public_ip(w: &World, p: &AzPublicIp) -> Value {
     }
     if let Some((_, c)) = w.azure.gateway_using_public_ip(&p.id) {
         props["ipConfiguration"] = json!({ "id": c.id });
+    } else if let Some(c) = w.azure.public_ip_held_at(&p.id, w.now_ms) {
+        // A deleted gateway's ipConfiguration, until it releases the IP.
+        props["ipConfiguration"] = json!({ "id": c });
     }
     json!({
         "id": p.id,
@@ -208,47 +211,100 @@ fn link_word(s: LinkState) -> &'static str {
     }
 }
 
-/// Per-instance tunnels: (instance ip, remote ip, state, last change).
-fn links(w: &World, c: &AzConnection) -> Vec<(Ipv4Addr, Ipv4Addr, LinkState, Option<u64>)> {
+/// Per-instance tunnels: (instance ip, remote ip, state, last change, instance's ipConfiguration id).
+fn links(w: &World, c: &AzConnection) -> Vec<(Ipv4Addr, Ipv4Addr, LinkState, Option<u64>, String)> {
     let Some(g) = w.azure.gateways.get(&c.gateway_id) else { return Vec::new() };
     let Some(lng) = w.azure.local_network_gateways.get(&c.local_network_gateway_id) else { return Vec::new() };
     (0..g.ip_configurations.len())
         .filter_map(|k| {
             let s = w.azure_tunnel_status(c, k);
-            w.instance_ip(g, k).map(|ip| (ip, lng.gateway_ip, s.state, s.last_change_ms))
+            w.instance_ip(g, k).map(|ip| (ip, lng.gateway_ip, s.state, s.last_change_ms, g.ip_configurations[k].id.clone()))
         })
         .collect()
 }
 
-/// A Connection as GET returns it: id-only gateway references, no `sharedKey`.
-pub(crate) fn connection(w: &World, c: &AzConnection) -> Value {
-    let links = links(w, c);
-    let status = if c.phase.state != ProvisioningState::Succeeded {
-        "Unknown"
-    } else if links.iter().any(|l| l.2 == LinkState::Up) {
-        "Connected"
-    } else if links.iter().any(|l| l.2 == LinkState::Negotiating) {
-        "Connecting"
-    } else {
-        "NotConnected"
-    };
-    let tunnels: Vec<Value> = links
-        .iter()
-        .map(|(ip, remote, s, since)| {
-            let mut t = json!({
-                "tunnel": format!("{remote}_{ip}"),
-                "connectionStatus": link_word(*s),
-                "ingressBytesTransferred": 0,
-                "egressBytesTransferred": 0,
-            });
-            if *s == LinkState::Up
-                && let Some(ms) = since
-            {
-                t["lastConnectionEstablishedUtcTime"] = json!(World::timestamp(*ms));
-            }
-            t
-        })
-        .collect();
+/// Which rendering of a Connection: ARM's resource-group list carries no runtime
+/// fields (spec examples `VirtualNetworkGatewayConnectionsList.json` vs
+/// `VirtualNetworkGatewayConnectionGet.json`, 2024-03-01).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// `GET connections/{name}` (and a PUT's answer): `connectionStatus`,
+    /// `tunnelConnectionStatus` and `sharedKey`, as the Get example shows them.
+    Get,
+    /// An item of `GET connections`: no `connectionStatus`, no
+    /// `tunnelConnectionStatus`, no `sharedKey`, byte counters 0.
+    List,
+}
+
+/// The name of a `tunnelConnectionStatus[]` entry. ARM documents it only as "Tunnel
+/// name." (no format is published), so the fake's names carry no IP address: a client
+/// must attribute entries to gateway instances without reading them.
+fn tunnel_name(connection_id: &str, ip_configuration_id: &str) -> String {
+    let mut h = DefaultHasher::new();
+    (connection_id, ip_configuration_id).hash(&mut h);
+    format!("tunnel-{:08x}", h.finish() & 0xffff_ffff)
+}
+
+/// A Connection as GET (or the list, see [`View`]) returns it: id-only gateway
+/// references.
+pub(crate) fn connection(w: &World, c: &AzConnection, view: View) -> Value {
+    let mut props = json!({
+        "provisioningState": state(c.phase.state),
+        "resourceGuid": guid(&c.id),
+        "packetCaptureDiagnosticState": "None",
+        "virtualNetworkGateway1": { "id": c.gateway_id },
+        "localNetworkGateway2": { "id": c.local_network_gateway_id },
+        "connectionType": c.connection_type,
+        "connectionProtocol": c.protocol,
+        "routingWeight": 0,
+        "dpdTimeoutSeconds": c.dpd_timeout_seconds,
+        "connectionMode": "Default",
+        "enableBgp": c.enable_bgp,
+        "useLocalAzureIpAddress": false,
+        "usePolicyBasedTrafficSelectors": false,
+        "ipsecPolicies": [],
+        "trafficSelectorPolicies": [],
+        "ingressNatRules": [],
+        "egressNatRules": [],
+        "expressRouteGatewayBypass": false,
+        "enablePrivateLinkFastPath": false,
+        "ingressBytesTransferred": 0,
+        "egressBytesTransferred": 0,
+    });
+    if view == View::Get {
+        let links = links(w, c);
+        let status = if c.phase.state != ProvisioningState::Succeeded {
+            "Unknown"
+        } else if links.iter().any(|l| l.2 == LinkState::Up) {
+            "Connected"
+        } else if links.iter().any(|l| l.2 == LinkState::Negotiating) {
+            "Connecting"
+        } else {
+            "NotConnected"
+        };
+        let mut tunnels: Vec<Value> = links
+            .iter()
+            .map(|(_, _, s, since, ipconfig)| {
+                let mut t = json!({
+                    "tunnel": tunnel_name(&c.id, ipconfig),
+                    "connectionStatus": link_word(*s),
+                    "ingressBytesTransferred": 0,
+                    "egressBytesTransferred": 0,
+                });
+                if *s == LinkState::Up
+                    && let Some(ms) = since
+                {
+                    t["lastConnectionEstablishedUtcTime"] = json!(World::timestamp(*ms));
+                }
+                t
+            })
+            .collect();
+        // No order is promised: by name, not by instance.
+        tunnels.sort_by(|a, b| a["tunnel"].as_str().cmp(&b["tunnel"].as_str()));
+        props["connectionStatus"] = json!(status);
+        props["tunnelConnectionStatus"] = Value::Array(tunnels);
+        props["sharedKey"] = json!(c.shared_key.expose());
+    }
     json!({
         "id": c.id,
         "name": c.name,
@@ -256,31 +312,7 @@ pub(crate) fn connection(w: &World, c: &AzConnection) -> Value {
         "location": c.location,
         "tags": c.tags,
         "etag": etag(&c.id, c.phase.since),
-        "properties": {
-            "provisioningState": state(c.phase.state),
-            "resourceGuid": guid(&c.id),
-            "packetCaptureDiagnosticState": "None",
-            "virtualNetworkGateway1": { "id": c.gateway_id },
-            "localNetworkGateway2": { "id": c.local_network_gateway_id },
-            "connectionType": c.connection_type,
-            "connectionProtocol": c.protocol,
-            "routingWeight": 0,
-            "dpdTimeoutSeconds": c.dpd_timeout_seconds,
-            "connectionMode": "Default",
-            "enableBgp": c.enable_bgp,
-            "useLocalAzureIpAddress": false,
-            "usePolicyBasedTrafficSelectors": false,
-            "ipsecPolicies": [],
-            "trafficSelectorPolicies": [],
-            "ingressNatRules": [],
-            "egressNatRules": [],
-            "expressRouteGatewayBypass": false,
-            "enablePrivateLinkFastPath": false,
-            "connectionStatus": status,
-            "tunnelConnectionStatus": tunnels,
-            "ingressBytesTransferred": 0,
-            "egressBytesTransferred": 0,
-        },
+        "properties": props,
     })
 }
 
@@ -289,7 +321,7 @@ pub(crate) fn ike_sas(w: &World, c: &AzConnection) -> Value {
     let sas: Vec<Value> = links(w, c)
         .iter()
         .filter(|l| l.2 == LinkState::Up)
-        .map(|(ip, remote, _, _)| {
+        .map(|(ip, remote, ..)| {
             json!({
                 "localEndpoint": ip.to_string(),
                 "remoteEndpoint": remote.to_string(),

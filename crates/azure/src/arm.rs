@@ -18,6 +18,8 @@ use azure_core::{ClientOptions, Context, Method, Policy, PolicyResult, Request, 
 use serde::de::DeserializeOwned;
 use vpnbridge_core::endpoint::{CloudName, EndpointError, ErrorKind};
 
+use crate::Kind;
+
 /// The api-version azure_mgmt_network 0.21 speaks (its only one).
 pub const API_VERSION: &str = "2024-03-01";
 
@@ -163,7 +165,7 @@ fn timeout_error(write: bool) -> EndpointError {
 }
 
 /// Runs one request future under [`REQUEST_TIMEOUT`], mapping its error.
-pub(crate) async fn call<T>(write: bool, f: impl std::future::Future<Output = azure_core::Result<T>>) -> Result<T, EndpointError> {
+pub(crate) async fn call_arm<T>(write: bool, f: impl std::future::Future<Output = azure_core::Result<T>>) -> Result<T, EndpointError> {
     match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(to_endpoint_error(&e, write)),
@@ -205,6 +207,35 @@ impl Raw {
     }
 }
 
+/// The ARM operations the adapter sends through its own pipeline rather than an SDK
+/// request builder, by what they are (the URL alone does not say: an operation status
+/// URL is opaque). Each raw request names one, so the role test can map every request
+/// the adapter can make to its RBAC action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawCall {
+    /// `GET {kind}/{name}` of one resource.
+    Get(Kind),
+    /// `GET {kind}` of the resource group, and its `nextLink` pages.
+    List(Kind),
+    /// `PUT {kind}/{name}` (a body merged onto what GET returned, see `merge`).
+    Put(Kind),
+    /// `GET` of an `Azure-AsyncOperation` URL (`…/locations/{l}/operations/{id}`).
+    OperationStatus,
+    /// `GET` of a `Location` URL (`…/locations/{l}/operationResults/{id}`).
+    OperationResult,
+}
+
+impl RawCall {
+    /// Every raw call there is (for the role test).
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<RawCall> {
+        let kinds = [Kind::PublicIp, Kind::VpnGateway, Kind::LocalNetworkGateway, Kind::Connection];
+        let mut all: Vec<RawCall> = kinds.iter().flat_map(|k| [RawCall::Get(*k), RawCall::List(*k), RawCall::Put(*k)]).collect();
+        all.extend([RawCall::OperationStatus, RawCall::OperationResult]);
+        all
+    }
+}
+
 /// Both ways to talk to ARM, sharing one credential and one set of options.
 #[derive(Clone)]
 pub(crate) struct Arm {
@@ -229,19 +260,41 @@ impl Arm {
         Self { client, pipeline, credential, scopes, endpoint }
     }
 
-    /// GET an absolute URL (operation status, `Location`, `nextLink`) or a path.
-    pub(crate) async fn get(&self, url: &str) -> Result<Raw, EndpointError> {
-        let url = if url.starts_with("http://") || url.starts_with("https://") { Url::parse(url) } else { self.endpoint.join(url) }
-            .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidUrl", format!("{url}: {e}")))?;
+    /// A path or an absolute URL (operation status, `Location`, `nextLink`) as a URL.
+    fn url(&self, call: RawCall, url: &str) -> Result<Url, EndpointError> {
+        if url.starts_with("http://") || url.starts_with("https://") { Url::parse(url) } else { self.endpoint.join(url) }
+            .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidUrl", format!("{call:?} {url}: {e}")))
+    }
+
+    /// Sends one request through our pipeline (no retry, ARM errors mapped), with the
+    /// bearer token and, for a body, `Content-Type: application/json`. `call` says
+    /// which ARM operation this is (see [`RawCall`]); it is not sent.
+    async fn send(&self, call: RawCall, method: Method, url: &str, body: Option<&serde_json::Value>) -> Result<Raw, EndpointError> {
+        let url = self.url(call, url)?;
+        let write = method != Method::Get;
         let fut = async {
             let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
             let token = self.credential.get_token(&scopes).await?;
-            let mut req = Request::new(url, Method::Get);
+            let mut req = Request::new(url, method);
             req.insert_header(azure_core::headers::AUTHORIZATION, format!("Bearer {}", token.token.secret()));
+            if let Some(body) = body {
+                req.insert_header(azure_core::headers::CONTENT_TYPE, "application/json");
+                req.set_body(serde_json::to_vec(body).unwrap_or_default());
+            }
             self.pipeline.send(&Context::default(), &mut req).await
         };
-        let r = call(false, fut).await?;
+        let r = call_arm(write, fut).await?;
         Raw::read(r).await
+    }
+
+    /// GET a path or an absolute URL (operation status, `Location`, `nextLink`).
+    pub(crate) async fn get(&self, call: RawCall, url: &str) -> Result<Raw, EndpointError> {
+        self.send(call, Method::Get, url, None).await
+    }
+
+    /// PUT a JSON body (a write: a 5xx or timeout may have committed).
+    pub(crate) async fn put(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
+        self.send(call, Method::Put, url, Some(body)).await
     }
 
     /// The URL of a resource-group collection (`publicIPAddresses`…) with api-version.

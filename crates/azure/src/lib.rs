@@ -3,34 +3,55 @@
 //!
 //! What it promises (the core's contract, `vpnbridge_core::contract::azure`):
 //!
-//! - **Translate, never decide.** `start` sends exactly one ARM request (PUT, DELETE)
-//!   with `.send()` — never the SDK's own LRO poller, which waits `Retry-After` or 30 s
-//!   with no overall deadline — and returns an [`OpHandle`] holding the
+//! - **Translate, never decide.** `start` sends exactly one ARM write (PUT, DELETE) —
+//!   never through the SDK's own LRO poller, which waits `Retry-After` or 30 s with no
+//!   overall deadline — and returns an [`OpHandle`] holding the
 //!   `Azure-AsyncOperation` URL (or `Location`, or the resource to watch). `poll`
 //!   reads it once and reports `Running { retry_after }` from ARM's `Retry-After`.
 //!   Deadlines, retries and resumption belong to the core's executor; handles are plain
 //!   JSON, so a restarted process can keep polling them.
+//! - **A PUT keeps what is not ours.** ARM's PUT replaces the whole resource, so every
+//!   PUT is preceded by a GET of the resource and sends it back with only what
+//!   vpnbridge owns changed (`merge`): someone's tags stay (ours are set), and so do
+//!   properties we do not model (a gateway's `natRules`, `customRoutes`,
+//!   `vpnClientConfiguration`; a Connection's `ipsecPolicies`,
+//!   `trafficSelectorPolicies`, NAT rules; an LNG's `bgpSettings`…). A PUT is 2
+//!   requests: the GET and the PUT.
+//! - **A public IP still held by a deleted gateway** (DELETE answered 400
+//!   `PublicIPAddressInUse` or `PublicIPAddressCannotBeDeleted` while its holder is a
+//!   gateway that is gone or being deleted) is `Transient`: ARM releases a gateway's IPs
+//!   a while after its delete finishes. Held by a live resource, it is a `Conflict`.
 //! - **No SDK retry.** The pipeline's retry policy is off; 429 comes back as
 //!   `Throttled` and 409 `AnotherOperationInProgress` as `Transient`, both with
 //!   `retry_after`; other errors carry ARM's code, message and `x-ms-request-id`.
 //!   A 5xx or timeout on a write is flagged `may_have_committed`.
 //! - **Deletes of missing resources are done** (404 and 204 alike).
 //! - **Observe** makes one GET for the VNet, one list per kind (public IPs, gateways,
-//!   LocalNetworkGateways, Connections; `nextLink` followed) and one `sharedkey` GET per
-//!   Connection of ours. Only resources tagged `vpnbridge:deployment=<name>` are
+//!   LocalNetworkGateways, Connections; `nextLink` followed) and, per Connection of
+//!   ours, one `sharedkey` GET and one GET of the Connection (ARM's list carries no
+//!   `connectionStatus`/`tunnelConnectionStatus`): 5 + 2N requests for N Connections,
+//!   the per-Connection ones in parallel, errors keeping their kind (a 429 stays
+//!   Throttled for the core to retry). Only resources tagged `vpnbridge:deployment=<name>` are
 //!   reported as ours; untagged ones of those kinds are reported by name
 //!   (`foreign_names`) and gateways of others in the VNet's GatewaySubnet as
 //!   `foreign_gateways_in_vnet`. `provisioningState` Updating/Deleting is reported as
 //!   is, so the executor waits for an operation in flight instead of issuing another.
 //! - **Tunnel ends** are observe's snapshot plus each of our Connections' IKE SAs
 //!   (`getikesas`, all Connections at once, each bounded by [`IKE_SA_DEADLINE`]; a
-//!   failure or timeout only leaves those ends without an SA).
+//!   failure or timeout only leaves those ends without an SA). Each
+//!   `tunnelConnectionStatus` entry is attributed to a gateway instance by the IKE SAs
+//!   (and, as an extra, an instance IP in its name), never by the name alone: ARM
+//!   documents no format for it. An end that cannot be attributed reads Unknown and
+//!   says why.
 //!
 //! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
-//! needs full gateway objects in `virtualNetworkGateway1`/`localNetworkGateway2`, but
-//! ARM returns `{"id": …}` there: reading Connections through the typed model fails.
+//! needs gateway objects with `properties` in `virtualNetworkGateway1`/`localNetworkGateway2`;
+//! the spec's examples show `{"id": …, "properties": {}}` there, which it reads, but an
+//! id-only `{"id": …}` (as the ARM fake answers) makes the typed model fail.
 //! Every response body is read through our own serde types in one module (`wire`);
-//! the SDK builds the requests (URLs, api-version, typed request bodies).
+//! the SDK builds the requests (URLs, api-version; our part of each body with its typed
+//! models), and PUT bodies go out as JSON merged onto the resource's GET (`merge`),
+//! through our own pipeline with the same options.
 //!
 //! **The logging trap.** azure_core 0.21 logs each whole request — body included, so a
 //! Connection's `sharedKey` — at debug level (target `azure_core::policies::transport`),
@@ -44,7 +65,11 @@
 //! fake), and otherwise azure_identity's chain (`AZURE_CREDENTIAL_KIND` if set, else
 //! the default chain: environment, workload identity, managed identity, Azure CLI).
 //! The subscription comes from [`AzureSettings`] or `AZURE_SUBSCRIPTION_ID`; the ARM
-//! endpoint from the settings, `VPNBRIDGE_AZURE_ENDPOINT`, or the public cloud.
+//! endpoint from the settings, `VPNBRIDGE_AZURE_ENDPOINT`, or the public cloud. A
+//! sovereign cloud's endpoint (US Government, China) needs that cloud's token
+//! authority in `AZURE_AUTHORITY_HOST`, which azure_identity reads; a known endpoint
+//! paired with another cloud's authority, or with none (azure_identity then uses the
+//! public cloud's), is refused with [`SetupError::WrongAuthority`].
 //! No secret is read from the config file.
 
 use std::collections::HashMap;
@@ -59,21 +84,28 @@ use azure_mgmt_network::models as m;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::endpoint::{
-    Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
-    WithIkeSa,
+    Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, VpnEndpoint, WithIkeSa,
 };
 use vpnbridge_core::model::{
     AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
-    Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    Tags, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 
 mod arm;
+mod cloud;
+#[cfg(test)]
+mod examples;
+mod merge;
+#[cfg(test)]
+mod role;
+mod tunnels;
 mod wire;
 
 pub use arm::API_VERSION;
-use arm::{Arm, Raw, StaticToken, call};
+use arm::{Arm, Raw, RawCall, StaticToken, call_arm};
+pub use cloud::AUTHORITY_ENV;
 pub use wire::{IkeSa, parse_ike_sas};
 
 /// Environment variable holding a static bearer token; used only when set (the ARM
@@ -126,6 +158,12 @@ pub enum SetupError {
     Endpoint { endpoint: String, reason: String },
     #[error("no Azure credential available (log in with `az login`, or set the AZURE_* variables of a service principal): {0}")]
     Credential(String),
+    #[error(
+        "the Azure endpoint {endpoint} belongs to {cloud}, but tokens would come from {authority}: set {variable}={expected} so they come from that cloud's authority"
+    )]
+    WrongAuthority { endpoint: String, cloud: &'static str, authority: String, variable: &'static str, expected: String },
+    #[error("{variable} {authority:?} is not a URL (e.g. https://login.microsoftonline.us): {reason}")]
+    Authority { authority: String, variable: &'static str, reason: String },
 }
 
 /// The real Azure endpoint for one subscription, resource group and VNet.
@@ -150,11 +188,17 @@ impl std::fmt::Debug for AzureEndpoint {
 }
 
 impl AzureEndpoint {
-    /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity.
+    /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity,
+    /// after checking that a known cloud's ARM endpoint is paired with that cloud's
+    /// token authority (`AZURE_AUTHORITY_HOST`, see [`AUTHORITY_ENV`]).
     pub fn new(settings: AzureSettings) -> Result<Self, SetupError> {
         let credential: Arc<dyn TokenCredential> = match std::env::var(TOKEN_ENV) {
             Ok(token) if !token.is_empty() => Arc::new(StaticToken(token)),
-            _ => azure_identity::create_credential().map_err(|e| SetupError::Credential(e.to_string()))?,
+            _ => {
+                let endpoint = endpoint_url(settings.endpoint.as_deref())?;
+                cloud::check_authority(&endpoint, std::env::var(AUTHORITY_ENV).ok().as_deref())?;
+                azure_identity::create_credential().map_err(|e| SetupError::Credential(e.to_string()))?
+            }
         };
         Self::with_credential(settings, credential)
     }
@@ -170,12 +214,7 @@ impl AzureEndpoint {
             Some(s) => s,
             None => std::env::var(SUBSCRIPTION_ENV).ok().filter(|s| !s.is_empty()).ok_or(SetupError::NoSubscription)?,
         };
-        let endpoint = settings
-            .endpoint
-            .filter(|e| !e.is_empty())
-            .or_else(|| std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()))
-            .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_owned());
-        let url = Url::parse(&endpoint).map_err(|e| SetupError::Endpoint { endpoint: endpoint.clone(), reason: e.to_string() })?;
+        let url = endpoint_url(settings.endpoint.as_deref())?;
         Ok(Self {
             arm: Arm::new(url, credential),
             subscription,
@@ -200,8 +239,12 @@ impl AzureEndpoint {
 
     /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
     pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
-        let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = call(true, c.get_ike_sas(&self.resource_group, name, &self.subscription).send()).await?;
+        let c = &self.arm.client;
+        let r = call_arm(
+            true,
+            c.virtual_network_gateway_connections_client().get_ike_sas(&self.resource_group, name, &self.subscription).send(),
+        )
+        .await?;
         let raw = Raw::read(r.into_raw_response()).await?;
         match raw.header("location") {
             Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
@@ -219,7 +262,7 @@ impl AzureEndpoint {
         let body = match decode(handle)? {
             Handle::Result { body } => body.into_bytes(),
             Handle::Location { url, .. } => {
-                let raw = self.arm.get(&url).await?;
+                let raw = self.arm.get(RawCall::OperationResult, &url).await?;
                 if raw.status == 202 {
                     return Ok((None, arm::retry_after(&raw.headers)));
                 }
@@ -258,6 +301,17 @@ pub const IKE_SA_DEADLINE: Duration = Duration::from_secs(30);
 const IKE_SA_POLL_DEFAULT: Duration = Duration::from_secs(2);
 const IKE_SA_POLL_MIN: Duration = Duration::from_millis(100);
 const IKE_SA_POLL_MAX: Duration = Duration::from_secs(10);
+
+/// The ARM endpoint: the settings', else `VPNBRIDGE_AZURE_ENDPOINT`, else the public
+/// cloud's.
+fn endpoint_url(configured: Option<&str>) -> Result<Url, SetupError> {
+    let endpoint = configured
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .or_else(|| std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_owned());
+    Url::parse(&endpoint).map_err(|e| SetupError::Endpoint { endpoint: endpoint.clone(), reason: e.to_string() })
+}
 
 // ---------------------------------------------------------------------------
 // Operation handles
@@ -367,13 +421,18 @@ fn not_found_or(e: EndpointError) -> Result<Option<Raw>, EndpointError> {
 /// What a gateway PUT says; ipConfigurations are (name, subnet id, public IP id), in
 /// instance order.
 struct GatewaySpec<'a> {
-    location: &'a str,
     sku: &'a str,
     generation: &'a str,
     enable_bgp: bool,
     asn: Option<u32>,
     ip_configurations: Vec<(String, String, String)>,
     tags: &'a Tags,
+}
+
+/// An SDK model as the JSON it sends (ours, before [`merge::merged`]).
+fn to_json<T: Serialize>(model: &T) -> Result<serde_json::Value, EndpointError> {
+    serde_json::to_value(model)
+        .map_err(|e| EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "InvalidRequest", format!("cannot build the request: {e}")))
 }
 
 impl AzureEndpoint {
@@ -405,15 +464,29 @@ impl AzureEndpoint {
         })
     }
 
-    fn gateway_body(g: GatewaySpec<'_>) -> Result<m::VirtualNetworkGateway, EndpointError> {
+    /// PUT `kind/name` with `ours` laid over what GET returns (see [`merge`]): a new
+    /// resource gets ours alone; an existing one keeps what we do not own. With
+    /// `must_exist`, a missing resource is an error (there is nothing to change).
+    /// Two requests: the GET and the PUT (the body may hold a shared key: never logged).
+    async fn put_merged(&self, kind: Kind, name: &str, ours: serde_json::Value, must_exist: bool) -> Result<OpHandle, EndpointError> {
+        let path = format!("{}?api-version={API_VERSION}", self.kind_id(kind, name));
+        let existing = match self.arm.get(RawCall::Get(kind), &path).await {
+            Ok(raw) => Some(raw.json::<serde_json::Value>(kind.collection())?),
+            Err(e) if e.kind == ErrorKind::NotFound && !must_exist => None,
+            Err(e) => return Err(e),
+        };
+        let body = merge::merged(existing, ours);
+        let raw = self.arm.put(RawCall::Put(kind), &path, &body).await?;
+        Ok(self.put_handle(&raw, kind, name))
+    }
+
+    /// Our part of a gateway PUT (create, or provision a Failed one again).
+    fn gateway_body(&self, g: GatewaySpec<'_>) -> Result<serde_json::Value, EndpointError> {
         let mut props = m::VirtualNetworkGatewayPropertiesFormat::new();
         props.gateway_type = Some(sdk_enum("Vpn")?);
         props.vpn_type = Some(sdk_enum("RouteBased")?);
         props.vpn_gateway_generation = Some(sdk_enum(g.generation)?);
-        let mut s = m::VirtualNetworkGatewaySku::new();
-        s.name = Some(sdk_enum(g.sku)?);
-        s.tier = Some(sdk_enum(g.sku)?);
-        props.sku = Some(s);
+        props.sku = Some(Self::gateway_sku(g.sku)?);
         props.active_active = Some(g.ip_configurations.len() > 1);
         props.enable_bgp = Some(g.enable_bgp);
         if let Some(asn) = g.asn {
@@ -436,35 +509,85 @@ impl AzureEndpoint {
             })
             .collect();
         let mut body = m::VirtualNetworkGateway::new(props);
-        body.resource.location = Some(g.location.to_owned());
+        body.resource.location = Some(self.location.clone());
         body.resource.tags = Some(tags_json(g.tags));
-        Ok(body)
+        to_json(&body)
+    }
+
+    fn gateway_sku(sku: &str) -> Result<m::VirtualNetworkGatewaySku, EndpointError> {
+        let mut s = m::VirtualNetworkGatewaySku::new();
+        s.name = Some(sdk_enum(sku)?);
+        s.tier = Some(sdk_enum(sku)?);
+        Ok(s)
+    }
+
+    /// Our part of a public IP PUT: Standard, Static, IPv4, the zones, our tags.
+    fn public_ip_body(&self, zones: &[String], tags: &Tags) -> Result<serde_json::Value, EndpointError> {
+        let mut p = m::PublicIpAddress::new();
+        p.resource.location = Some(self.location.clone());
+        p.resource.tags = Some(tags_json(tags));
+        p.zones = zones.to_vec();
+        let mut sku = m::PublicIpAddressSku::new();
+        sku.name = Some(sdk_enum("Standard")?);
+        sku.tier = Some(sdk_enum("Regional")?);
+        p.sku = Some(sku);
+        let mut props = m::PublicIpAddressPropertiesFormat::new();
+        props.public_ip_allocation_method = Some(m::IpAllocationMethod::Static);
+        props.public_ip_address_version = Some(sdk_enum("IPv4")?);
+        p.properties = Some(Box::new(props));
+        to_json(&p)
+    }
+
+    /// Our part of an LNG PUT: its one IP, its prefixes, our tags.
+    fn lng_body(&self, gateway_ip: Ipv4Addr, address_prefixes: &[IpNet], tags: &Tags) -> Result<serde_json::Value, EndpointError> {
+        let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
+        props.gateway_ip_address = Some(gateway_ip.to_string());
+        let mut space = m::AddressSpace::new();
+        space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
+        props.local_network_address_space = Some(space);
+        let mut l = m::LocalNetworkGateway::new(props);
+        l.resource.location = Some(self.location.clone());
+        l.resource.tags = Some(tags_json(tags));
+        to_json(&l)
+    }
+
+    /// Our part of a Connection PUT: IPsec, IKEv2, the key, BGP, DPD, references by
+    /// id (the SDK's model requires a `properties` object, which it serialises empty).
+    fn connection_body(&self, c: &ConnectionSpec<'_>) -> Result<serde_json::Value, EndpointError> {
+        let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
+        vng.resource.id = Some(self.id("virtualNetworkGateways", c.gateway));
+        let mut lng = m::LocalNetworkGateway::new(m::LocalNetworkGatewayPropertiesFormat::new());
+        lng.resource.id = Some(self.id("localNetworkGateways", c.local_network_gateway));
+        let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec")?);
+        props.local_network_gateway2 = Some(lng);
+        props.connection_protocol = Some(sdk_enum("IKEv2")?);
+        props.shared_key = Some(c.shared_key.expose().to_owned());
+        props.enable_bgp = Some(c.enable_bgp);
+        props.dpd_timeout_seconds = i32::try_from(c.dpd_timeout_seconds).ok();
+        let mut conn = m::VirtualNetworkGatewayConnection::new(props);
+        conn.resource.location = Some(self.location.clone());
+        conn.resource.tags = Some(tags_json(c.tags));
+        to_json(&conn)
     }
 
     async fn start_op(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
         let (rg, sub) = (self.resource_group.as_str(), self.subscription.as_str());
+        let sdk = &self.arm.client;
         match op {
             AzureOp::CreatePublicIp { name, zones, tags } => {
-                let mut p = m::PublicIpAddress::new();
-                p.resource.location = Some(self.location.clone());
-                p.resource.tags = Some(tags_json(tags));
-                p.zones = zones.clone();
-                let mut sku = m::PublicIpAddressSku::new();
-                sku.name = Some(sdk_enum("Standard")?);
-                sku.tier = Some(sdk_enum("Regional")?);
-                p.sku = Some(sku);
-                let mut props = m::PublicIpAddressPropertiesFormat::new();
-                props.public_ip_allocation_method = Some(m::IpAllocationMethod::Static);
-                props.public_ip_address_version = Some(sdk_enum("IPv4")?);
-                p.properties = Some(Box::new(props));
-                let c = self.arm.client.public_ip_addresses_client();
-                let r = call(true, c.create_or_update(rg, name, p, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::PublicIp, name))
+                self.put_merged(Kind::PublicIp, name, self.public_ip_body(zones, tags)?, false).await
             }
             AzureOp::DeletePublicIp { name } => {
-                let c = self.arm.client.public_ip_addresses_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.public_ip_addresses_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
+                let r = match r {
+                    Err(e) if matches!(e.code.as_str(), "PublicIPAddressInUse" | "PublicIPAddressCannotBeDeleted") => {
+                        Err(self.public_ip_in_use(name, e).await)
+                    }
+                    r => r,
+                };
                 self.delete_handle(r, Kind::PublicIp, name)
             }
             AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
@@ -474,116 +597,103 @@ impl AzureEndpoint {
                     .enumerate()
                     .map(|(k, p)| (format!("ipconfig{k}"), subnet.clone(), self.id("publicIPAddresses", p)))
                     .collect();
-                let body = Self::gateway_body(GatewaySpec {
-                    location: &self.location,
-                    sku,
-                    generation,
-                    enable_bgp: *enable_bgp,
-                    asn: *asn,
-                    ip_configurations: cfgs,
-                    tags,
-                })?;
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+                let body =
+                    self.gateway_body(GatewaySpec { sku, generation, enable_bgp: *enable_bgp, asn: *asn, ip_configurations: cfgs, tags })?;
+                self.put_merged(Kind::VpnGateway, name, body, false).await
             }
             AzureOp::ResizeVpnGateway { name, sku } => {
                 // GET, change the SKU, PUT the rest as it is.
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(false, c.get(rg, name, sub).send()).await?;
-                let g: wire::Gateway = Raw::read(r.into_raw_response()).await?.json("the VPN gateway")?;
-                let cfgs = g
-                    .properties
-                    .ip_configurations
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.clone(),
-                            c.properties.subnet.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
-                            c.properties.public_ip_address.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
-                        )
-                    })
-                    .collect();
-                let generation = g.properties.vpn_gateway_generation.clone().unwrap_or_else(|| "Generation1".to_owned());
-                let asn = if g.properties.enable_bgp {
-                    g.properties.bgp_settings.as_ref().and_then(|b| b.asn).and_then(|a| u32::try_from(a).ok())
-                } else {
-                    None
-                };
-                let location = g.location.clone().unwrap_or_else(|| self.location.clone());
-                let body = Self::gateway_body(GatewaySpec {
-                    location: &location,
-                    sku,
-                    generation: &generation,
-                    enable_bgp: g.properties.enable_bgp,
-                    asn,
-                    ip_configurations: cfgs,
-                    tags: &g.tags,
-                })?;
-                let r = call(true, c.create_or_update(rg, name, body, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::VpnGateway, name))
+                let ours = serde_json::json!({ "properties": { "sku": to_json(&Self::gateway_sku(sku)?)? } });
+                self.put_merged(Kind::VpnGateway, name, ours, true).await
             }
             AzureOp::DeleteVpnGateway { name } => {
-                let c = self.arm.client.virtual_network_gateways_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.virtual_network_gateways_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::VpnGateway, name)
             }
             AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
-                let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
-                props.gateway_ip_address = Some(gateway_ip.to_string());
-                let mut space = m::AddressSpace::new();
-                space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
-                props.local_network_address_space = Some(space);
-                let mut l = m::LocalNetworkGateway::new(props);
-                l.resource.location = Some(self.location.clone());
-                l.resource.tags = Some(tags_json(tags));
-                let c = self.arm.client.local_network_gateways_client();
-                let r = call(true, c.create_or_update(rg, name, l, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::LocalNetworkGateway, name))
+                self.put_merged(Kind::LocalNetworkGateway, name, self.lng_body(*gateway_ip, address_prefixes, tags)?, false).await
             }
             AzureOp::DeleteLocalNetworkGateway { name } => {
-                let c = self.arm.client.local_network_gateways_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.local_network_gateways_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::LocalNetworkGateway, name)
             }
             AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
-                // References are sent id-only in spirit: the SDK's model requires a
-                // `properties` object, which it serialises empty.
-                let mut vng = m::VirtualNetworkGateway::new(m::VirtualNetworkGatewayPropertiesFormat::new());
-                vng.resource.id = Some(self.id("virtualNetworkGateways", gateway));
-                let mut lng = m::LocalNetworkGateway::new(m::LocalNetworkGatewayPropertiesFormat::new());
-                lng.resource.id = Some(self.id("localNetworkGateways", local_network_gateway));
-                let mut props = m::VirtualNetworkGatewayConnectionPropertiesFormat::new(vng, sdk_enum("IPsec")?);
-                props.local_network_gateway2 = Some(lng);
-                props.connection_protocol = Some(sdk_enum("IKEv2")?);
-                props.shared_key = Some(shared_key.expose().to_owned());
-                props.enable_bgp = Some(*enable_bgp);
-                props.dpd_timeout_seconds = i32::try_from(*dpd_timeout_seconds).ok();
-                let mut conn = m::VirtualNetworkGatewayConnection::new(props);
-                conn.resource.location = Some(self.location.clone());
-                conn.resource.tags = Some(tags_json(tags));
-                let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call(true, c.create_or_update(rg, name, conn, sub).send()).await?;
-                let raw = Raw::read(r.into_raw_response()).await?;
-                Ok(self.put_handle(&raw, Kind::Connection, name))
+                let spec = ConnectionSpec {
+                    gateway,
+                    local_network_gateway,
+                    shared_key,
+                    enable_bgp: *enable_bgp,
+                    dpd_timeout_seconds: *dpd_timeout_seconds,
+                    tags,
+                };
+                self.put_merged(Kind::Connection, name, self.connection_body(&spec)?, false).await
             }
             AzureOp::SetSharedKey { name, shared_key } => {
-                let c = self.arm.client.virtual_network_gateway_connections_client();
                 let body = m::ConnectionSharedKey::new(shared_key.expose().to_owned());
-                let r = call(true, c.set_shared_key(rg, name, body, sub).send()).await?;
+                let r = call_arm(true, sdk.virtual_network_gateway_connections_client().set_shared_key(rg, name, body, sub).send()).await?;
                 let raw = Raw::read(r.into_raw_response()).await?;
                 Ok(self.put_handle(&raw, Kind::Connection, name))
             }
             AzureOp::DeleteConnection { name } => {
-                let c = self.arm.client.virtual_network_gateway_connections_client();
-                let r = call(true, async { c.delete(rg, name, sub).send().await.map(|r| r.into_raw_response()) }).await;
+                let r = call_arm(true, async {
+                    sdk.virtual_network_gateway_connections_client().delete(rg, name, sub).send().await.map(|r| r.into_raw_response())
+                })
+                .await;
                 self.delete_handle(r, Kind::Connection, name)
             }
             AzureOp::Await { kind, name } => Ok(encode(&Handle::Watch { kind: (*kind).into(), name: name.clone(), goal: Goal::Settled })),
         }
+    }
+}
+
+/// What a Connection PUT says.
+struct ConnectionSpec<'a> {
+    gateway: &'a str,
+    local_network_gateway: &'a str,
+    shared_key: &'a Psk,
+    enable_bgp: bool,
+    dpd_timeout_seconds: u32,
+    tags: &'a Tags,
+}
+
+impl AzureEndpoint {
+    /// A public IP DELETE refused as in use (`PublicIPAddressInUse`,
+    /// `PublicIPAddressCannotBeDeleted`, HTTP 400). ARM releases a gateway's public IPs
+    /// a while after the gateway's delete finishes, so while what holds the IP is a
+    /// gateway that is gone or being deleted (or nothing any more) the refusal is
+    /// transient: back off and retry. Held by a live resource, it is a conflict.
+    async fn public_ip_in_use(&self, name: &str, mut refused: EndpointError) -> EndpointError {
+        let holder = match self.get_brief(Kind::PublicIp, name).await {
+            Ok(Some(b)) => b.properties.ip_configuration.map(|r| r.id),
+            Ok(None) => None,
+            Err(e) if e.is_transient() => return e,
+            Err(_) => return refused,
+        };
+        let gateway = holder.as_deref().and_then(|id| {
+            let lower = id.to_ascii_lowercase();
+            let at = lower.find("/ipconfigurations/")?;
+            lower[..at].contains("/providers/microsoft.network/virtualnetworkgateways/").then(|| id[..at].to_owned())
+        });
+        let releasing = match (&holder, gateway) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(g)) => match self.arm.get(RawCall::Get(Kind::VpnGateway), &format!("{g}?api-version={API_VERSION}")).await {
+                Ok(raw) => raw
+                    .json::<Brief>("the gateway holding a public IP")
+                    .is_ok_and(|b| state_of(b.properties.provisioning_state.as_deref()) == ProvisioningState::Deleting),
+                Err(e) if e.kind == ErrorKind::NotFound => true,
+                Err(e) if e.is_transient() => return e,
+                Err(_) => false,
+            },
+        };
+        refused.kind = if releasing { ErrorKind::Transient } else { ErrorKind::Conflict };
+        refused
     }
 }
 
@@ -604,13 +714,15 @@ struct Brief {
 struct BriefProps {
     provisioning_state: Option<String>,
     ip_address: Option<String>,
+    /// A public IP's holder (an ipConfiguration of a gateway, a NIC…).
+    ip_configuration: Option<wire::Ref>,
 }
 
 impl AzureEndpoint {
     /// GET one resource; `None` when it does not exist.
     async fn get_brief(&self, kind: Kind, name: &str) -> Result<Option<Brief>, EndpointError> {
         let path = format!("{}?api-version={API_VERSION}", self.kind_id(kind, name));
-        let raw = match self.arm.get(&path).await.map(Some).or_else(not_found_or)? {
+        let raw = match self.arm.get(RawCall::Get(kind), &path).await.map(Some).or_else(not_found_or)? {
             Some(raw) => raw,
             None => return Ok(None),
         };
@@ -666,7 +778,7 @@ impl AzureEndpoint {
             Handle::Result { .. } => Ok(OpStatus::Done(OpOutput::default())),
             Handle::Watch { kind, name, goal } => self.watch(kind, &name, goal).await,
             Handle::Location { url, kind, name } => {
-                let raw = match self.arm.get(&url).await {
+                let raw = match self.arm.get(RawCall::OperationResult, &url).await {
                     Ok(raw) => raw,
                     Err(e) if e.is_transient() => return Err(e),
                     Err(e) => return Ok(OpStatus::Failed(e)),
@@ -677,7 +789,7 @@ impl AzureEndpoint {
                 self.finished(kind, &name, Goal::Gone).await
             }
             Handle::Async { url, kind, name, goal } => {
-                let raw = self.arm.get(&url).await?;
+                let raw = self.arm.get(RawCall::OperationStatus, &url).await?;
                 let s: wire::OperationStatus = raw.json("the operation status")?;
                 match s.status.as_str() {
                     "Succeeded" => self.finished(kind, &name, goal).await,
@@ -713,11 +825,11 @@ struct Snapshot {
 }
 
 impl AzureEndpoint {
-    async fn list<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, EndpointError> {
+    async fn list<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, EndpointError> {
         let mut out = Vec::new();
-        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind);
+        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind.collection());
         loop {
-            let page: wire::List<T> = self.arm.get(&url).await?.json(kind)?;
+            let page: wire::List<T> = self.arm.get(RawCall::List(kind), &url).await?.json(kind.collection())?;
             out.extend(page.value);
             match page.next_link {
                 Some(next) if !next.is_empty() => url = next,
@@ -727,8 +839,8 @@ impl AzureEndpoint {
     }
 
     async fn get_vnet(&self) -> Result<Option<wire::Vnet>, EndpointError> {
-        let c = self.arm.client.virtual_networks_client();
-        let r = match call(false, c.get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
+        let c = &self.arm.client;
+        let r = match call_arm(false, c.virtual_networks_client().get(&self.resource_group, &self.vnet, &self.subscription).send()).await {
             Ok(r) => r,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -737,8 +849,13 @@ impl AzureEndpoint {
     }
 
     async fn shared_key(&self, name: &str) -> Result<Option<Psk>, EndpointError> {
-        let c = self.arm.client.virtual_network_gateway_connections_client();
-        let r = match call(false, c.get_shared_key(&self.resource_group, name, &self.subscription).send()).await {
+        let c = &self.arm.client;
+        let r = match call_arm(
+            false,
+            c.virtual_network_gateway_connections_client().get_shared_key(&self.resource_group, name, &self.subscription).send(),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) if e.is_transient() => return Err(e),
             // Not readable (gone meanwhile, not allowed): reported as unknown.
@@ -748,32 +865,42 @@ impl AzureEndpoint {
         Ok(Psk::new(&k.value).ok())
     }
 
+    /// GET one Connection: its runtime fields (`connectionStatus`,
+    /// `tunnelConnectionStatus`), which ARM's list leaves out. `None`: gone meanwhile.
+    async fn get_connection(&self, name: &str) -> Result<Option<wire::Connection>, EndpointError> {
+        let path = format!("{}?api-version={API_VERSION}", self.kind_id(Kind::Connection, name));
+        match self.arm.get(RawCall::Get(Kind::Connection), &path).await.map(Some).or_else(not_found_or)? {
+            Some(raw) => raw.json("a Connection").map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn snapshot(&self, owner: &Owner) -> Result<Snapshot, EndpointError> {
-        let (vnet, public_ips, gateways, lngs, connections) = tokio::try_join!(
+        let (vnet, public_ips, gateways, lngs, listed) = tokio::try_join!(
             self.get_vnet(),
-            self.list::<wire::PublicIp>("publicIPAddresses"),
-            self.list::<wire::Gateway>("virtualNetworkGateways"),
-            self.list::<wire::Lng>("localNetworkGateways"),
-            self.list::<wire::Connection>("connections"),
+            self.list::<wire::PublicIp>(Kind::PublicIp),
+            self.list::<wire::Gateway>(Kind::VpnGateway),
+            self.list::<wire::Lng>(Kind::LocalNetworkGateway),
+            self.list::<wire::Connection>(Kind::Connection),
         )?;
-        // One `sharedkey` GET per Connection of ours, at once.
-        let ours: Vec<&wire::Connection> = connections.iter().filter(|c| owner.owns(&c.tags)).collect();
-        let read = futures::future::try_join_all(ours.iter().map(|c| self.shared_key(&c.name))).await?;
-        let keys: HashMap<String, Option<Psk>> = ours.iter().map(|c| c.id.to_ascii_lowercase()).zip(read).collect();
+        // Per Connection of ours, at once: its `sharedkey` and a GET of it (the list
+        // has no runtime fields). Errors keep their kind (a 429 stays Throttled).
+        let (ours, mut connections): (Vec<wire::Connection>, Vec<wire::Connection>) = listed.into_iter().partition(|c| owner.owns(&c.tags));
+        let reads = ours.iter().map(|c| async move { tokio::try_join!(self.shared_key(&c.name), self.get_connection(&c.name)) });
+        let read = futures::future::try_join_all(reads).await?;
+        let mut keys: HashMap<String, Option<Psk>> = HashMap::new();
+        for (listed, (key, got)) in ours.into_iter().zip(read) {
+            // A Connection deleted since the list is gone.
+            let Some(got) = got else { continue };
+            keys.insert(got.id.to_ascii_lowercase(), key);
+            connections.push(if same_id(&got.id, &listed.id) { got } else { listed });
+        }
         Ok(Snapshot { vnet, public_ips, gateways, lngs, connections, keys })
     }
 }
 
 fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
-}
-
-fn tunnel_state(word: Option<&str>) -> TunnelState {
-    match word {
-        Some("Connected") => TunnelState::Up,
-        Some("NotConnected" | "Connecting") => TunnelState::Down,
-        _ => TunnelState::Unknown,
-    }
 }
 
 impl Snapshot {
@@ -927,8 +1054,10 @@ impl Snapshot {
                     .iter()
                     .map(|t| AzureTunnelStatus {
                         tunnel: t.tunnel.clone(),
-                        instance_ip: tunnel_instance_ip(&t.tunnel, &instance_ips),
-                        status: tunnel_state(t.connection_status.as_deref()),
+                        // Only when the name says (ARM documents no format): the IKE
+                        // SAs that attribute the rest are read by `tunnel_ends`.
+                        instance_ip: tunnels::ip_in_name(&t.tunnel, &instance_ips),
+                        status: tunnels::tunnel_state(t.connection_status.as_deref()),
                     })
                     .collect(),
                 tags: c.tags.clone(),
@@ -967,13 +1096,14 @@ impl Snapshot {
         self.connections.iter().filter(|c| ours(&c.id, &c.tags)).map(|c| c.name.clone()).collect()
     }
 
-    /// Each instance's end of each of our Connections, with the IKE SA (from `sas`, by
-    /// lower-cased Connection name) whose local endpoint is that instance's public IP.
+    /// Each instance's end of each of our Connections. `sas` holds the IKE SAs of
+    /// the Connections whose `getikesas` answered (by lower-cased name); each end gets
+    /// the SA whose local endpoint is its instance's public IP, and its status from the
+    /// `tunnelConnectionStatus` entry attributed to it (see [`tunnels`]).
     fn tunnel_ends(&self, scope: &str, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
         let ours = self.ours(scope, owner);
         let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
-        let instances = self.instances(our_gw);
-        let ips: Vec<Ipv4Addr> = instances.iter().filter_map(|(_, ip)| *ip).collect();
+        let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
         let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
         for c in self.connections.iter().filter(|c| ours(&c.id, &c.tags)) {
             let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
@@ -983,41 +1113,32 @@ impl Snapshot {
                 continue;
             };
             let psk = self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten();
-            for (k, ip) in &instances {
-                let Some(ip) = *ip else { continue };
-                let health = c.properties.tunnel_connection_status.iter().find(|t| tunnel_instance_ip(&t.tunnel, &ips) == Some(ip));
-                let status = match health {
-                    Some(t) => TunnelStatus {
-                        state: tunnel_state(t.connection_status.as_deref()),
-                        reason: format!(
-                            "{} (tunnel {}, ingress {} B, egress {} B)",
-                            t.connection_status.as_deref().unwrap_or("Unknown"),
-                            t.tunnel,
-                            t.ingress_bytes_transferred.unwrap_or(0),
-                            t.egress_bytes_transferred.unwrap_or(0)
-                        ),
-                        last_change: t.last_connection_established_utc_time.clone(),
-                    },
-                    None => TunnelStatus {
-                        state: TunnelState::Unknown,
-                        reason: format!(
-                            "no tunnelConnectionStatus for instance {k}; connectionStatus {}",
-                            c.properties.connection_status.as_deref().unwrap_or("Unknown")
-                        ),
-                        last_change: None,
-                    },
-                };
+            let read = sas.get(&c.name.to_ascii_lowercase());
+            let evidence: Vec<(tunnels::Instance, Option<CoreIkeSa>)> = instances
+                .iter()
+                .map(|&(index, ip)| {
+                    let sa = read.and_then(|sas| sa_of_instance(sas, ip));
+                    let seen = match (read, &sa) {
+                        (None, _) => tunnels::SaEvidence::Unknown,
+                        (Some(_), Some(_)) => tunnels::SaEvidence::Present,
+                        (Some(_), None) => tunnels::SaEvidence::Absent,
+                    };
+                    (tunnels::Instance { index, ip, sa: seen }, sa)
+                })
+                .collect();
+            let inst: Vec<tunnels::Instance> = evidence.iter().map(|(i, _)| *i).collect();
+            let statuses = tunnels::attribute(&c.properties.tunnel_connection_status, c.properties.connection_status.as_deref(), &inst);
+            for ((i, sa), status) in evidence.into_iter().zip(statuses) {
                 let end = TunnelEnd {
                     cloud: CloudName::Azure,
-                    outside_ip: ip,
+                    outside_ip: i.ip,
                     peer_ip: peer,
-                    instance: *k,
+                    instance: i.index,
                     resource: c.name.clone(),
                     inside_cidr: None,
                     psk: psk.clone(),
                     status,
                 };
-                let sa = sas.get(&c.name.to_ascii_lowercase()).and_then(|sas| sa_of_instance(sas, ip));
                 out.push(Box::new(WithIkeSa { end, sa }));
             }
         }
@@ -1032,13 +1153,6 @@ fn sa_of_instance(sas: &[IkeSa], ip: Ipv4Addr) -> Option<CoreIkeSa> {
         let remote: Ipv4Addr = s.remote_endpoint.as_deref()?.trim().parse().ok()?;
         (local == ip).then_some(CoreIkeSa { local, remote })
     })
-}
-
-/// The gateway instance IP a `tunnelConnectionStatus[].tunnel` name refers to: ARM
-/// names tunnels after their endpoints (`<remote>_<instance>` or the reverse), so the
-/// instance is whichever of our instance IPs appears in the name.
-fn tunnel_instance_ip(tunnel: &str, instance_ips: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-    tunnel.split(['_', ' ', '-', ':']).filter_map(|p| p.parse::<Ipv4Addr>().ok()).find(|ip| instance_ips.contains(ip))
 }
 
 #[async_trait]
@@ -1112,12 +1226,5 @@ mod tests {
         let found = sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 1)).expect("instance 0");
         assert_eq!((found.local, found.remote), (Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(3, 0, 0, 6)));
         assert!(sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 3)).is_none());
-    }
-
-    #[test]
-    fn tunnel_names_find_the_instance() {
-        let ips = [Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(20, 0, 0, 2)];
-        assert_eq!(tunnel_instance_ip("3.0.0.5_20.0.0.2", &ips), Some(ips[1]));
-        assert_eq!(tunnel_instance_ip("Tunnel0", &ips), None);
     }
 }

@@ -69,7 +69,6 @@ pub(crate) struct PublicIpProps {
 pub(crate) struct Gateway {
     pub id: String,
     pub name: String,
-    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
@@ -110,7 +109,6 @@ pub(crate) struct GatewayIpConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GatewayIpConfigProps {
-    pub subnet: Option<Ref>,
     #[serde(rename = "publicIPAddress")]
     pub public_ip_address: Option<Ref>,
 }
@@ -251,12 +249,20 @@ pub struct IkeSa {
 
 /// Parses `getikesas`' final body: a JSON *string* holding a JSON document, which is
 /// either an array of SAs or a status object (`{"Status":"Successful","Data":…}`,
-/// whose `Data` may be null, an array, or again a string).
+/// whose `Data` may be null, an array, or again a string). The spec's example
+/// (`VirtualNetworkGatewayConnectionGetIkeSas.json`, 2024-03-01) shows the string's
+/// text wrapped in one more pair of unescaped quotes (`"{"Status":…}"`): that reads too.
 pub fn parse_ike_sas(body: &[u8]) -> Result<Vec<IkeSa>, serde_json::Error> {
     let outer: serde_json::Value = serde_json::from_slice(body)?;
+    fn text(s: &str) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(s).or_else(|e| match s.trim().strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) => serde_json::from_str(inner),
+            None => Err(e),
+        })
+    }
     fn unwrap(v: serde_json::Value) -> Result<Vec<IkeSa>, serde_json::Error> {
         match v {
-            serde_json::Value::String(s) => unwrap(serde_json::from_str(&s)?),
+            serde_json::Value::String(s) => unwrap(text(&s)?),
             serde_json::Value::Null => Ok(Vec::new()),
             serde_json::Value::Array(_) => serde_json::from_value(v),
             serde_json::Value::Object(mut m) => match m.remove("Data").or_else(|| m.remove("data")) {

@@ -96,6 +96,15 @@ fn deleted(r: Result<(), ApiError>, kind: AzureKind, id: String) -> Result<Azure
     }
 }
 
+/// The tags of a re-PUT, as a real adapter sends them (ARM's PUT replaces them all):
+/// someone else's kept, ours (`vpnbridge:*`) set, stale ones of ours dropped.
+fn merged_tags(existing: Option<&Tags>, ours: &Tags) -> Tags {
+    let mut out: Tags =
+        existing.into_iter().flatten().filter(|(k, _)| !k.starts_with("vpnbridge:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
 fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, EndpointError> {
     let ready = |kind, id| AzureWait::Resource { kind, id, goal: Goal::Ready };
     Ok(match op {
@@ -106,7 +115,7 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                 sku: "Standard".to_owned(),
                 static_allocation: true,
                 zones: zones.clone(),
-                tags: tags.clone(),
+                tags: merged_tags(w.azure.public_ips.get(&id).map(|r| &r.tags), tags),
             };
             w.put_public_ip(&id, &body).map_err(azure_error)?;
             ready(AzureKind::PublicIp, id)
@@ -132,7 +141,7 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                     .enumerate()
                     .map(|(k, p)| IpConfigPut { name: format!("ipconfig{k}"), subnet_id: subnet_id.clone(), public_ip_id: t.id(PIP, p) })
                     .collect(),
-                tags: tags.clone(),
+                tags: merged_tags(w.azure.gateways.get(&id).map(|r| &r.tags), tags),
             };
             w.put_virtual_network_gateway(&id, &body).map_err(azure_error)?;
             ready(AzureKind::VpnGateway, id)
@@ -180,7 +189,7 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                 location: t.location.clone(),
                 gateway_ip: *gateway_ip,
                 address_prefixes: address_prefixes.clone(),
-                tags: tags.clone(),
+                tags: merged_tags(w.azure.local_network_gateways.get(&id).map(|r| &r.tags), tags),
             };
             w.put_local_network_gateway(&id, &body).map_err(azure_error)?;
             ready(AzureKind::LocalNetworkGateway, id)
@@ -200,7 +209,7 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                 shared_key: shared_key.clone(),
                 enable_bgp: *enable_bgp,
                 dpd_timeout_seconds: *dpd_timeout_seconds,
-                tags: tags.clone(),
+                tags: merged_tags(w.azure.connections.get(&id).map(|r| &r.tags), tags),
             };
             w.put_connection(&id, &body).map_err(azure_error)?;
             ready(AzureKind::Connection, id)
@@ -378,8 +387,10 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
                 connection_status: connection_status.to_owned(),
                 tunnels: links
                     .iter()
-                    .map(|(_, ip, remote, s)| AzureTunnelStatus {
-                        tunnel: format!("{remote}_{ip}"),
+                    .map(|(k, ip, remote, s)| AzureTunnelStatus {
+                        // The simulator knows which instance a tunnel leaves from; its
+                        // name is its own (ARM documents no format for it), not ARM's.
+                        tunnel: format!("sim:instance-{k}-to-{remote}"),
                         instance_ip: Some(*ip),
                         status: tunnel_state(s),
                     })
@@ -456,5 +467,22 @@ impl VpnEndpoint<Azure> for SimAzure {
 
     async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
         Ok(tunnel_ends(&self.cloud.lock(), &self.target, owner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reput_keeps_someone_elses_tags_and_sets_ours() {
+        let tag = |pairs: &[(&str, &str)]| -> Tags { pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() };
+        let existing = tag(&[("owner", "alice"), ("vpnbridge:deployment", "d"), ("vpnbridge:role", "old")]);
+        let ours = tag(&[("vpnbridge:deployment", "d"), ("vpnbridge:role", "lng-0-0")]);
+        assert_eq!(
+            merged_tags(Some(&existing), &ours),
+            tag(&[("owner", "alice"), ("vpnbridge:deployment", "d"), ("vpnbridge:role", "lng-0-0")])
+        );
+        assert_eq!(merged_tags(None, &ours), ours);
     }
 }

@@ -56,6 +56,7 @@ fn scaled(scale: f64) -> LatencyTable {
         azure_connection: f(d.azure_connection),
         azure_connection_delete: f(d.azure_connection_delete),
         azure_shared_key_update: f(d.azure_shared_key_update),
+        azure_public_ip_release: f(d.azure_public_ip_release),
         ..LatencyTable::instant()
     }
 }

@@ -224,9 +224,23 @@ async fn resources_have_arm_shapes_and_connections_id_only_references() {
     let p = &c["properties"];
     assert_eq!(p["virtualNetworkGateway1"], json!({ "id": arm.fake.id("virtualNetworkGateways", "gw") }));
     assert_eq!(p["localNetworkGateway2"], json!({ "id": arm.fake.id("localNetworkGateways", "lng") }));
-    assert!(p.get("sharedKey").is_none(), "the key is read through sharedkey only");
+    // As the spec's Get example: runtime fields and the key.
+    assert_eq!(p["sharedKey"], "Wire.Key_0001");
     assert_eq!(p["connectionStatus"], "NotConnected");
-    assert_eq!(p["tunnelConnectionStatus"].as_array().expect("tunnels").len(), 2);
+    let tunnels = p["tunnelConnectionStatus"].as_array().expect("tunnels");
+    assert_eq!(tunnels.len(), 2);
+    for t in tunnels {
+        let name = t["tunnel"].as_str().expect("a name");
+        assert!(name.split(|c: char| !c.is_ascii_digit() && c != '.').all(|w| w.parse::<std::net::Ipv4Addr>().is_err()), "{name}");
+    }
+    // As the spec's List example: no runtime fields, no key, byte counters 0.
+    let list: Value = arm.get(&arm.collection("connections")).await.json().await.expect("json");
+    let item = &list["value"][0]["properties"];
+    assert_eq!(item["provisioningState"], "Succeeded");
+    for field in ["connectionStatus", "tunnelConnectionStatus", "sharedKey"] {
+        assert!(item.get(field).is_none(), "the list carries {field}: {item}");
+    }
+    assert_eq!((item["ingressBytesTransferred"].as_i64(), item["egressBytesTransferred"].as_i64()), (Some(0), Some(0)));
     let k: Value = arm
         .get(&format!("{}/sharedkey?api-version={API_VERSION}", arm.fake.url.clone() + &arm.fake.id("connections", "cn")))
         .await
@@ -310,4 +324,32 @@ async fn fault_switches() {
     assert!(p["error"]["code"] == "ResourceNotFound" || p["properties"]["provisioningState"] == "Deleting", "{p}");
     let log = arm.fake.requests();
     assert_eq!(log.iter().filter(|r| r.is_write()).count(), 3, "{log:?}");
+}
+
+/// A PUT replaces the resource, as in ARM: what it carries beyond the simulator's model
+/// comes back as sent; what a later PUT leaves out (tags, properties) is gone.
+#[tokio::test]
+async fn a_put_keeps_what_it_says_and_drops_what_it_leaves_out() {
+    let arm = Arm::start(|_| {}).await;
+    let url = arm.url("localNetworkGateways", "lng");
+    let body = |extra: bool| {
+        let mut b = json!({ "location": "japaneast", "tags": { "vpnbridge:deployment": "t" },
+            "properties": { "gatewayIpAddress": "3.0.113.5", "localNetworkAddressSpace": { "addressPrefixes": ["10.2.0.0/16"] } } });
+        if extra {
+            b["tags"]["owner"] = json!("alice");
+            b["properties"]["bgpSettings"] = json!({ "asn": 65050, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 });
+        }
+        b
+    };
+    arm.settle(&header(&arm.put(&url, body(true)).await, "azure-asyncoperation").expect("op")).await;
+    let got: Value = arm.get(&url).await.json().await.expect("json");
+    assert_eq!(got["tags"]["owner"], "alice");
+    assert_eq!(got["properties"]["bgpSettings"]["asn"], 65050);
+    assert_eq!(got["properties"]["gatewayIpAddress"], "3.0.113.5");
+    let list: Value = arm.get(&arm.collection("localNetworkGateways")).await.json().await.expect("json");
+    assert_eq!(list["value"][0]["properties"]["bgpSettings"]["bgpPeeringAddress"], "169.254.21.1");
+    arm.settle(&header(&arm.put(&url, body(false)).await, "azure-asyncoperation").expect("op")).await;
+    let got: Value = arm.get(&url).await.json().await.expect("json");
+    assert!(got["tags"].get("owner").is_none(), "{got}");
+    assert!(got["properties"].get("bgpSettings").is_none(), "{got}");
 }

@@ -15,6 +15,7 @@ use vpnbridge_sim::LatencyTable;
 
 mod logging;
 mod python_models;
+mod reput;
 mod workflow;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -14,6 +14,9 @@ use vpnbridge_armfake::ArmFakeConfig;
 use vpnbridge_core::exec::Executor;
 use vpnbridge_core::plan;
 
+use vpnbridge_core::ops::AzureOp;
+
+use super::reput::edit;
 use super::workflow::{exec_settings, observe, world};
 
 /// The Python to run the check with (see the module doc), checked to import
@@ -188,6 +191,83 @@ async fn shapes_read_through_microsofts_python_models() {
                 ("properties.shared_key", json!("<redacted>")),
                 ("properties.dpd_timeout_seconds", json!(45)),
                 ("properties.enable_bgp", json!(false)),
+            ],
+        ),
+    ]);
+    // Re-PUTs: someone adds a tag and properties we do not model, then the adapter
+    // resizes the gateway and PUTs a Connection again. The merged bodies it sends must
+    // read back, through Microsoft's models, with both ours and theirs in place.
+    edit(&w.fake, "virtualNetworkGateways", &gw.name, |g| {
+        g["tags"]["owner"] = json!("alice");
+        g["properties"]["natRules"] = json!([{ "name": "natRule1", "properties": { "type": "Static", "mode": "EgressSnat",
+            "internalMappings": [{ "addressSpace": "10.10.0.0/24" }], "externalMappings": [{ "addressSpace": "50.0.0.0/24" }] } }]);
+        g["properties"]["customRoutes"] = json!({ "addressPrefixes": ["101.168.0.6/32"] });
+        g["properties"]["vpnClientConfiguration"] = json!({ "vpnClientProtocols": ["OpenVPN"] });
+    })
+    .await;
+    edit(&w.fake, "connections", &cn.name, |c| {
+        c["tags"]["owner"] = json!("alice");
+        c["properties"]["ipsecPolicies"] = json!([{ "saLifeTimeSeconds": 3600, "saDataSizeKilobytes": 102400000,
+            "ipsecEncryption": "AES256", "ipsecIntegrity": "SHA256", "ikeEncryption": "AES256", "ikeIntegrity": "SHA256",
+            "dhGroup": "DHGroup14", "pfsGroup": "PFS2048" }]);
+    })
+    .await;
+    let limit = std::time::Duration::from_secs(30);
+    let resize = AzureOp::ResizeVpnGateway { name: gw.name.clone(), sku: "VpnGw2AZ".into() };
+    vpnbridge_core::contract::run_to_end(&*w.azure, &resize, "resize", limit).await.expect("resize");
+    let reput = AzureOp::PutConnection {
+        name: cn.name.clone(),
+        gateway: gw.name.clone(),
+        local_network_gateway: lng.name.clone(),
+        shared_key: cn.shared_key.clone().expect("key"),
+        enable_bgp: false,
+        dpd_timeout_seconds: 45,
+        tags: cn.tags.clone(),
+    };
+    vpnbridge_core::contract::run_to_end(&*w.azure, &reput, "re-PUT", limit).await.expect("re-PUT");
+    let log = w.fake.requests();
+    let last_put = |kind: &str, name: &str| {
+        log.iter()
+            .rev()
+            .find(|r| r.method == "PUT" && r.path.ends_with(&format!("/{kind}/{name}")))
+            .and_then(|r| r.body.clone())
+            .unwrap_or_else(|| panic!("no PUT of {kind}/{name}"))
+    };
+    docs.extend([
+        doc(
+            "re-PUT gateway (resize)",
+            "VirtualNetworkGateway",
+            last_put("virtualNetworkGateways", &gw.name),
+            vec![
+                ("properties.sku.name", json!("VpnGw2AZ")),
+                ("properties.sku.tier", json!("VpnGw2AZ")),
+                ("properties.gateway_type", json!("Vpn")),
+                ("properties.active_active", json!(true)),
+                ("properties.ip_configurations[1].properties.public_ip_address.id", json!(gw.ip_configurations[1].public_ip_id)),
+                ("properties.nat_rules[0].name", json!("natRule1")),
+                ("properties.nat_rules[0].properties.mode", json!("EgressSnat")),
+                ("properties.custom_routes.address_prefixes[0]", json!("101.168.0.6/32")),
+                ("properties.vpn_client_configuration.vpn_client_protocols[0]", json!("OpenVPN")),
+                ("properties.provisioning_state", Value::Null),
+                ("tags.owner", json!("alice")),
+                ("tags.vpnbridge:deployment", json!(w.owner.deployment)),
+                ("location", json!("japaneast")),
+            ],
+        ),
+        doc(
+            "re-PUT connection",
+            "VirtualNetworkGatewayConnection",
+            last_put("connections", &cn.name),
+            vec![
+                ("properties.virtual_network_gateway1.id", json!(gw.id)),
+                ("properties.connection_protocol", json!("IKEv2")),
+                ("properties.shared_key", json!("<redacted>")),
+                ("properties.ipsec_policies[0].ike_encryption", json!("AES256")),
+                ("properties.ipsec_policies[0].pfs_group", json!("PFS2048")),
+                ("properties.connection_status", Value::Null),
+                ("properties.tunnel_connection_status", Value::Null),
+                ("tags.owner", json!("alice")),
+                ("tags.vpnbridge:role", json!(cn.tags["vpnbridge:role"])),
             ],
         ),
     ]);

@@ -218,3 +218,69 @@ async fn an_apply_rides_out_throttling_and_conflicts() {
     assert_eq!(log.iter().filter(|r| r.status == 409).count(), 2);
     assert!(plan::plan_apply(&w.config, &observe(&w).await).expect("plan").is_empty());
 }
+
+/// ARM's list of Connections carries no runtime fields: the status of each of our
+/// Connections comes from a GET of it, and each `tunnelConnectionStatus` entry is
+/// attributed to a gateway instance by the IKE SAs, not by its name (the fake's names
+/// carry no IP address). Static HA: of each Connection's two ends, the instance whose
+/// CGW the AWS tunnel accepts is up, the other down by design, none unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_status_comes_from_a_get_of_each_connection() {
+    let w = world(ArmFakeConfig::for_tests()).await;
+    let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());
+    let p = plan::plan_apply(&w.config, &observe(&w).await).unwrap_or_else(|e| panic!("plan: {e:?}"));
+    assert!(executor.run(&p, |_| {}).await.succeeded());
+    w.fake.clear_requests();
+    let o = w.azure.observe(&w.owner).await.expect("observe");
+    assert!(!o.connections.is_empty());
+    for c in &o.connections {
+        assert_eq!(c.connection_status, "Connected", "{c:?}");
+        assert_eq!(c.tunnels.len(), 2, "{c:?}");
+    }
+    let gets = |log: &[vpnbridge_armfake::RequestRecord]| {
+        log.iter().filter(|r| r.method == "GET" && r.path.contains("/connections/") && !r.path.ends_with("/sharedkey")).count()
+    };
+    let n = o.connections.len();
+    let log = w.fake.requests();
+    assert_eq!(gets(&log), n, "one GET per Connection in observe");
+    // VNet + 4 lists + per Connection a sharedkey GET and a GET.
+    assert_eq!(log.len(), 5 + 2 * n, "observe: {log:?}");
+    w.fake.clear_requests();
+    let ends = w.azure.tunnel_ends(&w.owner).await.expect("tunnel ends");
+    let log = w.fake.requests();
+    assert_eq!(gets(&log), n, "one GET per Connection in tunnel_ends");
+    // Observe's, plus per Connection a getikesas POST and (answered at once) one Location poll.
+    assert_eq!(log.len(), 5 + 4 * n, "tunnel_ends: {log:?}");
+    for c in &o.connections {
+        let mine: Vec<_> = ends.iter().filter(|e| e.resource() == c.name).collect();
+        assert_eq!(mine.len(), 2, "{mine:?}");
+        let up: Vec<_> = mine.iter().filter(|e| e.status().state == TunnelState::Up).collect();
+        let down: Vec<_> = mine.iter().filter(|e| e.status().state == TunnelState::Down).collect();
+        assert_eq!((up.len(), down.len()), (1, 1), "{mine:?}");
+        assert!(up[0].ike_sa().is_some(), "{mine:?}");
+        assert!(up[0].status().reason.contains("tunnel-"), "the up end names its entry: {:?}", up[0].status());
+    }
+}
+
+/// After the gateway's delete finishes, ARM still holds its public IPs for a while: a
+/// DELETE of one answers 400 `PublicIPAddressInUse`. Destroy backs off and retries it
+/// (transient) instead of failing on a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_rides_out_public_ips_still_held_by_the_deleted_gateway() {
+    let mut cfg = ArmFakeConfig::for_tests();
+    cfg.latency =
+        vpnbridge_sim::LatencyTable { azure_public_ip_release: Duration::from_millis(1500), ..vpnbridge_sim::LatencyTable::instant() };
+    let w = world(cfg).await;
+    let executor = Executor::new(w.aws.clone(), w.azure.clone(), w.owner.clone(), exec_settings());
+    let p = plan::plan_apply(&w.config, &observe(&w).await).unwrap_or_else(|e| panic!("plan: {e:?}"));
+    assert!(executor.run(&p, |_| {}).await.succeeded());
+    w.fake.clear_requests();
+    let p = plan::plan_destroy(&w.config, &observe(&w).await).unwrap();
+    let report = executor.run(&p, |_| {}).await;
+    assert!(report.succeeded(), "{:?}", report.failures().collect::<Vec<_>>());
+    let log = w.fake.requests();
+    let refused = log.iter().filter(|r| r.method == "DELETE" && r.path.contains("/publicIPAddresses/") && r.status == 400).count();
+    assert!(refused > 0, "the release window was not hit: {log:?}");
+    let o = w.azure.observe(&w.owner).await.expect("observe");
+    assert!(o.public_ips.is_empty() && o.vpn_gateway.is_none(), "{o:?}");
+}

@@ -43,6 +43,10 @@ pub struct AzureWorld {
     pub gateways: BTreeMap<String, AzGateway>,
     pub local_network_gateways: BTreeMap<String, AzLng>,
     pub connections: BTreeMap<String, AzConnection>,
+    /// Public IPs (by id) still held by the ipConfiguration of a deleted gateway: ARM
+    /// releases a gateway's public IPs a while after the gateway's delete finishes.
+    #[serde(default)]
+    pub public_ip_releases: BTreeMap<String, Release>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +77,15 @@ pub struct AzPublicIp {
     pub ip: Option<Ipv4Addr>,
     pub phase: Phase<ProvisioningState>,
     pub tags: Tags,
+}
+
+/// A public IP held by the ipConfiguration of a gateway being (or just) deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub ip_configuration_id: String,
+    /// Virtual time (ms) until which the IP is in use: the gateway's delete end plus
+    /// the release window.
+    pub until: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +297,7 @@ impl AzureWorld {
         self.gateways.retain(|_, r| !gone(&r.phase, now));
         self.local_network_gateways.retain(|_, r| !gone(&r.phase, now));
         self.connections.retain(|_, r| !gone(&r.phase, now));
+        self.public_ip_releases.retain(|_, r| r.until > now);
         self.public_ips.values_mut().for_each(|r| r.phase.settle(now));
         self.gateways.values_mut().for_each(|r| r.phase.settle(now));
         self.local_network_gateways.values_mut().for_each(|r| r.phase.settle(now));
@@ -307,6 +321,12 @@ impl AzureWorld {
     /// The gateway whose ipConfiguration references public IP `pip_id`.
     pub fn gateway_using_public_ip(&self, pip_id: &str) -> Option<(&AzGateway, &AzIpConfig)> {
         self.gateways.values().find_map(|g| g.ip_configurations.iter().find(|c| c.public_ip_id == pip_id).map(|c| (g, c)))
+    }
+
+    /// The ipConfiguration of a deleted gateway that still holds public IP `pip_id` at
+    /// `now`.
+    pub fn public_ip_held_at(&self, pip_id: &str, now: u64) -> Option<&str> {
+        self.public_ip_releases.get(pip_id).filter(|r| r.until > now).map(|r| r.ip_configuration_id.as_str())
     }
 
     /// The subnet with this id.
@@ -366,7 +386,9 @@ impl World {
         Ok(pip)
     }
 
-    /// DELETE publicIPAddresses/{name}; refused while a gateway references it.
+    /// DELETE publicIPAddresses/{name}; refused while a gateway references it, and
+    /// (400 `PublicIPAddressInUse`, transient) while a deleted gateway still releases
+    /// it.
     pub fn delete_public_ip(&mut self, id: &str) -> Result<(), ApiError> {
         let now = self.azure_call();
         let dur = ms(self.latency.azure_public_ip_delete);
@@ -386,6 +408,17 @@ impl World {
                 format!("Public IP address {id} can not be deleted since it is still allocated to resource {}.", c.id),
             ));
         }
+        if let Some(cfg) = self.azure.public_ip_held_at(id, now) {
+            return Err(ApiError::new(
+                400,
+                ErrorKind::Transient,
+                "PublicIPAddressInUse",
+                format!(
+                    "Public IP address {id} is in use by {cfg} and cannot be deleted until the deleted gateway releases it. Retry later."
+                ),
+            ));
+        }
+        self.azure.public_ip_releases.remove(id);
         self.azure.public_ips.get_mut(id).expect("checked").phase.go(ProvisioningState::Deleting, now, dur);
         Ok(())
     }
@@ -614,7 +647,14 @@ impl World {
                 ),
             ));
         }
-        self.azure.gateways.get_mut(id).expect("checked").phase.go(ProvisioningState::Deleting, now, dur);
+        let g = self.azure.gateways.get_mut(id).expect("checked");
+        g.phase.go(ProvisioningState::Deleting, now, dur);
+        // Its public IPs stay in use for a while after the delete ends.
+        let until = now + dur + ms(self.latency.azure_public_ip_release);
+        let held: Vec<(String, String)> = g.ip_configurations.iter().map(|c| (c.public_ip_id.clone(), c.id.clone())).collect();
+        for (pip, cfg) in held {
+            self.azure.public_ip_releases.insert(pip, Release { ip_configuration_id: cfg, until });
+        }
         Ok(())
     }
 
