@@ -1008,11 +1008,28 @@ impl Checker<'_> {
             );
             return None;
         }
+        // The clouds' ceilings: AWS allows at most 50 IPv4 CIDR blocks per VPC (5 by
+        // default), and every Azure prefix becomes a static route of each VPN
+        // connection, of which AWS accepts 100.
+        let (max, why) = if field.starts_with("azure") {
+            (MAX_AZURE_PREFIXES, "each one is a static route of both AWS VPN connections, and AWS accepts at most 100 per connection")
+        } else {
+            (MAX_VPC_CIDRS, "AWS allows at most 50 IPv4 CIDR blocks in a VPC (5 unless the quota is raised)")
+        };
+        let mut ok = true;
+        if list.value.len() > max {
+            self.error(
+                field,
+                list.span.clone(),
+                format!("lists {} prefixes; {why}", list.value.len()),
+                format!("list at most {max}: summarise contiguous prefixes into larger ones (e.g. two /17s into one /16)"),
+            );
+            ok = false;
+        }
         let mut out: Vec<At<Ipv4Net>> = Vec::new();
         // What `out` holds, ordered by address: an overlap is one ordered lookup.
         let mut accepted = DisjointPrefixes::default();
         let mut docker: Vec<(String, Ipv4Net)> = Vec::new();
-        let mut ok = true;
         for (i, v) in list.value.iter().enumerate() {
             let item = format!("{field}[{i}]");
             let Some(net) = self.checked(&item, v, |s| parse_v4_prefix(s).and_then(routable)) else {
@@ -1423,6 +1440,12 @@ fn check_location(s: &str) -> Result<(), Problem> {
     };
     Err(problem(format!("{s:?} is not an Azure location name"), fix))
 }
+
+/// Most prefixes `azure.address_space` may list (AWS's static routes per VPN connection).
+const MAX_AZURE_PREFIXES: usize = 100;
+
+/// Most prefixes `aws.cidrs` may list (AWS's IPv4 CIDR blocks per VPC).
+const MAX_VPC_CIDRS: usize = 50;
 
 /// Docker's default bridge network, which AWS advises against as a VPC CIDR.
 const DOCKER_BRIDGE: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 17, 0, 0), 16);

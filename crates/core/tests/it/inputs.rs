@@ -94,52 +94,70 @@ fn sides_on_different_continents_are_warned_about() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
-/// A config just under 1 MiB with thousands of unknown keys and CIDRs that all overlap
-/// the VNet: every problem is found, the display is capped with a count of the rest.
+/// A config just under 1 MiB with thousands of unknown keys and of CIDRs (each listed
+/// twice): every problem is found, the display is capped with a count of the rest.
 #[test]
 fn a_large_config_is_checked_in_linear_time_and_every_error_is_counted() {
     let keys = 12_000;
-    let cidrs = 20_000;
+    let pairs = 10_000;
     let mut text = String::new();
     for i in 0..keys {
         text.push_str(&format!("unknown_key_{i:05} = 1\n"));
     }
-    let list: Vec<String> = (0..cidrs).map(|i| format!("\"10.{}.{}.{}/26\"", 128 + i / 1024, (i / 4) % 256, (i % 4) * 64)).collect();
-    text.push_str(&EXAMPLE.replacen("address_space = [\"10.1.0.0/16\"]", "address_space = [\"10.0.0.0/8\"]", 1).replacen(
-        "cidrs = [\"10.2.0.0/16\"]",
-        &format!("cidrs = [{}]", list.join(", ")),
-        1,
-    ));
+    let list: Vec<String> =
+        (0..2 * pairs).map(|i| i / 2).map(|i| format!("\"10.{}.{}.{}/26\"", 128 + i / 1024, (i / 4) % 256, (i % 4) * 64)).collect();
+    text.push_str(&EXAMPLE.replacen("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [{}]", list.join(", ")), 1));
     assert!((text.len() as u64) < MAX_CONFIG_BYTES, "{} bytes", text.len());
     let started = Instant::now();
     let e = parse(&text).unwrap_err();
     eprintln!("{} bytes, {} errors, checked in {:?}", text.len(), e.0.len(), started.elapsed());
     assert_eq!(e.0.iter().filter(|e| e.field.starts_with("unknown_key_")).count(), keys);
-    assert_eq!(
-        e.0.iter().filter(|e| e.field == "aws.cidrs" && e.problem.contains("overlaps azure.address_space 10.0.0.0/8")).count(),
-        cidrs
-    );
-    let overlap = e.0.iter().find(|e| e.field == "aws.cidrs").unwrap();
-    assert!(overlap.fix.contains("is free"), "{overlap}");
+    assert_eq!(e.0.iter().filter(|e| e.field.starts_with("aws.cidrs[") && e.problem.ends_with("is listed twice")).count(), pairs);
+    assert_eq!(e.0.iter().filter(|e| e.field == "aws.cidrs" && e.problem.contains("lists 20000 prefixes")).count(), 1);
     // The first errors in full, then a line saying how many more, then the total.
     let shown = e.to_string();
-    let total = keys + cidrs;
+    let total = keys + pairs + 1;
+    assert_eq!(e.0.len(), total);
     assert!(shown.contains(&format!("\n{SHOWN_ERRORS}. ")), "{}", &shown[..2000]);
     assert!(!shown.contains(&format!("\n{}. ", SHOWN_ERRORS + 1)));
     assert!(shown.contains(&format!("... and {} more errors", total - SHOWN_ERRORS)), "{}", &shown[shown.len() - 500..]);
     assert!(shown.ends_with(&format!("{total} errors in t.toml")));
     assert_eq!(e.messages().len(), SHOWN_ERRORS + 1);
+
+    // Every VPC CIDR inside the VNet is its own error, each with a free prefix to use.
+    let inside: Vec<String> = (0..50).map(|i| format!("\"10.200.{i}.0/24\"")).collect();
+    let text = with(&[
+        ("address_space = [\"10.1.0.0/16\"]", "address_space = [\"10.0.0.0/8\"]"),
+        ("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [{}]", inside.join(", "))),
+    ]);
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.0.len(), 50, "{e}");
+    for err in &e.0 {
+        assert!(err.problem.contains("overlaps azure.address_space 10.0.0.0/8") && err.fix.contains("172.16.0.0/24 is free"), "{err}");
+    }
 }
 
 #[test]
-fn many_disjoint_cidrs_are_accepted_and_nested_ones_named() {
+fn long_prefix_lists_are_refused_by_the_clouds_limits_and_still_checked_in_full() {
     let list: Vec<String> = (0..20_000).map(|i| format!("\"10.{}.{}.{}/26\"", 128 + i / 1024, (i / 4) % 256, (i % 4) * 64)).collect();
     let text = with(&[("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [{}, \"10.128.0.0/16\"]", list.join(", ")))]);
     let e = parse(&text).unwrap_err();
-    assert_eq!(e.0.len(), 1, "{e}");
-    assert_eq!(e.0[0].field, "aws.cidrs[20000]");
-    assert!(e.0[0].problem.contains("10.128.0.0/16 contains 10.128.0.0/26 of the same list"), "{e}");
-    parse(&with(&[("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [{}]", list.join(", ")))])).unwrap();
+    assert_eq!(e.0.len(), 2, "{e}");
+    assert_eq!(e.0[0].field, "aws.cidrs");
+    assert!(e.0[0].problem.contains("lists 20001 prefixes") && e.0[0].problem.contains("at most 50"), "{e}");
+    assert_eq!(e.0[1].field, "aws.cidrs[20000]");
+    assert!(e.0[1].problem.contains("10.128.0.0/16 contains 10.128.0.0/26 of the same list"), "{e}");
+    // At the limits, both lists are fine.
+    let vpc: Vec<String> = list.iter().take(50).cloned().collect();
+    let vnet: Vec<String> = (0..100).map(|i| format!("\"10.1.{i}.0/24\"")).collect();
+    let text = with(&[
+        ("cidrs = [\"10.2.0.0/16\"]", &format!("cidrs = [{}]", vpc.join(", "))),
+        ("address_space = [\"10.1.0.0/16\"]", &format!("address_space = [{}]", vnet.join(", "))),
+        ("gateway_subnet = \"10.1.255.0/27\"", "gateway_subnet = \"10.1.99.0/27\""),
+    ]);
+    parse(&text).unwrap();
+    let e = parse(&text.replacen("\"10.1.99.0/24\"]", "\"10.1.99.0/24\", \"10.1.100.0/24\"]", 1)).unwrap_err();
+    assert!(e.0[0].field == "azure.address_space" && e.0[0].problem.contains("at most 100 per connection"), "{e}");
 }
 
 #[test]
