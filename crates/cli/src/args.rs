@@ -27,6 +27,8 @@ Examples:
   vpnbridge verify                    every tunnel's status at both ends, IKE SAs, ping both ways, diagnoses
   vpnbridge drill --tunnel 1          failover test: delete tunnel 1's Azure Connection, check traffic, recreate
   vpnbridge destroy --yes             remove everything this deployment owns, nothing else
+  vpnbridge completions bash > ~/.local/share/bash-completion/completions/vpnbridge
+                                      tab completion for bash (also zsh, fish, powershell, elvish)
 
 On the simulator (backend = \"sim\", the default) nothing real is created: the
 simulated clouds live in .vpnbridge/ next to the config file, and a 45-minute
@@ -55,8 +57,17 @@ pub struct Global {
     /// More log detail on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Less on stderr: no progress, no plan echo, no banner but its SIMULATED line.
+    /// Errors and warnings are still printed, and results still go to stdout.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Colour in logs: "auto" colours only when stderr is a terminal and NO_COLOR is
+    /// unset or empty; "always" even in a pipe; "never" not at all.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// Where the simulator keeps its clouds (default: .vpnbridge/ next to the config file).
-    #[arg(long, global = true, env = "VPNBRIDGE_SIM_DIR", value_name = "DIR")]
+    /// A directory, or a path where one can be created.
+    #[arg(long, global = true, env = "VPNBRIDGE_SIM_DIR", value_name = "DIR", value_parser = parse_dir)]
     pub sim_dir: Option<PathBuf>,
     /// Seconds to wait for another run's lock on this deployment before giving up (exit 8).
     #[arg(long, global = true, env = "VPNBRIDGE_LOCK_WAIT", value_name = "SECS", default_value_t = 30)]
@@ -74,6 +85,36 @@ pub struct Global {
     pub sim_latency: Option<PathBuf>,
 }
 
+/// A path that is a directory or does not exist yet (so one can be created there).
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match std::fs::metadata(&p) {
+        Ok(m) if !m.is_dir() => {
+            Err(format!("{} exists and is not a directory; name a directory, or a path where one can be created", p.display()))
+        }
+        _ => Ok(p),
+    }
+}
+
+/// When logs on stderr use colour (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour stderr, given whether it is a terminal and `NO_COLOR`.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
 fn parse_faults(spec: &str) -> Result<vpnbridge_sim::FaultPlan, String> {
     spec.parse::<vpnbridge_sim::FaultPlan>().map_err(|e| e.to_string())
 }
@@ -83,6 +124,10 @@ pub enum Output {
     Human,
     Json,
 }
+
+/// The commands that only read, by name: they never change a cloud, and on the
+/// simulator they write nothing (no world file, no lock, not even the directory).
+pub const READ_ONLY_COMMANDS: &[&str] = &["plan", "status", "verify"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -138,6 +183,18 @@ pub enum Command {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Print a shell completion script on stdout (no config needed).
+    #[command(after_help = "\
+Install, e.g.:
+  bash  vpnbridge completions bash > ~/.local/share/bash-completion/completions/vpnbridge
+  zsh   vpnbridge completions zsh > ~/.zfunc/_vpnbridge   (with fpath+=~/.zfunc before compinit)
+  fish  vpnbridge completions fish > ~/.config/fish/completions/vpnbridge.fish
+  pwsh  vpnbridge completions powershell | Out-String | Invoke-Expression   (in your $PROFILE)")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Command {
@@ -151,6 +208,7 @@ impl Command {
             Command::Destroy { .. } => "destroy",
             Command::Verify => "verify",
             Command::Drill { .. } => "drill",
+            Command::Completions { .. } => "completions",
         }
     }
 }

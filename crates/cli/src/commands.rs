@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Init { .. } => unreachable!("handled above"),
+            Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
             Command::Plan { detailed_exitcode, destroy } => plan_cmd(&session, g.output, detailed_exitcode, destroy).await,
             Command::Apply { yes, watch_traffic } => {
                 change(&session, g.output, PlanKind::Apply, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic }).await
@@ -120,6 +120,7 @@ async fn plan_cmd(session: &Session, output: Output, detailed: bool, destroy: bo
     let plan = make_plan(session, kind).await?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("json")),
+        Output::Human if destroy && plan.is_empty() => println!("No changes: nothing of deployment \"{}\" exists.", plan.deployment),
         Output::Human => print!("{plan}"),
     }
     Ok(if detailed && !plan.is_empty() { exit::CHANGES_PENDING } else { exit::OK })
@@ -166,8 +167,12 @@ async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) 
                 let doc = serde_json::json!({
                     "format_version": 1, "command": command_name(kind), "deployment": plan.deployment,
                     "result": "no_changes", "calls": calls,
+                    "reason": if kind == PlanKind::Destroy { "nothing_exists" } else { "matches_configuration" },
                 });
                 println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            }
+            Output::Human if kind == PlanKind::Destroy => {
+                println!("No changes: nothing of deployment \"{}\" exists ({} mutating calls).", plan.deployment, calls.mutations())
             }
             Output::Human => println!(
                 "No changes: deployment \"{}\" already matches the configuration ({} mutating calls).",
@@ -177,7 +182,7 @@ async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) 
         }
         return Ok(exit::OK);
     }
-    if human {
+    if human && (!render::quiet() || (session.any_real() && !yes)) {
         eprint!("{plan}");
         eprintln!();
     }
@@ -203,7 +208,7 @@ async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) 
     progress.lock().expect("not poisoned").finish();
     let ok = report.succeeded();
     let (joined, health) = if kind == PlanKind::Apply && ok && session.mixed() {
-        if human {
+        if human && !render::quiet() {
             eprintln!("One side is simulated and the other real: no tunnel can come up between them, so apply does not wait for tunnels.");
         }
         tunnel_health(session).await?
@@ -311,7 +316,7 @@ async fn wait_for_tunnels(
         if health.iter().all(|h| h.is_up()) || start.elapsed() >= limit {
             return Ok((joined, health));
         }
-        if human && !said {
+        if human && !said && !render::quiet() {
             eprintln!("Waiting for the tunnels to come up (IKE negotiation; up to {})...", render::duration(limit));
             said = true;
         }

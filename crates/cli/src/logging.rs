@@ -1,6 +1,7 @@
 //! Logging to stderr that cooperates with the progress bar, and never lets a secret
 //! through: azure_core logs whole request bodies (the Connection's sharedKey included)
 //! at debug level, so its debug and trace events are dropped whatever RUST_LOG says.
+//! Escape codes (colour) only when asked for: see [`crate::args::ColorChoice`].
 
 use std::io::{self, Write};
 use std::sync::{Mutex, OnceLock};
@@ -27,7 +28,9 @@ pub fn set_active_bar(bar: Option<ProgressBar>) {
 /// Crates whose debug output may contain request bodies with secrets.
 const BODY_LOGGING_TARGETS: &[&str] = vpnbridge_azure::SECRET_BEARING_LOG_TARGETS;
 
-pub fn init(verbosity: u8) {
+/// Installs the subscriber: `-v` count (or RUST_LOG) for the level, `color` for
+/// whether lines carry ANSI colour.
+pub fn init(verbosity: u8, color: bool) {
     let default = match verbosity {
         0 => "warn",
         1 => "info",
@@ -36,7 +39,7 @@ pub fn init(verbosity: u8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let no_bodies = filter_fn(|meta| !(BODY_LOGGING_TARGETS.iter().any(|t| meta.target().starts_with(t)) && *meta.level() > Level::INFO));
-    let layer = tracing_subscriber::fmt::layer().with_writer(StderrAboveBar).with_target(true).with_filter(no_bodies);
+    let layer = tracing_subscriber::fmt::layer().with_writer(StderrAboveBar).with_ansi(color).with_target(true).with_filter(no_bodies);
     let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
 }
 

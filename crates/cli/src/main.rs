@@ -1,6 +1,25 @@
 //! vpnbridge: one config file and one command for a redundant Azure <-> AWS
 //! site-to-site VPN built from the clouds' managed services.
 
+// Every line the binary prints goes through `render::stdout` / `render::stderr`: these
+// shadow the standard macros for the whole crate, so a closed pipe (`vpnbridge status
+// -o json | head -1`) ends the output quietly instead of panicking, wherever the line
+// is printed from.
+macro_rules! println {
+    () => { $crate::render::stdout(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::render::stdout(format_args!($($arg)*), true) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::render::stdout(format_args!($($arg)*), false) };
+}
+macro_rules! eprintln {
+    () => { $crate::render::stderr(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::render::stderr(format_args!($($arg)*), true) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::render::stderr(format_args!($($arg)*), false) };
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -12,11 +31,11 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use vpnbridge_core::plan::PlanError;
 use vpnbridge_core::validate::ConfigErrors;
 
-use args::{Cli, Output};
+use args::{Cli, ColorChoice, Command, Output};
 
 /// Why a command did not succeed, with its exit code.
 #[derive(Debug)]
@@ -65,7 +84,7 @@ impl Failure {
 
     fn messages(&self) -> Vec<String> {
         match self {
-            Failure::Config(e) => e.0.iter().map(ToString::to_string).collect(),
+            Failure::Config(e) => e.messages(),
             Failure::Preflight(e) | Failure::Unsupported(e) => e.0.clone(),
             Failure::NotConfirmed(m) => vec![m.clone()],
             Failure::Locked(e) => vec![e.to_string()],
@@ -82,8 +101,27 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// `--color` as given, read before clap parses so that its own help and errors follow it.
+fn color_arg() -> Option<ColorChoice> {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let value = args.iter().enumerate().rev().find_map(|(i, a)| {
+        a.strip_prefix("--color=").map(str::to_owned).or_else(|| (a == "--color").then(|| args.get(i + 1).cloned()).flatten())
+    })?;
+    match value.as_str() {
+        "always" => Some(ColorChoice::Always),
+        "never" => Some(ColorChoice::Never),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let clap_color = match color_arg() {
+        Some(ColorChoice::Always) => clap::ColorChoice::Always,
+        Some(ColorChoice::Never) => clap::ColorChoice::Never,
+        _ => clap::ColorChoice::Auto,
+    };
+    let parsed = Cli::command().color(clap_color).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
@@ -91,15 +129,28 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    logging::init(cli.global.verbose);
+    use std::io::IsTerminal;
+    let color = cli.global.color.enabled(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    logging::init(cli.global.verbose, color);
+    render::set_quiet(cli.global.quiet);
+    if let Command::Completions { shell } = cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "vpnbridge", &mut script);
+        print!("{}", String::from_utf8_lossy(&script));
+        return finish(exit::OK);
+    }
     let output = cli.global.output;
     match commands::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => finish(code),
         Err(f) => {
             match (&f, output) {
                 (Failure::StepsFailed, _) => {}
                 (_, Output::Json) => {
-                    let doc = serde_json::json!({"format_version": 1, "error": {"kind": f.kind(), "messages": f.messages()}});
+                    let mut error = serde_json::json!({"kind": f.kind(), "messages": f.messages()});
+                    if let Failure::Config(e) = &f {
+                        error["count"] = serde_json::json!(e.0.len());
+                    }
+                    let doc = serde_json::json!({"format_version": 1, "error": error});
                     println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
                 }
                 (Failure::Config(e), Output::Human) => eprintln!("error: the configuration is invalid; nothing was called.\n{e}"),
@@ -110,7 +161,19 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            ExitCode::from(f.code())
+            finish(f.code())
         }
+    }
+}
+
+/// The command's exit code, unless stdout failed for another reason than its reader
+/// going away (then the output is incomplete: exit 1, saying so).
+fn finish(code: u8) -> ExitCode {
+    match render::stdout_error() {
+        Some(e) => {
+            eprintln!("error: writing the output to stdout: {e}");
+            ExitCode::from(if code == exit::OK { exit::FAILED } else { code })
+        }
+        None => ExitCode::from(code),
     }
 }

@@ -1,7 +1,9 @@
-//! Human output: progress while a plan runs, summaries and the status table.
+//! Human output: progress while a plan runs, summaries and the status table, and the
+//! process's own writers for stdout and stderr (see [`stdout`]).
 
-use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,6 +13,61 @@ use vpnbridge_core::pairing::{ObservedTunnel, TunnelHealth};
 use vpnbridge_core::plan::{Observed, Plan};
 
 use crate::logging;
+
+/// How chatty stderr is, set once from the command line.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q/--quiet`: no progress, no plan echo, no banner but its SIMULATED line.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `-q/--quiet` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Set when stdout's reader has gone away (a closed pipe): the rest of the output is
+/// dropped, and the command runs to its end and exits with its own code.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// The first error writing to stdout other than a closed pipe (a full disk...).
+static STDOUT_ERROR: OnceLock<std::io::Error> = OnceLock::new();
+
+/// Writes to stdout. A closed pipe (`vpnbridge status -o json | head -1`) is the
+/// reader being done, not a failure: nothing more is written and nothing panics.
+/// Any other error is kept for [`stdout_error`].
+pub fn stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let result = out.write_fmt(args).and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) });
+    if let Err(e) = result {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = STDOUT_ERROR.set(e);
+        }
+    }
+}
+
+/// Flushes stdout, then: the error that stopped the output, if it was not a closed pipe.
+pub fn stdout_error() -> Option<&'static std::io::Error> {
+    if !STDOUT_CLOSED.load(Ordering::Relaxed)
+        && let Err(e) = std::io::stdout().lock().flush()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = STDOUT_ERROR.set(e);
+    }
+    STDOUT_ERROR.get()
+}
+
+/// Writes to stderr; an error there (a closed pipe too) has nowhere to be reported
+/// and is ignored, so it never ends the command.
+pub fn stderr(args: std::fmt::Arguments<'_>, newline: bool) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| if newline { err.write_all(b"\n") } else { Ok(()) });
+}
 
 /// `46m 50s`, `1h 02m 03s`, `0.4s`.
 pub fn duration(d: Duration) -> String {
@@ -26,7 +83,8 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
-/// The loud banner shown whenever a side is simulated.
+/// The loud banner shown whenever a side is simulated; with `--quiet` only its
+/// SIMULATED line, which is never left out.
 pub fn banner(azure_sim: bool, aws_sim: bool, dir: Option<&std::path::Path>) -> Option<String> {
     let which = match (azure_sim, aws_sim) {
         (true, true) => "Azure and AWS are",
@@ -35,13 +93,18 @@ pub fn banner(azure_sim: bool, aws_sim: bool, dir: Option<&std::path::Path>) -> 
         (false, false) => return None,
     };
     let line = format!("SIMULATED: {which} the embedded simulator; nothing real is created or changed.");
+    if quiet() {
+        return Some(line);
+    }
     let state = dir.map(|d| format!("Simulated clouds are kept in {}", d.display())).unwrap_or_default();
     let width = line.len().max(state.len()) + 4;
     let rule = "=".repeat(width);
     Some(format!("{rule}\n  {line}\n  {state}\n{rule}"))
 }
 
-/// Prints each step as it finishes, with a bar on a terminal.
+/// Prints each step as it finishes, with a bar on a terminal (nothing with `--quiet`).
+/// The bar has no colours of its own, so `--color` and `NO_COLOR` concern only logs;
+/// it is drawn only when stderr is a terminal.
 pub struct Progress {
     bar: Option<ProgressBar>,
     labels: Vec<String>,
@@ -49,6 +112,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(plan: &Plan, show: bool) -> Arc<Mutex<Self>> {
+        let show = show && !quiet();
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new(plan.steps.len() as u64);
             b.set_style(
@@ -82,7 +146,7 @@ impl Progress {
                 Some(format!("  skip               {} (step #{because_of} failed)", self.labels[*step]))
             }
         };
-        if let (Some(l), true) = (line, show) {
+        if let (Some(l), true) = (line, show && !quiet()) {
             match &self.bar {
                 Some(b) => {
                     if !matches!(e, ExecEvent::Retrying { .. }) {

@@ -1,6 +1,10 @@
 //! A command's connection to the two clouds: the validated config, one endpoint per
 //! side (simulated or real), call counters, and the simulator's world when one side
 //! is simulated.
+//!
+//! Read-only commands ([`crate::args::READ_ONLY_COMMANDS`]) write nothing: the run lock
+//! is taken shared and only if it exists, the simulated world is opened read-only (the
+//! VNet and VPC it seeds stay in memory), and it is saved only after a mutating call.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +65,7 @@ impl Session {
     /// keeps its clouds.
     pub async fn open(loaded: validate::Loaded, global: &crate::args::Global, command: &str) -> Result<Self, Failure> {
         let sim_dir = global.sim_dir.as_deref();
+        let read_only = crate::args::READ_ONLY_COMMANDS.contains(&command);
         let config = loaded.config;
         let owner = Owner::new(&config.name);
         let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
@@ -68,14 +73,17 @@ impl Session {
         // simulator it also guards the world file.
         let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
         let lock_wait = std::time::Duration::from_secs(global.lock_wait);
-        let lock = Some(RunLock::acquire(&dir, command, lock_wait)?.map_err(Failure::Locked)?);
+        let lock = if read_only {
+            RunLock::share(&dir, lock_wait)?.map_err(Failure::Locked)?
+        } else {
+            Some(RunLock::acquire(&dir, command, lock_wait)?.map_err(Failure::Locked)?)
+        };
         let sim = if needs_sim {
-            let cloud = SimCloud::open_with(
-                &dir,
-                latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?,
-            )
-            .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
-            .map_err(Failure::Other)?;
+            let latency =
+                latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?;
+            let cloud = if read_only { SimCloud::open_read_only(&dir, latency) } else { SimCloud::open_with(&dir, latency) }
+                .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
+                .map_err(Failure::Other)?;
             Some((cloud, dir))
         } else {
             None
@@ -154,8 +162,12 @@ impl Session {
         vpnbridge_core::exec::observe(&*self.aws, &*self.azure, &self.owner, &settings).await.context("observing the clouds")
     }
 
-    /// Persists the simulated clouds (they are also saved after every mutating call).
+    /// Persists the simulated clouds' clock after a run that made a mutating call (each
+    /// such call already saved the world); a run that changed nothing writes nothing.
     pub fn save(&self) -> anyhow::Result<()> {
+        if self.calls().mutations() == 0 {
+            return Ok(());
+        }
         if let Some((cloud, dir)) = &self.sim {
             cloud.save().with_context(|| format!("saving the simulated clouds to {}", dir.display()))?;
         }

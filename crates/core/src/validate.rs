@@ -7,7 +7,9 @@
 //! pre-shared key: a `psk` value that is not a key source is never quoted, and a key read
 //! from the environment is described only by the rule it breaks.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -139,15 +141,42 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Config files larger than this are refused before they are read: a vpnbridge config
+/// is a few kilobytes, and checking stays fast (linear) up to this size.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// How many errors [`ConfigErrors`] shows in full; a last line counts the others.
+pub const SHOWN_ERRORS: usize = 100;
+
 /// Every problem found in a config file (never empty when returned by [`load`] or
-/// [`parse`]), in file order.
+/// [`parse`]), in file order. All of them are kept; the display shows the first
+/// [`SHOWN_ERRORS`] and says how many more there are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render_errors(.0))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+impl ConfigErrors {
+    /// One message per error, the first [`SHOWN_ERRORS`] of them, then (if there are
+    /// more) one line saying how many were left out: what the CLI shows and puts in JSON.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.0.iter().take(SHOWN_ERRORS).map(ToString::to_string).collect();
+        if let Some(more) = more_errors_line(self.0.len()) {
+            out.push(more);
+        }
+        out
+    }
+}
+
+fn more_errors_line(total: usize) -> Option<String> {
+    (total > SHOWN_ERRORS).then(|| {
+        let more = total - SHOWN_ERRORS;
+        format!("... and {more} more error{} not shown: fix these and run again", if more == 1 { "" } else { "s" })
+    })
+}
+
 fn render_errors(errors: &[ConfigError]) -> String {
     let mut out = String::new();
-    for (i, e) in errors.iter().enumerate() {
+    for (i, e) in errors.iter().take(SHOWN_ERRORS).enumerate() {
         let prefix = format!("{}. ", i + 1);
         let indent = " ".repeat(prefix.len());
         for (j, line) in e.to_string().lines().enumerate() {
@@ -155,6 +184,10 @@ fn render_errors(errors: &[ConfigError]) -> String {
             out.push_str(line);
             out.push('\n');
         }
+    }
+    if let Some(more) = more_errors_line(errors.len()) {
+        out.push_str(&more);
+        out.push('\n');
     }
     let n = errors.len();
     let file = errors.first().map(|e| e.file.display().to_string()).unwrap_or_default();
@@ -184,45 +217,99 @@ pub struct Loaded {
 
 /// Reads and validates the config file at `path`, taking `AZURE_SUBSCRIPTION_ID` and any
 /// `env:NAME` pre-shared key from the process environment.
+/// Files over [`MAX_CONFIG_BYTES`] are refused before they are read.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            let (problem, fix) = if e.kind() == std::io::ErrorKind::NotFound {
-                (
-                    "no such file".to_owned(),
-                    format!("run `vpnbridge init` to write a commented example to {}, then edit it", path.display()),
-                )
-            } else {
-                (format!("cannot read the file: {e}"), "check the path and its permissions; the file must be UTF-8 text".to_owned())
-            };
-            return Err(ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                field: String::new(),
-                line: None,
-                column: None,
-                problem,
-                fix,
-            }]));
+    let text = read_config(path).map_err(|(problem, fix)| {
+        ConfigErrors(vec![ConfigError { file: path.to_owned(), field: String::new(), line: None, column: None, problem, fix }])
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// The file's text, or what is wrong with reading it and what to do.
+fn read_config(path: &Path) -> Result<String, (String, String)> {
+    let cannot_read = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ("no such file".to_owned(), format!("run `vpnbridge init` to write a commented example to {}, then edit it", path.display()))
+        } else {
+            (format!("cannot read the file: {e}"), "check the path and its permissions; the file must be UTF-8 text".to_owned())
         }
     };
-    parse(&text, path, &|name| std::env::var(name).ok())
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let meta = file.metadata().map_err(cannot_read)?;
+    if meta.is_dir() {
+        return Err((
+            "is a directory, not a config file".to_owned(),
+            format!("name the config file itself, e.g. {}", path.join("vpnbridge.toml").display()),
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // Read at most one byte past the limit: the file may grow, or be a device.
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        (
+            format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            "save the file as UTF-8; `vpnbridge init` writes a valid example".to_owned(),
+        )
+    })
+}
+
+fn too_large(len: u64) -> (String, String) {
+    #[allow(clippy::cast_precision_loss)]
+    let mib = len as f64 / (1u64 << 20) as f64;
+    (
+        format!("the file is {mib:.1} MiB ({len} bytes); config files over 1 MiB are refused (a vpnbridge config is a few kilobytes)"),
+        "check that --config names your vpnbridge.toml; `vpnbridge init` writes a commented example".to_owned(),
+    )
 }
 
 /// Validates config `text` read from `source` (used in messages and kept in
 /// [`Config::source`]); `env` looks up environment variables.
+/// Text over [`MAX_CONFIG_BYTES`] is refused unread. Checking takes time linear in the
+/// size of the text, however many problems it has.
 pub fn parse(text: &str, source: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {
-    let mut cx = Checker { file: source, text, errors: Vec::new(), warnings: Vec::new() };
+    let mut cx = Checker { file: source, text, index: TextIndex::new(""), errors: Vec::new(), warnings: Vec::new() };
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        let (problem, fix) = too_large(text.len() as u64);
+        cx.error("", None, problem, fix);
+        return Err(ConfigErrors(cx.errors));
+    }
+    cx.index = TextIndex::new(text);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
             let span = e.span();
-            cx.error(
-                "",
-                span,
-                format!("invalid TOML: {}", e.message()),
-                "correct the syntax at this position (strings need double quotes, lists use [ ]); `vpnbridge init` writes a valid example",
-            );
+            match span.clone().filter(|_| e.message() == "duplicate key").and_then(|s| duplicate(text, s)) {
+                Some(dup) => {
+                    let (problem, fix) = match (dup.is_table, dup.first) {
+                        (true, Some(first)) => (
+                            format!("[{}] appears twice (first on line {})", dup.path, cx.index.position(first).0),
+                            format!("merge the two [{}] sections into one; TOML allows a table only once", dup.path),
+                        ),
+                        (false, Some(first)) => (
+                            format!("is set twice (first on line {})", cx.index.position(first).0),
+                            "keep one of the two lines; TOML allows a key only once in a table".to_owned(),
+                        ),
+                        (_, None) => (
+                            "is set twice".to_owned(),
+                            "keep only one of them; TOML allows a key (or a table) only once".to_owned(),
+                        ),
+                    };
+                    let field = if dup.is_table { String::new() } else { dup.path };
+                    cx.error(field, span, problem, fix);
+                }
+                None => cx.error(
+                    "",
+                    span,
+                    format!("invalid TOML: {}", e.message()),
+                    "correct the syntax at this position (strings need double quotes, lists use [ ]); `vpnbridge init` writes a valid example",
+                ),
+            }
             return Err(ConfigErrors(cx.errors));
         }
     };
@@ -306,8 +393,121 @@ struct At<T> {
 struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Where each line starts, for positions in O(log n) however many errors there are.
+    index: TextIndex,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
+}
+
+/// Byte offsets -> 1-based (line, column in characters), each lookup O(log n): built
+/// once per file, so thousands of errors cost no more than the file's length.
+#[derive(Debug)]
+struct TextIndex {
+    /// Byte offset of each line's start.
+    line_starts: Vec<usize>,
+    /// Characters before byte `k * CHECKPOINT`, so a column counts at most
+    /// `CHECKPOINT` bytes even on a one-line file.
+    chars_before: Vec<usize>,
+}
+
+const CHECKPOINT: usize = 1024;
+
+impl TextIndex {
+    fn new(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let mut line_starts = vec![0];
+        line_starts.extend(bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1));
+        let mut chars_before = Vec::with_capacity(bytes.len() / CHECKPOINT + 1);
+        let mut count = 0;
+        for chunk in bytes.chunks(CHECKPOINT) {
+            chars_before.push(count);
+            count += chunk.iter().filter(|b| !is_continuation(**b)).count();
+        }
+        chars_before.push(count);
+        Self { line_starts, chars_before }
+    }
+
+    /// Characters that start before byte `offset` of `text`.
+    fn chars_to(&self, text: &str, offset: usize) -> usize {
+        let k = offset / CHECKPOINT;
+        let from = k * CHECKPOINT;
+        self.chars_before[k] + text.as_bytes()[from..offset].iter().filter(|b| !is_continuation(**b)).count()
+    }
+
+    /// 1-based line of a byte offset (and the byte where that line starts).
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|start| *start <= offset);
+        (line, self.line_starts[line.saturating_sub(1)])
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
+}
+
+/// A duplicate key or table found by the TOML parser, located in the parts it kept.
+#[derive(Debug)]
+struct Duplicate {
+    /// Dotted path of the key or table (`azure.vnet`, `aws`).
+    path: String,
+    /// Byte offset of its first occurrence, when found.
+    first: Option<usize>,
+    /// `[table]` written twice (rather than a key).
+    is_table: bool,
+}
+
+/// Names the duplicate whose second occurrence is at `span`: the parser's partial
+/// document holds the first one; the nearest same-named key before `span` is it.
+fn duplicate(text: &str, span: Range<usize>) -> Option<Duplicate> {
+    let raw = text.get(span.clone())?.trim();
+    let name = raw.trim_matches('"').trim_matches('\'');
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let is_table = text[line_start..span.start].trim_start().starts_with('[');
+    if is_table {
+        // The parser keeps the second [table], not the first: find the first header
+        // line that names the same table.
+        let line_end = text[span.start..].find('\n').map_or(text.len(), |i| span.start + i);
+        let header = |line: &str| -> Option<String> {
+            let inner = line.trim().strip_prefix('[')?.split(']').next()?;
+            Some(inner.split('.').map(|p| p.trim().trim_matches('"').trim_matches('\'')).collect::<Vec<_>>().join("."))
+        };
+        let path = header(&text[line_start..line_end])?;
+        let mut offset = 0;
+        let first = text[..line_start].split_inclusive('\n').find_map(|line| {
+            let at = offset;
+            offset += line.len();
+            (header(line).as_deref() == Some(path.as_str())).then_some(at)
+        });
+        return Some(Duplicate { path, first, is_table });
+    }
+    let (root, _) = DeTable::parse_recoverable(text);
+    let mut best: Option<(usize, String)> = None;
+    // Walked with a stack: a hostile file may nest deeply.
+    let mut stack: Vec<(String, &DeTable<'_>)> = vec![(String::new(), root.get_ref())];
+    while let Some((prefix, table)) = stack.pop() {
+        for (k, v) in table.iter() {
+            let path = path_of(&prefix, k.get_ref());
+            let start = k.span().start;
+            if k.get_ref().as_ref() == name && start < span.start && best.as_ref().is_none_or(|(b, _)| start > *b) {
+                best = Some((start, path.clone()));
+            }
+            match v.get_ref() {
+                DeValue::Table(t) => stack.push((path, t)),
+                DeValue::Array(items) => {
+                    for item in items.iter() {
+                        if let DeValue::Table(t) = item.get_ref() {
+                            stack.push((path.clone(), t));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(match best {
+        Some((first, path)) => Duplicate { path, first: Some(first), is_table },
+        None => Duplicate { path: name.to_owned(), first: None, is_table },
+    })
 }
 
 fn path_of(table: &str, key: &str) -> String {
@@ -333,9 +533,8 @@ impl Checker<'_> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+        let (line, line_start) = self.index.position(offset);
+        (line, self.index.chars_to(self.text, offset) - self.index.chars_to(self.text, line_start) + 1)
     }
 
     fn error(&mut self, field: impl Into<String>, span: Option<Range<usize>>, problem: impl Into<String>, fix: impl Into<String>) {
@@ -535,24 +734,36 @@ impl Checker<'_> {
         // Cross-table rules.
         if let (Some(az), Some(aw)) = (&azure, &aws) {
             if let (Some(space), Some(cidrs)) = (&az.address_space, &aw.cidrs) {
+                // Each list is free of overlaps by now, so the pairs that overlap are
+                // found with one ordered lookup per VPC CIDR, and there are at most
+                // as many as the two lists are long.
+                let vnet = DisjointPrefixes::new(space.iter().map(|a| a.value));
+                let mut taken: Option<Vec<(u32, u32)>> = None;
+                let mut free_by_len: HashMap<u8, Option<Ipv4Net>> = HashMap::new();
                 for b in cidrs {
-                    for a in space {
-                        if overlaps(IpNet::V4(a.value), IpNet::V4(b.value)) {
-                            let taken: Vec<Ipv4Net> = space.iter().chain(cidrs.iter()).map(|x| x.value).collect();
-                            let free =
-                                free_prefix(b.value.prefix_len(), &taken).map(|f| format!(" (e.g. {f} is free)")).unwrap_or_default();
-                            self.error(
-                                "aws.cidrs",
-                                b.span.clone(),
-                                format!(
-                                    "{} overlaps azure.address_space {}; the VPC and the VNet must not share addresses, or traffic cannot be routed across",
-                                    b.value, a.value
-                                ),
-                                format!("use a VPC and a VNet with disjoint address ranges{free}"),
-                            );
-                        }
+                    for a in vnet.overlapping(b.value) {
+                        let taken = taken.get_or_insert_with(|| merged(space.iter().chain(cidrs.iter()).map(|x| x.value)));
+                        let free = free_by_len
+                            .entry(b.value.prefix_len())
+                            .or_insert_with(|| free_prefix(b.value.prefix_len(), taken))
+                            .map(|f| format!(" (e.g. {f} is free)"))
+                            .unwrap_or_default();
+                        self.error(
+                            "aws.cidrs",
+                            b.span.clone(),
+                            format!(
+                                "{} overlaps azure.address_space {a}; the VPC and the VNet must not share addresses, or traffic cannot be routed across",
+                                b.value
+                            ),
+                            format!("use a VPC and a VNet with disjoint address ranges{free}"),
+                        );
                     }
                 }
+            }
+            if let (Some(location), Some(region)) = (&az.location, &aw.region)
+                && let Some(message) = distance_warning(location, region)
+            {
+                self.warn("aws.region", message);
             }
             if let (Some(asn), Some(amazon)) = (az.asn, aw.amazon_asn)
                 && asn == amazon
@@ -655,9 +866,15 @@ impl Checker<'_> {
         let resource_group = self
             .required_string(T, t, &span, "resource_group", r#""rg-vpn""#)
             .and_then(|v| self.checked("azure.resource_group", &v, |s| check_resource_group(s).map(|()| s.clone())));
-        let location = self
-            .required_string(T, t, &span, "location", r#""japaneast""#)
-            .and_then(|v| self.checked("azure.location", &v, |s| check_location(s).map(|()| s.clone())));
+        let endpoint = self.endpoint(T, t);
+        let cloud = AzureCloud::of(endpoint.as_ref().and_then(|e| e.as_deref()));
+        let location = self.required_string(T, t, &span, "location", r#""japaneast""#).and_then(|v| {
+            let known = self.checked("azure.location", &v, |s| check_location(s).and_then(|()| check_azure_location(s, cloud)))?;
+            if let Some(warning) = known {
+                self.warn("azure.location", warning);
+            }
+            Some(v.value)
+        });
         let vnet = self
             .required_string(T, t, &span, "vnet", r#""vnet-hub""#)
             .and_then(|v| self.checked("azure.vnet", &v, |s| check_vnet(s).map(|()| s.clone())));
@@ -702,8 +919,6 @@ impl Checker<'_> {
             Some(v) => self.checked("azure.asn", &v, |&n| check_azure_asn(n, mode)),
         };
 
-        let endpoint = self.endpoint(T, t);
-
         AzurePart {
             backend,
             subscription_id,
@@ -727,7 +942,7 @@ impl Checker<'_> {
         };
         let region = self
             .required_string(T, t, &span, "region", r#""ap-northeast-1""#)
-            .and_then(|v| self.checked("aws.region", &v, |s| check_region(s).map(|()| s.clone())));
+            .and_then(|v| self.checked("aws.region", &v, |s| check_region(s).and_then(|()| check_aws_region(s)).map(|()| s.clone())));
         let vpc_id = self
             .required_string(T, t, &span, "vpc_id", r#""vpc-0123456789abcdef0""#)
             .and_then(|v| self.checked("aws.vpc_id", &v, |s| check_aws_id(s, "vpc", "VPC").map(|()| s.clone())));
@@ -742,12 +957,13 @@ impl Checker<'_> {
             None => Some(Vec::new()),
             Some(list) => {
                 let mut out = Vec::new();
+                let mut seen = HashSet::new();
                 let mut ok = true;
                 for (i, v) in list.value.iter().enumerate() {
                     let field = format!("aws.route_tables[{i}]");
                     if self.checked(&field, v, |s| check_aws_id(s, "rtb", "route table")).is_none() {
                         ok = false;
-                    } else if out.contains(&v.value) {
+                    } else if !seen.insert(v.value.as_str()) {
                         self.error(field, v.span.clone(), format!("{} is listed twice", v.value), "remove the duplicate");
                         ok = false;
                     } else {
@@ -793,8 +1009,28 @@ impl Checker<'_> {
             );
             return None;
         }
-        let mut out: Vec<At<Ipv4Net>> = Vec::new();
+        // The clouds' ceilings: AWS allows at most 50 IPv4 CIDR blocks per VPC (5 by
+        // default), and every Azure prefix becomes a static route of each VPN
+        // connection, of which AWS accepts 100.
+        let (max, why) = if field.starts_with("azure") {
+            (MAX_AZURE_PREFIXES, "each one is a static route of both AWS VPN connections, and AWS accepts at most 100 per connection")
+        } else {
+            (MAX_VPC_CIDRS, "AWS allows at most 50 IPv4 CIDR blocks in a VPC (5 unless the quota is raised)")
+        };
         let mut ok = true;
+        if list.value.len() > max {
+            self.error(
+                field,
+                list.span.clone(),
+                format!("lists {} prefixes; {why}", list.value.len()),
+                format!("list at most {max}: summarise contiguous prefixes into larger ones (e.g. two /17s into one /16)"),
+            );
+            ok = false;
+        }
+        let mut out: Vec<At<Ipv4Net>> = Vec::new();
+        // What `out` holds, ordered by address: an overlap is one ordered lookup.
+        let mut accepted = DisjointPrefixes::default();
+        let mut docker: Vec<(String, Ipv4Net)> = Vec::new();
         for (i, v) in list.value.iter().enumerate() {
             let item = format!("{field}[{i}]");
             let Some(net) = self.checked(&item, v, |s| parse_v4_prefix(s).and_then(routable)) else {
@@ -802,14 +1038,10 @@ impl Checker<'_> {
                 continue;
             };
             if field == "aws.cidrs" && overlaps(IpNet::V4(net), IpNet::V4(DOCKER_BRIDGE)) {
-                self.warn(
-                    item.clone(),
-                    format!(
-                        "{net} overlaps 172.17.0.0/16, which AWS advises against for a VPC: Docker's default bridge (and services built on it, e.g. Cloud9, SageMaker) uses it, so hosts there may not reach the VNet"
-                    ),
-                );
+                docker.push((item.clone(), net));
             }
-            if let Some(prev) = out.iter().find(|p| overlaps(IpNet::V4(p.value), IpNet::V4(net))) {
+            if let Some(prev) = accepted.overlapping(net).next() {
+                let prev = At { value: prev, span: None };
                 let (problem, fix) = if prev.value == net {
                     (format!("{net} is listed twice"), "remove the duplicate".to_owned())
                 } else if prev.value.contains(&net) {
@@ -824,7 +1056,21 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             }
+            accepted.insert(net);
             out.push(At { value: net, span: v.span.clone() });
+        }
+        if let Some((item, net)) = docker.first() {
+            let others = match docker.len() - 1 {
+                0 => String::new(),
+                1 => " (so does 1 more entry of the list)".to_owned(),
+                n => format!(" (so do {n} more entries of the list)"),
+            };
+            self.warn(
+                item.clone(),
+                format!(
+                    "{net} overlaps 172.17.0.0/16, which AWS advises against for a VPC: Docker's default bridge (and services built on it, e.g. Cloud9, SageMaker) uses it, so hosts there may not reach the VNet{others}"
+                ),
+            );
         }
         ok.then_some(out)
     }
@@ -889,10 +1135,11 @@ impl Checker<'_> {
             }
         }
         let mut out: Vec<Ipv4Net> = Vec::new();
+        let mut seen = HashSet::new();
         for (i, v) in list.value.iter().enumerate() {
             let item = format!("{F}[{i}]");
             match self.checked(&item, v, |s| check_inside_cidr(s, mode)) {
-                Some(net) if out.contains(&net) => {
+                Some(net) if !seen.insert(net) => {
                     self.error(
                         item,
                         v.span.clone(),
@@ -959,6 +1206,17 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// "did you mean …? " naming every candidate as close as the closest one (at most
+/// three: "japanest" is one letter from both "japaneast" and "japanwest"), or "".
+fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    let w = word.to_ascii_lowercase();
+    let scored: Vec<(f64, &str)> =
+        candidates.iter().map(|c| (strsim::jaro_winkler(&w, &c.to_ascii_lowercase()), *c)).filter(|(score, _)| *score >= 0.8).collect();
+    let Some(best) = scored.iter().map(|(s, _)| *s).max_by(f64::total_cmp) else { return String::new() };
+    let tied: Vec<String> = scored.iter().filter(|(s, _)| best - *s < 1e-9).take(3).map(|(_, c)| format!("{c:?}")).collect();
+    format!("did you mean {}? ", tied.join(" or "))
 }
 
 fn looks_secret(key: &str) -> bool {
@@ -1184,6 +1442,12 @@ fn check_location(s: &str) -> Result<(), Problem> {
     Err(problem(format!("{s:?} is not an Azure location name"), fix))
 }
 
+/// Most prefixes `azure.address_space` may list (AWS's static routes per VPN connection).
+const MAX_AZURE_PREFIXES: usize = 100;
+
+/// Most prefixes `aws.cidrs` may list (AWS's IPv4 CIDR blocks per VPC).
+const MAX_VPC_CIDRS: usize = 50;
+
 /// Docker's default bridge network, which AWS advises against as a VPC CIDR.
 const DOCKER_BRIDGE: Ipv4Net = Ipv4Net::new_assert(std::net::Ipv4Addr::new(172, 17, 0, 0), 16);
 
@@ -1236,22 +1500,80 @@ fn last_subnet(net: Ipv4Net, len: u8) -> Ipv4Net {
     Ipv4Net::new(Ipv4Addr::from(start), len).expect("len <= 32").trunc()
 }
 
-/// A private prefix of length `len` that overlaps none of `taken`.
-fn free_prefix(len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+/// The address ranges covered by `nets`, merged and ordered: `(first, last)` pairs.
+fn merged(nets: impl Iterator<Item = Ipv4Net>) -> Vec<(u32, u32)> {
+    let mut ranges: Vec<(u32, u32)> = nets.map(|n| (u32::from(n.network()), u32::from(n.broadcast()))).collect();
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match out.last_mut() {
+            Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+            _ => out.push((first, last)),
+        }
+    }
+    out
+}
+
+/// The first private prefix of length `len` (in 10/8, then 172.16/12, then
+/// 192.168/16) that overlaps none of the merged ranges `taken`. Each step jumps past
+/// a taken range, so this is linear in `taken` at worst.
+fn free_prefix(len: u8, taken: &[(u32, u32)]) -> Option<Ipv4Net> {
     for pool in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
         let pool: Ipv4Net = pool.parse().expect("literal");
-        if len < pool.prefix_len() {
+        if len < pool.prefix_len() || len > 32 {
             continue;
         }
-        if let Ok(subnets) = pool.subnets(len) {
-            for candidate in subnets.take(4096) {
-                if !taken.iter().any(|t| overlaps(IpNet::V4(*t), IpNet::V4(candidate))) {
-                    return Some(candidate);
+        let size = 1u64 << (32 - u32::from(len));
+        let end = u64::from(u32::from(pool.broadcast()));
+        let mut candidate = u64::from(u32::from(pool.network()));
+        while candidate + size - 1 <= end {
+            let last = candidate + size - 1;
+            // The first taken range that ends at or after the candidate's start.
+            let i = taken.partition_point(|r| u64::from(r.1) < candidate);
+            match taken.get(i) {
+                Some(r) if u64::from(r.0) <= last => {
+                    // Jump to the first aligned start after the range.
+                    candidate = (u64::from(r.1) + 1).div_ceil(size) * size;
+                }
+                _ => {
+                    let start = u32::try_from(candidate).expect("inside an IPv4 pool");
+                    return Ipv4Net::new(Ipv4Addr::from(start), len).ok();
                 }
             }
         }
     }
     None
+}
+
+/// Non-overlapping prefixes ordered by address, for overlap queries in O(log n).
+#[derive(Debug, Default)]
+struct DisjointPrefixes {
+    by_start: BTreeMap<u32, Ipv4Net>,
+}
+
+impl DisjointPrefixes {
+    /// From prefixes known not to overlap (a validated list).
+    fn new(nets: impl Iterator<Item = Ipv4Net>) -> Self {
+        let mut s = Self::default();
+        for n in nets {
+            s.insert(n);
+        }
+        s
+    }
+
+    /// Adds a prefix that overlaps none already held.
+    fn insert(&mut self, net: Ipv4Net) {
+        self.by_start.insert(u32::from(net.network()), net);
+    }
+
+    /// The held prefixes that share an address with `net`, lowest first: the one that
+    /// contains it (at most one can), or those it contains.
+    fn overlapping(&self, net: Ipv4Net) -> impl Iterator<Item = Ipv4Net> + '_ {
+        let (first, last) = (u32::from(net.network()), u32::from(net.broadcast()));
+        let container = self.by_start.range(..=first).next_back().map(|(_, p)| *p).filter(|p| u32::from(p.broadcast()) >= first);
+        let inside = self.by_start.range(first..=last).map(|(_, p)| *p).filter(move |p| Some(*p) != container);
+        container.into_iter().chain(inside)
+    }
 }
 
 fn parse_sku(s: &str) -> Result<GatewaySku, Problem> {
@@ -1379,7 +1701,7 @@ fn check_amazon_asn(n: i128, mode: Mode) -> Result<u32, Problem> {
 fn check_region(s: &str) -> Result<(), Problem> {
     let parts: Vec<&str> = s.split('-').collect();
     let ok = parts.len() >= 3
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
@@ -1396,6 +1718,339 @@ fn check_region(s: &str) -> Result<(), Problem> {
         "use a region code such as \"ap-northeast-1\", \"us-east-1\" or \"us-gov-west-1\"".to_owned()
     };
     Err(problem(format!("{s:?} is not an AWS region code"), fix))
+}
+
+// ---------------------------------------------------------------------------------------
+// Where the two sides are: the clouds' known locations and regions
+
+/// A coarse area of the world. Both sides in one area keep the tunnels short; the
+/// config is only warned about when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Area {
+    NorthAmerica,
+    SouthAmerica,
+    Europe,
+    MiddleEast,
+    Africa,
+    Asia,
+    Oceania,
+}
+
+impl Area {
+    fn name(self) -> &'static str {
+        match self {
+            Area::NorthAmerica => "North America",
+            Area::SouthAmerica => "South America",
+            Area::Europe => "Europe",
+            Area::MiddleEast => "the Middle East",
+            Area::Africa => "Africa",
+            Area::Asia => "Asia",
+            Area::Oceania => "Oceania",
+        }
+    }
+
+    /// A well-known AWS region and Azure location in the area, for suggestions.
+    fn examples(self) -> (&'static str, &'static str) {
+        match self {
+            Area::NorthAmerica => ("us-east-1", "eastus2"),
+            Area::SouthAmerica => ("sa-east-1", "brazilsouth"),
+            Area::Europe => ("eu-west-1", "westeurope"),
+            Area::MiddleEast => ("me-central-1", "uaenorth"),
+            Area::Africa => ("af-south-1", "southafricanorth"),
+            Area::Asia => ("ap-northeast-1", "japaneast"),
+            Area::Oceania => ("ap-southeast-2", "australiaeast"),
+        }
+    }
+}
+
+use Area::{Africa, Asia, Europe, MiddleEast, NorthAmerica, Oceania, SouthAmerica};
+
+/// Azure's public-cloud regions, as `az account list-locations --query "[].name"`
+/// names them (physical regions only: no logical "asia", "europe", "global", no EUAP
+/// canaries). Source: Azure's region list (azure.microsoft.com/explore/global-
+/// infrastructure/geographies) and `az account list-locations`, 2025, including
+/// regions open only to some customers (jioindia*, uaecentral, southafricawest,
+/// australiacentral2, taiwan*) and recently opened ones. Azure adds regions: a new
+/// one missing here is a one-line change.
+const AZURE_PUBLIC_LOCATIONS: &[(&str, Area)] = &[
+    ("eastus", NorthAmerica),
+    ("eastus2", NorthAmerica),
+    ("southcentralus", NorthAmerica),
+    ("westus", NorthAmerica),
+    ("westus2", NorthAmerica),
+    ("westus3", NorthAmerica),
+    ("centralus", NorthAmerica),
+    ("northcentralus", NorthAmerica),
+    ("westcentralus", NorthAmerica),
+    ("canadacentral", NorthAmerica),
+    ("canadaeast", NorthAmerica),
+    ("mexicocentral", NorthAmerica),
+    ("brazilsouth", SouthAmerica),
+    ("brazilsoutheast", SouthAmerica),
+    ("chilecentral", SouthAmerica),
+    ("northeurope", Europe),
+    ("westeurope", Europe),
+    ("uksouth", Europe),
+    ("ukwest", Europe),
+    ("francecentral", Europe),
+    ("francesouth", Europe),
+    ("germanywestcentral", Europe),
+    ("germanynorth", Europe),
+    ("switzerlandnorth", Europe),
+    ("switzerlandwest", Europe),
+    ("norwayeast", Europe),
+    ("norwaywest", Europe),
+    ("swedencentral", Europe),
+    ("swedensouth", Europe),
+    ("polandcentral", Europe),
+    ("italynorth", Europe),
+    ("spaincentral", Europe),
+    ("austriaeast", Europe),
+    ("belgiumcentral", Europe),
+    ("denmarkeast", Europe),
+    ("uaenorth", MiddleEast),
+    ("uaecentral", MiddleEast),
+    ("qatarcentral", MiddleEast),
+    ("israelcentral", MiddleEast),
+    ("southafricanorth", Africa),
+    ("southafricawest", Africa),
+    ("eastasia", Asia),
+    ("southeastasia", Asia),
+    ("japaneast", Asia),
+    ("japanwest", Asia),
+    ("koreacentral", Asia),
+    ("koreasouth", Asia),
+    ("centralindia", Asia),
+    ("southindia", Asia),
+    ("westindia", Asia),
+    ("jioindiacentral", Asia),
+    ("jioindiawest", Asia),
+    ("indonesiacentral", Asia),
+    ("malaysiawest", Asia),
+    ("taiwannorth", Asia),
+    ("taiwannorthwest", Asia),
+    ("australiaeast", Oceania),
+    ("australiasoutheast", Oceania),
+    ("australiacentral", Oceania),
+    ("australiacentral2", Oceania),
+    ("newzealandnorth", Oceania),
+];
+
+/// Azure Government's regions (ARM endpoint `https://management.usgovcloudapi.net`),
+/// as `az account list-locations` names them there.
+const AZURE_GOVERNMENT_LOCATIONS: &[(&str, Area)] = &[
+    ("usgovvirginia", NorthAmerica),
+    ("usgovarizona", NorthAmerica),
+    ("usgovtexas", NorthAmerica),
+    ("usdodcentral", NorthAmerica),
+    ("usdodeast", NorthAmerica),
+];
+
+/// Azure China's regions, operated by 21Vianet (ARM endpoint
+/// `https://management.chinacloudapi.cn`).
+const AZURE_CHINA_LOCATIONS: &[(&str, Area)] =
+    &[("chinaeast", Asia), ("chinaeast2", Asia), ("chinaeast3", Asia), ("chinanorth", Asia), ("chinanorth2", Asia), ("chinanorth3", Asia)];
+
+const AZURE_GOVERNMENT_ENDPOINT: &str = "https://management.usgovcloudapi.net";
+const AZURE_CHINA_ENDPOINT: &str = "https://management.chinacloudapi.cn";
+
+/// AWS's commercial regions (partition `aws`), as `aws ec2 describe-regions
+/// --all-regions` names them. Source: the partition table the AWS SDKs ship
+/// (aws-sdk-ec2 1.274's endpoint resolver, the SDKs' partitions.json), 2025.
+const AWS_COMMERCIAL_REGIONS: &[(&str, Area)] = &[
+    ("us-east-1", NorthAmerica),
+    ("us-east-2", NorthAmerica),
+    ("us-west-1", NorthAmerica),
+    ("us-west-2", NorthAmerica),
+    ("ca-central-1", NorthAmerica),
+    ("ca-west-1", NorthAmerica),
+    ("mx-central-1", NorthAmerica),
+    ("sa-east-1", SouthAmerica),
+    ("eu-central-1", Europe),
+    ("eu-central-2", Europe),
+    ("eu-north-1", Europe),
+    ("eu-south-1", Europe),
+    ("eu-south-2", Europe),
+    ("eu-west-1", Europe),
+    ("eu-west-2", Europe),
+    ("eu-west-3", Europe),
+    ("il-central-1", MiddleEast),
+    ("me-central-1", MiddleEast),
+    ("me-south-1", MiddleEast),
+    ("af-south-1", Africa),
+    ("ap-east-1", Asia),
+    ("ap-east-2", Asia),
+    ("ap-northeast-1", Asia),
+    ("ap-northeast-2", Asia),
+    ("ap-northeast-3", Asia),
+    ("ap-south-1", Asia),
+    ("ap-south-2", Asia),
+    ("ap-southeast-1", Asia),
+    ("ap-southeast-3", Asia),
+    ("ap-southeast-5", Asia),
+    ("ap-southeast-7", Asia),
+    ("ap-southeast-2", Oceania),
+    ("ap-southeast-4", Oceania),
+    ("ap-southeast-6", Oceania),
+];
+
+/// AWS's other partitions, from the same table: GovCloud (`aws-us-gov`), China
+/// (`aws-cn`), the European Sovereign Cloud (`aws-eusc`) and the isolated ISO
+/// partitions. They are accepted like commercial regions: each needs its own
+/// partition's account and credentials (the SDK finds the endpoint from the region),
+/// and whether a Site-to-Site VPN to Azure may be built there is the partition's rule.
+const AWS_OTHER_PARTITION_REGIONS: &[(&str, Area)] = &[
+    ("us-gov-east-1", NorthAmerica),
+    ("us-gov-west-1", NorthAmerica),
+    ("cn-north-1", Asia),
+    ("cn-northwest-1", Asia),
+    ("eusc-de-east-1", Europe),
+    ("us-iso-east-1", NorthAmerica),
+    ("us-iso-west-1", NorthAmerica),
+    ("us-isob-east-1", NorthAmerica),
+    ("us-isob-west-1", NorthAmerica),
+    ("us-isof-east-1", NorthAmerica),
+    ("us-isof-south-1", NorthAmerica),
+    ("eu-isoe-west-1", Europe),
+];
+
+/// Which Azure cloud `azure.endpoint` points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AzureCloud {
+    /// No endpoint, or `management.azure.com`.
+    Public,
+    /// `*.usgovcloudapi.net`.
+    Government,
+    /// `*.chinacloudapi.cn`.
+    China,
+    /// Anything else: a local fake, Azure Stack Hub, a proxy.
+    Other,
+}
+
+impl AzureCloud {
+    fn of(endpoint: Option<&str>) -> Self {
+        let Some(url) = endpoint.filter(|e| !e.is_empty()) else { return AzureCloud::Public };
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host = rest.split(['/', ':', '?']).next().unwrap_or("").to_ascii_lowercase();
+        let host = host.trim_end_matches('.');
+        if host == "management.azure.com" {
+            AzureCloud::Public
+        } else if host == "usgovcloudapi.net" || host.ends_with(".usgovcloudapi.net") {
+            AzureCloud::Government
+        } else if host == "chinacloudapi.cn" || host.ends_with(".chinacloudapi.cn") {
+            AzureCloud::China
+        } else {
+            AzureCloud::Other
+        }
+    }
+
+    fn locations(self) -> &'static [(&'static str, Area)] {
+        match self {
+            AzureCloud::Public | AzureCloud::Other => AZURE_PUBLIC_LOCATIONS,
+            AzureCloud::Government => AZURE_GOVERNMENT_LOCATIONS,
+            AzureCloud::China => AZURE_CHINA_LOCATIONS,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            AzureCloud::Public | AzureCloud::Other => "Azure's public cloud",
+            AzureCloud::Government => "Azure Government",
+            AzureCloud::China => "Azure China",
+        }
+    }
+}
+
+fn names(list: &'static [(&'static str, Area)]) -> impl Iterator<Item = &'static str> {
+    list.iter().map(|(n, _)| *n)
+}
+
+fn area_in(list: &[(&str, Area)], name: &str) -> Option<Area> {
+    list.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+}
+
+/// The area of an Azure location of any cloud.
+fn azure_area(location: &str) -> Option<Area> {
+    [AZURE_PUBLIC_LOCATIONS, AZURE_GOVERNMENT_LOCATIONS, AZURE_CHINA_LOCATIONS].into_iter().find_map(|l| area_in(l, location))
+}
+
+/// The area of an AWS region of any partition.
+fn aws_area(region: &str) -> Option<Area> {
+    area_in(AWS_COMMERCIAL_REGIONS, region).or_else(|| area_in(AWS_OTHER_PARTITION_REGIONS, region))
+}
+
+/// A location known to the cloud `azure.endpoint` names. `Ok(Some(warning))` for a
+/// location no known cloud has, behind an endpoint of another kind (Azure Stack Hub
+/// and local fakes may have their own locations).
+fn check_azure_location(s: &str, cloud: AzureCloud) -> Result<Option<String>, Problem> {
+    let own = cloud.locations();
+    if area_in(own, s).is_some() || (cloud == AzureCloud::Other && azure_area(s).is_some()) {
+        return Ok(None);
+    }
+    let sovereign = [(AzureCloud::Government, AZURE_GOVERNMENT_ENDPOINT), (AzureCloud::China, AZURE_CHINA_ENDPOINT)];
+    if cloud == AzureCloud::Public
+        && let Some((other, endpoint)) = sovereign.iter().find(|(c, _)| area_in(c.locations(), s).is_some())
+    {
+        return Err(problem(
+            format!("{s:?} is an {} location, which the public cloud's endpoint does not serve", other.name()),
+            format!("set [azure] endpoint = \"{endpoint}\" to use {}, or use a public location such as \"japaneast\"", other.name()),
+        ));
+    }
+    let candidates: Vec<&str> = if cloud == AzureCloud::Other {
+        [AZURE_PUBLIC_LOCATIONS, AZURE_GOVERNMENT_LOCATIONS, AZURE_CHINA_LOCATIONS].into_iter().flat_map(names).collect()
+    } else {
+        names(own).collect()
+    };
+    let hint = did_you_mean(s, &candidates);
+    if cloud == AzureCloud::Other {
+        return Ok(Some(format!(
+            "{s:?} is not a location of Azure's public, Government or China clouds; {hint}it is accepted because azure.endpoint names another ARM endpoint, which may have locations of its own"
+        )));
+    }
+    let in_public = cloud != AzureCloud::Public && area_in(AZURE_PUBLIC_LOCATIONS, s).is_some();
+    let what = if in_public {
+        format!("{s:?} is a public-cloud location, not one of {}'s (azure.endpoint names {})", cloud.name(), cloud.name())
+    } else {
+        format!("{s:?} is not an Azure location of {}", cloud.name())
+    };
+    let examples: Vec<&str> = names(own).take(3).collect();
+    Err(problem(
+        what,
+        format!(
+            "{hint}use a location as `az account list-locations --query \"[].name\" -o tsv` prints it, e.g. {}",
+            examples.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
+/// A region of one of AWS's partitions.
+fn check_aws_region(s: &str) -> Result<(), Problem> {
+    if aws_area(s).is_some() {
+        return Ok(());
+    }
+    let all: Vec<&str> = names(AWS_COMMERCIAL_REGIONS).chain(names(AWS_OTHER_PARTITION_REGIONS)).collect();
+    let hint = did_you_mean(s, &all);
+    Err(problem(
+        format!("{s:?} is not an AWS region"),
+        format!(
+            "{hint}use a region code as `aws ec2 describe-regions --all-regions --query \"Regions[].RegionName\"` prints it, e.g. \"ap-northeast-1\", \"eu-west-1\", \"us-east-1\" (GovCloud: \"us-gov-west-1\", China: \"cn-north-1\")"
+        ),
+    ))
+}
+
+/// A warning when the two sides are in different areas of the world.
+fn distance_warning(location: &str, region: &str) -> Option<String> {
+    let (az, aws) = (azure_area(location)?, aws_area(region)?);
+    if az == aws {
+        return None;
+    }
+    let (aws_example, _) = az.examples();
+    let (_, azure_example) = aws.examples();
+    Some(format!(
+        "azure.location {location} is in {} and aws.region {region} in {}: the tunnels will cross continents (more latency, and inter-region data transfer on both bills); if you can, put both sides in one area, e.g. aws.region = \"{aws_example}\" or azure.location = \"{azure_example}\"",
+        az.name(),
+        aws.name()
+    ))
 }
 
 /// `prefix-` followed by 8 or 17 lowercase hexadecimal digits (`vpc-…`, `rtb-…`).
@@ -1646,8 +2301,14 @@ cidrs = ["10.2.0.0/16"]
         assert!(parse_v4_prefix("10.1.0.0").unwrap_err().fix.contains("10.1.0.0/16"));
         assert!(parse_v4_prefix("ten").is_err());
         assert_eq!(last_subnet("10.1.0.0/16".parse().unwrap(), 27).to_string(), "10.1.255.224/27");
-        let taken: Vec<Ipv4Net> = vec!["10.0.0.0/16".parse().unwrap(), "10.1.0.0/16".parse().unwrap()];
+        let taken = merged(["10.0.0.0/16", "10.1.0.0/16", "10.3.0.0/17"].iter().map(|s| s.parse().unwrap()));
+        assert_eq!(taken, vec![(0x0a00_0000, 0x0a01_ffff), (0x0a03_0000, 0x0a03_7fff)]);
         assert_eq!(free_prefix(16, &taken).unwrap().to_string(), "10.2.0.0/16");
+        assert_eq!(free_prefix(15, &taken).unwrap().to_string(), "10.4.0.0/15");
+        assert_eq!(free_prefix(8, &merged(std::iter::once("10.0.0.0/8".parse().unwrap()))), None);
+        assert_eq!(free_prefix(12, &merged(std::iter::once("10.0.0.0/8".parse().unwrap()))).unwrap().to_string(), "172.16.0.0/12");
+        let all = merged(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].iter().map(|s| s.parse().unwrap()));
+        assert_eq!(free_prefix(24, &all), None);
     }
 
     #[test]

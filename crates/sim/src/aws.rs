@@ -75,11 +75,11 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
         }
         AwsOp::CreateRoute { route_table_id, destination, vgw_id } => {
             w.create_route(route_table_id, *destination, vgw_id).map_err(aws_error)?;
-            AwsWait::Timer { at_ms: now + ms(lat.aws_vpc_route), id: None }
+            AwsWait::Timer { at_ms: now.saturating_add(ms(lat.aws_vpc_route)), id: None }
         }
         AwsOp::DeleteRoute { route_table_id, destination } => {
             w.delete_route(route_table_id, *destination).map_err(aws_error)?;
-            AwsWait::Timer { at_ms: now + ms(lat.aws_vpc_route_delete), id: None }
+            AwsWait::Timer { at_ms: now.saturating_add(ms(lat.aws_vpc_route_delete)), id: None }
         }
         AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
             let device = Some(device_name.as_str()).filter(|d| !d.is_empty());

@@ -22,12 +22,30 @@ use crate::world::{
 pub enum SimError {
     #[error("cannot read the simulated world {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("the simulated world {path} is not valid")]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write the simulated world {path}")]
-    Write { path: PathBuf, source: std::io::Error },
+    /// Not a world this version can read (not JSON, or not its shape).
+    #[error("the simulated world {} is not valid: {detail}; {}", path.display(), start_over(path))]
+    Parse { path: PathBuf, detail: String },
+    /// Readable, but holding values the simulator cannot work with (times or counters
+    /// that would overflow, resources filed under another id): see [`World::check`].
+    #[error("the simulated world {} is not valid: {}; {}", path.display(), problems.join("; "), start_over(path))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+    /// `path` is the file being written (the temporary file, or the world itself).
+    #[error("cannot write the simulated world: {what} {}", path.display())]
+    Write { path: PathBuf, what: &'static str, source: std::io::Error },
+    /// A change was made to a world opened with [`SimCloud::open_read_only`].
+    #[error("the simulated world {} was opened read-only, and a change was made to it", path.display())]
+    ReadOnly { path: PathBuf },
     #[error("cannot seed the simulated world: {0}")]
     Seed(String),
+}
+
+/// What to do about a world file that cannot be used.
+fn start_over(world: &Path) -> String {
+    let dir = world.parent().unwrap_or(Path::new("."));
+    format!(
+        "it is the simulator's own state, not a file to edit: delete {} to start over (the simulated clouds in it are lost; real clouds are not affected)",
+        dir.display()
+    )
 }
 
 /// The user's Azure VNet, which vpnbridge builds in but never creates.
@@ -70,6 +88,8 @@ struct Inner {
     base_ms: u64,
     /// `dir/world.json`, when persisted.
     path: Option<PathBuf>,
+    /// Opened with [`SimCloud::open_read_only`]: nothing is ever written.
+    read_only: bool,
 }
 
 const WORLD_FILE: &str = "world.json";
@@ -82,7 +102,7 @@ impl SimCloud {
 
     /// An empty in-memory world with the given latencies.
     pub fn in_memory_with(latency: LatencyTable) -> Self {
-        Self::from_world(World::new(latency), None)
+        Self::from_world(World::new(latency), None, false)
     }
 
     /// The world persisted in `dir/world.json`, or an empty one (saved there).
@@ -91,20 +111,41 @@ impl SimCloud {
     }
 
     /// Like [`SimCloud::open`], with the given latencies (they are not persisted).
+    ///
+    /// The world file is input like any other: one that is not valid JSON of the
+    /// world's shape, or that holds values the simulator cannot work with
+    /// ([`World::check`]), is refused with what to do.
     pub fn open_with(dir: &Path, latency: LatencyTable) -> Result<Self, SimError> {
+        let (world, path) = Self::load(dir, latency)?;
+        Ok(Self::from_world(world, Some(path), false))
+    }
+
+    /// Like [`SimCloud::open_with`], for commands that change nothing: the world file
+    /// is read (an absent one is an empty world) and never written, not even the
+    /// directory it would live in. A change made anyway fails with
+    /// [`SimError::ReadOnly`] on save instead of being persisted.
+    pub fn open_read_only(dir: &Path, latency: LatencyTable) -> Result<Self, SimError> {
+        let (world, path) = Self::load(dir, latency)?;
+        Ok(Self::from_world(world, Some(path), true))
+    }
+
+    fn load(dir: &Path, latency: LatencyTable) -> Result<(World, PathBuf), SimError> {
         let path = dir.join(WORLD_FILE);
         let mut world = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<World>(&bytes).map_err(|source| SimError::Parse { path: path.clone(), source })?,
+            Ok(bytes) => World::from_file(&bytes).map_err(|e| match e {
+                crate::world::WorldFileError::Json(detail) => SimError::Parse { path: path.clone(), detail },
+                crate::world::WorldFileError::Invalid(problems) => SimError::Invalid { path: path.clone(), problems },
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
             Err(source) => return Err(SimError::Read { path, source }),
         };
         world.set_latency(latency);
-        Ok(Self::from_world(world, Some(path)))
+        Ok((world, path))
     }
 
-    fn from_world(world: World, path: Option<PathBuf>) -> Self {
+    fn from_world(world: World, path: Option<PathBuf>, read_only: bool) -> Self {
         let base_ms = world.now_ms;
-        Self { inner: Arc::new(Inner { world: Mutex::new(world), anchor: tokio::time::Instant::now(), base_ms, path }) }
+        Self { inner: Arc::new(Inner { world: Mutex::new(world), anchor: tokio::time::Instant::now(), base_ms, path, read_only }) }
     }
 
     /// The virtual time now, since the simulator's epoch.
@@ -147,12 +188,18 @@ impl SimCloud {
 
     pub(crate) fn save_locked(&self, w: &World) -> Result<(), SimError> {
         let Some(path) = &self.inner.path else { return Ok(()) };
-        let write_err = |source| SimError::Write { path: path.clone(), source };
-        let json = serde_json::to_vec_pretty(w).map_err(|e| write_err(std::io::Error::other(e)))?;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(write_err)?;
+        if self.inner.read_only {
+            return Err(SimError::ReadOnly { path: path.clone() });
         }
         let tmp = path.with_extension("json.tmp");
+        let err = |what: &'static str, at: &Path| {
+            let path = at.to_owned();
+            move |source| SimError::Write { path, what, source }
+        };
+        let json = serde_json::to_vec_pretty(w).map_err(|e| err("serialising", path)(std::io::Error::other(e)))?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(err("creating the directory of", path))?;
+        }
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -160,16 +207,16 @@ impl SimCloud {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).map_err(write_err)?;
+        let mut f = opts.open(&tmp).map_err(err("creating", &tmp))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(err("setting the permissions of", &tmp))?;
         }
-        f.write_all(&json).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
+        f.write_all(&json).map_err(err("writing", &tmp))?;
+        f.sync_all().map_err(err("syncing", &tmp))?;
         drop(f);
-        fs::rename(&tmp, path).map_err(write_err)
+        fs::rename(&tmp, path).map_err(err("renaming the new world over", path))
     }
 
     /// Leaves the Azure resource with ARM id `id` in provisioning state Failed, as an
@@ -197,9 +244,11 @@ impl SimCloud {
 
     /// Creates the user's VNet (with its GatewaySubnet) and VPC (with a main route table
     /// holding a `local` route per CIDR) if they do not exist. Not a call of ours: it
-    /// stands for what the user built before running vpnbridge.
+    /// stands for what the user built before running vpnbridge. Saves only when it
+    /// created something (and never when opened read-only).
     pub fn ensure_prerequisites(&self, vnet: &VnetSpec, vpc: &VpcSpec) -> Result<(), SimError> {
         let mut w = self.lock();
+        let before = (w.azure.virtual_networks.len(), w.aws.vpcs.len(), w.aws.security_groups.len());
         let vnet_id = format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/virtualNetworks/{}",
             vnet.subscription_id, vnet.resource_group, vnet.name
@@ -234,7 +283,9 @@ impl SimCloud {
             );
         }
         crate::probe::seed_security_group(&mut w, &vpc.vpc_id, &vnet.address_space);
-        self.save_locked(&w)
+        // Read-only commands see the prerequisites in memory and leave the file alone.
+        let changed = before != (w.azure.virtual_networks.len(), w.aws.vpcs.len(), w.aws.security_groups.len());
+        if changed && !self.inner.read_only { self.save_locked(&w) } else { Ok(()) }
     }
 
     // -----------------------------------------------------------------------------

@@ -43,8 +43,7 @@ fn foreign_snapshot(cloud: &SimCloud, ids: &[String]) -> serde_json::Value {
 fn apply_and_destroy_leave_foreign_resources_alone() {
     let s = Scratch::new("foreign");
     s.init();
-    // The first command creates the user's VNet and VPC in the simulated clouds.
-    assert_eq!(s.run(&["plan"], &[]).code(), 0);
+    s.seed_prerequisites();
     let cloud = SimCloud::open(&s.sim_dir()).unwrap();
     let rtb = cloud.with_world(|w| w.aws.route_tables.keys().next().cloned().unwrap());
     let ids = vec![
@@ -83,7 +82,7 @@ fn apply_and_destroy_leave_foreign_resources_alone() {
 fn a_foreign_resource_with_one_of_our_names_is_refused_before_any_change() {
     let s = Scratch::new("name-clash");
     s.init();
-    assert_eq!(s.run(&["plan"], &[]).code(), 0);
+    s.seed_prerequisites();
     let cloud = SimCloud::open(&s.sim_dir()).unwrap();
     cloud.add_foreign_public_ip(&target(), "azure-aws-pip-0");
     cloud.save().unwrap();

@@ -1,7 +1,9 @@
 //! The binary, run the way a user runs it, on the simulator.
 
 mod bad_configs;
+mod conventions;
 mod foreign;
+mod inputs;
 mod lock;
 mod real_backends;
 mod verify;
@@ -49,6 +51,14 @@ impl Scratch {
     pub fn init(&self) {
         let r = self.run(&["init"], &[]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
+    }
+
+    /// Creates the user's VNet and VPC in the simulated clouds, as they are before
+    /// vpnbridge first runs there (read-only commands no longer write them).
+    pub fn seed_prerequisites(&self) {
+        let config = vpnbridge_core::validate::load(&self.config()).unwrap().config;
+        let cloud = vpnbridge_sim::SimCloud::open(&self.sim_dir()).unwrap();
+        cloud.ensure_prerequisites(&vpnbridge_sim::VnetSpec::from_config(&config), &vpnbridge_sim::VpcSpec::from_config(&config)).unwrap();
     }
 }
 

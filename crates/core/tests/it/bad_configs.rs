@@ -39,6 +39,11 @@ const CATEGORIES: &[&str] = &[
     "syntax-error",
     "misspelled-key",
     "several-at-once",
+    "location-unknown",
+    "location-sovereign-without-endpoint",
+    "region-unknown",
+    "duplicate-key",
+    "duplicate-table",
 ];
 
 fn refuse(case: &Case) -> ConfigErrors {

@@ -3,3 +3,4 @@
 mod bad_configs;
 mod corpus;
 mod good_configs;
+mod inputs;

@@ -823,9 +823,9 @@ impl World {
         vpn.pending_customer_gateway_id = Some(cgw_id.to_owned());
         vpn.modification = Some((now, now.saturating_add(dur)));
         for t in &mut vpn.tunnels {
-            t.modifying_until = Some(now + dur);
+            t.modifying_until = Some(now.saturating_add(dur));
         }
-        Ok(now + dur)
+        Ok(now.saturating_add(dur))
     }
 
     /// ModifyVpnTunnelOptions for the tunnel with `outside_ip`: the connection goes
@@ -881,7 +881,7 @@ impl World {
         vpn.modification = Some((now, now.saturating_add(dur)));
         let t = vpn.tunnels.iter_mut().find(|t| t.outside_ip == outside_ip).expect("checked");
         t.pending = Some(TunnelChange { psk: psk.cloned(), inside_cidr });
-        t.modifying_until = Some(now + dur);
+        t.modifying_until = Some(now.saturating_add(dur));
         t.since = now;
         Ok(vpn.clone())
     }

@@ -273,7 +273,7 @@ impl World {
         if conn.shared_key != tunnel.psk {
             return LinkStatus::down("IPSEC IS DOWN (IKE authentication failed: pre-shared key mismatch)", Some(since));
         }
-        let up_at = since + ms(self.latency.tunnel_negotiation);
+        let up_at = since.saturating_add(ms(self.latency.tunnel_negotiation));
         if now < up_at {
             return LinkStatus {
                 state: LinkState::Negotiating,
@@ -325,8 +325,8 @@ impl World {
                 let azure_intact = self.azure_side_intact(rec);
                 let mut r = rec.clone();
                 r.broke_at = Some(now);
-                r.aws_detects_at = if aws_intact { now + AWS_DPD_MS } else { now };
-                r.azure_detects_at = if azure_intact { now + rec.azure_dpd_ms } else { now };
+                r.aws_detects_at = if aws_intact { now.saturating_add(AWS_DPD_MS) } else { now };
+                r.azure_detects_at = if azure_intact { now.saturating_add(rec.azure_dpd_ms) } else { now };
                 broken.push((key.clone(), r));
             }
         }
@@ -343,7 +343,7 @@ impl World {
             }
         }
         // Breaks are kept for an hour after both ends noticed, for the status messages.
-        links.retain(|_, r| r.broke_at.is_none_or(|_| now < r.aws_detects_at.max(r.azure_detects_at) + KEEP_BROKEN_MS));
+        links.retain(|_, r| r.broke_at.is_none_or(|_| now < r.aws_detects_at.max(r.azure_detects_at).saturating_add(KEEP_BROKEN_MS)));
     }
 
     /// The AWS side of a link that was up is unchanged: only the Azure side moved.
@@ -500,7 +500,7 @@ impl World {
     /// Starts an AWS maintenance window on the tunnel with outside IP `ip`.
     pub(crate) fn start_tunnel_maintenance(&mut self, ip: Ipv4Addr, duration_ms: u64) {
         let now = self.now_ms;
-        self.dataplane.maintenance.insert(ip, (now, now + duration_ms));
+        self.dataplane.maintenance.insert(ip, (now, now.saturating_add(duration_ms)));
     }
 
     // -----------------------------------------------------------------------------

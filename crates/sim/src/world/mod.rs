@@ -187,7 +187,7 @@ impl World {
     }
 
     fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
         self.seq
     }
 
@@ -210,6 +210,132 @@ impl World {
     }
 }
 
+/// Why a world file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorldFileError {
+    /// Not JSON, or not the world's shape (the parser's message).
+    Json(String),
+    /// The world's shape, with values the simulator cannot work with.
+    Invalid(Vec<String>),
+}
+
+/// The largest number a world file may hold: every number in it is a count, an id
+/// sequence or a virtual time in milliseconds, and 2^53 - 1 (JSON's largest exact
+/// integer, about 285,000 years of virtual time) leaves room for any sum of two of
+/// them and a latency without overflow.
+pub const MAX_WORLD_NUMBER: u64 = (1 << 53) - 1;
+
+/// The most addresses an address pool (the Azure public IPs, the AWS tunnel outside
+/// IPs) may have handed out: far more than any world uses, and small enough that the
+/// next address never leaves the pool's /8.
+pub const MAX_POOL_ALLOCATIONS: u64 = 1 << 24;
+
+/// Problems reported about one file, at most (then a count of the rest).
+const MAX_PROBLEMS: usize = 10;
+
+impl World {
+    /// Reads a world file: JSON of the world's shape whose values pass [`World::check`].
+    pub fn from_file(bytes: &[u8]) -> Result<World, WorldFileError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| WorldFileError::Json(e.to_string()))?;
+        let mut problems = Vec::new();
+        numbers_in_range(&value, &mut String::new(), &mut problems);
+        // The pools' counters are private to their clouds; they are checked here, by name.
+        for (cloud, counter) in [("aws", "next_outside_ip"), ("azure", "next_public_ip")] {
+            if let Some(n) = value.get(cloud).and_then(|c| c.get(counter)).and_then(serde_json::Value::as_u64)
+                && n > MAX_POOL_ALLOCATIONS
+            {
+                problems.push(format!("{cloud}.{counter} is {n}, more than the {MAX_POOL_ALLOCATIONS} addresses its pool can hand out"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(WorldFileError::Invalid(capped(problems)));
+        }
+        let world: World = serde_json::from_value(value).map_err(|e| WorldFileError::Json(e.to_string()))?;
+        let problems = world.check();
+        if problems.is_empty() { Ok(world) } else { Err(WorldFileError::Invalid(capped(problems))) }
+    }
+
+    /// What is inconsistent in a world read from a file: every resource is filed
+    /// under its own id (a hand edit that moved one would make lookups and the
+    /// resource disagree), and the clock and every time are within
+    /// [`MAX_WORLD_NUMBER`]. Empty for a world the simulator wrote.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.now_ms > MAX_WORLD_NUMBER {
+            problems.push(format!("now_ms is {}, more than {MAX_WORLD_NUMBER}", self.now_ms));
+        }
+        if self.seq > MAX_WORLD_NUMBER {
+            problems.push(format!("seq is {}, more than {MAX_WORLD_NUMBER}", self.seq));
+        }
+        let mut filed = |kind: &str, pairs: &mut dyn Iterator<Item = (&String, &String)>| {
+            for (key, id) in pairs {
+                if key != id {
+                    problems.push(format!("{kind} {key:?} holds the resource {id:?}"));
+                }
+            }
+        };
+        let a = &self.aws;
+        filed("aws.vpcs", &mut a.vpcs.iter().map(|(k, v)| (k, &v.id)));
+        filed("aws.route_tables", &mut a.route_tables.iter().map(|(k, v)| (k, &v.id)));
+        filed("aws.vpn_gateways", &mut a.vpn_gateways.iter().map(|(k, v)| (k, &v.id)));
+        filed("aws.customer_gateways", &mut a.customer_gateways.iter().map(|(k, v)| (k, &v.id)));
+        filed("aws.vpn_connections", &mut a.vpn_connections.iter().map(|(k, v)| (k, &v.id)));
+        filed("aws.security_groups", &mut a.security_groups.iter().map(|(k, v)| (k, &v.id)));
+        let z = &self.azure;
+        filed("azure.virtual_networks", &mut z.virtual_networks.iter().map(|(k, v)| (k, &v.id)));
+        filed("azure.public_ips", &mut z.public_ips.iter().map(|(k, v)| (k, &v.id)));
+        filed("azure.gateways", &mut z.gateways.iter().map(|(k, v)| (k, &v.id)));
+        filed("azure.local_network_gateways", &mut z.local_network_gateways.iter().map(|(k, v)| (k, &v.id)));
+        filed("azure.connections", &mut z.connections.iter().map(|(k, v)| (k, &v.id)));
+        problems
+    }
+}
+
+/// Every number of `value` is a whole number in 0..=[`MAX_WORLD_NUMBER`]; `path` is
+/// where `value` is, for the message.
+fn numbers_in_range(value: &serde_json::Value, path: &mut String, problems: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.as_u64().is_none_or(|n| n > MAX_WORLD_NUMBER) => {
+            let at = if path.is_empty() { "a number" } else { path.as_str() };
+            problems.push(format!("{at} is {n}, not a whole number from 0 to {MAX_WORLD_NUMBER}"));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                numbers_in_range(item, path, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                } else {
+                    path.push_str(&format!("[{k:?}]"));
+                }
+                numbers_in_range(item, path, problems);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn capped(mut problems: Vec<String>) -> Vec<String> {
+    if problems.len() > MAX_PROBLEMS {
+        let more = problems.len() - MAX_PROBLEMS;
+        problems.truncate(MAX_PROBLEMS);
+        problems.push(format!("and {more} more"));
+    }
+    problems
+}
+
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -221,7 +347,7 @@ fn splitmix64(x: u64) -> u64 {
 const EPOCH_UNIX_SECS: u64 = 1_735_689_600;
 
 fn timestamp(ms: u64) -> String {
-    let secs = EPOCH_UNIX_SECS + ms / 1000;
+    let secs = EPOCH_UNIX_SECS.saturating_add(ms / 1000);
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -242,7 +368,8 @@ pub(crate) fn pool_ip(base: Ipv4Addr, n: u32) -> Ipv4Addr {
     let hosts = n % 250 + 4;
     let third = n / 250;
     let b = u32::from(base);
-    Ipv4Addr::from(b + (third << 8) + hosts)
+    // Counters are bounded on load (MAX_POOL_ALLOCATIONS); wrap rather than panic.
+    Ipv4Addr::from(b.wrapping_add(third.wrapping_shl(8)).wrapping_add(hosts))
 }
 
 /// Serialises the simulated clouds' keys into the world file (and nowhere else): the
@@ -271,6 +398,51 @@ mod tests {
         assert_eq!(timestamp(0), "2025-01-01T00:00:00.000Z");
         assert_eq!(timestamp(45 * 60 * 1000 + 5), "2025-01-01T00:45:00.005Z");
         assert_eq!(timestamp(59 * 86_400_000), "2025-03-01T00:00:00.000Z");
+    }
+
+    fn file_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut w = World::default();
+        w.ec2_id("vgw");
+        let mut v = serde_json::to_value(&w).unwrap();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn world_files_are_checked_on_load() {
+        let ok = World::from_file(&file_with(|_| {})).unwrap();
+        assert!(ok.check().is_empty());
+        // A clock near 2^64 used to overflow on the first clock move.
+        let e = World::from_file(&file_with(|v| v["now_ms"] = serde_json::json!(u64::MAX - 1000))).unwrap_err();
+        let WorldFileError::Invalid(problems) = e else { panic!("{e:?}") };
+        assert!(problems[0].starts_with("now_ms is 18446744073709550615"), "{problems:?}");
+        let e = World::from_file(&file_with(|v| v["aws"]["next_outside_ip"] = serde_json::json!(u32::MAX))).unwrap_err();
+        assert!(matches!(&e, WorldFileError::Invalid(p) if p[0].contains("aws.next_outside_ip")), "{e:?}");
+        // Negative and fractional numbers, deep inside, are named by their place.
+        let e = World::from_file(&file_with(|v| v["operations"] = serde_json::json!({"op-1": {"Aws": {"started_ms": -1}}}))).unwrap_err();
+        assert!(matches!(&e, WorldFileError::Invalid(p) if p[0].starts_with("operations[\"op-1\"].Aws.started_ms is -1")), "{e:?}");
+        assert!(matches!(World::from_file(b"{"), Err(WorldFileError::Json(_))));
+        // Many problems: ten, then a count.
+        let e = World::from_file(&file_with(|v| {
+            v["dataplane"]["maintenance"] = serde_json::json!(
+                (0..30).map(|i| (format!("10.0.0.{i}"), serde_json::json!([u64::MAX, u64::MAX]))).collect::<serde_json::Map<_, _>>()
+            )
+        }))
+        .unwrap_err();
+        assert!(matches!(&e, WorldFileError::Invalid(p) if p.len() == 11 && p[10] == "and 50 more"), "{e:?}");
+    }
+
+    #[test]
+    fn a_resource_filed_under_another_id_is_inconsistent() {
+        let mut w = World::default();
+        w.aws.vpcs.insert("vpc-1".into(), AwsVpc { id: "vpc-2".into(), region: "eu-west-1".into(), cidrs: vec![] });
+        assert_eq!(w.check(), vec!["aws.vpcs \"vpc-1\" holds the resource \"vpc-2\"".to_owned()]);
+    }
+
+    #[test]
+    fn pool_addresses_never_overflow() {
+        let _ = pool_ip(Ipv4Addr::new(20, 210, 0, 0), u32::MAX);
+        assert_eq!(pool_ip(Ipv4Addr::new(20, 210, 0, 0), 0), Ipv4Addr::new(20, 210, 0, 4));
     }
 
     #[test]
