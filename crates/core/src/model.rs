@@ -399,7 +399,8 @@ pub struct Connection {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AzureTunnelStatus {
-    /// Azure names it `<remote ip>_<instance public ip>` or similar; kept verbatim.
+    /// ARM's name for the tunnel, kept verbatim: ARM documents no format, so nothing is
+    /// read from it (`instance_ip` is set only when the adapter could attribute it).
     pub tunnel: String,
     /// The gateway instance's public IP this tunnel leaves from.
     pub instance_ip: Option<Ipv4Addr>,

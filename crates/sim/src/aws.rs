@@ -170,15 +170,11 @@ fn observe_vpn(w: &World, v: &AwsVpnConnection) -> VpnConnection {
         customer_gateway_id: v.customer_gateway_id.clone(),
         vpn_gateway_id: v.vpn_gateway_id.clone(),
         static_routes_only: v.static_routes_only,
-        tunnels: tunnels
-            .iter()
-            .map(|t| AwsTunnelOptions {
-                outside_ip: t.outside_ip,
-                inside_cidr: Some(t.inside_cidr),
-                psk: Some(t.psk.clone()),
-                ike_versions: t.ike_versions.clone(),
-            })
-            .collect(),
+        tunnels: {
+            let mut options = v.tunnel_options();
+            options.sort_by_key(|t| t.outside_ip);
+            options
+        },
         routes: v.routes.iter().map(|r| VpnConnectionRoute { destination: r.destination, state: r.phase.state }).collect(),
         telemetry: tunnels
             .iter()

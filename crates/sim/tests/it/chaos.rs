@@ -107,14 +107,19 @@ impl Rig {
         Self { cloud, config, owner, foreign_before, transcript, faults_injected: BTreeMap::new(), runs: 0 }
     }
 
+    /// Both simulated endpoints behind `injector`'s faults.
+    fn faulty_endpoints(&self, injector: &FaultInjector) -> (Arc<dyn VpnEndpoint<Aws>>, Arc<dyn VpnEndpoint<Azure>>) {
+        (
+            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config)), CloudName::Aws)),
+            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config)), CloudName::Azure)),
+        )
+    }
+
     /// One `apply` (or `destroy`) run under `faults`.
     async fn run(&mut self, destroy: bool, faults: FaultPlan) -> Outcome {
         self.runs += 1;
         let injector = FaultInjector::new(&self.cloud, faults);
-        let aws: Arc<dyn VpnEndpoint<Aws>> =
-            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config)), CloudName::Aws));
-        let azure: Arc<dyn VpnEndpoint<Azure>> =
-            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config)), CloudName::Azure));
+        let (aws, azure) = self.faulty_endpoints(&injector);
         let outcome = self.run_with(destroy, aws, azure, &injector).await;
         for (f, n) in injector.injected() {
             *self.faults_injected.entry(f).or_default() += n;
@@ -180,10 +185,7 @@ impl Rig {
     async fn drill(&mut self, faults: FaultPlan) -> (Outcome, u64) {
         self.runs += 1;
         let injector = FaultInjector::new(&self.cloud, faults);
-        let aws: Arc<dyn VpnEndpoint<Aws>> =
-            Arc::new(injector.wrap(SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config)), CloudName::Aws));
-        let azure: Arc<dyn VpnEndpoint<Azure>> =
-            Arc::new(injector.wrap(SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config)), CloudName::Azure));
+        let (aws, azure) = self.faulty_endpoints(&injector);
         let probe = vpnbridge_sim::SimProbe::new(
             self.cloud.clone(),
             &AzureTarget::from_config(&self.config),
