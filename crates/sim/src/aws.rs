@@ -7,8 +7,8 @@ use vpnbridge_core::endpoint::{
     Aws, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment,
-    VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+    AwsObserved, AwsState, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment, VgwTelemetry, Vpc,
+    VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
 use vpnbridge_core::ops::{AwsOp, AwsResourceKind};
 
