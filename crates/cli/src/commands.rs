@@ -187,7 +187,10 @@ async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) 
         eprintln!();
     }
     confirm(session, &plan, yes)?;
-    let executor = Executor::new(session.aws.clone(), session.azure.clone(), session.owner.clone(), ExecSettings::default());
+    // With one side simulated and the other real no tunnel can come up: changes do not
+    // wait for their tunnel to be up again.
+    let settings = ExecSettings { wait_tunnels_up: !session.mixed(), ..ExecSettings::default() };
+    let executor = Executor::new(session.aws.clone(), session.azure.clone(), session.owner.clone(), settings);
     let progress = render::Progress::new(&plan, true);
     let p = progress.clone();
     let watch = match (watch_traffic, crate::verify::probe(session), vpnbridge_core::probe::probe_addresses(&session.config)) {

@@ -41,6 +41,9 @@ pub struct ExecSettings {
     /// After a create failed in a way that may have committed, how long to keep
     /// looking for the resource (lists are eventually consistent) before creating again.
     pub consistency_window: Duration,
+    /// Whether a step marked `until_up` waits for its tunnel to be up again. Off only
+    /// where no tunnel can come up at all (one side simulated, the other real).
+    pub wait_tunnels_up: bool,
 }
 
 impl Default for ExecSettings {
@@ -53,6 +56,7 @@ impl Default for ExecSettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             consistency_window: Duration::from_secs(30),
+            wait_tunnels_up: true,
         }
     }
 }
@@ -309,7 +313,7 @@ impl Executor {
             Ok(r) => r?,
             Err(_) => return Err(StepError::Deadline(limit)),
         };
-        if let Some(until) = &step.until_up {
+        if let Some(until) = step.until_up.as_ref().filter(|_| self.settings.wait_tunnels_up) {
             self.until_tunnel_up(until).await?;
         }
         Ok(out)
@@ -807,6 +811,35 @@ mod behaviour {
         let mut e = EndpointError::new(CloudName::Aws, ErrorKind::Throttled, "RequestLimitExceeded", "Request limit exceeded.");
         e.retry_after = Some(Duration::from_secs(7));
         e
+    }
+
+    /// A step marked `until_up` is done only once its tunnel is up at both ends; past
+    /// the deadline it fails and says so. Where no tunnel can come up (mixed backends)
+    /// the wait is off.
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_tunnel_must_come_back_up_before_the_step_is_done() {
+        let endpoints = || {
+            let mut aws = MockAwsEndpoint::new();
+            aws.expect_start().returning(|_| Ok(OpHandle("h".into())));
+            aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-1".into()), ..Default::default() })));
+            aws.expect_observe().returning(|_| Ok(AwsObserved::default()));
+            aws.expect_tunnel_ends().returning(|_| Ok(Vec::new()));
+            let mut azure = MockAzureEndpoint::new();
+            azure.expect_observe().returning(|_| Ok(crate::model::AzureObserved::default()));
+            azure.expect_tunnel_ends().returning(|_| Ok(Vec::new()));
+            (aws, azure)
+        };
+        let mut p = plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]);
+        p.steps[0].until_up = Some(crate::plan::UntilUp { connection: 0, tunnel: 0, layout: crate::pairing::TunnelLayout::new(1, &[]) });
+        let (aws, azure) = endpoints();
+        let report = executor(aws, azure).run(&p, |_| {}).await;
+        let failure = report.failures().next().expect("the tunnel never came up");
+        assert!(matches!(&failure.outcome, StepOutcome::Failed { error } if error.contains("did not come back up")), "{failure:?}");
+        assert!(report.makespan >= crate::plan::TUNNEL_UP_DEADLINE);
+        let (aws, azure) = endpoints();
+        let settings = ExecSettings { wait_tunnels_up: false, ..ExecSettings::default() };
+        let report = Executor::new(Arc::new(aws), Arc::new(azure), owner(), settings).run(&p, |_| {}).await;
+        assert!(report.succeeded());
     }
 
     #[tokio::test(start_paused = true)]
