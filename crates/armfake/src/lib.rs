@@ -134,6 +134,9 @@ pub struct Faults {
     pub fail_next_operations: u32,
     /// The next N writes are carried out, then answered 500 (a response lost after commit).
     pub drop_next_responses: u32,
+    /// Subscription-wide lists are answered 403 `AuthorizationFailed`, as ARM does for a
+    /// role assigned on the resource group only.
+    pub forbid_subscription_lists: bool,
 }
 
 /// One request as the fake received it.
@@ -428,6 +431,22 @@ impl ArmFakeHandle {
     pub fn id(&self, kind: &str, name: &str) -> String {
         arm_id(&self.shared.cfg.subscription_id, &self.shared.cfg.resource_group, kind, name)
     }
+
+    /// Seeds another resource group holding a VNet (with a `GatewaySubnet`), so that
+    /// the fake serves that group too (a user moving the deployment's resource group).
+    pub fn add_vnet(&self, resource_group: &str, name: &str, address_space: Vec<Ipv4Net>, gateway_subnet: Ipv4Net) -> Result<(), String> {
+        let c = &self.shared.cfg;
+        let vnet = VnetSpec {
+            subscription_id: c.subscription_id.clone(),
+            resource_group: resource_group.to_owned(),
+            location: c.location.clone(),
+            name: name.to_owned(),
+            address_space,
+            gateway_subnet,
+        };
+        let vpc = VpcSpec { region: "unused".to_owned(), vpc_id: "vpc-00000000000000000".to_owned(), cidrs: Vec::new() };
+        self.shared.cloud.ensure_prerequisites(&vnet, &vpc).map_err(|e| e.to_string())
+    }
 }
 
 /// An answer under construction.
@@ -618,6 +637,29 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
             arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("Unknown resource type '{what}'."))
         };
     }
+    // /subscriptions/{s}/providers/Microsoft.Network/{kind}: every resource group's.
+    if let ["subscriptions", sub, p, ns, k] = seg.as_slice()
+        && eq(p, "providers")
+        && eq(ns, "Microsoft.Network")
+    {
+        if !eq(sub, &s.cfg.subscription_id) {
+            return arm_error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."));
+        }
+        return match (Kind::from_segment(k), method) {
+            (Some(kind), &Method::GET) if lock(&s.faults).forbid_subscription_lists => arm_error(
+                StatusCode::FORBIDDEN,
+                "AuthorizationFailed",
+                format!(
+                    "The client 'vpnbridge' with object id '00000000-0000-0000-0000-0000000000aa' does not have authorization to perform action 'Microsoft.Network/{}/read' over scope '/subscriptions/{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
+                    kind.segment(),
+                    s.cfg.subscription_id
+                ),
+            ),
+            (Some(kind), &Method::GET) => list(s, kind, &format!("/subscriptions/{}/", s.cfg.subscription_id)),
+            (Some(_), _) => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} on a collection.")),
+            (None, _) => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
+        };
+    }
     // /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network/{kind}[/{name}[/{action}]]
     let (sub, rg, rest) = match seg.as_slice() {
         ["subscriptions", sub, r, rg, p, ns, rest @ ..] if eq(r, "resourceGroups") && eq(p, "providers") && eq(ns, "Microsoft.Network") => {
@@ -625,34 +667,43 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
         }
         _ => return arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("No route for {path}.")),
     };
-    if sub != s.cfg.subscription_id {
+    // ARM ids compare without case: the stored spelling is the one used from here on.
+    if !eq(sub, &s.cfg.subscription_id) {
         return arm_error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."));
     }
-    if rg != s.cfg.resource_group {
+    let sub = s.cfg.subscription_id.as_str();
+    let Some(rg) = resource_group(s, rg) else {
         return arm_error(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."));
-    }
+    };
+    let rg = rg.as_str();
     match rest {
         [k] if eq(k, "virtualNetworks") && *method == Method::GET => {
             let vnets: Vec<Value> = s.cloud.with_world(|w| {
-                w.azure.virtual_networks.values().filter(|v| v.id.starts_with(&scope(s))).map(|v| shapes::vnet(w, v)).collect()
+                let scope = format!("/subscriptions/{sub}/resourcegroups/{rg}/").to_ascii_lowercase();
+                w.azure
+                    .virtual_networks
+                    .values()
+                    .filter(|v| v.id.to_ascii_lowercase().starts_with(&scope))
+                    .map(|v| shapes::vnet(w, v))
+                    .collect()
             });
             Answer::json(StatusCode::OK, json!({ "value": vnets }))
         }
         [k, name] if eq(k, "virtualNetworks") && *method == Method::GET => {
             let id = arm_id(sub, rg, "virtualNetworks", name);
-            s.cloud.with_world(|w| match w.azure.virtual_networks.get(&id) {
+            s.cloud.with_world(|w| match w.azure.virtual_networks.iter().find(|(k, _)| k.eq_ignore_ascii_case(&id)).map(|(_, v)| v) {
                 Some(v) => Answer::json(StatusCode::OK, shapes::vnet(w, v)),
                 None => not_found("virtualNetworks", name, rg),
             })
         }
         [k] => match (Kind::from_segment(k), method) {
-            (Some(kind), &Method::GET) => list(s, kind),
+            (Some(kind), &Method::GET) => list(s, kind, &format!("/subscriptions/{sub}/resourceGroups/{rg}/")),
             (Some(_), _) => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} on a collection.")),
             (None, _) => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
         },
         [k, name] => match Kind::from_segment(k) {
             Some(kind) => {
-                let id = arm_id(sub, rg, kind.segment(), name);
+                let id = stored_id(s, kind, &arm_id(sub, rg, kind.segment(), name));
                 match *method {
                     Method::GET => get(s, kind, &id),
                     Method::PUT => put(s, kind, &id, body),
@@ -663,7 +714,7 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
             None => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
         },
         [k, name, action] if Kind::from_segment(k) == Some(Kind::Connection) => {
-            let id = arm_id(sub, rg, "connections", name);
+            let id = stored_id(s, Kind::Connection, &arm_id(sub, rg, "connections", name));
             match (action.to_ascii_lowercase().as_str(), method) {
                 ("sharedkey", &Method::GET) => s.cloud.with_world(|w| match w.azure.connections.get(&id) {
                     Some(c) => Answer::json(StatusCode::OK, json!({ "value": c.shared_key.expose() })),
@@ -682,8 +733,32 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
     }
 }
 
-fn scope(s: &Shared) -> String {
-    format!("/subscriptions/{}/resourceGroups/{}/", s.cfg.subscription_id, s.cfg.resource_group)
+/// The resource group as stored (the configured one, or one that holds a VNet), found
+/// without case; `None` when there is no such group.
+fn resource_group(s: &Shared, asked: &str) -> Option<String> {
+    if asked.eq_ignore_ascii_case(&s.cfg.resource_group) {
+        return Some(s.cfg.resource_group.clone());
+    }
+    s.cloud.with_world(|w| {
+        w.azure.virtual_networks.keys().find_map(|id| {
+            let rg = id.split('/').nth(4)?;
+            rg.eq_ignore_ascii_case(asked).then(|| rg.to_owned())
+        })
+    })
+}
+
+/// The id under which a resource is stored, when one matches `id` without case (ARM
+/// names are case-insensitive: a PUT of `GW` updates `gw`); else `id` itself.
+fn stored_id(s: &Shared, kind: Kind, id: &str) -> String {
+    s.cloud.with_world(|w| {
+        let mut keys: Box<dyn Iterator<Item = &String>> = match kind {
+            Kind::PublicIp => Box::new(w.azure.public_ips.keys()),
+            Kind::Gateway => Box::new(w.azure.gateways.keys()),
+            Kind::Lng => Box::new(w.azure.local_network_gateways.keys()),
+            Kind::Connection => Box::new(w.azure.connections.keys()),
+        };
+        keys.find(|k| k.eq_ignore_ascii_case(id)).cloned().unwrap_or_else(|| id.to_owned())
+    })
 }
 
 fn render(s: &Shared, w: &World, kind: Kind, id: &str) -> Option<Value> {
@@ -709,8 +784,10 @@ fn render_model(w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<V
     }
 }
 
-fn list(s: &Shared, kind: Kind) -> Answer {
-    let scope = scope(s);
+/// Every resource of `kind` whose id starts with `scope` (a subscription or a resource
+/// group, compared without case).
+fn list(s: &Shared, kind: Kind, scope: &str) -> Answer {
+    let scope = scope.to_ascii_lowercase();
     let value: Vec<Value> = s.cloud.with_world(|w| {
         let ids: Vec<String> = match kind {
             Kind::PublicIp => w.azure.public_ips.keys().cloned().collect(),
@@ -718,7 +795,10 @@ fn list(s: &Shared, kind: Kind) -> Answer {
             Kind::Lng => w.azure.local_network_gateways.keys().cloned().collect(),
             Kind::Connection => w.azure.connections.keys().cloned().collect(),
         };
-        ids.iter().filter(|id| id.starts_with(&scope)).filter_map(|id| render_as(s, w, kind, id, shapes::View::List)).collect()
+        ids.iter()
+            .filter(|id| id.to_ascii_lowercase().starts_with(&scope))
+            .filter_map(|id| render_as(s, w, kind, id, shapes::View::List))
+            .collect()
     });
     Answer::json(StatusCode::OK, json!({ "value": value }))
 }

@@ -297,6 +297,11 @@ impl Arm {
         self.send(call, Method::Put, url, Some(body)).await
     }
 
+    /// The URL of a subscription-wide collection (every resource group) with api-version.
+    pub(crate) fn subscription_collection_url(&self, subscription: &str, kind: &str) -> String {
+        format!("/subscriptions/{subscription}/providers/Microsoft.Network/{kind}?api-version={API_VERSION}")
+    }
+
     /// The URL of a resource-group collection (`publicIPAddresses`…) with api-version.
     pub(crate) fn collection_url(&self, subscription: &str, resource_group: &str, kind: &str) -> String {
         format!(

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use vpnbridge_core::model::{Owner, ProvisioningState, Role, TunnelState};
+use vpnbridge_core::model::{AzureScope, Owner, ProvisioningState, Role, TunnelState};
 use vpnbridge_core::secret::Psk;
 
 use crate::tunnels::{self, Instance, SaEvidence};
@@ -23,7 +23,9 @@ fn read<T: serde::de::DeserializeOwned>(text: &str) -> T {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("the fixture reads: {e}"))
 }
 
-const SCOPE: &str = "/subscriptions/subid/resourcegroups/rg1/";
+/// The examples' resource group and VNet; their locations differ from file to file
+/// (`centralus`, `eastus`, `loc1`), so [`snapshot`] puts them all in one.
+const SCOPE: AzureScope<'static> = AzureScope { subscription_id: "subid", resource_group: "rg1", location: "centralus", vnet: "vnet1" };
 const RG: &str = "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network";
 
 /// The fixtures as one observation, every resource tagged as ours (the examples carry
@@ -36,19 +38,46 @@ fn snapshot(owner: &Owner) -> Snapshot {
     lngs.push(read(fixture!("lng_get.json")));
     let mut connections: Vec<wire::Connection> = read::<wire::List<wire::Connection>>(fixture!("connection_list.json")).value;
     connections.push(read(fixture!("connection_get.json")));
+    let here = || Some(SCOPE.location.to_owned());
     for p in &mut public_ips {
         p.tags = owner.tags(&Role::PublicIp(0));
+        p.location = here();
     }
     for g in &mut gateways {
         g.tags = owner.tags(&Role::VpnGateway);
+        g.location = here();
     }
     for l in &mut lngs {
         l.tags = owner.tags(&Role::LocalNetworkGateway(0, 0));
+        l.location = here();
     }
     for c in &mut connections {
         c.tags = owner.tags(&Role::Connection(0, 0));
+        c.location = here();
     }
     Snapshot { vnet: None, public_ips, gateways, lngs, connections, keys: HashMap::new() }
+}
+
+#[test]
+fn resources_of_ours_in_another_location_group_or_vnet_are_reported_elsewhere() {
+    let owner = Owner::new("d");
+    let mut snap = snapshot(&owner);
+    // As read: the Get example's gateway lies in `centralus`, a listed LNG in `eastus`.
+    let lng: wire::Lng = read(fixture!("lng_get.json"));
+    assert_eq!(lng.location.as_deref(), Some("centralus"));
+    snap.lngs[0].location = Some("eastus".to_owned());
+    let moved = snap.lngs[0].id.clone();
+    snap.connections[0].id = snap.connections[0].id.replace("/resourceGroups/rg1/", "/resourceGroups/rg-old/");
+    let o = snap.observed(SCOPE, &owner);
+    let place = |id: &str| o.elsewhere.iter().find(|e| e.id.eq_ignore_ascii_case(id)).map(|e| e.place.clone());
+    assert_eq!(place(&moved).as_deref(), Some("location \"eastus\""));
+    assert!(o.local_network_gateways.iter().all(|l| l.id != moved), "a resource elsewhere is not observed as here");
+    assert_eq!(place(&snap.connections[0].id).as_deref(), Some("resource group \"rg-old\""));
+    assert!(o.vpn_gateway.is_some(), "the gateway serves vnet1");
+    let other_vnet = AzureScope { vnet: "vnet-hub", ..SCOPE };
+    let o = snapshot(&owner).observed(other_vnet, &owner);
+    assert!(o.vpn_gateway.is_none(), "a gateway in vnet1 is not the gateway of vnet-hub");
+    assert!(o.elsewhere.iter().any(|e| e.kind == "VPN gateway" && e.place == "VNet \"vnet1\""), "{:?}", o.elsewhere);
 }
 
 #[test]

@@ -26,8 +26,11 @@
 //!   `retry_after`; other errors carry ARM's code, message and `x-ms-request-id`.
 //!   A 5xx or timeout on a write is flagged `may_have_committed`.
 //! - **Deletes of missing resources are done** (404 and 204 alike).
-//! - **Observe** makes one GET for the VNet, one list per kind (public IPs, gateways,
-//!   LocalNetworkGateways, Connections; `nextLink` followed) and, per Connection of
+//! - **Observe** makes one GET for the VNet, one subscription-wide list per kind
+//!   (public IPs, gateways, LocalNetworkGateways, Connections; `nextLink` followed:
+//!   ours are found wherever their tag is, and those outside the configured resource
+//!   group, location or VNet are reported as `elsewhere`; a role that cannot list the
+//!   subscription falls back to the resource group with a warning) and, per Connection of
 //!   ours, one `sharedkey` GET and one GET of the Connection (ARM's list carries no
 //!   `connectionStatus`/`tunnelConnectionStatus`): 5 + 2N requests for N Connections,
 //!   the per-Connection ones in parallel, errors keeping their kind (a 429 stays
@@ -87,8 +90,8 @@ use vpnbridge_core::endpoint::{
     Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, VpnEndpoint, WithIkeSa,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet,
-    Tags, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner,
+    ProvisioningState, PublicIp, Subnet, Tags, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
@@ -174,6 +177,9 @@ pub struct AzureEndpoint {
     resource_group: String,
     location: String,
     vnet: String,
+    /// The subscription cannot be listed (the role is on the resource group only):
+    /// lists look in the resource group.
+    group_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for AzureEndpoint {
@@ -221,6 +227,7 @@ impl AzureEndpoint {
             resource_group: settings.resource_group,
             location: settings.location,
             vnet: settings.vnet,
+            group_only: Arc::default(),
         })
     }
 
@@ -229,8 +236,9 @@ impl AzureEndpoint {
         format!("/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/{kind}/{name}", self.subscription, self.resource_group)
     }
 
-    fn scope(&self) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}/", self.subscription, self.resource_group).to_ascii_lowercase()
+    /// The configured scope, as core places resources in it.
+    fn scope(&self) -> AzureScope<'_> {
+        AzureScope { subscription_id: &self.subscription, resource_group: &self.resource_group, location: &self.location, vnet: &self.vnet }
     }
 
     fn kind_id(&self, kind: Kind, name: &str) -> String {
@@ -825,9 +833,33 @@ struct Snapshot {
 }
 
 impl AzureEndpoint {
+    /// Every resource of `kind` in the subscription (ours are found wherever their tag
+    /// is: a changed resource group or location must not hide them). A role assigned
+    /// only on the resource group cannot list the subscription (`AuthorizationFailed`):
+    /// then the resource group is listed, with a warning (once) that resources of ours
+    /// elsewhere cannot be seen.
     async fn list<T: serde::de::DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, EndpointError> {
+        if !self.group_only.load(std::sync::atomic::Ordering::Relaxed) {
+            let url = self.arm.subscription_collection_url(&self.subscription, kind.collection());
+            match self.list_from(kind, url).await {
+                Err(e) if e.code == "AuthorizationFailed" => {
+                    if !self.group_only.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(
+                            subscription = %self.subscription,
+                            "cannot list the subscription ({}); looking in resource group {} only, so resources of this deployment in another resource group or location are not seen. Assign the vpnbridge role (or Reader) at the subscription scope to search it",
+                            e.code,
+                            self.resource_group
+                        );
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.list_from(kind, self.arm.collection_url(&self.subscription, &self.resource_group, kind.collection())).await
+    }
+
+    async fn list_from<T: serde::de::DeserializeOwned>(&self, kind: Kind, mut url: String) -> Result<Vec<T>, EndpointError> {
         let mut out = Vec::new();
-        let mut url = self.arm.collection_url(&self.subscription, &self.resource_group, kind.collection());
         loop {
             let page: wire::List<T> = self.arm.get(RawCall::List(kind), &url).await?.json(kind.collection())?;
             out.extend(page.value);
@@ -885,7 +917,9 @@ impl AzureEndpoint {
         )?;
         // Per Connection of ours, at once: its `sharedkey` and a GET of it (the list
         // has no runtime fields). Errors keep their kind (a 429 stays Throttled).
-        let (ours, mut connections): (Vec<wire::Connection>, Vec<wire::Connection>) = listed.into_iter().partition(|c| owner.owns(&c.tags));
+        let scope = self.scope();
+        let (ours, mut connections): (Vec<wire::Connection>, Vec<wire::Connection>) =
+            listed.into_iter().partition(|c| owner.owns(&c.tags) && scope.place_of(&c.id, c.location.as_deref()).is_none());
         let reads = ours.iter().map(|c| async move { tokio::try_join!(self.shared_key(&c.name), self.get_connection(&c.name)) });
         let read = futures::future::try_join_all(reads).await?;
         let mut keys: HashMap<String, Option<Psk>> = HashMap::new();
@@ -904,8 +938,42 @@ fn same_id(a: &str, b: &str) -> bool {
 }
 
 impl Snapshot {
-    fn ours<'a>(&self, scope: &'a str, owner: &'a Owner) -> impl Fn(&str, &Tags) -> bool + 'a {
-        move |id: &str, tags: &Tags| id.to_ascii_lowercase().starts_with(scope) && owner.owns(tags)
+    /// Ours and in the configured scope (resource group and location).
+    fn ours<'a>(&self, scope: AzureScope<'a>, owner: &'a Owner) -> impl Fn(&str, Option<&str>, &Tags) -> bool + 'a {
+        move |id: &str, location: Option<&str>, tags: &Tags| owner.owns(tags) && scope.place_of(id, location).is_none()
+    }
+
+    /// Our gateway: ours, in scope and serving the configured VNet.
+    fn our_gateway<'s>(&'s self, scope: AzureScope<'_>, owner: &Owner) -> Option<&'s wire::Gateway> {
+        let ours = self.ours(scope, owner);
+        self.gateways.iter().find(|g| ours(&g.id, g.location.as_deref(), &g.tags) && scope.gateway_place(Self::subnets_of(g)).is_none())
+    }
+
+    fn subnets_of(g: &wire::Gateway) -> impl Iterator<Item = &str> {
+        g.properties.ip_configurations.iter().filter_map(|c| c.properties.subnet.as_ref().map(|r| r.id.as_str()))
+    }
+
+    /// Resources of this deployment (by tag) outside the configured scope.
+    fn elsewhere(&self, scope: AzureScope<'_>, owner: &Owner) -> Vec<Elsewhere> {
+        let mut out = Vec::new();
+        let mut note = |kind: &str, id: &str, place: Option<String>| {
+            if let Some(place) = place {
+                out.push(Elsewhere { kind: kind.to_owned(), id: id.to_owned(), place });
+            }
+        };
+        for p in self.public_ips.iter().filter(|p| owner.owns(&p.tags)) {
+            note("public IP", &p.id, scope.place_of(&p.id, p.location.as_deref()));
+        }
+        for g in self.gateways.iter().filter(|g| owner.owns(&g.tags)) {
+            note("VPN gateway", &g.id, scope.place_of(&g.id, g.location.as_deref()).or_else(|| scope.gateway_place(Self::subnets_of(g))));
+        }
+        for l in self.lngs.iter().filter(|l| owner.owns(&l.tags)) {
+            note("local network gateway", &l.id, scope.place_of(&l.id, l.location.as_deref()));
+        }
+        for c in self.connections.iter().filter(|c| owner.owns(&c.tags)) {
+            note("connection", &c.id, scope.place_of(&c.id, c.location.as_deref()));
+        }
+        out
     }
 
     /// Our gateway's instances: (index, public IP).
@@ -928,7 +996,7 @@ impl Snapshot {
             .collect()
     }
 
-    fn observed(&self, scope: &str, owner: &Owner) -> AzureObserved {
+    fn observed(&self, scope: AzureScope<'_>, owner: &Owner) -> AzureObserved {
         let ours = self.ours(scope, owner);
         let vnet = self.vnet.as_ref().map(|v| VirtualNetwork {
             id: v.id.clone(),
@@ -957,7 +1025,7 @@ impl Snapshot {
         let public_ips = self
             .public_ips
             .iter()
-            .filter(|p| ours(&p.id, &p.tags))
+            .filter(|p| ours(&p.id, p.location.as_deref(), &p.tags))
             .map(|p| PublicIp {
                 id: p.id.clone(),
                 name: p.name.clone(),
@@ -969,7 +1037,7 @@ impl Snapshot {
                 tags: p.tags.clone(),
             })
             .collect();
-        let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
+        let our_gw = self.our_gateway(scope, owner);
         let vpn_gateway = our_gw.map(|g| VirtualNetworkGateway {
             id: g.id.clone(),
             name: g.name.clone(),
@@ -1018,7 +1086,7 @@ impl Snapshot {
         let local_network_gateways = self
             .lngs
             .iter()
-            .filter(|l| ours(&l.id, &l.tags))
+            .filter(|l| ours(&l.id, l.location.as_deref(), &l.tags))
             .map(|l| LocalNetworkGateway {
                 id: l.id.clone(),
                 name: l.name.clone(),
@@ -1037,7 +1105,7 @@ impl Snapshot {
         let connections = self
             .connections
             .iter()
-            .filter(|c| ours(&c.id, &c.tags))
+            .filter(|c| ours(&c.id, c.location.as_deref(), &c.tags))
             .map(|c| Connection {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -1063,7 +1131,7 @@ impl Snapshot {
                 tags: c.tags.clone(),
             })
             .collect();
-        let foreign = |id: &str, tags: &Tags| id.to_ascii_lowercase().starts_with(scope) && !owner.owns(tags);
+        let foreign = |id: &str, tags: &Tags| scope.holds(id) && !owner.owns(tags);
         let mut foreign_names: Vec<String> = (self.public_ips.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
             .chain(self.gateways.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
             .chain(self.lngs.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
@@ -1085,27 +1153,27 @@ impl Snapshot {
             local_network_gateways,
             connections,
             foreign_names,
-            elsewhere: Vec::new(),
+            elsewhere: self.elsewhere(scope, owner),
             deployment_of,
         }
     }
 
     /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).
-    fn our_connection_names(&self, scope: &str, owner: &Owner) -> Vec<String> {
+    fn our_connection_names(&self, scope: AzureScope<'_>, owner: &Owner) -> Vec<String> {
         let ours = self.ours(scope, owner);
-        self.connections.iter().filter(|c| ours(&c.id, &c.tags)).map(|c| c.name.clone()).collect()
+        self.connections.iter().filter(|c| ours(&c.id, c.location.as_deref(), &c.tags)).map(|c| c.name.clone()).collect()
     }
 
     /// Each instance's end of each of our Connections. `sas` holds the IKE SAs of
     /// the Connections whose `getikesas` answered (by lower-cased name); each end gets
     /// the SA whose local endpoint is its instance's public IP, and its status from the
     /// `tunnelConnectionStatus` entry attributed to it (see [`tunnels`]).
-    fn tunnel_ends(&self, scope: &str, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
+    fn tunnel_ends(&self, scope: AzureScope<'_>, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
         let ours = self.ours(scope, owner);
-        let our_gw = self.gateways.iter().find(|g| ours(&g.id, &g.tags));
+        let our_gw = self.our_gateway(scope, owner);
         let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
         let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
-        for c in self.connections.iter().filter(|c| ours(&c.id, &c.tags)) {
+        for c in self.connections.iter().filter(|c| ours(&c.id, c.location.as_deref(), &c.tags)) {
             let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
             let Some(peer) =
                 self.lngs.iter().find(|l| same_id(&l.id, lng_id)).and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok())
@@ -1159,7 +1227,7 @@ fn sa_of_instance(sas: &[IkeSa], ip: Ipv4Addr) -> Option<CoreIkeSa> {
 impl VpnEndpoint<Azure> for AzureEndpoint {
     async fn observe(&self, owner: &Owner) -> Result<AzureObserved, EndpointError> {
         let snap = self.snapshot(owner).await?;
-        Ok(snap.observed(&self.scope(), owner))
+        Ok(snap.observed(self.scope(), owner))
     }
 
     async fn start(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
@@ -1173,11 +1241,11 @@ impl VpnEndpoint<Azure> for AzureEndpoint {
     async fn tunnel_ends(&self, owner: &Owner) -> Result<Vec<Box<dyn Tunnel>>, EndpointError> {
         let snap = self.snapshot(owner).await?;
         let scope = self.scope();
-        let names = snap.our_connection_names(&scope, owner);
+        let names = snap.our_connection_names(scope, owner);
         let reads = names.iter().map(|n| async move { (n.to_ascii_lowercase(), self.ike_sas_bounded(n).await) });
         let sas: HashMap<String, Vec<IkeSa>> =
             futures::future::join_all(reads).await.into_iter().filter_map(|(n, sas)| Some((n, sas?))).collect();
-        Ok(snap.tunnel_ends(&scope, owner, &sas))
+        Ok(snap.tunnel_ends(scope, owner, &sas))
     }
 }
 

@@ -47,6 +47,9 @@ pub(crate) struct Sku {
 pub(crate) struct PublicIp {
     pub id: String,
     pub name: String,
+    /// ARM's region name (`japaneast`); absent in some hand-written bodies.
+    #[serde(default)]
+    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
@@ -69,6 +72,9 @@ pub(crate) struct PublicIpProps {
 pub(crate) struct Gateway {
     pub id: String,
     pub name: String,
+    /// ARM's region name (`japaneast`); absent in some hand-written bodies.
+    #[serde(default)]
+    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
@@ -111,12 +117,17 @@ pub(crate) struct GatewayIpConfig {
 pub(crate) struct GatewayIpConfigProps {
     #[serde(rename = "publicIPAddress")]
     pub public_ip_address: Option<Ref>,
+    /// The `GatewaySubnet` this instance sits in (which VNet the gateway serves).
+    pub subnet: Option<Ref>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Lng {
     pub id: String,
     pub name: String,
+    /// ARM's region name (`japaneast`); absent in some hand-written bodies.
+    #[serde(default)]
+    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
@@ -143,6 +154,9 @@ pub(crate) struct AddressSpace {
 pub(crate) struct Connection {
     pub id: String,
     pub name: String,
+    /// ARM's region name (`japaneast`); absent in some hand-written bodies.
+    #[serde(default)]
+    pub location: Option<String>,
     #[serde(default, deserialize_with = "tags")]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]

@@ -8,8 +8,8 @@ use vpnbridge_core::endpoint::{
     Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
-    PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner,
+    ProvisioningState, PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind};
 
@@ -36,24 +36,20 @@ impl AzureTarget {
         arm_id(&self.subscription_id, &self.resource_group, kind, name)
     }
 
-    fn scope(&self) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}/", self.subscription_id, self.resource_group)
+    /// The scope as core places resources in it (shared with the real adapter).
+    pub fn scope_model(&self) -> AzureScope<'_> {
+        AzureScope {
+            subscription_id: &self.subscription_id,
+            resource_group: &self.resource_group,
+            location: &self.location,
+            vnet: &self.vnet,
+        }
     }
 
     /// Where a resource (by its ARM id and location) lies outside this target, in the
-    /// user's words; `None` inside it. ARM ids and locations compare without case.
+    /// user's words; `None` inside it (see [`AzureScope::place_of`]).
     pub fn place_of(&self, id: &str, location: &str) -> Option<String> {
-        let lower = id.to_ascii_lowercase();
-        if !lower.starts_with(&self.scope().to_ascii_lowercase()) {
-            let rg = id.split("/resourceGroups/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("another resource group");
-            let sub = id.split("/subscriptions/").nth(1).and_then(|r| r.split('/').next()).unwrap_or_default();
-            return Some(if sub.eq_ignore_ascii_case(&self.subscription_id) {
-                format!("resource group \"{rg}\"")
-            } else {
-                format!("resource group \"{rg}\" of subscription {sub}")
-            });
-        }
-        (!location.eq_ignore_ascii_case(&self.location)).then(|| format!("location \"{location}\""))
+        self.scope_model().place_of(id, Some(location))
     }
 }
 
@@ -254,15 +250,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
     // for the gateway, VNet), or elsewhere (the config moved; found subscription-wide).
     let place = |id: &str, location: &str| t.place_of(id, location);
     let ours = |id: &str, location: &str, tags: &Tags| owner.owns(tags) && place(id, location).is_none();
-    let gateway_vnet_place = |g: &AzGateway| {
-        let in_vnet =
-            g.ip_configurations.iter().all(|c| c.subnet_id.to_ascii_lowercase().starts_with(&format!("{}/", vnet_id.to_ascii_lowercase())));
-        (!in_vnet).then(|| {
-            let subnet = g.ip_configurations.first().map(|c| c.subnet_id.as_str()).unwrap_or_default();
-            let vnet = subnet.split("/virtualNetworks/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("another VNet");
-            format!("VNet \"{vnet}\"")
-        })
-    };
+    let gateway_vnet_place = |g: &AzGateway| t.scope_model().gateway_place(g.ip_configurations.iter().map(|c| c.subnet_id.as_str()));
     let mut elsewhere = Vec::new();
     let mut note = |kind: &str, id: &str, at: Option<String>| {
         if let Some(place) = at {
@@ -399,8 +387,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             }
         })
         .collect();
-    let scope = t.scope().to_ascii_lowercase();
-    let foreign = |id: &str, tags| id.to_ascii_lowercase().starts_with(&scope) && !owner.owns(tags);
+    let foreign = |id: &str, tags| t.scope_model().holds(id) && !owner.owns(tags);
     let mut foreign_names: Vec<String> = (w.azure.public_ips.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
         .chain(w.azure.gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
         .chain(w.azure.local_network_gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
@@ -422,9 +409,8 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
 }
 
 fn tunnel_ends(w: &World, t: &AzureTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>> {
-    let scope = t.scope();
     let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
-    for c in w.azure.connections.values().filter(|c| c.id.starts_with(&scope) && owner.owns(&c.tags)) {
+    for c in w.azure.connections.values().filter(|c| owner.owns(&c.tags) && t.place_of(&c.id, &c.location).is_none()) {
         for (k, ip, remote, s) in connection_links(w, c) {
             // As `getikesas` reports it: an SA while the instance's tunnel is up.
             let sa = s.is_up().then_some(vpnbridge_core::endpoint::IkeSa { local: ip, remote });

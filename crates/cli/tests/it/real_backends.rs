@@ -279,3 +279,50 @@ fn both_adapters_on_both_fakes() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert!(!transcript.contains(CANARY));
 }
+
+/// Issue 11 on real Azure: the deployment's resources are found wherever their tag is
+/// in the subscription. A changed resource group or location is refused (exit 4, no
+/// write) with where the stack is; a role on the resource group only is warned about.
+#[test]
+fn a_moved_azure_scope_is_refused_on_real_azure() {
+    let arm = Arm::start();
+    arm.handle.add_vnet("rg-vpn2", "vnet-hub", vec!["10.1.0.0/16".parse().unwrap()], "10.1.255.0/27".parse().unwrap()).unwrap();
+    let s = Scratch::new("real-azure-moved");
+    let text = config(Some(&arm), None);
+    s.write_config(&text);
+    let env = env(&s);
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let written = arm.writes();
+    for (from, to, place) in [
+        ("resource_group = \"rg-vpn\"", "resource_group = \"rg-vpn2\"", "resource group \"rg-vpn\""),
+        ("location = \"japaneast\"", "location = \"japanwest\"", "location \"japaneast\""),
+    ] {
+        assert!(text.contains(from), "the example changed shape: {from}");
+        s.write_config(&text.replace(from, to));
+        for args in [&["plan"][..], &["apply", "--yes"], &["destroy", "--yes"]] {
+            let r = run(&s, args, &env, &mut transcript);
+            let said = format!("{}{}", r.stdout(), r.stderr());
+            assert_eq!(r.code(), 4, "{args:?} after {to}: {said}");
+            assert!(said.contains("VPN gateway") && said.contains(place), "{args:?} after {to} names the gateway and where it is: {said}");
+        }
+        assert_eq!(arm.writes(), written, "nothing was written after {to}");
+    }
+    // A role assigned on the resource group only: the subscription cannot be listed.
+    // The old place is then not seen, and the user is told so.
+    arm.handle.faults(|f| f.forbid_subscription_lists = true);
+    s.write_config(&text.replace("resource_group = \"rg-vpn\"", "resource_group = \"rg-vpn2\""));
+    let r = run(&s, &["plan"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stderr().contains("cannot list the subscription"), "{}", r.stderr());
+    arm.handle.faults(|f| f.forbid_subscription_lists = false);
+    s.write_config(&text);
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let left = arm.handle.cloud().with_world(|w| {
+        w.azure.public_ips.len() + w.azure.gateways.len() + w.azure.local_network_gateways.len() + w.azure.connections.len()
+    });
+    assert_eq!(left, 0, "nothing is left in either resource group");
+    assert!(!transcript.contains(CANARY));
+}
