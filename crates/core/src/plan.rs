@@ -88,9 +88,9 @@ pub struct Step {
     pub depends_on: Vec<StepId>,
     /// What the change interrupts, if anything.
     pub disruption: Option<String>,
-    /// After the operation, wait until this used tunnel is up again at both ends
+    /// After the operation, wait until these used tunnels are up again at both ends
     /// before the step counts as done: what makes "one tunnel at a time" true.
-    pub until_up: Option<UntilUp>,
+    pub until_up: Vec<UntilUp>,
 }
 
 /// A used tunnel that must be up at both ends (AWS telemetry UP, the expected Azure
@@ -403,7 +403,7 @@ impl Builder {
         });
         deps.sort_unstable();
         deps.dedup();
-        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None, until_up: None });
+        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None, until_up: Vec::new() });
         id
     }
 
@@ -413,8 +413,9 @@ impl Builder {
 
     /// Step `id` is done only when tunnel (k, t) is up again at both ends.
     fn until_up(&mut self, id: StepId, k: u8, t: u8, layout: crate::pairing::TunnelLayout) {
-        self.steps[id].until_up = Some(UntilUp { connection: k, tunnel: t, layout });
-        if let Some(d) = &mut self.steps[id].disruption {
+        let first = self.steps[id].until_up.is_empty();
+        self.steps[id].until_up.push(UntilUp { connection: k, tunnel: t, layout });
+        if let Some(d) = self.steps[id].disruption.as_mut().filter(|_| first) {
             d.push_str("; the next tunnel is touched only once this one is up again at both ends");
         }
     }
@@ -548,14 +549,26 @@ pub fn preflight(config: &Config, observed: &Observed) -> Vec<String> {
             )),
         }
     }
+    problems.extend(moved_vpc_problems(config, observed));
+    problems
+}
+
+/// Our VGW attached to another VPC than `aws.vpc_id` names: the VPC changed in the
+/// config. Neither apply (a VGW serves one VPC) nor destroy (the routes vpnbridge added
+/// to that VPC's route tables are not seen from the new one, and would be left as
+/// blackholes) can go on from here.
+fn moved_vpc_problems(config: &Config, observed: &Observed) -> Vec<String> {
+    let file = config.source.display();
+    let want = &config.aws.vpc_id;
     let owner = Owner::new(&config.name);
+    let mut problems = Vec::new();
     for v in observed.aws.vpn_gateways.iter().filter(|v| owner.owns(&v.tags) && !v.state.is_gone()) {
-        for a in v.attachments.iter().filter(|a| a.vpc_id != aws.vpc_id && a.state != AttachmentState::Detached) {
+        for a in v.attachments.iter().filter(|a| &a.vpc_id != want && a.state != AttachmentState::Detached) {
             problems.push(format!(
-                "this deployment's virtual private gateway {} is attached to VPC {}, but aws.vpc_id is now {}: a VGW serves \
-                 one VPC and vpnbridge does not move it. Set aws.vpc_id = \"{}\" back in {file}, or run `vpnbridge destroy` \
-                 with the old value first, then apply with the new one",
-                v.id, a.vpc_id, aws.vpc_id, a.vpc_id
+                "this deployment's virtual private gateway {} is attached to VPC {}, but aws.vpc_id is now {want}: a VGW serves \
+                 one VPC and vpnbridge does not move it, and the routes it added are in that VPC's route tables. Set \
+                 aws.vpc_id = \"{}\" back in {file}, run `vpnbridge destroy`, then apply with the new VPC",
+                v.id, a.vpc_id, a.vpc_id
             ));
         }
     }
@@ -904,8 +917,11 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
                             v.id, v.customer_gateway_id, config.azure.asn
                         ),
                     );
-                    if pairing::connection(az, &names.connection(k, 0)).is_some() {
-                        b.until_up(id, k, 0, layout);
+                    // Both of its used tunnels went down: each must be back.
+                    for t in 0..config.tunnels_per_connection {
+                        if pairing::connection(az, &names.connection(k, t)).is_some() {
+                            b.until_up(id, k, t, layout);
+                        }
                     }
                     swap_step = Some(id);
                     previous_swap = Some(id);
@@ -1199,7 +1215,8 @@ fn delete_vgw(b: &mut Builder, v: &crate::model::VpnGateway, after: &[Option<Ste
 pub fn plan_destroy(config: &Config, observed: &Observed) -> Result<Plan, PlanError> {
     // What is elsewhere cannot be reached from this scope: say so rather than report
     // the deployment destroyed while it still runs (and costs) somewhere else.
-    let blockers = elsewhere_problems(config, observed);
+    let mut blockers = elsewhere_problems(config, observed);
+    blockers.extend(moved_vpc_problems(config, observed));
     if !blockers.is_empty() {
         return Err(PlanError(blockers));
     }

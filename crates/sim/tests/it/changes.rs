@@ -198,8 +198,26 @@ async fn every_config_edit_after_an_apply_has_a_defined_outcome() {
                 // The destroy plan of the edited config refuses too, or finds the
                 // deployment where it is: never "nothing to destroy" while it runs.
                 let observed = observe(&cloud, &config).await;
-                if let Ok(p) = plan::plan_destroy(&config, &observed) {
-                    assert!(!p.is_empty() || *key == "name", "{key}: destroy would forget the deployment");
+                if let Ok(p) = plan::plan_destroy(&config, &observed)
+                    && *key != "name"
+                {
+                    // And a destroy that goes ahead removes all of it, the routes
+                    // it added included (wherever they are).
+                    assert!(!p.is_empty(), "{key}: destroy would forget the deployment");
+                    let (aws, azure) = endpoints(&cloud, &config);
+                    let report = Executor::new(aws, azure, Owner::new(&config.name), ExecSettings::default()).run(&p, |_| {}).await;
+                    assert!(report.succeeded(), "{key}: {p}\n{report:?}");
+                    assert_eq!(live_counts(&cloud), [0; 4], "{key}: destroy left resources behind");
+                    let routes: Vec<String> = cloud.with_world(|w| {
+                        w.aws
+                            .route_tables
+                            .values()
+                            .flat_map(|t| &t.routes)
+                            .filter(|r| r.target.starts_with("vgw-"))
+                            .map(|r| format!("{} -> {}", r.destination, r.target))
+                            .collect()
+                    });
+                    assert!(routes.is_empty(), "{key}: destroy left routes to the VGW behind: {routes:?}");
                 }
             }
             Outcome::Satisfied => {
