@@ -238,7 +238,8 @@ pub async fn drill_cmd(session: &Session, output: Output, tunnel: Option<usize>,
     let probe = probe(session);
     let human = output == Output::Human;
     let on_event = move |e: &DrillEvent| {
-        if !human {
+        // Progress, not the result (the table is): `-q` keeps only failures.
+        if !human || (render::quiet() && !matches!(e, DrillEvent::Failed { .. })) {
             return;
         }
         let t = |at: &f64| render::duration(Duration::from_secs_f64(*at));

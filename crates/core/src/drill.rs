@@ -267,7 +267,7 @@ async fn drill_one(
             op: StepOp::Azure(AzureOp::DeleteConnection { name: name.clone() }),
             depends_on: Vec::new(),
             disruption: Some(format!("drill: the tunnel carried by {name} goes down")),
-            until_up: None,
+            until_up: Vec::new(),
         },
     );
     let down = Instant::now();

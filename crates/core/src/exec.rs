@@ -313,35 +313,37 @@ impl Executor {
             Ok(r) => r?,
             Err(_) => return Err(StepError::Deadline(limit)),
         };
-        if let Some(until) = step.until_up.as_ref().filter(|_| self.settings.wait_tunnels_up) {
-            self.until_tunnel_up(until).await?;
+        if !step.until_up.is_empty() && self.settings.wait_tunnels_up {
+            self.until_tunnels_up(&step.until_up).await?;
         }
         Ok(out)
     }
 
-    /// Waits until a used tunnel is up at both ends (both clouds' own status), at
-    /// most [`crate::plan::TUNNEL_UP_DEADLINE`].
-    async fn until_tunnel_up(&self, until: &crate::plan::UntilUp) -> Result<(), StepError> {
+    /// Waits until every one of these used tunnels is up at both ends (both clouds'
+    /// own status), at most [`crate::plan::TUNNEL_UP_DEADLINE`] for all of them.
+    async fn until_tunnels_up(&self, until: &[crate::plan::UntilUp]) -> Result<(), StepError> {
         let limit = crate::plan::TUNNEL_UP_DEADLINE;
         let names = crate::pairing::Names::new(&self.owner.deployment);
-        let tunnel = names.connection(until.connection, until.tunnel);
+        let mut down: Vec<crate::plan::UntilUp> = until.to_vec();
         let wait = async {
-            loop {
+            while let Some(layout) = down.first().map(|u| u.layout) {
                 let observed = observe(self.aws.as_ref(), self.azure.as_ref(), &self.owner, &self.settings).await?;
-                let joined = crate::pairing::join(&self.owner, &until.layout, &observed.azure, &observed.aws);
+                let joined = crate::pairing::join(&self.owner, &layout, &observed.azure, &observed.aws);
                 let ends = tunnel_ends(self.aws.as_ref(), self.azure.as_ref(), &self.owner, &self.settings).await?;
-                let up = crate::pairing::health(&joined, &ends)
-                    .iter()
-                    .any(|h| h.slot.connection == until.connection && h.slot.tunnel == until.tunnel && h.is_up());
-                if up {
-                    return Ok::<(), EndpointError>(());
+                let health = crate::pairing::health(&joined, &ends);
+                down.retain(|u| !health.iter().any(|h| h.slot.connection == u.connection && h.slot.tunnel == u.tunnel && h.is_up()));
+                if !down.is_empty() {
+                    tokio::time::sleep(TUNNEL_UP_POLL).await;
                 }
-                tokio::time::sleep(TUNNEL_UP_POLL).await;
             }
+            Ok::<(), EndpointError>(())
         };
         match tokio::time::timeout(limit, wait).await {
             Ok(r) => r.map_err(StepError::from),
-            Err(_) => Err(StepError::TunnelNotUp { tunnel, limit }),
+            Err(_) => {
+                let u = until.iter().find(|u| down.iter().any(|d| d == *u)).or(until.first()).expect("not empty");
+                Err(StepError::TunnelNotUp { tunnel: names.connection(u.connection, u.tunnel), limit })
+            }
         }
     }
 
@@ -788,7 +790,7 @@ mod behaviour {
                 op,
                 depends_on,
                 disruption: None,
-                until_up: None,
+                until_up: Vec::new(),
             })
             .collect();
         Plan { deployment: "t".into(), kind: PlanKind::Apply, mode: Mode::StaticHa, steps, tunnels: vec![], notes: vec![] }
@@ -830,7 +832,7 @@ mod behaviour {
             (aws, azure)
         };
         let mut p = plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]);
-        p.steps[0].until_up = Some(crate::plan::UntilUp { connection: 0, tunnel: 0, layout: crate::pairing::TunnelLayout::new(1, &[]) });
+        p.steps[0].until_up = vec![crate::plan::UntilUp { connection: 0, tunnel: 0, layout: crate::pairing::TunnelLayout::new(1, &[]) }];
         let (aws, azure) = endpoints();
         let report = executor(aws, azure).run(&p, |_| {}).await;
         let failure = report.failures().next().expect("the tunnel never came up");

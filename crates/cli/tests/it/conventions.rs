@@ -38,6 +38,13 @@ fn quiet_keeps_only_the_simulated_line_and_errors() {
     assert_eq!(lines.len(), 1, "{}", r.stderr());
     assert!(lines[0].starts_with("SIMULATED:"), "{}", r.stderr());
     assert!(r.stdout().contains("built"), "the result still goes to stdout: {}", r.stdout());
+    // The drill's per-step lines are progress too; its table is the result.
+    let r = s.run(&["drill", "-q", "--tunnel", "1"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let lines: Vec<String> = r.stderr().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr());
+    assert!(lines[0].starts_with("SIMULATED:"), "{}", r.stderr());
+    assert!(r.stdout().contains("PASSED"), "the drill's table still goes to stdout: {}", r.stdout());
     let loud = s.run(&["destroy"], &[]);
     assert!(loud.stderr().contains("===") && loud.stderr().contains("  ok "), "{}", loud.stderr());
     // Errors still show.

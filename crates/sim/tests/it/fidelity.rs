@@ -135,3 +135,40 @@ async fn a_key_rotation_moves_on_only_when_aws_has_the_new_key() {
     let (plan, ..) = apply(&cloud, &new).await;
     assert!(plan.is_empty(), "{plan}");
 }
+
+/// A customer-gateway swap (azure.asn changed) with two tunnels per connection takes
+/// both tunnels of a VPN connection down: the next connection is moved only once both
+/// are up again at both ends, and the change converges.
+#[tokio::test(start_paused = true)]
+async fn a_cgw_swap_waits_for_every_tunnel_of_the_connection_it_moved() {
+    let two = |t: String| t.replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    let old = config(two, "Fidelity.Key_0001");
+    let cloud = world(&old);
+    apply(&cloud, &old).await;
+    let new = config(move |t| two(t).replace("asn = 65000", "asn = 65010"), "Fidelity.Key_0001");
+    let (plan, report, events) = apply(&cloud, &new).await;
+    let swaps: Vec<&vpnbridge_core::plan::Step> =
+        plan.steps.iter().filter(|s| matches!(s.op, StepOp::Aws(vpnbridge_core::ops::AwsOp::ModifyVpnConnection { .. }))).collect();
+    assert_eq!(swaps.len(), 2, "{plan}");
+    for (k, s) in swaps.iter().enumerate() {
+        let waited: Vec<(u8, u8)> = s.until_up.iter().map(|u| (u.connection, u.tunnel)).collect();
+        assert_eq!(waited, vec![(k as u8, 0), (k as u8, 1)], "{}: waits for both of its tunnels", s.name);
+    }
+    assert!(swaps[1].depends_on.contains(&swaps[0].id), "one connection at a time:\n{plan}");
+    let finished = |id: usize| {
+        events.iter().find_map(|e| match e {
+            ExecEvent::Finished { step, at } if *step == id => Some(*at),
+            _ => None,
+        })
+    };
+    let started = |id: usize| {
+        events.iter().find_map(|e| match e {
+            ExecEvent::Started { step, at } if *step == id => Some(*at),
+            _ => None,
+        })
+    };
+    assert!(started(swaps[1].id).unwrap() >= finished(swaps[0].id).unwrap());
+    assert!(report.succeeded());
+    let (plan, ..) = apply(&cloud, &new).await;
+    assert!(plan.is_empty(), "{plan}");
+}
