@@ -79,6 +79,8 @@ mod shapes;
 
 /// The api-version this fake (and azure_mgmt_network 0.21) speaks.
 pub const API_VERSION: &str = "2024-03-01";
+/// The api-version of `GET /subscriptions` (Microsoft.Resources).
+pub const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
 
 /// How to start the fake.
 #[derive(Debug, Clone)]
@@ -435,9 +437,23 @@ impl ArmFakeHandle {
     /// Seeds another resource group holding a VNet (with a `GatewaySubnet`), so that
     /// the fake serves that group too (a user moving the deployment's resource group).
     pub fn add_vnet(&self, resource_group: &str, name: &str, address_space: Vec<Ipv4Net>, gateway_subnet: Ipv4Net) -> Result<(), String> {
+        let sub = self.shared.cfg.subscription_id.clone();
+        self.add_vnet_in(&sub, resource_group, name, address_space, gateway_subnet)
+    }
+
+    /// As [`Self::add_vnet`], in another subscription (which the fake then serves and
+    /// lists in `GET /subscriptions`).
+    pub fn add_vnet_in(
+        &self,
+        subscription_id: &str,
+        resource_group: &str,
+        name: &str,
+        address_space: Vec<Ipv4Net>,
+        gateway_subnet: Ipv4Net,
+    ) -> Result<(), String> {
         let c = &self.shared.cfg;
         let vnet = VnetSpec {
-            subscription_id: c.subscription_id.clone(),
+            subscription_id: subscription_id.to_owned(),
             resource_group: resource_group.to_owned(),
             location: c.location.clone(),
             name: name.to_owned(),
@@ -566,6 +582,21 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
         }
     }
     let api_version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api-version=")));
+    // `GET /subscriptions` is Microsoft.Resources', with its own api-version.
+    if uri.path().trim_end_matches('/').eq_ignore_ascii_case("/subscriptions") {
+        return match (method, api_version) {
+            (&Method::GET, Some(SUBSCRIPTIONS_API_VERSION)) => subscriptions(s),
+            (&Method::GET, v) => arm_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidApiVersionParameter",
+                format!(
+                    "The api-version '{}' is invalid. The supported versions are '{SUBSCRIPTIONS_API_VERSION}'.",
+                    v.unwrap_or_default()
+                ),
+            ),
+            _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here.")),
+        };
+    }
     match api_version {
         None => {
             return arm_error(
@@ -642,9 +673,9 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
         && eq(p, "providers")
         && eq(ns, "Microsoft.Network")
     {
-        if !eq(sub, &s.cfg.subscription_id) {
+        let Some(sub) = subscription(s, sub) else {
             return arm_error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."));
-        }
+        };
         return match (Kind::from_segment(k), method) {
             (Some(kind), &Method::GET) if lock(&s.faults).forbid_subscription_lists => arm_error(
                 StatusCode::FORBIDDEN,
@@ -652,10 +683,10 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
                 format!(
                     "The client 'vpnbridge' with object id '00000000-0000-0000-0000-0000000000aa' does not have authorization to perform action 'Microsoft.Network/{}/read' over scope '/subscriptions/{}' or the scope is invalid. If access was recently granted, please refresh your credentials.",
                     kind.segment(),
-                    s.cfg.subscription_id
+                    sub
                 ),
             ),
-            (Some(kind), &Method::GET) => list(s, kind, &format!("/subscriptions/{}/", s.cfg.subscription_id)),
+            (Some(kind), &Method::GET) => list(s, kind, &format!("/subscriptions/{sub}/")),
             (Some(_), _) => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} on a collection.")),
             (None, _) => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
         };
@@ -668,11 +699,11 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
         _ => return arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("No route for {path}.")),
     };
     // ARM ids compare without case: the stored spelling is the one used from here on.
-    if !eq(sub, &s.cfg.subscription_id) {
+    let Some(sub) = subscription(s, sub) else {
         return arm_error(StatusCode::NOT_FOUND, "SubscriptionNotFound", format!("The subscription '{sub}' could not be found."));
-    }
-    let sub = s.cfg.subscription_id.as_str();
-    let Some(rg) = resource_group(s, rg) else {
+    };
+    let sub = sub.as_str();
+    let Some(rg) = resource_group(s, sub, rg) else {
         return arm_error(StatusCode::NOT_FOUND, "ResourceGroupNotFound", format!("Resource group '{rg}' could not be found."));
     };
     let rg = rg.as_str();
@@ -733,16 +764,58 @@ fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
     }
 }
 
-/// The resource group as stored (the configured one, or one that holds a VNet), found
-/// without case; `None` when there is no such group.
-fn resource_group(s: &Shared, asked: &str) -> Option<String> {
-    if asked.eq_ignore_ascii_case(&s.cfg.resource_group) {
+/// The subscriptions the fake serves: the configured one and every one holding a VNet
+/// (seeded with [`ArmFakeHandle::add_vnet_in`]), as stored.
+fn subscriptions_known(s: &Shared) -> Vec<String> {
+    let mut out = vec![s.cfg.subscription_id.clone()];
+    s.cloud.with_world(|w| {
+        for id in w.azure.virtual_networks.keys() {
+            if let Some(sub) = id.split('/').nth(2)
+                && !out.iter().any(|o| o.eq_ignore_ascii_case(sub))
+            {
+                out.push(sub.to_owned());
+            }
+        }
+    });
+    out
+}
+
+/// The subscription as stored, found without case.
+fn subscription(s: &Shared, asked: &str) -> Option<String> {
+    subscriptions_known(s).into_iter().find(|k| k.eq_ignore_ascii_case(asked))
+}
+
+/// `GET /subscriptions`: the shape of Microsoft.Resources' Subscriptions_List.
+fn subscriptions(s: &Shared) -> Answer {
+    let value: Vec<Value> = subscriptions_known(s)
+        .iter()
+        .map(|sub| {
+            json!({
+                "id": format!("/subscriptions/{sub}"),
+                "subscriptionId": sub,
+                "tenantId": "00000000-0000-0000-0000-0000000000f0",
+                "displayName": format!("subscription {sub}"),
+                "state": "Enabled",
+                "subscriptionPolicies": { "locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off" },
+                "authorizationSource": "RoleBased"
+            })
+        })
+        .collect();
+    Answer::json(StatusCode::OK, json!({ "value": value }))
+}
+
+/// The resource group of subscription `sub` as stored (the configured one, or one that
+/// holds a VNet), found without case; `None` when there is no such group.
+fn resource_group(s: &Shared, sub: &str, asked: &str) -> Option<String> {
+    if sub == s.cfg.subscription_id && asked.eq_ignore_ascii_case(&s.cfg.resource_group) {
         return Some(s.cfg.resource_group.clone());
     }
     s.cloud.with_world(|w| {
         w.azure.virtual_networks.keys().find_map(|id| {
-            let rg = id.split('/').nth(4)?;
-            rg.eq_ignore_ascii_case(asked).then(|| rg.to_owned())
+            let mut parts = id.split('/');
+            let in_sub = parts.nth(2)? == sub;
+            let rg = parts.nth(1)?;
+            (in_sub && rg.eq_ignore_ascii_case(asked)).then(|| rg.to_owned())
         })
     })
 }

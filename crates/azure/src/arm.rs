@@ -22,6 +22,8 @@ use crate::Kind;
 
 /// The api-version azure_mgmt_network 0.21 speaks (its only one).
 pub const API_VERSION: &str = "2024-03-01";
+/// The api-version of `GET /subscriptions` (Microsoft.Resources, not Network).
+pub const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
 
 /// How long one HTTP request may take before it counts as a (transient) timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -215,8 +217,11 @@ impl Raw {
 pub(crate) enum RawCall {
     /// `GET {kind}/{name}` of one resource.
     Get(Kind),
-    /// `GET {kind}` of the resource group, and its `nextLink` pages.
+    /// `GET {kind}` of the subscription or of the resource group, and its `nextLink` pages.
     List(Kind),
+    /// `GET /subscriptions` (Microsoft.Resources): the subscriptions the identity can
+    /// see, searched for this deployment's gateway when none is in the configured one.
+    Subscriptions,
     /// `PUT {kind}/{name}` (a body merged onto what GET returned, see `merge`).
     Put(Kind),
     /// `GET` of an `Azure-AsyncOperation` URL (`…/locations/{l}/operations/{id}`).
@@ -231,7 +236,7 @@ impl RawCall {
     pub(crate) fn all() -> Vec<RawCall> {
         let kinds = [Kind::PublicIp, Kind::VpnGateway, Kind::LocalNetworkGateway, Kind::Connection];
         let mut all: Vec<RawCall> = kinds.iter().flat_map(|k| [RawCall::Get(*k), RawCall::List(*k), RawCall::Put(*k)]).collect();
-        all.extend([RawCall::OperationStatus, RawCall::OperationResult]);
+        all.extend([RawCall::OperationStatus, RawCall::OperationResult, RawCall::Subscriptions]);
         all
     }
 }
@@ -295,6 +300,11 @@ impl Arm {
     /// PUT a JSON body (a write: a 5xx or timeout may have committed).
     pub(crate) async fn put(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
         self.send(call, Method::Put, url, Some(body)).await
+    }
+
+    /// The URL of the subscription list (Microsoft.Resources' own api-version).
+    pub(crate) fn subscriptions_url(&self) -> String {
+        format!("/subscriptions?api-version={SUBSCRIPTIONS_API_VERSION}")
     }
 
     /// The URL of a subscription-wide collection (every resource group) with api-version.

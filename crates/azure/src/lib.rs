@@ -30,7 +30,9 @@
 //!   (public IPs, gateways, LocalNetworkGateways, Connections; `nextLink` followed:
 //!   ours are found wherever their tag is, and those outside the configured resource
 //!   group, location or VNet are reported as `elsewhere`; a role that cannot list the
-//!   subscription falls back to the resource group with a warning) and, per Connection of
+//!   subscription falls back to the resource group with a warning; when no gateway of
+//!   ours is in the subscription, `GET /subscriptions` and one gateway list per other
+//!   subscription find it where a changed `azure.subscription_id` left it) and, per Connection of
 //!   ours, one `sharedkey` GET and one GET of the Connection (ARM's list carries no
 //!   `connectionStatus`/`tunnelConnectionStatus`): 5 + 2N requests for N Connections,
 //!   the per-Connection ones in parallel, errors keeping their kind (a 429 stays
@@ -858,6 +860,52 @@ impl AzureEndpoint {
         self.list_from(kind, self.arm.collection_url(&self.subscription, &self.resource_group, kind.collection())).await
     }
 
+    /// When no gateway of this deployment is in the configured subscription: the
+    /// gateways of ours in the other subscriptions the identity can see (the config's
+    /// subscription changed). One `GET /subscriptions`, then one gateway list per other
+    /// subscription, a few at a time; a subscription that cannot be read is skipped.
+    async fn gateways_in_other_subscriptions(&self, owner: &Owner) -> Result<Vec<wire::Gateway>, EndpointError> {
+        use futures::StreamExt;
+        let mut subscriptions = Vec::new();
+        let mut url = self.arm.subscriptions_url();
+        loop {
+            let page: wire::List<wire::Subscription> = match self.arm.get(RawCall::Subscriptions, &url).await {
+                Ok(r) => r.json("the subscription list")?,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list subscriptions; not searching other subscriptions");
+                    return Ok(Vec::new());
+                }
+            };
+            subscriptions.extend(page.value.into_iter().map(|s| s.subscription_id));
+            match page.next_link {
+                Some(next) if !next.is_empty() => url = next,
+                _ => break,
+            }
+        }
+        subscriptions.retain(|s| !s.eq_ignore_ascii_case(&self.subscription));
+        let lists = futures::stream::iter(subscriptions)
+            .map(|s| async move {
+                let url = self.arm.subscription_collection_url(&s, Kind::VpnGateway.collection());
+                match self.list_from::<wire::Gateway>(Kind::VpnGateway, url).await {
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(e) => {
+                        tracing::debug!(subscription = %s, error = %e, "cannot list this subscription's gateways; skipped");
+                        Ok(Vec::new())
+                    }
+                    Ok(v) => Ok(v),
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = Vec::new();
+        for l in lists {
+            out.extend(l?.into_iter().filter(|g| owner.owns(&g.tags)));
+        }
+        Ok(out)
+    }
+
     async fn list_from<T: serde::de::DeserializeOwned>(&self, kind: Kind, mut url: String) -> Result<Vec<T>, EndpointError> {
         let mut out = Vec::new();
         loop {
@@ -908,13 +956,16 @@ impl AzureEndpoint {
     }
 
     async fn snapshot(&self, owner: &Owner) -> Result<Snapshot, EndpointError> {
-        let (vnet, public_ips, gateways, lngs, listed) = tokio::try_join!(
+        let (vnet, public_ips, mut gateways, lngs, listed) = tokio::try_join!(
             self.get_vnet(),
             self.list::<wire::PublicIp>(Kind::PublicIp),
             self.list::<wire::Gateway>(Kind::VpnGateway),
             self.list::<wire::Lng>(Kind::LocalNetworkGateway),
             self.list::<wire::Connection>(Kind::Connection),
         )?;
+        if !gateways.iter().any(|g| owner.owns(&g.tags)) {
+            gateways.extend(self.gateways_in_other_subscriptions(owner).await?);
+        }
         // Per Connection of ours, at once: its `sharedkey` and a GET of it (the list
         // has no runtime fields). Errors keep their kind (a 429 stays Throttled).
         let scope = self.scope();

@@ -26,6 +26,13 @@ pub(crate) struct List<T> {
     pub next_link: Option<String>,
 }
 
+/// One entry of `GET /subscriptions`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Subscription {
+    pub subscription_id: String,
+}
+
 /// `{"id": "…"}`: how ARM references another resource.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct Ref {

@@ -281,12 +281,16 @@ fn both_adapters_on_both_fakes() {
 }
 
 /// Issue 11 on real Azure: the deployment's resources are found wherever their tag is
-/// in the subscription. A changed resource group or location is refused (exit 4, no
-/// write) with where the stack is; a role on the resource group only is warned about.
+/// in the subscription, and its gateway in the other subscriptions the identity sees. A
+/// changed resource group, location or subscription is refused (exit 4, no write) with
+/// where the stack is; a role on the resource group only is warned about.
 #[test]
 fn a_moved_azure_scope_is_refused_on_real_azure() {
     let arm = Arm::start();
-    arm.handle.add_vnet("rg-vpn2", "vnet-hub", vec!["10.1.0.0/16".parse().unwrap()], "10.1.255.0/27".parse().unwrap()).unwrap();
+    let space = || vec!["10.1.0.0/16".parse().unwrap()];
+    arm.handle.add_vnet("rg-vpn2", "vnet-hub", space(), "10.1.255.0/27".parse().unwrap()).unwrap();
+    let other = "00000000-0000-0000-0000-000000000002";
+    arm.handle.add_vnet_in(other, "rg-vpn", "vnet-hub", space(), "10.1.255.0/27".parse().unwrap()).unwrap();
     let s = Scratch::new("real-azure-moved");
     let text = config(Some(&arm), None);
     s.write_config(&text);
@@ -298,6 +302,11 @@ fn a_moved_azure_scope_is_refused_on_real_azure() {
     for (from, to, place) in [
         ("resource_group = \"rg-vpn\"", "resource_group = \"rg-vpn2\"", "resource group \"rg-vpn\""),
         ("location = \"japaneast\"", "location = \"japanwest\"", "location \"japaneast\""),
+        (
+            "subscription_id = \"00000000-0000-0000-0000-000000000001\"",
+            "subscription_id = \"00000000-0000-0000-0000-000000000002\"",
+            "of subscription 00000000-0000-0000-0000-000000000001",
+        ),
     ] {
         assert!(text.contains(from), "the example changed shape: {from}");
         s.write_config(&text.replace(from, to));
