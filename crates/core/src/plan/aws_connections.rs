@@ -1,0 +1,201 @@
+//! Apply, AWS connection side: per Azure instance k, its customer gateway (replaced in
+//! place when the instance's IP or the ASN changed, one VPN connection at a time) and
+//! VPN connection k with its static routes; the tunnels' outside IPs and keys that the
+//! Azure side is built from.
+
+use std::net::Ipv4Addr;
+
+use ipnet::IpNet;
+
+use crate::config::PskSource;
+use crate::model::{AwsState, Role, role_of};
+use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId, TunnelSpec};
+use crate::pairing::{self, INSTANCES};
+use crate::secret::Psk;
+
+use super::{Action, Ctx, StepOp};
+
+/// Per VPN connection: the step that creates or waits for it, and per used tunnel its
+/// outside IP and key.
+pub(super) struct AwsConnections {
+    pub steps: Vec<Option<StepId>>,
+    pub tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>>,
+}
+
+pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGateway, vgw: &super::aws_gateway::AwsGateway) -> AwsConnections {
+    let (config, az, aws) = (cx.config, cx.az, cx.aws);
+    let (owner, names, layout) = (&cx.owner, &cx.names, cx.layout);
+    let b = &mut cx.b;
+    let problems = &mut cx.problems;
+    let azure_prefixes = &cx.azure_prefixes;
+    let instance_ip = &gateway.instance_ip;
+    let (vgw_id, vgw_step) = (&vgw.id, vgw.step);
+    // ---- AWS: CGW k -> VPN connection k -> its static routes ------------------------
+    let mut previous_swap: Option<StepId> = None;
+    let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
+    let mut tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>> = Vec::new();
+    for k in 0..INSTANCES {
+        let cgw_role = Role::CustomerGateway(k);
+        let mut cgws: Vec<_> =
+            aws.customer_gateways.iter().filter(|c| !c.state.is_gone() && role_of(owner, &c.tags) == Some(cgw_role)).collect();
+        let vpn_role = Role::VpnConnection(k);
+        let mut vpns: Vec<_> =
+            aws.vpn_connections.iter().filter(|c| !c.state.is_gone() && role_of(owner, &c.tags) == Some(vpn_role)).collect();
+        // A duplicate from an ambiguous create: keep the one in use (or the oldest).
+        cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
+        vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
+        let vpn = vpns.first().copied();
+        // The CGW of instance k carries instance k's IP and the configured ASN. One with
+        // another IP (the Azure side's IPs changed) or ASN (azure.asn changed; a CGW's
+        // ASN cannot change) is stale: the VPN connection moves off it in place.
+        let want_ip = &instance_ip[usize::from(k)];
+        let cgw = cgws.iter().copied().find(|c| matches!(want_ip, Late::Known(ip) if *ip == c.ip) && c.bgp_asn == config.azure.asn);
+        let stale: Vec<&crate::model::CustomerGateway> = cgws.iter().copied().filter(|c| Some(&c.id) != cgw.map(|g| &g.id)).collect();
+
+        let mut cgw_step = None;
+        let cgw_id: Late<String> = match cgw {
+            Some(c) => {
+                if c.state == AwsState::Pending {
+                    let op = AwsOp::Await { kind: AwsResourceKind::CustomerGateway, id: c.id.clone() };
+                    cgw_step = Some(b.push(Action::Wait, "customer_gateway", format!("cgw-{k} {}", c.id), StepOp::Aws(op), &[]));
+                }
+                Late::Known(c.id.clone())
+            }
+            None => {
+                let op = AwsOp::CreateCustomerGateway {
+                    ip: want_ip.clone(),
+                    bgp_asn: config.azure.asn,
+                    device_name: names.cgw_device_name(k),
+                    tags: owner.tags(&cgw_role),
+                };
+                let id = b.push(Action::Create, "customer_gateway", format!("cgw-{k}"), StepOp::Aws(op), &[]);
+                cgw_step = Some(id);
+                Late::After(id, OutputField::Id)
+            }
+        };
+
+        let pins = layout.pins(k);
+        let mut vpn_step = None;
+        let mut swap_step = None;
+        let mut values = Vec::new();
+        let vpn_id: Late<String> = match vpn {
+            None => {
+                let tunnels = pins
+                    .iter()
+                    .map(|pin| TunnelSpec {
+                        inside_cidr: *pin,
+                        psk: match &config.psk {
+                            PskSource::Generate => Some(Psk::generate()),
+                            PskSource::Aws => None,
+                            PskSource::Env { key, .. } => Some(key.clone()),
+                        },
+                    })
+                    .collect();
+                let op = AwsOp::CreateVpnConnection {
+                    cgw_id: cgw_id.clone(),
+                    vgw_id: vgw_id.clone(),
+                    static_routes_only: true,
+                    tunnels,
+                    tags: owner.tags(&vpn_role),
+                };
+                let id = b.push(Action::Create, "vpn_connection", format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
+                vpn_step = Some(id);
+                for slot in 0..config.tunnels_per_connection {
+                    values.push((
+                        Late::After(id, OutputField::TunnelOutsideIp { slot, pins }),
+                        Late::After(id, OutputField::TunnelPsk { slot, pins }),
+                    ));
+                }
+                Late::After(id, OutputField::Id)
+            }
+            Some(v) => {
+                if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
+                    let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
+                    // One VPN connection at a time: the next moves once this one's
+                    // tunnel is up again at both ends.
+                    let id =
+                        b.push(Action::Modify, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step, previous_swap]);
+                    let target = match want_ip {
+                        Late::Known(ip) => ip.to_string(),
+                        Late::After(..) => "(known after apply)".to_owned(),
+                    };
+                    b.disrupt(
+                        id,
+                        format!(
+                            "both tunnels of {} are down briefly while AWS moves it from customer gateway {} to the one for Azure instance {k} ({target}, ASN {})",
+                            v.id, v.customer_gateway_id, config.azure.asn
+                        ),
+                    );
+                    // Both of its used tunnels went down: each must be back.
+                    for t in 0..config.tunnels_per_connection {
+                        if pairing::connection(az, &names.connection(k, t)).is_some() {
+                            b.until_up(id, k, t, layout);
+                        }
+                    }
+                    swap_step = Some(id);
+                    previous_swap = Some(id);
+                }
+                if !v.static_routes_only {
+                    problems
+                        .push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
+                }
+                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                    vpn_step = Some(b.push(Action::Wait, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
+                }
+                for t in 0..config.tunnels_per_connection {
+                    match pairing::aws_tunnel(v, t, pins) {
+                        None => problems.push(format!("VPN connection {} reports fewer than {} tunnels", v.id, t + 1)),
+                        Some(tun) => {
+                            let psk = match (&config.psk, &tun.psk) {
+                                (PskSource::Env { key, .. }, _) => Late::Known(key.clone()),
+                                (_, Some(p)) => Late::Known(p.clone()),
+                                (_, None) => {
+                                    problems.push(format!(
+                                        "AWS does not return the pre-shared key of tunnel {} of {} (kept in Secrets Manager?): \
+                                         set psk = \"env:NAME\" with the key in that environment variable",
+                                        tun.outside_ip, v.id
+                                    ));
+                                    Late::After(usize::MAX, OutputField::TunnelPsk { slot: t, pins })
+                                }
+                            };
+                            values.push((Late::Known(tun.outside_ip), psk));
+                        }
+                    }
+                }
+                Late::Known(v.id.clone())
+            }
+        };
+        for old in stale {
+            // After the VPN connection has moved off it (a stale one), or at once (a
+            // duplicate left by an ambiguous create).
+            let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
+            let why = if old.id == vpn.map(|v| v.customer_gateway_id.clone()).unwrap_or_default() { "replaced" } else { "unused" };
+            b.push(Action::Delete, "customer_gateway", format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
+        }
+        for extra in vpns.iter().skip(1) {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
+            b.push(Action::Delete, "vpn_connection", format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
+        }
+
+        // Static routes of the VPN connection: one per Azure prefix.
+        let existing: Vec<IpNet> =
+            vpn.map(|v| v.routes.iter().filter(|r| !r.state.is_gone()).map(|r| r.destination).collect()).unwrap_or_default();
+        for p in azure_prefixes {
+            if !existing.contains(p) {
+                let op = AwsOp::CreateVpnConnectionRoute { vpn_id: vpn_id.clone(), destination: *p };
+                b.push(Action::Create, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[vpn_step]);
+            }
+        }
+        if let Some(v) = vpn {
+            for p in existing.iter().filter(|p| !azure_prefixes.contains(p)) {
+                let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
+                let id = b.push(Action::Delete, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);
+                b.disrupt(id, format!("AWS stops sending traffic for {p} through {}", v.id));
+            }
+        }
+        vpn_steps.push(vpn_step);
+        tunnel_values.push(values);
+    }
+    AwsConnections { steps: vpn_steps, tunnel_values }
+}

@@ -1,0 +1,140 @@
+//! Apply, Azure tunnel side: one LocalNetworkGateway and one Connection per used AWS
+//! tunnel (created, re-pointed, re-keyed, re-provisioned, or re-created after a delete
+//! that was in flight).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::model::{ProvisioningState, Role};
+use crate::ops::{AzureOp, AzureResourceKind, Late, StepId};
+use crate::pairing::{self, TunnelSlot};
+use crate::secret::Psk;
+
+use super::{AZURE_DPD_SECONDS, Action, Ctx, StepOp, join, wait_for_deletion};
+
+pub(super) fn plan(
+    cx: &mut Ctx<'_>,
+    gateway: &super::azure_gateway::AzureGateway,
+    tunnel_values: &[Vec<(Late<Ipv4Addr>, Late<Psk>)>],
+    key_changed: &BTreeMap<(u8, u8), StepId>,
+) -> Vec<TunnelSlot> {
+    let (config, az) = (cx.config, cx.az);
+    let owner = &cx.owner;
+    let b = &mut cx.b;
+    let aws_prefixes = &cx.aws_prefixes;
+    let (gw_name, gw_step) = (&gateway.name, gateway.step);
+    // ---- Azure: one LocalNetworkGateway and one Connection per used AWS tunnel -------
+    let slots = pairing::slots(&config.name, config.tunnels_per_connection);
+    for slot in &slots {
+        let (k, t) = (slot.connection, slot.tunnel);
+        let Some((outside_ip, psk)) = tunnel_values[usize::from(k)].get(usize::from(t)).cloned() else { continue };
+        let lng_role = Role::LocalNetworkGateway(k, t);
+        let lng = pairing::local_network_gateway(az, &slot.local_network_gateway);
+        let mut lng_step = None;
+        let lng_op = AzureOp::PutLocalNetworkGateway {
+            name: slot.local_network_gateway.clone(),
+            gateway_ip: outside_ip.clone(),
+            address_prefixes: aws_prefixes.clone(),
+            tags: owner.tags(&lng_role),
+        };
+        match lng {
+            None => {
+                lng_step =
+                    Some(b.push(Action::Create, "local_network_gateway", slot.local_network_gateway.clone(), StepOp::Azure(lng_op), &[]))
+            }
+            Some(l) if l.state == ProvisioningState::Deleting => {
+                let gone = wait_for_deletion(b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+                lng_step = Some(b.push(
+                    Action::Create,
+                    "local_network_gateway",
+                    slot.local_network_gateway.clone(),
+                    StepOp::Azure(lng_op),
+                    &[gone],
+                ));
+            }
+            Some(l) if l.state == ProvisioningState::Updating => {
+                let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
+                lng_step = Some(b.push(Action::Wait, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &[]));
+            }
+            Some(l) => {
+                let ip_differs = matches!(&outside_ip, Late::Known(ip) if *ip != l.gateway_ip);
+                let mut have = l.address_prefixes.clone();
+                have.sort();
+                let mut want = aws_prefixes.clone();
+                want.sort();
+                if ip_differs || have != want || l.state == ProvisioningState::Failed {
+                    let id = b.push(Action::Modify, "local_network_gateway", l.name.clone(), StepOp::Azure(lng_op), &[]);
+                    if ip_differs {
+                        b.disrupt(
+                            id,
+                            format!(
+                                "{} re-points from {} to the AWS tunnel's outside IP; its tunnel is down until it reconnects",
+                                l.name, l.gateway_ip
+                            ),
+                        );
+                    } else if have != want {
+                        b.disrupt(
+                            id,
+                            format!("{}: address prefixes {} -> {}; traffic to removed prefixes stops", l.name, join(&have), join(&want)),
+                        );
+                    }
+                    lng_step = Some(id);
+                }
+            }
+        }
+
+        let cn = pairing::connection(az, &slot.azure_connection);
+        let connection_put = AzureOp::PutConnection {
+            name: slot.azure_connection.clone(),
+            gateway: gw_name.clone(),
+            local_network_gateway: slot.local_network_gateway.clone(),
+            shared_key: psk.clone(),
+            enable_bgp: false,
+            dpd_timeout_seconds: AZURE_DPD_SECONDS,
+            tags: owner.tags(&Role::Connection(k, t)),
+        };
+        match cn {
+            Some(c) if c.state == ProvisioningState::Deleting || lng.is_some_and(|l| l.state == ProvisioningState::Deleting) => {
+                // A Connection (or its LNG) found on its way out, e.g. after an
+                // interrupted drill: it is not there; wait for it to go, then create it.
+                let gone = wait_for_deletion(b, Some(c.state), AzureResourceKind::Connection, &c.name, "connection");
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied(), gone];
+                let id = b.push(Action::Create, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
+                b.disrupt(id, format!("{} was being deleted; it is created again once it is gone", c.name));
+            }
+            Some(c) if c.state == ProvisioningState::Failed => {
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
+                let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
+                b.disrupt(id, format!("{} is in state Failed; it is provisioned again", c.name));
+            }
+            None => {
+                let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
+                b.push(Action::Create, "connection", slot.azure_connection.clone(), StepOp::Azure(connection_put), &after);
+            }
+            Some(c) if c.state == ProvisioningState::Updating => {
+                let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
+                b.push(Action::Wait, "connection", c.name.clone(), StepOp::Azure(op), &[]);
+            }
+            Some(_) if key_changed.contains_key(&(k, t)) => {}
+            Some(c) => {
+                let key_differs = match (&psk, &c.shared_key) {
+                    (Late::Known(want), Some(have)) => want != have,
+                    (Late::Known(_), None) => true,
+                    (Late::After(..), _) => true,
+                };
+                if key_differs {
+                    let op = AzureOp::SetSharedKey { name: c.name.clone(), shared_key: psk.clone() };
+                    let id = b.push(
+                        Action::Modify,
+                        "connection",
+                        c.name.clone(),
+                        StepOp::Azure(op),
+                        &[key_changed.get(&(k, t)).copied(), lng_step],
+                    );
+                    b.disrupt(id, format!("{} reconnects with the new key; its tunnel is down until both ends match", c.name));
+                }
+            }
+        }
+    }
+    slots
+}

@@ -1,0 +1,115 @@
+//! `destroy`: the plan for an empty desired state — everything this deployment owns,
+//! in dependency order, and nothing else.
+
+use crate::config::Config;
+use crate::model::{AttachmentState, AwsState, Owner, role_of};
+use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, StepId};
+
+use super::preflight::{elsewhere_problems, moved_vpc_problems};
+use super::{Action, Builder, Observed, Plan, PlanError, PlanKind, StepOp, wait_if_updating};
+
+/// Plans the removal of everything this deployment owns, and nothing else: the
+/// plan for an empty desired state.
+pub fn plan_destroy(config: &Config, observed: &Observed) -> Result<Plan, PlanError> {
+    // What is elsewhere cannot be reached from this scope: say so rather than report
+    // the deployment destroyed while it still runs (and costs) somewhere else.
+    let mut blockers = elsewhere_problems(config, observed);
+    blockers.extend(moved_vpc_problems(config, observed));
+    if !blockers.is_empty() {
+        return Err(PlanError(blockers));
+    }
+    Ok(plan_destroy_here(config, observed))
+}
+
+/// The destroy plan for what is in scope.
+fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
+    let owner = Owner::new(&config.name);
+    let az = &observed.azure;
+    let aws = &observed.aws;
+    let mut b = Builder { steps: Vec::new() };
+
+    // Azure: Connections -> LocalNetworkGateways; Connections -> gateway -> public IPs.
+    let mut cn_deletes = Vec::new();
+    for c in az.connections.iter().filter(|c| owner.owns(&c.tags)) {
+        let waited = wait_if_updating(&mut b, c.state, AzureResourceKind::Connection, &c.name, "connection");
+        let op = AzureOp::DeleteConnection { name: c.name.clone() };
+        cn_deletes.push(Some(b.push(Action::Delete, "connection", c.name.clone(), StepOp::Azure(op), &[waited])));
+    }
+    for l in az.local_network_gateways.iter().filter(|l| owner.owns(&l.tags)) {
+        let waited = wait_if_updating(&mut b, l.state, AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+        let mut after = cn_deletes.clone();
+        after.push(waited);
+        let op = AzureOp::DeleteLocalNetworkGateway { name: l.name.clone() };
+        b.push(Action::Delete, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &after);
+    }
+    let mut gw_delete = None;
+    if let Some(gw) = az.vpn_gateway.as_ref().filter(|g| owner.owns(&g.tags)) {
+        let waited = wait_if_updating(&mut b, gw.state, AzureResourceKind::VpnGateway, &gw.name, "vpn_gateway");
+        let mut after = cn_deletes.clone();
+        after.push(waited);
+        let op = AzureOp::DeleteVpnGateway { name: gw.name.clone() };
+        gw_delete = Some(b.push(Action::Delete, "vpn_gateway", gw.name.clone(), StepOp::Azure(op), &after));
+    }
+    for p in az.public_ips.iter().filter(|p| owner.owns(&p.tags)) {
+        let waited = wait_if_updating(&mut b, p.state, AzureResourceKind::PublicIp, &p.name, "public_ip");
+        let op = AzureOp::DeletePublicIp { name: p.name.clone() };
+        b.push(Action::Delete, "public_ip", p.name.clone(), StepOp::Azure(op), &[gw_delete, waited]);
+    }
+
+    // AWS: VPN connections -> CGWs; routes via our VGW -> detach -> VGW.
+    let mut vpn_deletes = Vec::new();
+    for v in aws.vpn_connections.iter().filter(|v| owner.owns(&v.tags)) {
+        let name = format!("{} {}", role_of(&owner, &v.tags).map(|r| r.to_string()).unwrap_or_default(), v.id);
+        let step = match v.state {
+            AwsState::Deleted => continue,
+            AwsState::Deleting => {
+                let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                b.push(Action::Wait, "vpn_connection", name, StepOp::Aws(op), &[])
+            }
+            _ => b.push(Action::Delete, "vpn_connection", name, StepOp::Aws(AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() }), &[]),
+        };
+        vpn_deletes.push(Some(step));
+    }
+    for c in aws.customer_gateways.iter().filter(|c| owner.owns(&c.tags) && !c.state.is_gone()) {
+        let name = format!("{} {}", role_of(&owner, &c.tags).map(|r| r.to_string()).unwrap_or_default(), c.id);
+        let op = AwsOp::DeleteCustomerGateway { cgw_id: c.id.clone() };
+        b.push(Action::Delete, "customer_gateway", name, StepOp::Aws(op), &vpn_deletes);
+    }
+    for v in aws.vpn_gateways.iter().filter(|v| owner.owns(&v.tags) && !v.state.is_gone()) {
+        let mut route_deletes = vpn_deletes.clone();
+        if let Some(vpc) = &aws.vpc {
+            for t in &vpc.route_tables {
+                for r in t.routes.iter().filter(|r| r.gateway_id.as_deref() == Some(v.id.as_str())) {
+                    let op = AwsOp::DeleteRoute { route_table_id: t.id.clone(), destination: r.destination };
+                    route_deletes.push(Some(b.push(
+                        Action::Delete,
+                        "vpc_route",
+                        format!("{} {}", t.id, r.destination),
+                        StepOp::Aws(op),
+                        &[],
+                    )));
+                }
+            }
+        }
+        delete_vgw(&mut b, v, &route_deletes);
+    }
+
+    Plan {
+        deployment: config.name.clone(),
+        kind: PlanKind::Destroy,
+        mode: config.mode,
+        steps: b.steps,
+        tunnels: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+pub(super) fn delete_vgw(b: &mut Builder, v: &crate::model::VpnGateway, after: &[Option<StepId>]) -> StepId {
+    let mut last: Vec<Option<StepId>> = after.to_vec();
+    for a in v.attachments.iter().filter(|a| matches!(a.state, AttachmentState::Attached | AttachmentState::Attaching)) {
+        let op = AwsOp::DetachVpnGateway { vgw_id: v.id.clone(), vpc_id: a.vpc_id.clone() };
+        last.push(Some(b.push(Action::Delete, "vpn_gateway_attachment", format!("{} {}", v.id, a.vpc_id), StepOp::Aws(op), after)));
+    }
+    let op = AwsOp::DeleteVpnGateway { vgw_id: v.id.clone() };
+    b.push(Action::Delete, "vpn_gateway", format!("vgw {}", v.id), StepOp::Aws(op), &last)
+}

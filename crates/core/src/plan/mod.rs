@@ -1,0 +1,348 @@
+//! The planner: config + observed state -> an immutable [`Plan`].
+//!
+//! Pure: no I/O, no clock. A plan is a DAG of steps; values known only after an
+//! earlier step are [`Late`]. Destroy is the plan for an empty desired state. The plan
+//! prints like a Terraform plan and serialises to JSON; neither shows a secret.
+//!
+//! Where things are:
+//! - this file: the plan's types ([`Plan`], [`Step`], [`Action`], [`StepOp`]), the
+//!   step builder, and [`plan_apply`], which runs the parts below in order;
+//! - [`preflight`](fn@preflight): what the observed networks contradict, before any step;
+//! - `azure_gateway`, `aws_gateway`, `aws_connections`, `tunnel_changes`,
+//!   `azure_tunnels`, `prune`: the apply planner, one domain each;
+//! - `destroy`: [`plan_destroy`];
+//! - `render`: how a plan prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+use crate::config::{Config, Mode};
+use crate::endpoint::CloudName;
+use crate::model::{AwsObserved, AzureObserved, Owner, ProvisioningState};
+use crate::ops::{AwsOp, AzureOp, AzureResourceKind, Planned, StepId};
+use crate::pairing::{Names, TunnelLayout, TunnelSlot};
+
+mod aws_connections;
+mod aws_gateway;
+mod azure_gateway;
+mod azure_tunnels;
+mod destroy;
+mod preflight;
+mod prune;
+mod render;
+#[cfg(test)]
+mod tests;
+mod tunnel_changes;
+
+pub use destroy::plan_destroy;
+pub use preflight::preflight;
+
+/// Dead Peer Detection timeout set on Azure Connections (Azure's default).
+pub const AZURE_DPD_SECONDS: u32 = 45;
+
+/// Both clouds' observed state.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub azure: AzureObserved,
+    pub aws: AwsObserved,
+}
+
+/// What a step does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Modify,
+    Delete,
+    /// Wait for an operation already in progress (found on observe) to finish.
+    Wait,
+}
+
+impl Action {
+    fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Modify => "~",
+            Action::Delete => "-",
+            Action::Wait => "…",
+        }
+    }
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "will be created",
+            Action::Modify => "will be updated in place",
+            Action::Delete => "will be destroyed",
+            Action::Wait => "is already changing; vpnbridge will wait for it",
+        }
+    }
+}
+
+/// A cloud operation, typed per cloud, with late-bound values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOp {
+    Aws(AwsOp<Planned>),
+    Azure(AzureOp<Planned>),
+}
+
+impl StepOp {
+    pub fn cloud(&self) -> CloudName {
+        match self {
+            StepOp::Aws(_) => CloudName::Aws,
+            StepOp::Azure(_) => CloudName::Azure,
+        }
+    }
+}
+
+/// One node of the plan.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: StepId,
+    pub action: Action,
+    /// Resource type in the user's words (`vpn_connection`, `local_network_gateway`).
+    pub resource_type: &'static str,
+    /// Name (Azure) or role and id (AWS).
+    pub name: String,
+    pub op: StepOp,
+    /// Steps that must finish first (including every step whose output this one reads).
+    pub depends_on: Vec<StepId>,
+    /// What the change interrupts, if anything.
+    pub disruption: Option<String>,
+    /// After the operation, wait until these used tunnels are up again at both ends
+    /// before the step counts as done: what makes "one tunnel at a time" true.
+    pub until_up: Vec<UntilUp>,
+}
+
+/// A used tunnel that must be up at both ends (AWS telemetry UP, the expected Azure
+/// instance's tunnel Connected) before a step is done; bounded by [`TUNNEL_UP_DEADLINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UntilUp {
+    /// VPN connection index and tunnel slot.
+    pub connection: u8,
+    pub tunnel: u8,
+    /// How the deployment's tunnels are laid out (to find the slot's AWS tunnel).
+    pub layout: crate::pairing::TunnelLayout,
+}
+
+/// How long a changed tunnel may take to come back up before apply stops (with the
+/// tunnels after it untouched) and says so: IKE renegotiation takes about a minute,
+/// and AWS keeps a tunnel down for minutes while it applies new options.
+pub const TUNNEL_UP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Whether the plan builds (or converges) the deployment or tears it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    Apply,
+    Destroy,
+}
+
+/// An immutable plan: print it, serialise it, hand it to the executor.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub deployment: String,
+    pub kind: PlanKind,
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+    /// The used tunnels and which instance is expected up for each.
+    pub tunnels: Vec<TunnelSlot>,
+    /// Things the user should know that change nothing (drift left alone, warnings).
+    pub notes: Vec<String>,
+}
+
+/// Counts of steps by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCount {
+    pub create: usize,
+    pub modify: usize,
+    pub delete: usize,
+    pub wait: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn counts(&self) -> ChangeCount {
+        let mut c = ChangeCount::default();
+        for s in &self.steps {
+            match s.action {
+                Action::Create => c.create += 1,
+                Action::Modify => c.modify += 1,
+                Action::Delete => c.delete += 1,
+                Action::Wait => c.wait += 1,
+            }
+        }
+        c
+    }
+
+    /// The JSON document of `plan --output json` (format_version 1; see the README).
+    pub fn to_json(&self) -> serde_json::Value {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let attrs: BTreeMap<&str, String> = s.attributes().into_iter().collect();
+                serde_json::json!({
+                    "id": s.id,
+                    "cloud": s.cloud(),
+                    "action": s.action,
+                    "resource_type": s.resource_type,
+                    "name": s.name,
+                    "depends_on": s.depends_on,
+                    "attributes": attrs,
+                    "disruption": s.disruption,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "format_version": 1,
+            "deployment": self.deployment,
+            "kind": self.kind,
+            "mode": self.mode,
+            "changes": self.counts(),
+            "steps": steps,
+            "tunnels": self.tunnels,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// Why no plan can be made: the observed world contradicts the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s) found before any change:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct PlanError(pub Vec<String>);
+
+/// Refuses what this version cannot build yet, before anything is observed.
+pub fn check_supported(config: &Config) -> Result<(), PlanError> {
+    if config.mode == Mode::BgpHa {
+        return Err(PlanError(vec![format!(
+            "{}: mode = \"bgp-ha\" is validated but not built yet by this version of vpnbridge (no half-built BGP deployments); \
+             use mode = \"static-ha\" for now",
+            config.source.display()
+        )]));
+    }
+    Ok(())
+}
+
+struct Builder {
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn push(&mut self, action: Action, resource_type: &'static str, name: String, op: StepOp, after: &[Option<StepId>]) -> StepId {
+        let id = self.steps.len();
+        let mut deps: Vec<StepId> = after.iter().flatten().copied().collect();
+        deps.extend(match &op {
+            StepOp::Aws(o) => o.reads(),
+            StepOp::Azure(o) => o.reads(),
+        });
+        deps.sort_unstable();
+        deps.dedup();
+        self.steps.push(Step { id, action, resource_type, name, op, depends_on: deps, disruption: None, until_up: Vec::new() });
+        id
+    }
+
+    fn disrupt(&mut self, id: StepId, what: String) {
+        self.steps[id].disruption = Some(what);
+    }
+
+    /// Step `id` is done only when tunnel (k, t) is up again at both ends.
+    fn until_up(&mut self, id: StepId, k: u8, t: u8, layout: crate::pairing::TunnelLayout) {
+        let first = self.steps[id].until_up.is_empty();
+        self.steps[id].until_up.push(UntilUp { connection: k, tunnel: t, layout });
+        if let Some(d) = self.steps[id].disruption.as_mut().filter(|_| first) {
+            d.push_str("; the next tunnel is touched only once this one is up again at both ends");
+        }
+    }
+}
+
+/// What every part of the apply planner reads, and the steps and problems they add.
+struct Ctx<'a> {
+    config: &'a Config,
+    az: &'a AzureObserved,
+    aws: &'a AwsObserved,
+    owner: Owner,
+    names: Names,
+    layout: TunnelLayout,
+    /// The config file, for messages.
+    file: String,
+    azure_prefixes: Vec<IpNet>,
+    aws_prefixes: Vec<IpNet>,
+    b: Builder,
+    problems: Vec<String>,
+}
+
+/// Plans the changes that make the clouds match `config`: the Azure gateway, the AWS
+/// gateway and routes, the AWS connections, in-place tunnel changes, the Azure tunnels,
+/// then what is no longer wanted. Every problem found on the way is reported at once.
+pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanError> {
+    check_supported(config)?;
+    let mut cx = Ctx {
+        config,
+        az: &observed.azure,
+        aws: &observed.aws,
+        owner: Owner::new(&config.name),
+        names: Names::new(&config.name),
+        layout: config.layout(),
+        file: config.source.display().to_string(),
+        azure_prefixes: config.azure.address_space.iter().map(|p| IpNet::V4(*p)).collect(),
+        aws_prefixes: config.aws.cidrs.iter().map(|p| IpNet::V4(*p)).collect(),
+        b: Builder { steps: Vec::new() },
+        problems: preflight(config, observed),
+    };
+    let gateway = azure_gateway::plan(&mut cx);
+    let vgw = aws_gateway::plan(&mut cx);
+    let connections = aws_connections::plan(&mut cx, &gateway, &vgw);
+    let key_changed = tunnel_changes::plan(&mut cx, &connections.steps);
+    let slots = azure_tunnels::plan(&mut cx, &gateway, &connections.tunnel_values, &key_changed);
+    prune::plan(&mut cx, &slots);
+
+    // Values that could not be bound point at usize::MAX: they were reported above.
+    if !cx.problems.is_empty() {
+        return Err(PlanError(cx.problems));
+    }
+    let mut notes = Vec::new();
+    if cx.az.vpn_gateway.is_none() && cx.b.steps.iter().any(|s| s.resource_type == "vpn_gateway" && s.cloud() == CloudName::Azure) {
+        notes.push(
+            "the Azure VPN gateway takes about 45 minutes to build; the AWS side and the LocalNetworkGateways are built meanwhile".into(),
+        );
+    }
+    Ok(Plan { deployment: config.name.clone(), kind: PlanKind::Apply, mode: config.mode, steps: cx.b.steps, tunnels: slots, notes })
+}
+
+fn join<T: fmt::Display>(v: &[T]) -> String {
+    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// A resource found `Deleting` is not there: a step that waits until it is gone (so it
+/// can be created again), or `None` when it is not being deleted.
+fn wait_for_deletion(
+    b: &mut Builder,
+    state: Option<ProvisioningState>,
+    kind: AzureResourceKind,
+    name: &str,
+    rtype: &'static str,
+) -> Option<StepId> {
+    (state == Some(ProvisioningState::Deleting)).then(|| {
+        let op = AzureOp::Await { kind, name: name.to_owned() };
+        let id = b.push(Action::Wait, rtype, format!("{name} (being deleted)"), StepOp::Azure(op), &[]);
+        b.disrupt(id, format!("{name} is being deleted (an interrupted drill or destroy?); it is created again once it is gone"));
+        id
+    })
+}
+
+fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResourceKind, name: &str, rtype: &'static str) -> Option<StepId> {
+    (state == ProvisioningState::Updating || state == ProvisioningState::Deleting).then(|| {
+        let op = AzureOp::Await { kind, name: name.to_owned() };
+        b.push(Action::Wait, rtype, name.to_owned(), StepOp::Azure(op), &[])
+    })
+}
+
+/// The prefixes that cross the VPN, for messages.
+pub fn routed_prefixes(config: &Config) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
+    (config.azure.address_space.clone(), config.aws.cidrs.clone())
+}

@@ -1,0 +1,405 @@
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use super::*;
+use crate::model::{AttachmentState, AwsState, Role};
+use crate::model::{
+    AwsTunnelOptions, Connection, CustomerGateway, GatewayIpConfiguration, LocalNetworkGateway, PublicIp, RouteTable, Subnet,
+    VgwAttachment, VirtualNetwork, VirtualNetworkGateway, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+};
+use crate::ops::Late;
+use crate::pairing::{self};
+use crate::secret::Psk;
+use crate::validate;
+
+fn config(extra_env: Option<&str>) -> Config {
+    let text =
+        validate::EXAMPLE.replace("psk = \"generate\"", if extra_env.is_some() { "psk = \"env:VPN_PSK\"" } else { "psk = \"generate\"" });
+    let env = move |k: &str| (k == "VPN_PSK").then(|| extra_env.unwrap_or_default().to_owned());
+    validate::parse(&text, Path::new("vpnbridge.toml"), &env).expect("example is valid").config
+}
+
+/// The user's prerequisites only: a VNet with a GatewaySubnet and a VPC.
+fn prerequisites() -> Observed {
+    let mut o = Observed::default();
+    o.azure.vnet = Some(VirtualNetwork {
+        id: "/subscriptions/s/resourceGroups/rg-vpn/providers/Microsoft.Network/virtualNetworks/vnet-hub".into(),
+        name: "vnet-hub".into(),
+        address_space: vec!["10.1.0.0/16".parse().unwrap()],
+        subnets: vec![Subnet {
+            id: "gs".into(),
+            name: "GatewaySubnet".into(),
+            prefix: "10.1.255.0/27".parse().unwrap(),
+            ip_configurations: vec![],
+        }],
+    });
+    o.aws.vpc = Some(Vpc {
+        id: "vpc-0123456789abcdef0".into(),
+        cidrs: vec!["10.2.0.0/16".parse().unwrap()],
+        route_tables: vec![RouteTable {
+            id: "rtb-0000000000000main".into(),
+            main: true,
+            routes: vec![VpcRoute {
+                destination: "10.2.0.0/16".parse().unwrap(),
+                gateway_id: Some("local".into()),
+                state: "active".into(),
+            }],
+            propagating_vgws: vec![],
+        }],
+    });
+    o
+}
+
+fn tags(role: Role) -> crate::model::Tags {
+    Owner::new("azure-aws").tags(&role)
+}
+
+/// What a finished deployment looks like, built by hand.
+fn finished(psk: &str) -> Observed {
+    let mut o = prerequisites();
+    let key = Psk::new(psk).unwrap();
+    for k in 0..2u8 {
+        o.azure.public_ips.push(PublicIp {
+            id: format!("pip-id-{k}"),
+            name: format!("azure-aws-pip-{k}"),
+            ip: Some(Ipv4Addr::new(20, 0, 0, 10 + k)),
+            sku: "Standard".into(),
+            static_allocation: true,
+            zones: vec!["1".into(), "2".into(), "3".into()],
+            state: ProvisioningState::Succeeded,
+            tags: tags(Role::PublicIp(k)),
+        });
+        o.aws.customer_gateways.push(CustomerGateway {
+            id: format!("cgw-{k}"),
+            state: AwsState::Available,
+            ip: Ipv4Addr::new(20, 0, 0, 10 + k),
+            bgp_asn: 65000,
+            device_name: None,
+            tags: tags(Role::CustomerGateway(k)),
+        });
+        let outside = |t: u8| Ipv4Addr::new(3, 0, k, 1 + t);
+        o.aws.vpn_connections.push(VpnConnection {
+            id: format!("vpn-{k}"),
+            state: AwsState::Available,
+            customer_gateway_id: format!("cgw-{k}"),
+            vpn_gateway_id: "vgw-1".into(),
+            static_routes_only: true,
+            tunnels: (0..2)
+                .map(|t| AwsTunnelOptions {
+                    outside_ip: outside(t),
+                    inside_cidr: None,
+                    psk: Some(key.clone()),
+                    ike_versions: vec!["ikev2".into()],
+                })
+                .collect(),
+            routes: vec![VpnConnectionRoute { destination: "10.1.0.0/16".parse().unwrap(), state: AwsState::Available }],
+            telemetry: vec![],
+            tags: tags(Role::VpnConnection(k)),
+        });
+        o.azure.local_network_gateways.push(LocalNetworkGateway {
+            id: format!("lng-id-{k}"),
+            name: format!("azure-aws-lng-{k}-0"),
+            gateway_ip: outside(0),
+            address_prefixes: vec!["10.2.0.0/16".parse().unwrap()],
+            state: ProvisioningState::Succeeded,
+            tags: tags(Role::LocalNetworkGateway(k, 0)),
+        });
+        o.azure.connections.push(Connection {
+            id: format!("cn-id-{k}"),
+            name: format!("azure-aws-cn-{k}-0"),
+            gateway_id: "gw-id".into(),
+            local_network_gateway_id: format!("lng-id-{k}"),
+            protocol: "IKEv2".into(),
+            shared_key: Some(key.clone()),
+            enable_bgp: false,
+            state: ProvisioningState::Succeeded,
+            connection_status: "Connected".into(),
+            tunnels: vec![],
+            tags: tags(Role::Connection(k, 0)),
+        });
+    }
+    o.azure.vpn_gateway = Some(VirtualNetworkGateway {
+        id: "gw-id".into(),
+        name: "azure-aws-vpngw".into(),
+        sku: "VpnGw1AZ".into(),
+        generation: "Generation1".into(),
+        vpn_type: "RouteBased".into(),
+        active_active: true,
+        enable_bgp: false,
+        asn: None,
+        // Listed in the gateway's order; public IP 1 first on purpose.
+        ip_configurations: vec![
+            GatewayIpConfiguration { id: "c0".into(), name: "ipconfig-0".into(), public_ip_id: "pip-id-0".into() },
+            GatewayIpConfiguration { id: "c1".into(), name: "ipconfig-1".into(), public_ip_id: "pip-id-1".into() },
+        ],
+        state: ProvisioningState::Succeeded,
+        tags: tags(Role::VpnGateway),
+    });
+    o.aws.vpn_gateways.push(VpnGateway {
+        id: "vgw-1".into(),
+        state: AwsState::Available,
+        amazon_asn: 64512,
+        attachments: vec![VgwAttachment { vpc_id: "vpc-0123456789abcdef0".into(), state: AttachmentState::Attached }],
+        tags: tags(Role::VirtualPrivateGateway),
+    });
+    o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+        destination: "10.1.0.0/16".parse().unwrap(),
+        gateway_id: Some("vgw-1".into()),
+        state: "active".into(),
+    });
+    o
+}
+
+#[test]
+fn fresh_deployment_plan() {
+    let plan = plan_apply(&config(None), &prerequisites()).unwrap();
+    let c = plan.counts();
+    assert_eq!((c.create, c.modify, c.delete), (16, 0, 0));
+    insta::assert_snapshot!("fresh_plan", plan.to_string());
+    insta::assert_json_snapshot!("fresh_plan_json", plan.to_json());
+}
+
+#[test]
+fn plan_never_shows_a_key() {
+    let plan = plan_apply(&config(Some("TopSecretKey123")), &prerequisites()).unwrap();
+    let text = format!("{plan}{}{plan:?}", plan.to_json());
+    assert!(!text.contains("TopSecretKey123"));
+    assert!(text.contains("(sensitive"));
+}
+
+#[test]
+fn gateway_waits_for_both_public_ips_and_connections_wait_for_gateway_and_their_tunnel() {
+    let plan = plan_apply(&config(None), &prerequisites()).unwrap();
+    let find = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name == n).unwrap();
+    let gw = find("vpn_gateway", "azure-aws-vpngw");
+    assert_eq!(gw.depends_on, vec![find("public_ip", "azure-aws-pip-0").id, find("public_ip", "azure-aws-pip-1").id]);
+    let cn = find("connection", "azure-aws-cn-1-0");
+    let vpn1 = find("vpn_connection", "vpn-1").id;
+    let lng = find("local_network_gateway", "azure-aws-lng-1-0").id;
+    assert!(cn.depends_on.contains(&gw.id) && cn.depends_on.contains(&vpn1) && cn.depends_on.contains(&lng));
+    // Nothing on the AWS side waits for the 45-minute gateway.
+    let aws_after_gateway = plan.steps.iter().filter(|s| s.cloud() == CloudName::Aws).any(|s| s.depends_on.contains(&gw.id));
+    assert!(!aws_after_gateway);
+    // CGW k reads the IP of public IP k: the pairing rule.
+    let cgw1 = find("customer_gateway", "cgw-1");
+    assert_eq!(cgw1.depends_on, vec![find("public_ip", "azure-aws-pip-1").id]);
+}
+
+#[test]
+fn finished_deployment_plans_nothing() {
+    let plan = plan_apply(&config(None), &finished("SameKey.123")).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+}
+
+/// A finished deployment with `pins` (connection k: the /30 of each used tunnel)
+/// where EC2 put each connection's options on the tunnels in `order`
+/// (`[1, 0]`: TunnelOptions[0] landed on the higher outside IP), and the Azure
+/// side points at the tunnel that holds each pin.
+fn finished_with_pins(tpc: u8, pins: &[&str], swapped: [bool; 2]) -> (Config, Observed) {
+    let list = pins.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+    let text = validate::EXAMPLE
+        .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {tpc}"))
+        .replace("tunnel_inside_cidrs = []", &format!("tunnel_inside_cidrs = [{list}]"));
+    let config = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).expect("valid").config;
+    let mut o = finished("SameKey.123");
+    o.azure.local_network_gateways.clear();
+    o.azure.connections.clear();
+    let layout = config.layout();
+    for (k, v) in o.aws.vpn_connections.iter_mut().enumerate() {
+        let k8 = u8::try_from(k).unwrap();
+        let want = layout.pins(k8);
+        // EC2's own order: options [0], [1] onto tunnels by ascending IP, or swapped.
+        let order: [usize; 2] = if swapped[k] { [1, 0] } else { [0, 1] };
+        let mut by_ip = v.tunnels.clone();
+        by_ip.sort_by_key(|t| t.outside_ip);
+        for (opt, tunnel) in order.iter().enumerate() {
+            // Unpinned options get a /30 AWS chose.
+            by_ip[*tunnel].inside_cidr = Some(want[opt].unwrap_or_else(|| format!("169.254.77.{}/30", 8 * k + 4 * opt).parse().unwrap()));
+        }
+        v.tunnels = by_ip;
+        for t in 0..tpc {
+            let ip = pairing::aws_tunnel(v, t, want).unwrap().outside_ip;
+            // The deployment is right: the Azure side follows the pinned tunnel.
+            assert_eq!(ip, v.tunnels[order[usize::from(t)]].outside_ip);
+            o.azure.local_network_gateways.push(LocalNetworkGateway {
+                id: format!("lng-id-{k}-{t}"),
+                name: format!("azure-aws-lng-{k}-{t}"),
+                gateway_ip: ip,
+                address_prefixes: vec!["10.2.0.0/16".parse().unwrap()],
+                state: ProvisioningState::Succeeded,
+                tags: tags(Role::LocalNetworkGateway(k8, t)),
+            });
+            o.azure.connections.push(Connection {
+                id: format!("cn-id-{k}-{t}"),
+                name: format!("azure-aws-cn-{k}-{t}"),
+                gateway_id: "gw-id".into(),
+                local_network_gateway_id: format!("lng-id-{k}-{t}"),
+                protocol: "IKEv2".into(),
+                shared_key: Some(Psk::new("SameKey.123").unwrap()),
+                enable_bgp: false,
+                state: ProvisioningState::Succeeded,
+                connection_status: "Connected".into(),
+                tunnels: vec![],
+                tags: tags(Role::Connection(k8, t)),
+            });
+        }
+    }
+    (config, o)
+}
+
+/// EC2 does not promise that TunnelOptions[0] lands on the lower outside IP: a
+/// deployment whose pinned /30s landed "swapped" is correct and plans nothing, in
+/// both layouts (`aws.tunnel_inside_cidrs` is one /30 per used tunnel).
+#[test]
+fn pinned_inside_cidrs_are_matched_by_value_not_by_position() {
+    let four = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"];
+    for swapped in [[false, true], [true, false], [true, true]] {
+        let (config, o) = finished_with_pins(2, &four, swapped);
+        let plan = plan_apply(&config, &o).unwrap();
+        assert!(plan.is_empty(), "tpc 2, swapped {swapped:?}: {plan}");
+        let (config, o) = finished_with_pins(1, &four[..2], swapped);
+        let plan = plan_apply(&config, &o).unwrap();
+        assert!(plan.is_empty(), "tpc 1, swapped {swapped:?}: {plan}");
+    }
+}
+
+/// With one tunnel per connection, the two /30s pin connection 1's and connection
+/// 2's used tunnel (not both tunnels of connection 1).
+#[test]
+fn one_tunnel_per_connection_pins_each_connections_used_tunnel() {
+    let (config, mut o) = finished_with_pins(1, &["169.254.10.0/30", "169.254.11.0/30"], [false, false]);
+    let plan = plan_apply(&config, &o).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    // A fresh build asks for exactly those: /30 k on connection k's first options.
+    o.aws.vpn_connections.clear();
+    let plan = plan_apply(&config, &o).unwrap();
+    let specs: Vec<Vec<Option<String>>> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.op {
+            StepOp::Aws(AwsOp::CreateVpnConnection { tunnels, .. }) => {
+                Some(tunnels.iter().map(|t| t.inside_cidr.map(|c| c.to_string())).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(specs, [vec![Some("169.254.10.0/30".to_owned()), None], vec![Some("169.254.11.0/30".to_owned()), None]]);
+}
+
+/// A Connection found Deleting (an interrupted drill) is not "present": the plan
+/// waits for it to go, then creates it again, and says so. Likewise a public IP or
+/// the gateway found Deleting (an interrupted destroy).
+#[test]
+fn resources_found_deleting_are_waited_out_and_created_again() {
+    let mut o = finished("SameKey.123");
+    o.azure.connections[0].state = ProvisioningState::Deleting;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [(Action::Wait, "connection", "azure-aws-cn-0-0 (being deleted)"), (Action::Create, "connection", "azure-aws-cn-0-0")],
+        "{plan}"
+    );
+    assert_eq!(plan.steps[1].depends_on, vec![plan.steps[0].id]);
+    assert!(plan.to_string().contains("created again once it is gone"), "{plan}");
+
+    let mut o = finished("SameKey.123");
+    o.azure.vpn_gateway.as_mut().unwrap().state = ProvisioningState::Deleting;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let gw = plan.steps.iter().find(|s| s.action == Action::Create && s.resource_type == "vpn_gateway").expect("gateway recreated");
+    let wait = plan.steps.iter().find(|s| s.action == Action::Wait && s.resource_type == "vpn_gateway").unwrap();
+    assert!(gw.depends_on.contains(&wait.id), "{plan}");
+}
+
+#[test]
+fn new_key_is_changed_in_place_one_tunnel_at_a_time() {
+    let plan = plan_apply(&config(Some("BrandNewKey_456")), &finished("OldKey.123")).unwrap();
+    let c = plan.counts();
+    assert_eq!((c.create, c.modify, c.delete), (0, 4, 0), "{plan}");
+    // aws tunnel 0 -> azure cn-0-0 -> aws tunnel of vpn-1 -> azure cn-1-0: a chain.
+    for w in plan.steps.windows(2) {
+        assert_eq!(w[1].depends_on, vec![w[0].id], "{plan}");
+    }
+    assert!(plan.steps.iter().all(|s| s.disruption.is_some()));
+    insta::assert_snapshot!("rotate_key_plan", plan.to_string());
+}
+
+#[test]
+fn pairing_follows_ip_configurations_not_list_order() {
+    let mut o = finished("SameKey.123");
+    // The public IP list comes back in the other order: nothing changes.
+    o.azure.public_ips.reverse();
+    assert!(plan_apply(&config(None), &o).unwrap().is_empty());
+    // Instance 0 now has a new IP (the Azure side was rebuilt): CGW 0 no longer
+    // fits, so a new one is made and VPN connection 0 moves to it in place.
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Action::Create, "customer_gateway", "cgw-0"),
+            (Action::Modify, "vpn_connection", "vpn-0 vpn-0"),
+            (Action::Delete, "customer_gateway", "replaced cgw-0 cgw-0"),
+        ],
+        "{plan}"
+    );
+    assert!(
+        matches!(&plan.steps[0].op, StepOp::Aws(AwsOp::CreateCustomerGateway { ip: Late::Known(ip), .. }) if *ip == Ipv4Addr::new(20, 0, 0, 99))
+    );
+    assert_eq!(plan.steps[1].depends_on, vec![0]);
+    assert_eq!(plan.steps[2].depends_on, vec![1], "the old CGW goes only after the connection moved off it");
+    assert!(plan.steps[1].disruption.as_deref().unwrap().contains("both tunnels"), "{plan}");
+}
+
+#[test]
+fn preflight_reports_every_conflict_at_once() {
+    let mut o = prerequisites();
+    o.azure.vnet.as_mut().unwrap().subnets.clear();
+    o.aws.foreign_vgw_on_vpc = Some("vgw-foreign".into());
+    o.azure.foreign_names.push("azure-aws-vpngw".into());
+    let err = plan_apply(&config(None), &o).unwrap_err();
+    assert_eq!(err.0.len(), 3, "{err}");
+    assert!(err.to_string().contains("GatewaySubnet"));
+    assert!(err.to_string().contains("vgw-foreign"));
+    assert!(err.to_string().contains("will not take it over"));
+}
+
+#[test]
+fn destroy_touches_only_tagged_resources_in_dependency_order() {
+    let mut o = finished("SameKey.123");
+    // A foreign route and a foreign LNG beside ours.
+    o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+        destination: "192.168.0.0/16".parse().unwrap(),
+        gateway_id: Some("vgw-foreign".into()),
+        state: "active".into(),
+    });
+    let mut foreign = o.azure.local_network_gateways[0].clone();
+    foreign.name = "someone-elses".into();
+    foreign.tags.clear();
+    o.azure.local_network_gateways.push(foreign);
+    let plan = plan_destroy(&config(None), &o).unwrap();
+    let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains("someone-elses") || n.contains("192.168")), "{names:?}");
+    let c = plan.counts();
+    // 2 cn + 2 lng + gw + 2 pip; 2 vpn + 2 cgw + 1 route + detach + vgw.
+    assert_eq!(c.delete, 14, "{plan}");
+    let id = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name.contains(n)).unwrap().id;
+    let gw = &plan.steps[id("vpn_gateway", "azure-aws-vpngw")];
+    assert!(gw.depends_on.contains(&id("connection", "cn-0-0")));
+    let pip = &plan.steps[id("public_ip", "pip-0")];
+    assert!(pip.depends_on.contains(&gw.id));
+    let vgw = &plan.steps[id("vpn_gateway", "vgw vgw-1")];
+    assert!(vgw.depends_on.contains(&id("vpn_gateway_attachment", "vgw-1")));
+    insta::assert_snapshot!("destroy_plan", plan.to_string());
+}
+
+#[test]
+fn bgp_ha_is_refused_before_anything_is_observed() {
+    let text = validate::EXAMPLE
+        .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    let cfg = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).unwrap().config;
+    let err = check_supported(&cfg).unwrap_err();
+    assert!(err.to_string().contains("static-ha"));
+}
