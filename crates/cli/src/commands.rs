@@ -96,15 +96,15 @@ async fn make_plan(session: &Session, kind: PlanKind) -> Result<Plan, Failure> {
 /// change) and whether a security group lets the ping of `verify` in (a warning).
 async fn aws_preflight(session: &Session, plan: &Plan) -> Result<(), Failure> {
     let Some(aws) = &session.aws_real else { return Ok(()) };
-    let creates = |t: &str| {
+    let creates = |t: plan::ResourceType| {
         plan.steps
             .iter()
             .filter(|s| s.cloud() == vpnbridge_core::endpoint::CloudName::Aws && s.action == plan::Action::Create && s.resource_type == t)
             .count() as u32
     };
     let need = vpnbridge_aws::QuotaNeed {
-        vpn_gateways: creates("vpn_gateway"),
-        customer_gateways: creates("customer_gateway"),
+        vpn_gateways: creates(plan::ResourceType::VpnGateway),
+        customer_gateways: creates(plan::ResourceType::CustomerGateway),
         vpn_connections_per_vgw: u32::from(vpnbridge_core::pairing::INSTANCES),
     };
     let azure: Vec<ipnet::IpNet> = session.config.azure.address_space.iter().map(|p| ipnet::IpNet::V4(*p)).collect();

@@ -262,7 +262,7 @@ async fn drill_one(
         Step {
             id: 0,
             action: Action::Delete,
-            resource_type: "connection",
+            resource_type: plan::ResourceType::Connection,
             name: name.clone(),
             op: StepOp::Azure(AzureOp::DeleteConnection { name: name.clone() }),
             depends_on: Vec::new(),
@@ -314,7 +314,8 @@ async fn drill_one(
     on_event(&DrillEvent::Restoring { tunnel: row.tunnel.clone(), at: at() });
     let observed = observe(owner, aws, azure).await.map_err(|e| e.to_string())?;
     let plan = plan::plan_apply(config, &observed).map_err(|e| format!("cannot re-plan to recreate {name}: {e}"))?;
-    let step = plan.steps.iter().find(|s| s.resource_type == "connection" && s.name == name && s.action == Action::Create);
+    let step =
+        plan.steps.iter().find(|s| s.resource_type == plan::ResourceType::Connection && s.name == name && s.action == Action::Create);
     let restore = match step {
         Some(s) if s.depends_on.is_empty() => one_step_plan(config, s.clone()),
         Some(_) => {

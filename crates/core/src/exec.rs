@@ -125,7 +125,7 @@ pub enum StepOutcome {
 pub struct StepRecord {
     pub id: StepId,
     pub cloud: CloudName,
-    pub resource_type: &'static str,
+    pub resource_type: crate::plan::ResourceType,
     pub name: String,
     #[serde(serialize_with = "secs_opt")]
     pub started_at: Option<Duration>,
@@ -785,7 +785,7 @@ mod behaviour {
             .map(|(id, (op, depends_on))| Step {
                 id,
                 action: Action::Create,
-                resource_type: "thing",
+                resource_type: crate::plan::ResourceType::Connection,
                 name: format!("s{id}"),
                 op,
                 depends_on,

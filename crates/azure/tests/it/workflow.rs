@@ -190,7 +190,7 @@ async fn an_interrupted_apply_resumes_without_repeating_the_gateway_put() {
     let gw = observed.azure.vpn_gateway.as_ref().expect("the gateway is observed");
     assert_eq!(gw.state, vpnbridge_core::model::ProvisioningState::Updating);
     let p = plan::plan_apply(&w.config, &observed).unwrap_or_else(|e| panic!("plan: {e:?}"));
-    let waits = p.steps.iter().filter(|s| s.action == plan::Action::Wait && s.resource_type.contains("gateway")).count();
+    let waits = p.steps.iter().filter(|s| s.action == plan::Action::Wait && s.resource_type.as_str().contains("gateway")).count();
     assert_eq!(waits, 1, "the second run waits for the gateway:\n{p}");
     let report = executor.run(&p, |_| {}).await;
     assert!(report.succeeded(), "{:?}", report.failures().collect::<Vec<_>>());

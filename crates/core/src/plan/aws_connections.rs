@@ -13,7 +13,7 @@ use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId, TunnelSpec};
 use crate::pairing::{self, INSTANCES};
 use crate::secret::Psk;
 
-use super::{Action, Ctx, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp};
 
 /// Per VPN connection: the step that creates or waits for it, and per used tunnel its
 /// outside IP and key.
@@ -57,7 +57,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
             Some(c) => {
                 if c.state == AwsState::Pending {
                     let op = AwsOp::Await { kind: AwsResourceKind::CustomerGateway, id: c.id.clone() };
-                    cgw_step = Some(b.push(Action::Wait, "customer_gateway", format!("cgw-{k} {}", c.id), StepOp::Aws(op), &[]));
+                    cgw_step = Some(b.push(Action::Wait, ResourceType::CustomerGateway, format!("cgw-{k} {}", c.id), StepOp::Aws(op), &[]));
                 }
                 Late::Known(c.id.clone())
             }
@@ -68,7 +68,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                     device_name: names.cgw_device_name(k),
                     tags: owner.tags(&cgw_role),
                 };
-                let id = b.push(Action::Create, "customer_gateway", format!("cgw-{k}"), StepOp::Aws(op), &[]);
+                let id = b.push(Action::Create, ResourceType::CustomerGateway, format!("cgw-{k}"), StepOp::Aws(op), &[]);
                 cgw_step = Some(id);
                 Late::After(id, OutputField::Id)
             }
@@ -98,7 +98,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                     tunnels,
                     tags: owner.tags(&vpn_role),
                 };
-                let id = b.push(Action::Create, "vpn_connection", format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
+                let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {
                     values.push((
@@ -113,8 +113,13 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
                     // One VPN connection at a time: the next moves once this one's
                     // tunnel is up again at both ends.
-                    let id =
-                        b.push(Action::Modify, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step, previous_swap]);
+                    let id = b.push(
+                        Action::Modify,
+                        ResourceType::VpnConnection,
+                        format!("vpn-{k} {}", v.id),
+                        StepOp::Aws(op),
+                        &[cgw_step, previous_swap],
+                    );
                     let target = match want_ip {
                         Late::Known(ip) => ip.to_string(),
                         Late::After(..) => "(known after apply)".to_owned(),
@@ -141,7 +146,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                 }
                 if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
                     let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
-                    vpn_step = Some(b.push(Action::Wait, "vpn_connection", format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
+                    vpn_step =
+                        Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 for t in 0..config.tunnels_per_connection {
                     match pairing::aws_tunnel(v, t, pins) {
@@ -171,11 +177,11 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
             // duplicate left by an ambiguous create).
             let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
             let why = if old.id == vpn.map(|v| v.customer_gateway_id.clone()).unwrap_or_default() { "replaced" } else { "unused" };
-            b.push(Action::Delete, "customer_gateway", format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
+            b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
         }
         for extra in vpns.iter().skip(1) {
             let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
-            b.push(Action::Delete, "vpn_connection", format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
+            b.push(Action::Delete, ResourceType::VpnConnection, format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
         }
 
         // Static routes of the VPN connection: one per Azure prefix.
@@ -184,13 +190,13 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
         for p in azure_prefixes {
             if !existing.contains(p) {
                 let op = AwsOp::CreateVpnConnectionRoute { vpn_id: vpn_id.clone(), destination: *p };
-                b.push(Action::Create, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[vpn_step]);
+                b.push(Action::Create, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[vpn_step]);
             }
         }
         if let Some(v) = vpn {
             for p in existing.iter().filter(|p| !azure_prefixes.contains(p)) {
                 let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
-                let id = b.push(Action::Delete, "vpn_connection_route", format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);
+                let id = b.push(Action::Delete, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);
                 b.disrupt(id, format!("AWS stops sending traffic for {p} through {}", v.id));
             }
         }

@@ -6,7 +6,7 @@ use crate::model::{AttachmentState, AwsState, Role, role_of};
 use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId};
 
 use super::destroy::delete_vgw;
-use super::{Action, Ctx, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp};
 
 /// What the VPN connections need from the VGW.
 pub(super) struct AwsGateway {
@@ -33,7 +33,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
     let vgw_id: Late<String> = match vgw {
         None => {
             let op = AwsOp::CreateVpnGateway { amazon_asn: config.aws.amazon_asn, tags: owner.tags(&Role::VirtualPrivateGateway) };
-            let id = b.push(Action::Create, "vpn_gateway", "vgw".into(), StepOp::Aws(op), &[]);
+            let id = b.push(Action::Create, ResourceType::VpnGateway, "vgw".into(), StepOp::Aws(op), &[]);
             vgw_step = Some(id);
             Late::After(id, OutputField::Id)
         }
@@ -47,7 +47,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
             }
             if v.state == AwsState::Pending {
                 let op = AwsOp::Await { kind: AwsResourceKind::VpnGateway, id: v.id.clone() };
-                vgw_step = Some(b.push(Action::Wait, "vpn_gateway", format!("vgw {}", v.id), StepOp::Aws(op), &[]));
+                vgw_step = Some(b.push(Action::Wait, ResourceType::VpnGateway, format!("vgw {}", v.id), StepOp::Aws(op), &[]));
             }
             Late::Known(v.id.clone())
         }
@@ -61,11 +61,11 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
         Some(AttachmentState::Attached) => None,
         Some(AttachmentState::Attaching) => {
             let op = AwsOp::Await { kind: AwsResourceKind::VgwAttachment, id: vgw.map(|v| v.id.clone()).unwrap_or_default() };
-            Some(b.push(Action::Wait, "vpn_gateway_attachment", config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
+            Some(b.push(Action::Wait, ResourceType::VpnGatewayAttachment, config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
         }
         _ => {
             let op = AwsOp::AttachVpnGateway { vgw_id: vgw_id.clone(), vpc_id: config.aws.vpc_id.clone() };
-            Some(b.push(Action::Create, "vpn_gateway_attachment", config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
+            Some(b.push(Action::Create, ResourceType::VpnGatewayAttachment, config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
         }
     };
 
@@ -88,7 +88,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
                     )),
                     None => {
                         let op = AwsOp::CreateRoute { route_table_id: table.id.clone(), destination: *p, vgw_id: vgw_id.clone() };
-                        b.push(Action::Create, "vpc_route", format!("{} {p}", table.id), StepOp::Aws(op), &[attach_step]);
+                        b.push(Action::Create, ResourceType::VpcRoute, format!("{} {p}", table.id), StepOp::Aws(op), &[attach_step]);
                     }
                 }
             }
@@ -100,7 +100,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
                     let wanted = tables.iter().any(|t| t.id == table.id) && azure_prefixes.contains(&r.destination);
                     if r.gateway_id.as_deref() == Some(vid) && !wanted {
                         let op = AwsOp::DeleteRoute { route_table_id: table.id.clone(), destination: r.destination };
-                        let id = b.push(Action::Delete, "vpc_route", format!("{} {}", table.id, r.destination), StepOp::Aws(op), &[]);
+                        let id =
+                            b.push(Action::Delete, ResourceType::VpcRoute, format!("{} {}", table.id, r.destination), StepOp::Aws(op), &[]);
                         b.disrupt(id, format!("traffic from {} to {} stops using the VPN", table.id, r.destination));
                     }
                 }

@@ -7,7 +7,7 @@ use crate::model::{ProvisioningState, Role};
 use crate::ops::{AzureOp, AzureResourceKind, Late, OutputField, StepId};
 use crate::pairing::{self, INSTANCES};
 
-use super::{Action, Ctx, StepOp, wait_for_deletion};
+use super::{Action, Ctx, ResourceType, StepOp, wait_for_deletion};
 
 /// What the rest of the plan needs from the gateway.
 pub(super) struct AzureGateway {
@@ -31,17 +31,17 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
         let name = names.public_ip(k);
         let role = Role::PublicIp(k);
         let found = az.public_ips.iter().find(|p| p.name == name);
-        let gone_first = wait_for_deletion(b, found.map(|p| p.state), AzureResourceKind::PublicIp, &name, "public_ip");
+        let gone_first = wait_for_deletion(b, found.map(|p| p.state), AzureResourceKind::PublicIp, &name, ResourceType::PublicIp);
         match found {
             Some(p) if p.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::PublicIp, name: name.clone() };
-                pip_step[usize::from(k)] = Some(b.push(Action::Wait, "public_ip", name, StepOp::Azure(op), &[]));
+                pip_step[usize::from(k)] = Some(b.push(Action::Wait, ResourceType::PublicIp, name, StepOp::Azure(op), &[]));
             }
             Some(p) if !matches!(p.state, ProvisioningState::Failed | ProvisioningState::Deleting) && p.ip.is_some() => {}
             found => {
                 let action = if found.is_some_and(|p| p.state != ProvisioningState::Deleting) { Action::Modify } else { Action::Create };
                 let op = AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: owner.tags(&role) };
-                pip_step[usize::from(k)] = Some(b.push(action, "public_ip", name, StepOp::Azure(op), &[gone_first]));
+                pip_step[usize::from(k)] = Some(b.push(action, ResourceType::PublicIp, name, StepOp::Azure(op), &[gone_first]));
             }
         }
     }
@@ -81,12 +81,12 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
     };
     match &az.vpn_gateway {
         None => {
-            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &pip_step));
+            gw_step = Some(b.push(Action::Create, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(gateway_put), &pip_step));
         }
         Some(gw) if gw.state == ProvisioningState::Deleting => {
-            let gone = wait_for_deletion(b, Some(gw.state), AzureResourceKind::VpnGateway, &gw.name, "vpn_gateway");
+            let gone = wait_for_deletion(b, Some(gw.state), AzureResourceKind::VpnGateway, &gw.name, ResourceType::VpnGateway);
             let after = [pip_step[0], pip_step[1], gone];
-            gw_step = Some(b.push(Action::Create, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &after));
+            gw_step = Some(b.push(Action::Create, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(gateway_put), &after));
         }
         Some(gw) => {
             if gw.generation != config.azure.gateway_generation.to_string() {
@@ -104,10 +104,10 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
             }
             if gw.state == ProvisioningState::Updating {
                 let op = AzureOp::Await { kind: AzureResourceKind::VpnGateway, name: gw_name.clone() };
-                gw_step = Some(b.push(Action::Wait, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &pip_step));
+                gw_step = Some(b.push(Action::Wait, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(op), &pip_step));
             } else if gw.state == ProvisioningState::Failed {
                 // Azure's remedy for a gateway in Failed state: PUT it again.
-                let id = b.push(Action::Modify, "vpn_gateway", gw_name.clone(), StepOp::Azure(gateway_put), &pip_step);
+                let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(gateway_put), &pip_step);
                 b.disrupt(
                     id,
                     format!(
@@ -118,7 +118,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                 gw_step = Some(id);
             } else if gw.sku != config.azure.gateway_sku.to_string() {
                 let op = AzureOp::ResizeVpnGateway { name: gw_name.clone(), sku: config.azure.gateway_sku.to_string() };
-                let id = b.push(Action::Modify, "vpn_gateway", gw_name.clone(), StepOp::Azure(op), &[]);
+                let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(op), &[]);
                 b.disrupt(
                     id,
                     format!(

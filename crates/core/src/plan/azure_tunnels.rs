@@ -10,7 +10,7 @@ use crate::ops::{AzureOp, AzureResourceKind, Late, StepId};
 use crate::pairing::{self, TunnelSlot};
 use crate::secret::Psk;
 
-use super::{AZURE_DPD_SECONDS, Action, Ctx, StepOp, join, wait_for_deletion};
+use super::{AZURE_DPD_SECONDS, Action, Ctx, ResourceType, StepOp, join, wait_for_deletion};
 
 pub(super) fn plan(
     cx: &mut Ctx<'_>,
@@ -39,14 +39,20 @@ pub(super) fn plan(
         };
         match lng {
             None => {
-                lng_step =
-                    Some(b.push(Action::Create, "local_network_gateway", slot.local_network_gateway.clone(), StepOp::Azure(lng_op), &[]))
-            }
-            Some(l) if l.state == ProvisioningState::Deleting => {
-                let gone = wait_for_deletion(b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
                 lng_step = Some(b.push(
                     Action::Create,
-                    "local_network_gateway",
+                    ResourceType::LocalNetworkGateway,
+                    slot.local_network_gateway.clone(),
+                    StepOp::Azure(lng_op),
+                    &[],
+                ))
+            }
+            Some(l) if l.state == ProvisioningState::Deleting => {
+                let gone =
+                    wait_for_deletion(b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, ResourceType::LocalNetworkGateway);
+                lng_step = Some(b.push(
+                    Action::Create,
+                    ResourceType::LocalNetworkGateway,
                     slot.local_network_gateway.clone(),
                     StepOp::Azure(lng_op),
                     &[gone],
@@ -54,7 +60,7 @@ pub(super) fn plan(
             }
             Some(l) if l.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
-                lng_step = Some(b.push(Action::Wait, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &[]));
+                lng_step = Some(b.push(Action::Wait, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(op), &[]));
             }
             Some(l) => {
                 let ip_differs = matches!(&outside_ip, Late::Known(ip) if *ip != l.gateway_ip);
@@ -63,7 +69,7 @@ pub(super) fn plan(
                 let mut want = aws_prefixes.clone();
                 want.sort();
                 if ip_differs || have != want || l.state == ProvisioningState::Failed {
-                    let id = b.push(Action::Modify, "local_network_gateway", l.name.clone(), StepOp::Azure(lng_op), &[]);
+                    let id = b.push(Action::Modify, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(lng_op), &[]);
                     if ip_differs {
                         b.disrupt(
                             id,
@@ -97,23 +103,23 @@ pub(super) fn plan(
             Some(c) if c.state == ProvisioningState::Deleting || lng.is_some_and(|l| l.state == ProvisioningState::Deleting) => {
                 // A Connection (or its LNG) found on its way out, e.g. after an
                 // interrupted drill: it is not there; wait for it to go, then create it.
-                let gone = wait_for_deletion(b, Some(c.state), AzureResourceKind::Connection, &c.name, "connection");
+                let gone = wait_for_deletion(b, Some(c.state), AzureResourceKind::Connection, &c.name, ResourceType::Connection);
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied(), gone];
-                let id = b.push(Action::Create, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
+                let id = b.push(Action::Create, ResourceType::Connection, c.name.clone(), StepOp::Azure(connection_put), &after);
                 b.disrupt(id, format!("{} was being deleted; it is created again once it is gone", c.name));
             }
             Some(c) if c.state == ProvisioningState::Failed => {
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
-                let id = b.push(Action::Modify, "connection", c.name.clone(), StepOp::Azure(connection_put), &after);
+                let id = b.push(Action::Modify, ResourceType::Connection, c.name.clone(), StepOp::Azure(connection_put), &after);
                 b.disrupt(id, format!("{} is in state Failed; it is provisioned again", c.name));
             }
             None => {
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
-                b.push(Action::Create, "connection", slot.azure_connection.clone(), StepOp::Azure(connection_put), &after);
+                b.push(Action::Create, ResourceType::Connection, slot.azure_connection.clone(), StepOp::Azure(connection_put), &after);
             }
             Some(c) if c.state == ProvisioningState::Updating => {
                 let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
-                b.push(Action::Wait, "connection", c.name.clone(), StepOp::Azure(op), &[]);
+                b.push(Action::Wait, ResourceType::Connection, c.name.clone(), StepOp::Azure(op), &[]);
             }
             Some(_) if key_changed.contains_key(&(k, t)) => {}
             Some(c) => {
@@ -126,7 +132,7 @@ pub(super) fn plan(
                     let op = AzureOp::SetSharedKey { name: c.name.clone(), shared_key: psk.clone() };
                     let id = b.push(
                         Action::Modify,
-                        "connection",
+                        ResourceType::Connection,
                         c.name.clone(),
                         StepOp::Azure(op),
                         &[key_changed.get(&(k, t)).copied(), lng_step],

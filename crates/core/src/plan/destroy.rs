@@ -6,7 +6,7 @@ use crate::model::{AttachmentState, AwsState, Owner, role_of};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, StepId};
 
 use super::preflight::{elsewhere_problems, moved_vpc_problems};
-use super::{Action, Builder, Observed, Plan, PlanError, PlanKind, StepOp, wait_if_updating};
+use super::{Action, Builder, Observed, Plan, PlanError, PlanKind, ResourceType, StepOp, wait_if_updating};
 
 /// Plans the removal of everything this deployment owns, and nothing else: the
 /// plan for an empty desired state.
@@ -31,29 +31,29 @@ fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
     // Azure: Connections -> LocalNetworkGateways; Connections -> gateway -> public IPs.
     let mut cn_deletes = Vec::new();
     for c in az.connections.iter().filter(|c| owner.owns(&c.tags)) {
-        let waited = wait_if_updating(&mut b, c.state, AzureResourceKind::Connection, &c.name, "connection");
+        let waited = wait_if_updating(&mut b, c.state, AzureResourceKind::Connection, &c.name, ResourceType::Connection);
         let op = AzureOp::DeleteConnection { name: c.name.clone() };
-        cn_deletes.push(Some(b.push(Action::Delete, "connection", c.name.clone(), StepOp::Azure(op), &[waited])));
+        cn_deletes.push(Some(b.push(Action::Delete, ResourceType::Connection, c.name.clone(), StepOp::Azure(op), &[waited])));
     }
     for l in az.local_network_gateways.iter().filter(|l| owner.owns(&l.tags)) {
-        let waited = wait_if_updating(&mut b, l.state, AzureResourceKind::LocalNetworkGateway, &l.name, "local_network_gateway");
+        let waited = wait_if_updating(&mut b, l.state, AzureResourceKind::LocalNetworkGateway, &l.name, ResourceType::LocalNetworkGateway);
         let mut after = cn_deletes.clone();
         after.push(waited);
         let op = AzureOp::DeleteLocalNetworkGateway { name: l.name.clone() };
-        b.push(Action::Delete, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &after);
+        b.push(Action::Delete, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(op), &after);
     }
     let mut gw_delete = None;
     if let Some(gw) = az.vpn_gateway.as_ref().filter(|g| owner.owns(&g.tags)) {
-        let waited = wait_if_updating(&mut b, gw.state, AzureResourceKind::VpnGateway, &gw.name, "vpn_gateway");
+        let waited = wait_if_updating(&mut b, gw.state, AzureResourceKind::VpnGateway, &gw.name, ResourceType::VpnGateway);
         let mut after = cn_deletes.clone();
         after.push(waited);
         let op = AzureOp::DeleteVpnGateway { name: gw.name.clone() };
-        gw_delete = Some(b.push(Action::Delete, "vpn_gateway", gw.name.clone(), StepOp::Azure(op), &after));
+        gw_delete = Some(b.push(Action::Delete, ResourceType::VpnGateway, gw.name.clone(), StepOp::Azure(op), &after));
     }
     for p in az.public_ips.iter().filter(|p| owner.owns(&p.tags)) {
-        let waited = wait_if_updating(&mut b, p.state, AzureResourceKind::PublicIp, &p.name, "public_ip");
+        let waited = wait_if_updating(&mut b, p.state, AzureResourceKind::PublicIp, &p.name, ResourceType::PublicIp);
         let op = AzureOp::DeletePublicIp { name: p.name.clone() };
-        b.push(Action::Delete, "public_ip", p.name.clone(), StepOp::Azure(op), &[gw_delete, waited]);
+        b.push(Action::Delete, ResourceType::PublicIp, p.name.clone(), StepOp::Azure(op), &[gw_delete, waited]);
     }
 
     // AWS: VPN connections -> CGWs; routes via our VGW -> detach -> VGW.
@@ -64,16 +64,22 @@ fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
             AwsState::Deleted => continue,
             AwsState::Deleting => {
                 let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
-                b.push(Action::Wait, "vpn_connection", name, StepOp::Aws(op), &[])
+                b.push(Action::Wait, ResourceType::VpnConnection, name, StepOp::Aws(op), &[])
             }
-            _ => b.push(Action::Delete, "vpn_connection", name, StepOp::Aws(AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() }), &[]),
+            _ => b.push(
+                Action::Delete,
+                ResourceType::VpnConnection,
+                name,
+                StepOp::Aws(AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() }),
+                &[],
+            ),
         };
         vpn_deletes.push(Some(step));
     }
     for c in aws.customer_gateways.iter().filter(|c| owner.owns(&c.tags) && !c.state.is_gone()) {
         let name = format!("{} {}", role_of(&owner, &c.tags).map(|r| r.to_string()).unwrap_or_default(), c.id);
         let op = AwsOp::DeleteCustomerGateway { cgw_id: c.id.clone() };
-        b.push(Action::Delete, "customer_gateway", name, StepOp::Aws(op), &vpn_deletes);
+        b.push(Action::Delete, ResourceType::CustomerGateway, name, StepOp::Aws(op), &vpn_deletes);
     }
     for v in aws.vpn_gateways.iter().filter(|v| owner.owns(&v.tags) && !v.state.is_gone()) {
         let mut route_deletes = vpn_deletes.clone();
@@ -83,7 +89,7 @@ fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
                     let op = AwsOp::DeleteRoute { route_table_id: t.id.clone(), destination: r.destination };
                     route_deletes.push(Some(b.push(
                         Action::Delete,
-                        "vpc_route",
+                        ResourceType::VpcRoute,
                         format!("{} {}", t.id, r.destination),
                         StepOp::Aws(op),
                         &[],
@@ -108,8 +114,14 @@ pub(super) fn delete_vgw(b: &mut Builder, v: &crate::model::VpnGateway, after: &
     let mut last: Vec<Option<StepId>> = after.to_vec();
     for a in v.attachments.iter().filter(|a| matches!(a.state, AttachmentState::Attached | AttachmentState::Attaching)) {
         let op = AwsOp::DetachVpnGateway { vgw_id: v.id.clone(), vpc_id: a.vpc_id.clone() };
-        last.push(Some(b.push(Action::Delete, "vpn_gateway_attachment", format!("{} {}", v.id, a.vpc_id), StepOp::Aws(op), after)));
+        last.push(Some(b.push(
+            Action::Delete,
+            ResourceType::VpnGatewayAttachment,
+            format!("{} {}", v.id, a.vpc_id),
+            StepOp::Aws(op),
+            after,
+        )));
     }
     let op = AwsOp::DeleteVpnGateway { vgw_id: v.id.clone() };
-    b.push(Action::Delete, "vpn_gateway", format!("vgw {}", v.id), StepOp::Aws(op), &last)
+    b.push(Action::Delete, ResourceType::VpnGateway, format!("vgw {}", v.id), StepOp::Aws(op), &last)
 }

@@ -96,13 +96,54 @@ impl StepOp {
     }
 }
 
+/// What kind of resource a step acts on, in the plan's words (serialised as
+/// `snake_case`: `vpn_gateway`, `customer_gateway`…). Azure's gateway and AWS's VGW are
+/// both `VpnGateway`: the step's cloud tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceType {
+    PublicIp,
+    VpnGateway,
+    LocalNetworkGateway,
+    Connection,
+    CustomerGateway,
+    VpnGatewayAttachment,
+    VpcRoute,
+    VpnConnection,
+    VpnConnectionRoute,
+    VpnTunnel,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PublicIp => "public_ip",
+            Self::VpnGateway => "vpn_gateway",
+            Self::LocalNetworkGateway => "local_network_gateway",
+            Self::Connection => "connection",
+            Self::CustomerGateway => "customer_gateway",
+            Self::VpnGatewayAttachment => "vpn_gateway_attachment",
+            Self::VpcRoute => "vpc_route",
+            Self::VpnConnection => "vpn_connection",
+            Self::VpnConnectionRoute => "vpn_connection_route",
+            Self::VpnTunnel => "vpn_tunnel",
+        }
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One node of the plan.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub id: StepId,
     pub action: Action,
     /// Resource type in the user's words (`vpn_connection`, `local_network_gateway`).
-    pub resource_type: &'static str,
+    pub resource_type: ResourceType,
     /// Name (Azure) or role and id (AWS).
     pub name: String,
     pub op: StepOp,
@@ -233,7 +274,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, action: Action, resource_type: &'static str, name: String, op: StepOp, after: &[Option<StepId>]) -> StepId {
+    fn push(&mut self, action: Action, resource_type: ResourceType, name: String, op: StepOp, after: &[Option<StepId>]) -> StepId {
         let id = self.steps.len();
         let mut deps: Vec<StepId> = after.iter().flatten().copied().collect();
         deps.extend(match &op {
@@ -306,7 +347,9 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         return Err(PlanError(cx.problems));
     }
     let mut notes = Vec::new();
-    if cx.az.vpn_gateway.is_none() && cx.b.steps.iter().any(|s| s.resource_type == "vpn_gateway" && s.cloud() == CloudName::Azure) {
+    if cx.az.vpn_gateway.is_none()
+        && cx.b.steps.iter().any(|s| s.resource_type == ResourceType::VpnGateway && s.cloud() == CloudName::Azure)
+    {
         notes.push(
             "the Azure VPN gateway takes about 45 minutes to build; the AWS side and the LocalNetworkGateways are built meanwhile".into(),
         );
@@ -325,7 +368,7 @@ fn wait_for_deletion(
     state: Option<ProvisioningState>,
     kind: AzureResourceKind,
     name: &str,
-    rtype: &'static str,
+    rtype: ResourceType,
 ) -> Option<StepId> {
     (state == Some(ProvisioningState::Deleting)).then(|| {
         let op = AzureOp::Await { kind, name: name.to_owned() };
@@ -335,7 +378,7 @@ fn wait_for_deletion(
     })
 }
 
-fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResourceKind, name: &str, rtype: &'static str) -> Option<StepId> {
+fn wait_if_updating(b: &mut Builder, state: ProvisioningState, kind: AzureResourceKind, name: &str, rtype: ResourceType) -> Option<StepId> {
     (state == ProvisioningState::Updating || state == ProvisioningState::Deleting).then(|| {
         let op = AzureOp::Await { kind, name: name.to_owned() };
         b.push(Action::Wait, rtype, name.to_owned(), StepOp::Azure(op), &[])

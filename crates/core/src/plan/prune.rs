@@ -4,7 +4,7 @@
 use crate::ops::AzureOp;
 use crate::pairing::TunnelSlot;
 
-use super::{Action, Ctx, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp};
 
 pub(super) fn plan(cx: &mut Ctx<'_>, slots: &[TunnelSlot]) {
     let (az, owner) = (cx.az, &cx.owner);
@@ -14,13 +14,18 @@ pub(super) fn plan(cx: &mut Ctx<'_>, slots: &[TunnelSlot]) {
     let wanted_cns: Vec<&str> = slots.iter().map(|s| s.azure_connection.as_str()).collect();
     let mut cn_deletes = Vec::new();
     for c in az.connections.iter().filter(|c| owner.owns(&c.tags) && !wanted_cns.contains(&c.name.as_str())) {
-        let id =
-            b.push(Action::Delete, "connection", c.name.clone(), StepOp::Azure(AzureOp::DeleteConnection { name: c.name.clone() }), &[]);
+        let id = b.push(
+            Action::Delete,
+            ResourceType::Connection,
+            c.name.clone(),
+            StepOp::Azure(AzureOp::DeleteConnection { name: c.name.clone() }),
+            &[],
+        );
         b.disrupt(id, format!("the tunnel carried by {} goes away", c.name));
         cn_deletes.push(Some(id));
     }
     for l in az.local_network_gateways.iter().filter(|l| owner.owns(&l.tags) && !wanted_lngs.contains(&l.name.as_str())) {
         let op = AzureOp::DeleteLocalNetworkGateway { name: l.name.clone() };
-        b.push(Action::Delete, "local_network_gateway", l.name.clone(), StepOp::Azure(op), &cn_deletes);
+        b.push(Action::Delete, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(op), &cn_deletes);
     }
 }

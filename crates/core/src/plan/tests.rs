@@ -170,7 +170,7 @@ fn plan_never_shows_a_key() {
 #[test]
 fn gateway_waits_for_both_public_ips_and_connections_wait_for_gateway_and_their_tunnel() {
     let plan = plan_apply(&config(None), &prerequisites()).unwrap();
-    let find = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name == n).unwrap();
+    let find = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type.as_str() == t && s.name == n).unwrap();
     let gw = find("vpn_gateway", "azure-aws-vpngw");
     assert_eq!(gw.depends_on, vec![find("public_ip", "azure-aws-pip-0").id, find("public_ip", "azure-aws-pip-1").id]);
     let cn = find("connection", "azure-aws-cn-1-0");
@@ -294,7 +294,7 @@ fn resources_found_deleting_are_waited_out_and_created_again() {
     let mut o = finished("SameKey.123");
     o.azure.connections[0].state = ProvisioningState::Deleting;
     let plan = plan_apply(&config(None), &o).unwrap();
-    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type.as_str(), s.name.as_str())).collect();
     assert_eq!(
         kinds,
         [(Action::Wait, "connection", "azure-aws-cn-0-0 (being deleted)"), (Action::Create, "connection", "azure-aws-cn-0-0")],
@@ -306,8 +306,9 @@ fn resources_found_deleting_are_waited_out_and_created_again() {
     let mut o = finished("SameKey.123");
     o.azure.vpn_gateway.as_mut().unwrap().state = ProvisioningState::Deleting;
     let plan = plan_apply(&config(None), &o).unwrap();
-    let gw = plan.steps.iter().find(|s| s.action == Action::Create && s.resource_type == "vpn_gateway").expect("gateway recreated");
-    let wait = plan.steps.iter().find(|s| s.action == Action::Wait && s.resource_type == "vpn_gateway").unwrap();
+    let gw =
+        plan.steps.iter().find(|s| s.action == Action::Create && s.resource_type == ResourceType::VpnGateway).expect("gateway recreated");
+    let wait = plan.steps.iter().find(|s| s.action == Action::Wait && s.resource_type == ResourceType::VpnGateway).unwrap();
     assert!(gw.depends_on.contains(&wait.id), "{plan}");
 }
 
@@ -334,7 +335,7 @@ fn pairing_follows_ip_configurations_not_list_order() {
     // fits, so a new one is made and VPN connection 0 moves to it in place.
     o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
     let plan = plan_apply(&config(None), &o).unwrap();
-    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type, s.name.as_str())).collect();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type.as_str(), s.name.as_str())).collect();
     assert_eq!(
         kinds,
         vec![
@@ -384,7 +385,7 @@ fn destroy_touches_only_tagged_resources_in_dependency_order() {
     let c = plan.counts();
     // 2 cn + 2 lng + gw + 2 pip; 2 vpn + 2 cgw + 1 route + detach + vgw.
     assert_eq!(c.delete, 14, "{plan}");
-    let id = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type == t && s.name.contains(n)).unwrap().id;
+    let id = |t: &str, n: &str| plan.steps.iter().find(|s| s.resource_type.as_str() == t && s.name.contains(n)).unwrap().id;
     let gw = &plan.steps[id("vpn_gateway", "azure-aws-vpngw")];
     assert!(gw.depends_on.contains(&id("connection", "cn-0-0")));
     let pip = &plan.steps[id("public_ip", "pip-0")];

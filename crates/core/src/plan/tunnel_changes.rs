@@ -8,7 +8,7 @@ use crate::config::PskSource;
 use crate::ops::{AwsOp, AzureOp, Late, StepId};
 use crate::pairing::{self, INSTANCES};
 
-use super::{Action, Ctx, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp};
 
 /// The AWS modify step of each changed tunnel, by (connection, tunnel).
 pub(super) fn plan(cx: &mut Ctx<'_>, vpn_steps: &[Option<StepId>]) -> BTreeMap<(u8, u8), StepId> {
@@ -41,7 +41,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, vpn_steps: &[Option<StepId>]) -> BTreeMap<(
             };
             let id = b.push(
                 Action::Modify,
-                "vpn_tunnel",
+                ResourceType::VpnTunnel,
                 format!("{} {}", v.id, tun.outside_ip),
                 StepOp::Aws(op),
                 &[previous_change, vpn_steps[usize::from(k)]],
@@ -70,7 +70,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, vpn_steps: &[Option<StepId>]) -> BTreeMap<(
                 && c.shared_key.as_ref() != Some(&key)
             {
                 let op = AzureOp::SetSharedKey { name: cn_name.clone(), shared_key: Late::Known(key) };
-                let cid = b.push(Action::Modify, "connection", cn_name.clone(), StepOp::Azure(op), &[Some(id)]);
+                let cid = b.push(Action::Modify, ResourceType::Connection, cn_name.clone(), StepOp::Azure(op), &[Some(id)]);
                 b.disrupt(cid, format!("{cn_name} reconnects with the new key (same tunnel as the step before)"));
                 previous_change = Some(cid);
                 last = cid;

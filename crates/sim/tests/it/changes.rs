@@ -228,14 +228,12 @@ async fn every_config_edit_after_an_apply_has_a_defined_outcome() {
                 let p = planned.unwrap_or_else(|e| panic!("{key}: {e}"));
                 assert!(!p.is_empty(), "{key}: the edit is ignored");
                 assert!(
-                    p.steps.iter().all(|s| !(s.action == Action::Delete && matches!(s.resource_type, "vpn_gateway"))),
+                    p.steps.iter().all(|s| !(s.action == Action::Delete && s.resource_type == plan::ResourceType::VpnGateway)),
                     "{key}: an in-place change deletes a gateway:\n{p}"
                 );
-                for s in p
-                    .steps
-                    .iter()
-                    .filter(|s| s.action == Action::Modify || (s.action == Action::Delete && s.resource_type != "customer_gateway"))
-                {
+                for s in p.steps.iter().filter(|s| {
+                    s.action == Action::Modify || (s.action == Action::Delete && s.resource_type != plan::ResourceType::CustomerGateway)
+                }) {
                     assert!(s.disruption.is_some(), "{key}: {} {} says nothing of its disruption", s.resource_type, s.name);
                 }
                 apply(&cloud, &config).await;
