@@ -92,10 +92,11 @@ use vpnbridge_core::endpoint::{
     Azure, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, OpStatus, Tunnel, TunnelEnd, VpnEndpoint, WithIkeSa,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureScope, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner,
-    ProvisioningState, PublicIp, Subnet, Tags, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
+    PublicIp, Subnet, Tags, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
+use vpnbridge_core::ownership::{Inventory, Seen, Standing};
 use vpnbridge_core::secret::Psk;
 
 mod arm;
@@ -989,42 +990,74 @@ fn same_id(a: &str, b: &str) -> bool {
 }
 
 impl Snapshot {
-    /// Ours and in the configured scope (resource group and location).
-    fn ours<'a>(&self, scope: AzureScope<'a>, owner: &'a Owner) -> impl Fn(&str, Option<&str>, &Tags) -> bool + 'a {
-        move |id: &str, location: Option<&str>, tags: &Tags| owner.owns(tags) && scope.place_of(id, location).is_none()
+    /// Everything listed, as core's ownership rules read it.
+    fn with_seen<R>(&self, f: impl FnOnce(&[Seen<'_>]) -> R) -> R {
+        let none: &[&str] = &[];
+        let gateway_subnets: Vec<Vec<&str>> = self.gateways.iter().map(|g| Self::subnets_of(g).collect()).collect();
+        let mut seen = Vec::new();
+        fn at(l: &Option<String>) -> Option<&str> {
+            l.as_deref()
+        }
+        for p in &self.public_ips {
+            seen.push(Seen {
+                kind: AzureResourceKind::PublicIp,
+                id: &p.id,
+                name: &p.name,
+                location: at(&p.location),
+                tags: &p.tags,
+                subnets: none,
+            });
+        }
+        for (g, subnets) in self.gateways.iter().zip(&gateway_subnets) {
+            seen.push(Seen {
+                kind: AzureResourceKind::VpnGateway,
+                id: &g.id,
+                name: &g.name,
+                location: at(&g.location),
+                tags: &g.tags,
+                subnets,
+            });
+        }
+        for l in &self.lngs {
+            seen.push(Seen {
+                kind: AzureResourceKind::LocalNetworkGateway,
+                id: &l.id,
+                name: &l.name,
+                location: at(&l.location),
+                tags: &l.tags,
+                subnets: none,
+            });
+        }
+        for c in &self.connections {
+            seen.push(Seen {
+                kind: AzureResourceKind::Connection,
+                id: &c.id,
+                name: &c.name,
+                location: at(&c.location),
+                tags: &c.tags,
+                subnets: none,
+            });
+        }
+        f(&seen)
+    }
+
+    /// Whether a resource (by id) is ours and in the configured scope, as core decides
+    /// (resource group, location and, for the gateway, the VNet it serves).
+    fn ours(&self, scope: AzureScope<'_>, owner: &Owner) -> impl Fn(&str) -> bool + use<> {
+        let ids: std::collections::HashSet<String> = self.with_seen(|seen| {
+            seen.iter().filter(|s| scope.standing(owner, s) == Standing::Ours).map(|s| s.id.to_ascii_lowercase()).collect()
+        });
+        move |id: &str| ids.contains(&id.to_ascii_lowercase())
     }
 
     /// Our gateway: ours, in scope and serving the configured VNet.
     fn our_gateway<'s>(&'s self, scope: AzureScope<'_>, owner: &Owner) -> Option<&'s wire::Gateway> {
         let ours = self.ours(scope, owner);
-        self.gateways.iter().find(|g| ours(&g.id, g.location.as_deref(), &g.tags) && scope.gateway_place(Self::subnets_of(g)).is_none())
+        self.gateways.iter().find(|g| ours(&g.id))
     }
 
     fn subnets_of(g: &wire::Gateway) -> impl Iterator<Item = &str> {
         g.properties.ip_configurations.iter().filter_map(|c| c.properties.subnet.as_ref().map(|r| r.id.as_str()))
-    }
-
-    /// Resources of this deployment (by tag) outside the configured scope.
-    fn elsewhere(&self, scope: AzureScope<'_>, owner: &Owner) -> Vec<Elsewhere> {
-        let mut out = Vec::new();
-        let mut note = |kind: &str, id: &str, place: Option<String>| {
-            if let Some(place) = place {
-                out.push(Elsewhere { kind: kind.to_owned(), id: id.to_owned(), place });
-            }
-        };
-        for p in self.public_ips.iter().filter(|p| owner.owns(&p.tags)) {
-            note("public IP", &p.id, scope.place_of(&p.id, p.location.as_deref()));
-        }
-        for g in self.gateways.iter().filter(|g| owner.owns(&g.tags)) {
-            note("VPN gateway", &g.id, scope.place_of(&g.id, g.location.as_deref()).or_else(|| scope.gateway_place(Self::subnets_of(g))));
-        }
-        for l in self.lngs.iter().filter(|l| owner.owns(&l.tags)) {
-            note("local network gateway", &l.id, scope.place_of(&l.id, l.location.as_deref()));
-        }
-        for c in self.connections.iter().filter(|c| owner.owns(&c.tags)) {
-            note("connection", &c.id, scope.place_of(&c.id, c.location.as_deref()));
-        }
-        out
     }
 
     /// Our gateway's instances: (index, public IP).
@@ -1076,7 +1109,7 @@ impl Snapshot {
         let public_ips = self
             .public_ips
             .iter()
-            .filter(|p| ours(&p.id, p.location.as_deref(), &p.tags))
+            .filter(|p| ours(&p.id))
             .map(|p| PublicIp {
                 id: p.id.clone(),
                 name: p.name.clone(),
@@ -1137,7 +1170,7 @@ impl Snapshot {
         let local_network_gateways = self
             .lngs
             .iter()
-            .filter(|l| ours(&l.id, l.location.as_deref(), &l.tags))
+            .filter(|l| ours(&l.id))
             .map(|l| LocalNetworkGateway {
                 id: l.id.clone(),
                 name: l.name.clone(),
@@ -1156,7 +1189,7 @@ impl Snapshot {
         let connections = self
             .connections
             .iter()
-            .filter(|c| ours(&c.id, c.location.as_deref(), &c.tags))
+            .filter(|c| ours(&c.id))
             .map(|c| Connection {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -1182,14 +1215,7 @@ impl Snapshot {
                 tags: c.tags.clone(),
             })
             .collect();
-        let foreign = |id: &str, tags: &Tags| scope.holds(id) && !owner.owns(tags);
-        let mut foreign_names: Vec<String> = (self.public_ips.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-            .chain(self.gateways.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-            .chain(self.lngs.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-            .chain(self.connections.iter().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-            .collect();
-        foreign_names.sort();
-        foreign_names.dedup();
+        let Inventory { foreign_names, elsewhere } = self.with_seen(|seen| scope.inventory(owner, seen.iter().copied()));
         let deployment_of = self
             .gateways
             .iter()
@@ -1204,7 +1230,7 @@ impl Snapshot {
             local_network_gateways,
             connections,
             foreign_names,
-            elsewhere: self.elsewhere(scope, owner),
+            elsewhere,
             deployment_of,
         }
     }
@@ -1212,7 +1238,7 @@ impl Snapshot {
     /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).
     fn our_connection_names(&self, scope: AzureScope<'_>, owner: &Owner) -> Vec<String> {
         let ours = self.ours(scope, owner);
-        self.connections.iter().filter(|c| ours(&c.id, c.location.as_deref(), &c.tags)).map(|c| c.name.clone()).collect()
+        self.connections.iter().filter(|c| ours(&c.id)).map(|c| c.name.clone()).collect()
     }
 
     /// Each instance's end of each of our Connections. `sas` holds the IKE SAs of
@@ -1224,7 +1250,7 @@ impl Snapshot {
         let our_gw = self.our_gateway(scope, owner);
         let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
         let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
-        for c in self.connections.iter().filter(|c| ours(&c.id, c.location.as_deref(), &c.tags)) {
+        for c in self.connections.iter().filter(|c| ours(&c.id)) {
             let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
             let Some(peer) =
                 self.lngs.iter().find(|l| same_id(&l.id, lng_id)).and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok())

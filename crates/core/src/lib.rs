@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod exec;
 pub mod model;
 pub mod ops;
+pub mod ownership;
 pub mod pairing;
 pub mod plan;
 pub mod probe;

@@ -179,63 +179,7 @@ pub struct Elsewhere {
     pub place: String,
 }
 
-/// The Azure scope a config names, and where a resource of ours lies outside it. Used
-/// by every Azure endpoint (simulated or real) so that "elsewhere" means one thing.
-/// ARM ids, resource group names and locations compare without case; locations also
-/// without spaces (`West Europe` is `westeurope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AzureScope<'a> {
-    pub subscription_id: &'a str,
-    pub resource_group: &'a str,
-    pub location: &'a str,
-    pub vnet: &'a str,
-}
-
-impl AzureScope<'_> {
-    /// The id prefix of the resource group, lower-cased, ending in `/`.
-    pub fn prefix(&self) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}/", self.subscription_id, self.resource_group).to_ascii_lowercase()
-    }
-
-    /// The resource (by ARM id) is in the configured resource group.
-    pub fn holds(&self, id: &str) -> bool {
-        id.to_ascii_lowercase().starts_with(&self.prefix())
-    }
-
-    /// Where a resource (ARM id, location when known) lies outside this scope, in the
-    /// user's words; `None` inside it.
-    pub fn place_of(&self, id: &str, location: Option<&str>) -> Option<String> {
-        if !self.holds(id) {
-            let segment = |after: &str| {
-                let lower = id.to_ascii_lowercase();
-                let at = lower.find(&format!("/{after}/"))? + after.len() + 2;
-                id[at..].split('/').next().map(str::to_owned)
-            };
-            let rg = segment("resourcegroups").unwrap_or_else(|| "another resource group".to_owned());
-            let sub = segment("subscriptions").unwrap_or_default();
-            return Some(if sub.eq_ignore_ascii_case(self.subscription_id) {
-                format!("resource group \"{rg}\"")
-            } else {
-                format!("resource group \"{rg}\" of subscription {sub}")
-            });
-        }
-        let norm = |l: &str| l.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
-        location.filter(|l| norm(l) != norm(self.location)).map(|l| format!("location \"{l}\""))
-    }
-
-    /// Where a gateway whose instances sit in `subnet_ids` serves another VNet than the
-    /// configured one; `None` when all of them are in the configured VNet (or unknown).
-    pub fn gateway_place<'s>(&self, subnet_ids: impl IntoIterator<Item = &'s str>) -> Option<String> {
-        let vnet_prefix = format!("{}providers/microsoft.network/virtualnetworks/{}/", self.prefix(), self.vnet.to_ascii_lowercase());
-        let other = subnet_ids.into_iter().find(|s| !s.is_empty() && !s.to_ascii_lowercase().starts_with(&vnet_prefix))?;
-        let lower = other.to_ascii_lowercase();
-        let vnet = lower
-            .find("/virtualnetworks/")
-            .and_then(|at| other[at + "/virtualnetworks/".len()..].split('/').next())
-            .unwrap_or("another VNet");
-        Some(format!("VNet \"{vnet}\""))
-    }
-}
+pub use crate::ownership::AzureScope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vpc {
@@ -481,35 +425,5 @@ impl fmt::Display for TunnelState {
             TunnelState::Down => "DOWN",
             TunnelState::Unknown => "UNKNOWN",
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SCOPE: AzureScope<'static> =
-        AzureScope { subscription_id: "sub-1", resource_group: "rg-vpn", location: "japaneast", vnet: "vnet-hub" };
-
-    #[test]
-    fn arm_ids_and_locations_are_placed_without_case() {
-        let id = "/subscriptions/SUB-1/resourcegroups/RG-VPN/providers/Microsoft.Network/connections/c";
-        assert_eq!(SCOPE.place_of(id, Some("JapanEast")), None);
-        assert_eq!(SCOPE.place_of(id, Some("Japan East")), None);
-        assert_eq!(SCOPE.place_of(id, None), None);
-        assert_eq!(SCOPE.place_of(id, Some("japanwest")).as_deref(), Some("location \"japanwest\""));
-        let other = "/subscriptions/sub-1/resourceGroups/rg-old/providers/Microsoft.Network/connections/c";
-        assert_eq!(SCOPE.place_of(other, Some("japaneast")).as_deref(), Some("resource group \"rg-old\""));
-        let far = "/subscriptions/sub-2/resourceGroups/rg-vpn/providers/Microsoft.Network/connections/c";
-        assert_eq!(SCOPE.place_of(far, None).as_deref(), Some("resource group \"rg-vpn\" of subscription sub-2"));
-    }
-
-    #[test]
-    fn a_gateway_serving_another_vnet_is_placed_there() {
-        let here = "/subscriptions/sub-1/resourceGroups/RG-VPN/providers/Microsoft.Network/virtualNetworks/Vnet-Hub/subnets/GatewaySubnet";
-        let there = "/subscriptions/sub-1/resourceGroups/rg-vpn/providers/Microsoft.Network/virtualNetworks/vnet-old/subnets/GatewaySubnet";
-        assert_eq!(SCOPE.gateway_place([here, here]), None);
-        assert_eq!(SCOPE.gateway_place([here, there]).as_deref(), Some("VNet \"vnet-old\""));
-        assert_eq!(SCOPE.gateway_place([""]), None);
     }
 }

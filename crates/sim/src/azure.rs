@@ -8,10 +8,11 @@ use vpnbridge_core::endpoint::{
     Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureScope, AzureTunnelStatus, Connection, Elsewhere, GatewayIpConfiguration, LocalNetworkGateway, Owner,
-    ProvisioningState, PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
+    PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind};
+use vpnbridge_core::ownership::{Inventory, Seen, Standing};
 
 use crate::cloud::SimCloud;
 use crate::world::{
@@ -246,29 +247,54 @@ fn connection_links(w: &World, c: &AzConnection) -> Vec<(usize, std::net::Ipv4Ad
 
 fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
     let vnet_id = t.id("virtualNetworks", &t.vnet);
-    // Ours by tag, and where: in the configured scope (resource group, location and,
-    // for the gateway, VNet), or elsewhere (the config moved; found subscription-wide).
-    let place = |id: &str, location: &str| t.place_of(id, location);
-    let ours = |id: &str, location: &str, tags: &Tags| owner.owns(tags) && place(id, location).is_none();
-    let gateway_vnet_place = |g: &AzGateway| t.scope_model().gateway_place(g.ip_configurations.iter().map(|c| c.subnet_id.as_str()));
-    let mut elsewhere = Vec::new();
-    let mut note = |kind: &str, id: &str, at: Option<String>| {
-        if let Some(place) = at {
-            elsewhere.push(Elsewhere { kind: kind.to_owned(), id: id.to_owned(), place });
-        }
-    };
-    for p in w.azure.public_ips.values().filter(|p| owner.owns(&p.tags)) {
-        note("public IP", &p.id, place(&p.id, &p.location));
+    // What is seen, for core to decide what is ours, ours elsewhere, or in the way.
+    let scope = t.scope_model();
+    let none: &[&str] = &[];
+    let gateway_subnets: Vec<(&AzGateway, Vec<&str>)> =
+        w.azure.gateways.values().map(|g| (g, g.ip_configurations.iter().map(|c| c.subnet_id.as_str()).collect())).collect();
+    let mut seen: Vec<Seen<'_>> = Vec::new();
+    for p in w.azure.public_ips.values() {
+        seen.push(Seen {
+            kind: AzureResourceKind::PublicIp,
+            id: &p.id,
+            name: &p.name,
+            location: Some(&p.location),
+            tags: &p.tags,
+            subnets: none,
+        });
     }
-    for g in w.azure.gateways.values().filter(|g| owner.owns(&g.tags)) {
-        note("VPN gateway", &g.id, place(&g.id, &g.location).or_else(|| gateway_vnet_place(g)));
+    for (g, subnets) in &gateway_subnets {
+        seen.push(Seen {
+            kind: AzureResourceKind::VpnGateway,
+            id: &g.id,
+            name: &g.name,
+            location: Some(&g.location),
+            tags: &g.tags,
+            subnets,
+        });
     }
-    for l in w.azure.local_network_gateways.values().filter(|l| owner.owns(&l.tags)) {
-        note("local network gateway", &l.id, place(&l.id, &l.location));
+    for l in w.azure.local_network_gateways.values() {
+        seen.push(Seen {
+            kind: AzureResourceKind::LocalNetworkGateway,
+            id: &l.id,
+            name: &l.name,
+            location: Some(&l.location),
+            tags: &l.tags,
+            subnets: none,
+        });
     }
-    for c in w.azure.connections.values().filter(|c| owner.owns(&c.tags)) {
-        note("connection", &c.id, place(&c.id, &c.location));
+    for c in w.azure.connections.values() {
+        seen.push(Seen {
+            kind: AzureResourceKind::Connection,
+            id: &c.id,
+            name: &c.name,
+            location: Some(&c.location),
+            tags: &c.tags,
+            subnets: none,
+        });
     }
+    let Inventory { foreign_names, elsewhere } = scope.inventory(owner, seen.iter().copied());
+    let ours = |id: &str| seen.iter().any(|s| s.id == id && scope.standing(owner, s) == Standing::Ours);
     let deployment_of = w
         .azure
         .gateways
@@ -301,7 +327,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
         .azure
         .public_ips
         .values()
-        .filter(|p| ours(&p.id, &p.location, &p.tags))
+        .filter(|p| ours(&p.id))
         .map(|p| PublicIp {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -313,30 +339,28 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             tags: p.tags.clone(),
         })
         .collect();
-    let vpn_gateway = w.azure.gateways.values().find(|g| ours(&g.id, &g.location, &g.tags) && gateway_vnet_place(g).is_none()).map(|g| {
-        VirtualNetworkGateway {
-            id: g.id.clone(),
-            name: g.name.clone(),
-            sku: g.sku.clone(),
-            generation: g.generation.clone(),
-            vpn_type: g.vpn_type.clone(),
-            active_active: g.active_active,
-            enable_bgp: g.enable_bgp,
-            asn: g.asn,
-            ip_configurations: g
-                .ip_configurations
-                .iter()
-                .map(|c| GatewayIpConfiguration { id: c.id.clone(), name: c.name.clone(), public_ip_id: c.public_ip_id.clone() })
-                .collect(),
-            state: g.phase.state,
-            tags: g.tags.clone(),
-        }
+    let vpn_gateway = w.azure.gateways.values().find(|g| ours(&g.id)).map(|g| VirtualNetworkGateway {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        sku: g.sku.clone(),
+        generation: g.generation.clone(),
+        vpn_type: g.vpn_type.clone(),
+        active_active: g.active_active,
+        enable_bgp: g.enable_bgp,
+        asn: g.asn,
+        ip_configurations: g
+            .ip_configurations
+            .iter()
+            .map(|c| GatewayIpConfiguration { id: c.id.clone(), name: c.name.clone(), public_ip_id: c.public_ip_id.clone() })
+            .collect(),
+        state: g.phase.state,
+        tags: g.tags.clone(),
     });
     let local_network_gateways = w
         .azure
         .local_network_gateways
         .values()
-        .filter(|l| ours(&l.id, &l.location, &l.tags))
+        .filter(|l| ours(&l.id))
         .map(|l| LocalNetworkGateway {
             id: l.id.clone(),
             name: l.name.clone(),
@@ -350,7 +374,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
         .azure
         .connections
         .values()
-        .filter(|c| ours(&c.id, &c.location, &c.tags))
+        .filter(|c| ours(&c.id))
         .map(|c| {
             let links = connection_links(w, c);
             let connection_status = if c.phase.state != ProvisioningState::Succeeded {
@@ -387,14 +411,6 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             }
         })
         .collect();
-    let foreign = |id: &str, tags| t.scope_model().holds(id) && !owner.owns(tags);
-    let mut foreign_names: Vec<String> = (w.azure.public_ips.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-        .chain(w.azure.gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-        .chain(w.azure.local_network_gateways.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-        .chain(w.azure.connections.values().filter(|r| foreign(&r.id, &r.tags)).map(|r| r.name.clone()))
-        .collect();
-    foreign_names.sort();
-    foreign_names.dedup();
     AzureObserved {
         vnet,
         foreign_gateways_in_vnet,
