@@ -353,3 +353,43 @@ async fn a_put_keeps_what_it_says_and_drops_what_it_leaves_out() {
     assert!(got["tags"].get("owner").is_none(), "{got}");
     assert!(got["properties"].get("bgpSettings").is_none(), "{got}");
 }
+
+/// ARM ids are case-insensitive: a GET or PUT that spells the subscription, the
+/// resource group or the name in another case reaches the same resource, and the
+/// subscription-wide list (which observe uses) holds it once.
+#[tokio::test]
+async fn ids_are_case_insensitive_and_subscription_lists_see_every_group() {
+    let arm = Arm::start(|_| {}).await;
+    let op = header(&arm.put_public_ip("pip-a").await, "azure-asyncoperation").expect("op");
+    arm.settle(&op).await;
+    let shouted = arm.url("publicIPAddresses", "PIP-A").replace("/resourceGroups/rg-vpn/", "/RESOURCEGROUPS/RG-VPN/");
+    let r = arm.get(&shouted).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got: Value = r.json().await.expect("json");
+    assert_eq!(got["name"], "pip-a", "the stored spelling answers");
+    let body = json!({
+        "location": "japaneast",
+        "tags": { "vpnbridge:deployment": "t", "k": "v" },
+        "zones": ["1", "2", "3"],
+        "sku": { "name": "Standard", "tier": "Regional" },
+        "properties": { "publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4" },
+    });
+    let r = arm.put(&shouted, body).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let c = arm.fake.config();
+    let list = format!(
+        "{}/subscriptions/{}/providers/Microsoft.Network/publicIPAddresses?api-version={API_VERSION}",
+        arm.fake.url,
+        c.subscription_id.to_uppercase()
+    );
+    let listed: Value = arm.get(&list).await.json().await.expect("json");
+    let names: Vec<&str> = listed["value"].as_array().expect("value").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, vec!["pip-a"], "one resource, updated in place, not a second one");
+    let r = arm
+        .get(&format!(
+            "{}/subscriptions/{}/resourceGroups/rg-none/providers/Microsoft.Network/publicIPAddresses?api-version={API_VERSION}",
+            arm.fake.url, c.subscription_id
+        ))
+        .await;
+    assert_eq!(error_code(r).await, "ResourceGroupNotFound");
+}
