@@ -62,7 +62,7 @@ impl Default for ExecSettings {
 }
 
 /// The longest an operation may take before the executor gives up on it. Generous
-/// versus the clouds' usual durations (DESIGN §8, terraform-provider-aws ceilings).
+/// versus the clouds' usual durations (docs/design.md §8, terraform-provider-aws ceilings).
 pub fn deadline(op: &StepOp) -> Duration {
     let min = |m: u64| Duration::from_secs(m * 60);
     match op {

@@ -1,4 +1,4 @@
-//! The pairing rule (DESIGN §1): instance k of the Azure gateway (its k-th
+//! The pairing rule (docs/design.md §1): instance k of the Azure gateway (its k-th
 //! ipConfiguration and the public IP that ipConfiguration references) <-> customer
 //! gateway k <-> VPN connection k; one LocalNetworkGateway and one Connection per AWS
 //! tunnel outside IP that is used, carrying that tunnel's PSK. Azure also tries each

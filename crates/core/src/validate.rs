@@ -3,7 +3,7 @@
 //!
 //! The file is parsed into a spanned TOML table and walked against the schema by hand
 //! (unknown keys get a "did you mean" suggestion, wrong types name the expected type),
-//! then every field and cross-field rule of DESIGN §2 is checked. Nothing here prints a
+//! then every field and cross-field rule of docs/design.md §2 is checked. Nothing here prints a
 //! pre-shared key: a `psk` value that is not a key source is never quoted, and a key read
 //! from the environment is described only by the rule it breaks.
 

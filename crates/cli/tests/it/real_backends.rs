@@ -205,7 +205,7 @@ fn lifecycle(s: &Scratch, env: &[(&'static str, String)], writes: impl Fn() -> u
     let r = run(s, &["status"], env, &mut transcript);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     // One side real, the other simulated: the control plane is checked, the data
-    // plane is reported as not observable (DESIGN §5).
+    // plane is reported as not observable (docs/design.md §5).
     let r = run(s, &["verify", "--output", "json"], env, &mut transcript);
     let doc = r.json();
     assert_eq!(doc["data_plane"]["observable"], false, "{doc}");
