@@ -33,11 +33,9 @@ pub struct ExecSettings {
     pub poll_initial: Duration,
     /// Longest poll interval.
     pub poll_max: Duration,
-    /// Retries of one call after throttling or a transient error.
-    pub max_retries: u32,
-    /// First back-off after a transient error (doubled each time, with jitter).
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
+    /// How every call is retried after throttling or a transient error: the
+    /// executor's starts and polls, observe, tunnel reads (and probes).
+    pub retry: RetryPolicy,
     /// After a create failed in a way that may have committed, how long to keep
     /// looking for the resource (lists are eventually consistent) before creating again.
     pub consistency_window: Duration,
@@ -52,9 +50,7 @@ impl Default for ExecSettings {
             max_concurrency: 8,
             poll_initial: Duration::from_secs(2),
             poll_max: Duration::from_secs(15),
-            max_retries: 8,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
             consistency_window: Duration::from_secs(30),
             wait_tunnels_up: true,
         }
@@ -364,7 +360,7 @@ impl Executor {
                     tracing::info!(step = id, error = %e, "already gone");
                     return Ok(OpOutput::default());
                 }
-                Err(e) if e.is_transient() && attempt < self.settings.max_retries => {
+                Err(e) if self.settings.retry.retries(&e, attempt) => {
                     // A create may have been carried out although the call failed (a
                     // timeout after commit; AWS creates have no client token): look for
                     // it before creating again, and wait for it if it is there.
@@ -393,7 +389,7 @@ impl Executor {
             };
             match self.poll_until_done(id, &op, &handle, sink, t0).await? {
                 PollEnd::Done(out) => return self.until_visible(id, &op, out).await,
-                PollEnd::FailedTransient(e) if attempt < self.settings.max_retries => {
+                PollEnd::FailedTransient(e) if attempt < self.settings.retry.max_retries => {
                     attempt += 1;
                     self.back_off(id, attempt, &e, sink, t0).await;
                 }
@@ -427,7 +423,7 @@ impl Executor {
                     tokio::time::sleep(wait).await;
                     interval = (interval.mul_f64(1.5)).min(self.settings.poll_max);
                 }
-                Err(e) if e.is_transient() && errors < self.settings.max_retries => {
+                Err(e) if self.settings.retry.retries(&e, errors) => {
                     errors += 1;
                     self.back_off(step, errors, &e, sink, t0).await;
                 }
@@ -461,7 +457,7 @@ impl Executor {
     }
 
     async fn back_off(&self, step: StepId, attempt: u32, e: &EndpointError, sink: &EventSink, t0: Instant) {
-        let delay = e.retry_after.unwrap_or_else(|| jittered(self.settings.backoff_initial, self.settings.backoff_max, attempt));
+        let delay = self.settings.retry.delay(attempt, e);
         tracing::info!(step, attempt, error = %e, ?delay, "transient error; retrying");
         sink(&ExecEvent::Retrying { step, at: t0.elapsed(), error: e.to_string(), delay });
         tokio::time::sleep(delay).await;
@@ -626,9 +622,9 @@ where
     let mut attempt = 0;
     loop {
         match read().await {
-            Err(e) if e.is_transient() && attempt < settings.max_retries => {
+            Err(e) if settings.retry.retries(&e, attempt) => {
                 attempt += 1;
-                let delay = e.retry_after.unwrap_or_else(|| jittered(settings.backoff_initial, settings.backoff_max, attempt));
+                let delay = settings.retry.delay(attempt, &e);
                 tracing::info!(%cloud, what, attempt, error = %e, ?delay, "read failed; retrying");
                 tokio::time::sleep(delay).await;
             }
@@ -712,6 +708,35 @@ fn bind(step: &Step, outputs: &HashMap<StepId, OpOutput>) -> Result<BoundOp, cra
         StepOp::Aws(o) => BoundOp::Aws(o.bind(outputs)?),
         StepOp::Azure(o) => BoundOp::Azure(o.bind(outputs)?),
     })
+}
+
+/// The one retry policy: a call that failed with throttling or a transient error is
+/// tried again up to `max_retries` times, after the cloud's `Retry-After` when it gave
+/// one, else after an exponential back-off with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// First back-off (doubled each time, with jitter), and its ceiling.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_retries: 8, backoff_initial: Duration::from_secs(1), backoff_max: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether a call that failed with `e` after `attempt` retries is tried again.
+    pub fn retries(&self, e: &EndpointError, attempt: u32) -> bool {
+        e.is_transient() && attempt < self.max_retries
+    }
+
+    /// How long to wait before retry number `attempt` (1-based) after `e`.
+    pub fn delay(&self, attempt: u32, e: &EndpointError) -> Duration {
+        e.retry_after.unwrap_or_else(|| jittered(self.backoff_initial, self.backoff_max, attempt))
+    }
 }
 
 /// Exponential back-off with "equal jitter": half fixed, half random.

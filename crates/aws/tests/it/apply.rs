@@ -41,8 +41,11 @@ fn settings() -> ExecSettings {
     ExecSettings {
         poll_initial: Duration::from_millis(20),
         poll_max: Duration::from_millis(200),
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
+        retry: vpnbridge_core::exec::RetryPolicy {
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            ..Default::default()
+        },
         consistency_window: Duration::from_millis(500),
         ..ExecSettings::default()
     }
