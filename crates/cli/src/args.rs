@@ -24,6 +24,7 @@ Examples:
   vpnbridge plan                      show what apply would do, Terraform-style
   vpnbridge apply --yes               build (or converge) the VPN; re-running changes nothing
   vpnbridge status --output json      both clouds' resources and the tunnel pairing, for scripts
+  vpnbridge status --output mermaid   the topology as a Mermaid flowchart, tunnels coloured by state (also: dot)
   vpnbridge verify                    every tunnel's status at both ends, IKE SAs, ping both ways, diagnoses
   vpnbridge drill --tunnel 1          failover test: delete tunnel 1's Azure Connection, check traffic, recreate
   vpnbridge destroy --yes             remove everything this deployment owns, nothing else
@@ -51,9 +52,10 @@ pub struct Global {
     /// The deployment's config file.
     #[arg(short, long, global = true, env = "VPNBRIDGE_CONFIG", default_value = "vpnbridge.toml")]
     pub config: PathBuf,
-    /// Output format: human text, or one JSON document on stdout for scripts.
-    #[arg(short, long, global = true, value_enum, default_value_t = Output::Human)]
-    pub output: Output,
+    /// Output format: human text, or one JSON document on stdout for scripts; `status`
+    /// also draws the topology as a Mermaid flowchart or a Graphviz dot graph.
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputArg::Human)]
+    pub output: OutputArg,
     /// More log detail on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -119,10 +121,43 @@ fn parse_faults(spec: &str) -> Result<vpnbridge_sim::FaultPlan, String> {
     spec.parse::<vpnbridge_sim::FaultPlan>().map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How results are printed (what a command's code sees).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Human,
     Json,
+}
+
+/// `--output` as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    /// Text for people (stdout), progress on stderr.
+    Human,
+    /// One JSON document on stdout, for scripts.
+    Json,
+    /// `status` only: the topology as a Mermaid flowchart (GitHub renders it).
+    Mermaid,
+    /// `status` only: the topology as a Graphviz graph (`dot -Tsvg`).
+    Dot,
+}
+
+impl OutputArg {
+    /// The format of text and errors: a drawing is human output.
+    pub fn format(self) -> Output {
+        match self {
+            OutputArg::Json => Output::Json,
+            OutputArg::Human | OutputArg::Mermaid | OutputArg::Dot => Output::Human,
+        }
+    }
+
+    /// The drawing asked for, if any.
+    pub fn graph(self) -> Option<vpnbridge_core::topology::GraphFormat> {
+        match self {
+            OutputArg::Mermaid => Some(vpnbridge_core::topology::GraphFormat::Mermaid),
+            OutputArg::Dot => Some(vpnbridge_core::topology::GraphFormat::Dot),
+            OutputArg::Human | OutputArg::Json => None,
+        }
+    }
 }
 
 /// The commands that only read, by name: they never change a cloud, and on the

@@ -16,7 +16,7 @@ use crate::{Failure, exit, render};
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
     if let Command::Init { force } = cli.command {
-        return init(&g.config, force, g.output);
+        return init(&g.config, force, g.output.format());
     }
     let loaded = session::load_config(&g.config)?;
     plan::check_supported(&loaded.config).map_err(Failure::Unsupported)?;
@@ -38,17 +38,18 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
-            Command::Plan { detailed_exitcode, destroy } => plan_cmd(&session, g.output, detailed_exitcode, destroy).await,
+            Command::Plan { detailed_exitcode, destroy } => plan_cmd(&session, g.output.format(), detailed_exitcode, destroy).await,
             Command::Apply { yes, watch_traffic } => {
-                change(&session, g.output, PlanKind::Apply, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic }).await
+                change(&session, g.output.format(), PlanKind::Apply, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic }).await
             }
             Command::Destroy { yes } => {
-                change(&session, g.output, PlanKind::Destroy, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic: false }).await
+                change(&session, g.output.format(), PlanKind::Destroy, Change { yes, tunnel_wait: g.tunnel_wait, watch_traffic: false })
+                    .await
             }
-            Command::Status => status(&session, g.output).await,
-            Command::Verify => crate::verify::verify_cmd(&session, g.output).await,
+            Command::Status => status(&session, g.output.format(), g.output.graph()).await,
+            Command::Verify => crate::verify::verify_cmd(&session, g.output.format()).await,
             Command::Drill { tunnel, yes } => {
-                crate::verify::drill_cmd(&session, g.output, tunnel.and_then(|t| usize::try_from(t).ok()), yes).await
+                crate::verify::drill_cmd(&session, g.output.format(), tunnel.and_then(|t| usize::try_from(t).ok()), yes).await
             }
         }
     });
@@ -341,11 +342,15 @@ async fn tunnel_ends(session: &Session) -> Result<Vec<Box<dyn vpnbridge_core::en
     Ok(ends.context("reading the tunnels' status")?)
 }
 
-async fn status(session: &Session, output: Output) -> Result<u8, Failure> {
+async fn status(session: &Session, output: Output, graph: Option<vpnbridge_core::topology::GraphFormat>) -> Result<u8, Failure> {
     let observed = session.observe().await?;
     let joined = pairing::join(&session.owner, &session.config.layout(), &observed.azure, &observed.aws);
     let ends = tunnel_ends(session).await?;
     let health = pairing::health(&joined, &ends);
+    if let Some(format) = graph {
+        print!("{}", vpnbridge_core::topology::Topology::new(&session.config, &observed, &joined, &health).render(format));
+        return Ok(exit::OK);
+    }
     match output {
         Output::Json => {
             let end_docs: Vec<serde_json::Value> = ends

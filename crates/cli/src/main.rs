@@ -139,7 +139,21 @@ fn main() -> ExitCode {
         print!("{}", String::from_utf8_lossy(&script));
         return finish(exit::OK);
     }
-    let output = cli.global.output;
+    if let Some(graph) = cli.global.output.graph()
+        && !matches!(cli.command, Command::Status)
+    {
+        let name = if graph == vpnbridge_core::topology::GraphFormat::Mermaid { "mermaid" } else { "dot" };
+        let e = Cli::command().color(clap_color).error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--output {name} draws what exists: only `vpnbridge status` takes it; use --output human or json with `{}`",
+                cli.command.name()
+            ),
+        );
+        let _ = e.print();
+        return ExitCode::from(exit::USAGE);
+    }
+    let output = cli.global.output.format();
     match commands::run(cli) {
         Ok(code) => finish(code),
         Err(f) => {

@@ -15,5 +15,6 @@ pub mod pairing;
 pub mod plan;
 pub mod probe;
 pub mod secret;
+pub mod topology;
 pub mod validate;
 pub mod verify;

@@ -256,3 +256,40 @@ fn bad_knob_values_are_usage_errors_before_anything_is_written() {
     assert!(words.contains("did not come back"), "{drill}");
     assert!(!drill.lines().any(|l| l.trim().contains("     ") && l.contains("come")), "a run of spaces inside a sentence:\n{drill}");
 }
+
+/// `status --output mermaid|dot` draws what exists: both clouds, every used tunnel
+/// coloured by its state and the by-design-down ones dashed; a drilled-away tunnel
+/// turns red. Other commands refuse the drawing formats as a usage error.
+#[test]
+fn status_draws_the_topology_with_each_tunnel_coloured_by_its_state() {
+    let s = Scratch::new("graph");
+    s.init();
+    let r = s.run(&["status", "--output", "mermaid"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("(not built)"), "nothing exists yet: {}", r.stdout());
+    assert_eq!(s.run(&["apply", "--yes"], &[]).code(), 0);
+    let r = s.run(&["status", "--output", "mermaid"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let m = r.stdout();
+    assert!(m.starts_with("flowchart LR\n"), "{m}");
+    assert!(m.contains("subgraph azure[\"Azure VNet vnet-hub (10.1.0.0/16)\"]") && m.contains("subgraph aws["), "{m}");
+    assert!(!m.contains("(not built)"), "{m}");
+    assert_eq!(m.matches(": UP\" ===").count(), 2, "two used tunnels, both up: {m}");
+    assert_eq!(m.matches("down by design").count(), 2, "{m}");
+    assert_eq!(m.matches("stroke:#2da44e").count(), 2, "{m}");
+    assert_eq!(m.matches("stroke-dasharray").count(), 2, "{m}");
+    // linkStyle indexes must name real links.
+    let links = m.lines().filter(|l| l.contains(" --- ") || l.contains(" === ") || l.contains(" .- ")).count();
+    for l in m.lines().filter_map(|l| l.trim().strip_prefix("linkStyle ")) {
+        let i: usize = l.split(' ').next().unwrap().parse().unwrap();
+        assert!(i < links, "linkStyle {i} of {links} links");
+    }
+    let r = s.run(&["status", "-o", "dot"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let d = r.stdout();
+    assert!(d.starts_with("graph vpnbridge {") && d.trim_end().ends_with('}'), "{d}");
+    assert!(d.contains("subgraph cluster_azure") && d.contains("style=dashed") && d.contains("color=\"#2da44e\""), "{d}");
+    let r = s.run(&["plan", "--output", "mermaid"], &[]);
+    assert_eq!(r.code(), 64, "{}", r.stderr());
+    assert!(r.stderr().contains("only `vpnbridge status` takes it"), "{}", r.stderr());
+}
