@@ -1,10 +1,12 @@
 //! vpnbridge's own build tool.
 //!
-//!   cargo xtask ci      fmt check, clippy (warnings denied), every test
+//!   cargo xtask ci      fmt check, unused dependencies, clippy (warnings denied),
+//!                       every test
 //!   cargo xtask bench   modelled makespan of a simulated apply vs. an independent
 //!                       lower bound and the manual procedure, plus call counts
 
 mod fakes;
+mod machete;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +22,7 @@ fn main() -> Result<()> {
         Some("fakes") => fakes::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench>\n  ci     fmt check, clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts"
+                "usage: cargo xtask <ci|bench>\n  ci     fmt check, unused dependencies (cargo-machete), clippy -D warnings, all tests\n  bench  simulated apply: makespan vs. lower bound and manual order, call counts"
             );
             std::process::exit(64);
         }
@@ -45,6 +47,7 @@ fn ci() -> Result<()> {
     // The AWS adapter's tests run against moto: install it first (idempotent).
     fakes::run().context("installing the cloud fakes (moto) the tests need")?;
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
+    machete::check(&root())?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     let (passed, failed) = cargo_test(&["test", "--workspace"])?;
     eprintln!("xtask ci: all checks passed in {:.0}s", t.elapsed().as_secs_f64());

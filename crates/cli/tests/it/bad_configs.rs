@@ -11,8 +11,8 @@ fn every_bad_config_is_refused_before_any_cloud_call() {
     for entry in std::fs::read_dir(&corpus).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let sim_dir = std::env::temp_dir().join(format!("vpnbridge-it-corpus-{}-{seen}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&sim_dir);
+        let scratch = tempfile::tempdir().unwrap();
+        let sim_dir = scratch.path().join("sim");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpnbridge"));
         cmd.arg("--config").arg(&path).arg("--sim-dir").arg(&sim_dir).args(["plan", "--output", "json"]).env_remove("RUST_LOG");
         let mut not = Vec::new();

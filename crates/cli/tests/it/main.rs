@@ -16,14 +16,13 @@ use std::process::{Command, Output};
 #[derive(Debug)]
 pub struct Scratch {
     pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 impl Scratch {
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vpnbridge-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
+        let tmp = tempfile::Builder::new().prefix(&format!("vpnbridge-it-{name}-")).tempdir().unwrap();
+        Self { dir: tmp.path().to_owned(), _tmp: tmp }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -59,12 +58,6 @@ impl Scratch {
         let config = vpnbridge_core::validate::load(&self.config()).unwrap().config;
         let cloud = vpnbridge_sim::SimCloud::open(&self.sim_dir()).unwrap();
         cloud.ensure_prerequisites(&vpnbridge_sim::VnetSpec::from_config(&config), &vpnbridge_sim::VpcSpec::from_config(&config)).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -3,11 +3,6 @@
 //! on moto (started through the AWS adapter's harness layer; `cargo xtask fakes`
 //! installs it). Each test starts its own fakes on loopback.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use vpnbridge_armfake::{ArmFake, ArmFakeConfig, ArmFakeHandle};
 
 use crate::{Run, Scratch};
@@ -34,8 +29,7 @@ impl Arm {
 /// moto with the AWS adapter's harness layer, a VPC in it, and someone else's
 /// resources beside it: an untagged customer gateway and an unattached VGW.
 struct Moto {
-    child: Child,
-    url: String,
+    server: vpnbridge_testkit::moto::Moto,
     vpc_id: String,
     foreign: Vec<String>,
     rt: tokio::runtime::Runtime,
@@ -43,33 +37,10 @@ struct Moto {
 
 impl Moto {
     fn start() -> Self {
-        let server = std::env::var_os("VPNBRIDGE_MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/vpnbridge/venv/bin/moto_server"));
-        let python = server.with_file_name("python3");
-        assert!(python.exists(), "moto is not installed ({}): run `cargo xtask fakes` once", server.display());
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::env::temp_dir().join(format!("vpnbridge-it-moto-{}-{port}.log", std::process::id()));
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../aws/tests/it/moto_vpn.py");
-        let child = Command::new(python)
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let url = format!("http://127.0.0.1:{port}");
+        let server = vpnbridge_testkit::moto::Moto::start();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (vpc_id, foreign) = rt.block_on(async {
-            let ec2 = ec2(&url);
+            let ec2 = server.client();
             let vpc = ec2.create_vpc().cidr_block("10.2.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
             let cgw = ec2
                 .create_customer_gateway()
@@ -95,13 +66,13 @@ impl Moto {
                 .unwrap();
             (vpc, vec![cgw, vgw])
         });
-        Self { child, url, vpc_id, foreign, rt }
+        Self { server, vpc_id, foreign, rt }
     }
 
     /// The states of someone else's resources, and how many live resources of ours.
     fn census(&self) -> (Vec<String>, usize) {
         self.rt.block_on(async {
-            let ec2 = ec2(&self.url);
+            let ec2 = self.server.client();
             let cgws = ec2.describe_customer_gateways().send().await.unwrap().customer_gateways.unwrap_or_default();
             let vgws = ec2.describe_vpn_gateways().send().await.unwrap().vpn_gateways.unwrap_or_default();
             let vpns = ec2.describe_vpn_connections().send().await.unwrap().vpn_connections.unwrap_or_default();
@@ -121,23 +92,6 @@ impl Moto {
                 + vpns.iter().filter(|v| ours(v.tags.as_deref()) && live(v.state().map(|s| s.as_str()))).count();
             (foreign, ours_live)
         })
-    }
-}
-
-fn ec2(url: &str) -> aws_sdk_ec2::Client {
-    let conf = aws_sdk_ec2::Config::builder()
-        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "it"))
-        .build();
-    aws_sdk_ec2::Client::from_conf(conf)
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -162,7 +116,7 @@ fn config(azure: Option<&Arm>, aws: Option<&Moto>) -> String {
             .replace("region = \"ap-northeast-1\"", "region = \"us-east-1\"")
             .replace("vpc-0123456789abcdef0", &moto.vpc_id);
         let last = text.rfind("endpoint = \"\"").unwrap();
-        text.replace_range(last..last + "endpoint = \"\"".len(), &format!("endpoint = \"{}\"", moto.url));
+        text.replace_range(last..last + "endpoint = \"\"".len(), &format!("endpoint = \"{}\"", moto.server.url));
         assert!(text.contains("backend = \"aws\""), "the example changed shape");
     }
     text

@@ -162,16 +162,14 @@ fn long_prefix_lists_are_refused_by_the_clouds_limits_and_still_checked_in_full(
 
 #[test]
 fn files_over_one_mebibyte_are_refused_before_parsing() {
-    let dir = std::env::temp_dir().join(format!("vpnbridge-core-big-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("huge.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.toml");
     let mut text = EXAMPLE.to_owned();
     while (text.len() as u64) <= MAX_CONFIG_BYTES {
         text.push_str("# padding padding padding padding padding padding padding padding\n");
     }
     std::fs::write(&path, &text).unwrap();
     let e = validate::load(&path).unwrap_err();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(e.0.len(), 1);
     let shown = e.to_string();
     assert!(shown.contains("huge.toml"), "{shown}");

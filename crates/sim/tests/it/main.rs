@@ -484,15 +484,10 @@ async fn foreign_vgw_on_the_vpc_is_reported() {
     assert!(obs.vpn_gateways.is_empty());
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("vpnbridge-sim-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 #[tokio::test(start_paused = true)]
 async fn operations_survive_a_reopen() {
-    let dir = temp_dir("reopen");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("reopen");
     let (aws_h, az_h) = {
         let cloud = SimCloud::open(&dir).unwrap();
         let (aws, az) = endpoints(&cloud);
@@ -524,7 +519,6 @@ async fn operations_survive_a_reopen() {
     // Keys survive the file too.
     let text = std::fs::read_to_string(dir.join("world.json")).unwrap();
     assert!(text.contains("\"now_ms\""));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(start_paused = true)]
