@@ -223,6 +223,16 @@ pub(crate) enum RawCall {
     OperationStatus,
     /// `GET` of a `Location` URL (`…/locations/{l}/operationResults/{id}`).
     OperationResult,
+    /// `GET Microsoft.Compute/virtualMachines/{vm}?$expand=instanceView` (the probe VM).
+    VmGet,
+    /// `GET Microsoft.Network/networkInterfaces/{nic}` (the probe VM's private IP).
+    NicGet,
+    /// `GET Microsoft.Network/networkSecurityGroups/{nsg}` (its ICMP rules).
+    NsgGet,
+    /// `POST Microsoft.Compute/virtualMachines/{vm}/runCommand`.
+    RunCommand,
+    /// `GET` of a Run Command's `Location` (`Microsoft.Compute/locations/{l}/operations/{id}`).
+    ComputeOperation,
 }
 
 impl RawCall {
@@ -232,6 +242,7 @@ impl RawCall {
         let kinds = [Kind::PublicIp, Kind::VpnGateway, Kind::LocalNetworkGateway, Kind::Connection];
         let mut all: Vec<RawCall> = kinds.iter().flat_map(|k| [RawCall::Get(*k), RawCall::List(*k), RawCall::Put(*k)]).collect();
         all.extend([RawCall::OperationStatus, RawCall::OperationResult]);
+        all.extend([RawCall::VmGet, RawCall::NicGet, RawCall::NsgGet, RawCall::RunCommand, RawCall::ComputeOperation]);
         all
     }
 }
@@ -295,6 +306,11 @@ impl Arm {
     /// PUT a JSON body (a write: a 5xx or timeout may have committed).
     pub(crate) async fn put(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
         self.send(call, Method::Put, url, Some(body)).await
+    }
+
+    /// POST a JSON body (an action: a 5xx or timeout may have committed).
+    pub(crate) async fn post(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
+        self.send(call, Method::Post, url, Some(body)).await
     }
 
     /// The URL of a resource-group collection (`publicIPAddresses`…) with api-version.

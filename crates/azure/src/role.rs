@@ -51,6 +51,13 @@ fn raw_actions(call: RawCall) -> &'static [&'static str] {
         RawCall::Put(Kind::Connection) => &["connections/write"],
         RawCall::OperationStatus => &["locations/operations/read"],
         RawCall::OperationResult => &["locations/operationResults/read"],
+        // The probe: the VM (with its instance view), its NIC and NSG, Run Command and
+        // the Compute operation it answers with.
+        RawCall::VmGet => &["Microsoft.Compute/virtualMachines/read"],
+        RawCall::NicGet => &["networkInterfaces/read"],
+        RawCall::NsgGet => &["networkSecurityGroups/read"],
+        RawCall::RunCommand => &["Microsoft.Compute/virtualMachines/runCommand/action"],
+        RawCall::ComputeOperation => &["Microsoft.Compute/locations/operations/read"],
     }
 }
 
@@ -112,7 +119,7 @@ fn the_role_holds_every_action_the_adapter_needs_and_no_other() {
         needed.extend(actions.iter().map(|a| format!("{NET}{a}")));
     }
     for call in RawCall::all() {
-        needed.extend(raw_actions(call).iter().map(|a| format!("{NET}{a}")));
+        needed.extend(raw_actions(call).iter().map(|a| if a.starts_with("Microsoft.") { (*a).to_owned() } else { format!("{NET}{a}") }));
     }
     let role = role_actions();
     let missing: Vec<_> = needed.difference(&role).collect();
