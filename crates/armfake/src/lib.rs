@@ -75,7 +75,10 @@ use vpnbridge_core::secret::Psk;
 use vpnbridge_sim::world::{ApiError, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
 use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec, World};
 
+mod compute;
 mod shapes;
+
+pub use compute::{COMPUTE_API_VERSION, PingScript, TestNsg, TestVmSpec};
 
 /// The api-version this fake (and azure_mgmt_network 0.21) speaks.
 pub const API_VERSION: &str = "2024-03-01";
@@ -240,6 +243,8 @@ struct Shared {
     /// What the last accepted PUT of each resource (by id) carried that the simulator
     /// does not model, returned as sent (see [`Extras`]).
     extras: Mutex<HashMap<String, Extras>>,
+    /// The test VMs of the probe and their Run Commands.
+    compute: Mutex<compute::Compute>,
     seq: AtomicU64,
     base_url: String,
 }
@@ -370,6 +375,7 @@ impl ArmFake {
             log: Mutex::default(),
             ops: Mutex::default(),
             extras: Mutex::default(),
+            compute: Mutex::default(),
             seq: AtomicU64::new(0),
             base_url: url.clone(),
         });
@@ -422,6 +428,16 @@ impl ArmFakeHandle {
         let kind = Kind::from_segment(kind)?;
         let id = arm_id(&c.subscription_id, &c.resource_group, kind.segment(), name);
         self.shared.cloud.with_world(|w| render(&self.shared, w, kind, &id))
+    }
+
+    /// Adds a test VM (with its NIC and NSG) to the resource group, for the probe.
+    pub fn add_test_vm(&self, vm: TestVmSpec) {
+        lock(&self.shared.compute).add(vm);
+    }
+
+    /// Changes a test VM (stop it, script its ping…); false if there is none by that name.
+    pub fn update_test_vm(&self, name: &str, f: impl FnOnce(&mut TestVmSpec)) -> bool {
+        lock(&self.shared.compute).update(name, f)
     }
 
     /// The ARM id of `name` of `kind` (`publicIPAddresses`, `connections`…) here.
@@ -547,6 +563,7 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
         }
     }
     let api_version = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api-version=")));
+    let expected = compute::api_version_for(uri.path());
     match api_version {
         None => {
             return arm_error(
@@ -555,11 +572,11 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
                 "The api-version query parameter (?api-version=) is required for all requests.",
             );
         }
-        Some(v) if v != API_VERSION => {
+        Some(v) if v != expected => {
             return arm_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidApiVersionParameter",
-                format!("The api-version '{v}' is invalid. The supported versions are '{API_VERSION}'."),
+                format!("The api-version '{v}' is invalid. The supported versions are '{expected}'."),
             );
         }
         Some(_) => {}
@@ -587,7 +604,10 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
             );
         }
     }
-    let answer = route(s, method, uri.path(), body);
+    let answer = match compute::route(s, method, uri, body) {
+        Some(a) => a,
+        None => route(s, method, uri.path(), body),
+    };
     if is_write(method) && answer.status.is_success() {
         let mut f = lock(&s.faults);
         if f.drop_next_responses > 0 {

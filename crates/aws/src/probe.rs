@@ -107,9 +107,13 @@ impl TestVm for Ec2TestVm {
         let info = self
             .ssm
             .describe_instance_information()
-            .filters(aws_sdk_ssm::types::InstanceInformationStringFilter::builder().key("InstanceIds").values(id).build().map_err(
-                |e| ProbeError(format!("building the DescribeInstanceInformation filter: {e}")),
-            )?)
+            .filters(
+                aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+                    .key("InstanceIds")
+                    .values(id)
+                    .build()
+                    .map_err(|e| ProbeError(format!("building the DescribeInstanceInformation filter: {e}")))?,
+            )
             .send()
             .await
             .map_err(|e| from_sdk("DescribeInstanceInformation", e))
@@ -130,7 +134,12 @@ impl TestVm for Ec2TestVm {
 
         // The instance's own security groups, not any group of the VPC.
         let groups: Vec<String> = instance.security_groups().iter().filter_map(|g| g.group_id().map(str::to_owned)).collect();
-        if !groups.is_empty() {
+        if groups.is_empty() {
+            errors.push(format!(
+                "EC2 instance {id} is in no security group, so nothing lets ICMP in from the VNet ({}): give it a group that allows ICMP from there",
+                icmp_from.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        } else {
             let described = c
                 .describe_security_groups()
                 .set_group_ids(Some(groups.clone()))

@@ -41,8 +41,10 @@ impl std::fmt::Debug for AzureTestVm {
 
 fn probe_error(what: &str, e: &EndpointError) -> ProbeError {
     let hint = match (e.kind, e.code.as_str()) {
-        (_, "AuthorizationFailed") => " (the role needs Microsoft.Compute/virtualMachines/read, .../runCommand/action, \
-             Microsoft.Compute/locations/operations/read and Microsoft.Network/networkInterfaces/read: see azure-role.json)",
+        (_, "AuthorizationFailed") => {
+            " (the role needs Microsoft.Compute/virtualMachines/read, .../runCommand/action, \
+             Microsoft.Compute/locations/operations/read and Microsoft.Network/networkInterfaces/read: see azure-role.json)"
+        }
         (ErrorKind::Throttled, _) => " (throttled: try again in a minute)",
         (_, "Conflict" | "OperationNotAllowed") => " (another Run Command may still be running on the VM: wait for it)",
         _ => "",
@@ -101,6 +103,9 @@ fn run_output(result: &Value) -> Result<(String, String), String> {
     for item in items {
         let code = item.get("code").and_then(Value::as_str).unwrap_or_default();
         let message = item.get("message").and_then(Value::as_str).unwrap_or_default();
+        if code.to_ascii_lowercase().ends_with("/failed") && !code.contains("StdErr") && !code.contains("StdOut") {
+            return Err(format!("{code}: {}", message.lines().next().unwrap_or_default()));
+        }
         if code.contains("StdOut") {
             stdout.push_str(message);
         } else if code.contains("StdErr") {
@@ -113,8 +118,6 @@ fn run_output(result: &Value) -> Result<(String, String), String> {
             };
             stdout.push_str(out.trim_start_matches('\n'));
             stderr.push_str(err.trim_start_matches('\n'));
-        } else if code.to_ascii_lowercase().contains("failed") {
-            return Err(format!("{code}: {message}"));
         }
     }
     Ok((stdout, stderr))
@@ -233,9 +236,9 @@ impl TestVm for AzureTestVm {
             // Finished at once: keep the answer as the run's id is not needed.
             return Ok(format!("done:{}", String::from_utf8_lossy(&raw.body)));
         }
-        raw.header("location").or_else(|| raw.header("azure-asyncoperation")).ok_or_else(|| {
-            ProbeError(format!("Run Command on Azure VM {} was accepted without a Location to follow", self.vm.name))
-        })
+        raw.header("location")
+            .or_else(|| raw.header("azure-asyncoperation"))
+            .ok_or_else(|| ProbeError(format!("Run Command on Azure VM {} was accepted without a Location to follow", self.vm.name)))
     }
 
     async fn poll(&self, id: &str) -> Result<RunState, ProbeError> {
@@ -288,9 +291,7 @@ mod tests {
     #[test]
     fn nsg_rules_by_priority() {
         let vpc: Vec<Ipv4Net> = vec!["10.2.0.0/16".parse().unwrap()];
-        let rule = |prio: i64, proto: &str, src: &str, access: &str| {
-            json!({"properties": {"priority": prio, "protocol": proto, "sourceAddressPrefix": src, "access": access, "direction": "Inbound"}})
-        };
+        let rule = |prio: i64, proto: &str, src: &str, access: &str| json!({"properties": {"priority": prio, "protocol": proto, "sourceAddressPrefix": src, "access": access, "direction": "Inbound"}});
         let defaults = json!([rule(65000, "*", "VirtualNetwork", "Allow"), rule(65500, "*", "*", "Deny")]);
         let nsg = json!({"properties": {"securityRules": [], "defaultSecurityRules": defaults}});
         assert!(nsg_refuses(&nsg, &vpc).is_empty(), "AllowVnetInBound covers the gateway's remote prefixes");

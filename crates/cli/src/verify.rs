@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use vpnbridge_core::config::{Backend, Config};
 use vpnbridge_core::drill::{self, DrillError, DrillEvent, DrillReport, DrillResult, DrillSettings};
+use vpnbridge_core::plan::PlanError;
 use vpnbridge_core::probe::vm::{VmProbe, VmProbeSettings};
 use vpnbridge_core::probe::{PingPair, PingResult, Probe};
-use vpnbridge_core::plan::PlanError;
 use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyError, VerifyReport, VerifyResult};
 use vpnbridge_sim::SimProbe;
 

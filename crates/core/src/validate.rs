@@ -20,8 +20,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::config::{
     AwsConfig, AzureConfig, AzureVmRef, Backend, Config, GatewaySku, Generation, Mode, ProbeConfig, PskSource, azure_reserved_asn,
-    in_azure_apipa_range, overlaps,
-    reserved_inside_cidr, valid_amazon_asn,
+    in_azure_apipa_range, overlaps, reserved_inside_cidr, valid_amazon_asn,
 };
 use crate::secret::{Psk, PskError};
 

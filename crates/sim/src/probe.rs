@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::{IpNet, Ipv4Net};
-use vpnbridge_core::model::ProvisioningState;
 use vpnbridge_core::config::Config;
+use vpnbridge_core::model::ProvisioningState;
 use vpnbridge_core::probe::{
     PingResult, PingSeries, Probe, ProbeAddresses, ProbeError, ProbePreflight, Sample, SeriesHandle, SeriesSpec, probe_addresses,
 };
@@ -212,7 +212,13 @@ impl SimCloud {
         let mut w = self.lock();
         let mut changed = false;
         if !w.azure.virtual_machines.contains_key(&spec.vm_id) {
-            let host = ProbeHost { id: spec.vm_id.clone(), network: spec.vnet_id.clone(), private_ip: spec.vm_ip, running: true, agent_online: true };
+            let host = ProbeHost {
+                id: spec.vm_id.clone(),
+                network: spec.vnet_id.clone(),
+                private_ip: spec.vm_ip,
+                running: true,
+                agent_online: true,
+            };
             w.azure.virtual_machines.insert(spec.vm_id.clone(), host);
             changed = true;
         }

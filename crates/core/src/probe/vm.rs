@@ -50,7 +50,10 @@ pub struct VmFacts {
 pub enum RunState {
     Running,
     /// The script ended; its standard output and error.
-    Done { stdout: String, stderr: String },
+    Done {
+        stdout: String,
+        stderr: String,
+    },
     /// The cloud says the run failed (or timed out, or was cancelled), in its words.
     Failed(String),
 }

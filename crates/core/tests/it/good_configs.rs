@@ -115,7 +115,9 @@ fn a_wrong_probe_table_names_the_field_and_the_fix() {
     let e = errors("[probe]\nazure_vm = \"vm-test\"\n");
     assert_eq!(e[0].field, "probe.aws_instance");
     assert!(e[0].fix.contains("aws_instance = \"i-0123456789abcdef0\""), "{:?}", e[0]);
-    let e = errors("[probe]\nazure_vm = \"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v\"\naws_instance = \"i-01234567\"\nvm = 1\n");
+    let e = errors(
+        "[probe]\nazure_vm = \"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v\"\naws_instance = \"i-01234567\"\nvm = 1\n",
+    );
     assert!(e.iter().any(|e| e.field == "probe.azure_vm" && e.problem.contains("not a virtual machine resource id")), "{e:?}");
     assert!(e.iter().any(|e| e.field == "probe.vm" && e.problem.contains("unknown key")), "{e:?}");
 }

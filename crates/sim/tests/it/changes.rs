@@ -10,8 +10,8 @@ use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
 use vpnbridge_core::exec::{ExecSettings, Executor};
 use vpnbridge_core::model::{Owner, TAG_DEPLOYMENT};
 use vpnbridge_core::plan::{self, Action, Observed};
-use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, PROBE_KEYS, TOP_KEYS};
 use vpnbridge_core::probe::Probe;
+use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, PROBE_KEYS, TOP_KEYS};
 use vpnbridge_sim::{AwsTarget, AzureTarget, ProbeHostSpec, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
 /// What an edit of one key does.
@@ -90,18 +90,8 @@ const TABLE: &[(&str, &str, &str, Outcome)] = &[
         Outcome::InPlace,
     ),
     ("aws.endpoint", "endpoint = \"\"", "endpoint = \"https://ec2.ap-northeast-1.amazonaws.com\"", Outcome::Satisfied),
-    (
-        "probe.azure_vm",
-        PROBE_COMMENTED,
-        "[probe]\nazure_vm = \"vm-probe-2\"\naws_instance = \"i-0123456789abcdef0\"",
-        Outcome::ProbeVms,
-    ),
-    (
-        "probe.aws_instance",
-        PROBE_COMMENTED,
-        "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0fedcba9876543210\"",
-        Outcome::ProbeVms,
-    ),
+    ("probe.azure_vm", PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-probe-2\"\naws_instance = \"i-0123456789abcdef0\"", Outcome::ProbeVms),
+    ("probe.aws_instance", PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0fedcba9876543210\"", Outcome::ProbeVms),
 ];
 
 fn env(k: &str) -> Option<String> {

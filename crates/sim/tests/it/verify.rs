@@ -366,7 +366,8 @@ async fn through_the_test_vms_verify_pings_from_their_addresses_and_a_probe_that
     rig.cloud.set_probe_host("i-0123456789abcdef0", true, true).unwrap();
     let vm = rig.config.probe.as_ref().unwrap().azure_vm.id();
     rig.cloud.set_probe_host(&vm, false, true).unwrap();
-    let text = verify::verify(&rig.config, rig.aws.as_ref(), rig.azure.as_ref(), DataPlane::Probe(&rig.probe)).await.unwrap_err().to_string();
+    let text =
+        verify::verify(&rig.config, rig.aws.as_ref(), rig.azure.as_ref(), DataPlane::Probe(&rig.probe)).await.unwrap_err().to_string();
     assert!(text.contains("vm-test") && text.contains("az vm start"), "{text}");
     rig.cloud.set_probe_host(&vm, true, true).unwrap();
     assert_eq!(rig.verify().await.result, VerifyResult::Ok);
