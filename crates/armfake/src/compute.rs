@@ -102,6 +102,8 @@ struct Run {
 /// The test VMs and their runs.
 #[derive(Debug, Default)]
 pub(crate) struct Compute {
+    /// The AWS ends are scripted up (see [`expected_instance`]).
+    pub(crate) peer_up: bool,
     vms: BTreeMap<String, TestVmSpec>,
     runs: BTreeMap<String, Run>,
 }
@@ -450,4 +452,56 @@ fn output(run: &Run) -> String {
     }
     out.push_str(&format!("vpnbridge-exit={}\n", if received > 0 { 0 } else { 1 }));
     out
+}
+
+/// The AWS ends as the harness scripts them ([`crate::ArmFakeHandle::script_peer_up`]):
+/// moto has no data plane, so with this switch each Connection's tunnel from the
+/// gateway instance that the pairing rule expects (instance k for a Connection named
+/// `…-cn-k-t`) is Connected, and the other instance's NotConnected, in the GET and in
+/// `getikesas`.
+pub(crate) fn expected_instance(connection_name: &str) -> Option<usize> {
+    let rest = &connection_name[connection_name.rfind("-cn-")? + 4..];
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Rewrites a Connection's runtime fields for a scripted peer.
+pub(crate) fn peer_up_connection(w: &vpnbridge_sim::World, id: &str, v: &mut Value) {
+    let Some(c) = w.azure.connections.get(id) else { return };
+    let Some(g) = w.azure.gateways.get(&c.gateway_id) else { return };
+    let Some(up) = expected_instance(&c.name) else { return };
+    let mut tunnels: Vec<Value> = g
+        .ip_configurations
+        .iter()
+        .enumerate()
+        .map(|(k, ipc)| {
+            let mut t = json!({
+                "tunnel": crate::shapes::tunnel_name(&c.id, &ipc.id),
+                "connectionStatus": if k == up { "Connected" } else { "NotConnected" },
+                "ingressBytesTransferred": 0,
+                "egressBytesTransferred": 0,
+            });
+            if k == up {
+                t["lastConnectionEstablishedUtcTime"] = json!(vpnbridge_sim::World::timestamp(c.phase.since));
+            }
+            t
+        })
+        .collect();
+    tunnels.sort_by(|a, b| a["tunnel"].as_str().cmp(&b["tunnel"].as_str()));
+    if c.phase.state == vpnbridge_core::model::ProvisioningState::Succeeded {
+        v["properties"]["connectionStatus"] = json!("Connected");
+        v["properties"]["tunnelConnectionStatus"] = Value::Array(tunnels);
+    }
+}
+
+/// The IKE SA a scripted peer has with the expected instance.
+pub(crate) fn peer_up_ike_sas(w: &vpnbridge_sim::World, id: &str) -> Option<Value> {
+    let c = w.azure.connections.get(id)?;
+    let g = w.azure.gateways.get(&c.gateway_id)?;
+    let lng = w.azure.local_network_gateways.get(&c.local_network_gateway_id)?;
+    let ip = w.instance_ip(g, expected_instance(&c.name)?)?;
+    Some(json!([{
+        "localEndpoint": ip.to_string(), "remoteEndpoint": lng.gateway_ip.to_string(),
+        "localUdpEncapsulationPort": 0, "remoteUdpEncapsulationPort": 0, "encryption": "AES256", "integrity": "SHA256",
+        "dhGroup": "DHGroup2", "lifeTimeSeconds": 28800, "isSaInitiator": true, "elapsedTimeInseconds": 60, "quickModeSa": []
+    }]))
 }

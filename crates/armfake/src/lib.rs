@@ -435,6 +435,13 @@ impl ArmFakeHandle {
         lock(&self.shared.compute).add(vm);
     }
 
+    /// Scripts the AWS ends of the tunnels up (moto, the AWS fake, has no data plane):
+    /// each Connection is then Connected from the gateway instance the pairing rule
+    /// expects, with its IKE SA, and NotConnected from the other.
+    pub fn script_peer_up(&self, up: bool) {
+        lock(&self.shared.compute).peer_up = up;
+    }
+
     /// Changes a test VM (stop it, script its ping…); false if there is none by that name.
     pub fn update_test_vm(&self, name: &str, f: impl FnOnce(&mut TestVmSpec)) -> bool {
         lock(&self.shared.compute).update(name, f)
@@ -744,7 +751,15 @@ fn list(s: &Shared, kind: Kind) -> Answer {
 }
 
 fn get(s: &Shared, kind: Kind, id: &str) -> Answer {
-    match s.cloud.with_world(|w| render(s, w, kind, id)) {
+    let peer_up = lock(&s.compute).peer_up;
+    let rendered = s.cloud.with_world(|w| {
+        let mut v = render(s, w, kind, id)?;
+        if peer_up && kind == Kind::Connection {
+            compute::peer_up_connection(w, id, &mut v);
+        }
+        Some(v)
+    });
+    match rendered {
         Some(v) => Answer::json(StatusCode::OK, v),
         None => not_found(kind.segment(), vpnbridge_sim::world::arm_name(id), &s.cfg.resource_group),
     }
@@ -954,7 +969,11 @@ fn delete(s: &Shared, kind: Kind, id: &str) -> Answer {
 }
 
 fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer {
-    let sas = s.cloud.with_world(|w| w.azure.connections.get(id).map(|c| shapes::ike_sas(w, c)));
+    let peer_up = lock(&s.compute).peer_up;
+    let sas = s.cloud.with_world(|w| {
+        let c = w.azure.connections.get(id)?;
+        Some(if peer_up { compute::peer_up_ike_sas(w, id).unwrap_or_else(|| shapes::ike_sas(w, c)) } else { shapes::ike_sas(w, c) })
+    });
     let Some(sas) = sas else { return not_found("connections", name, rg) };
     // ARM returns the SAs as a JSON document inside a JSON string.
     let (_, location) = s.op_urls(Operation::Finished { body: Value::String(sas.to_string()) });

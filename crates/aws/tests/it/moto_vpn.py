@@ -16,7 +16,9 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    tunnels are listed, so both orders occur and the core must match by value.
    `CustomerGatewayConfiguration` is re-rendered with the same tunnel values.
 2. `VgwTelemetry[]` (VpnTunnelTelemetry): one entry per tunnel, DOWN (nothing
-   answers IKE on loopback), with a StatusMessage and LastStatusChange.
+   answers IKE on loopback), with a StatusMessage and LastStatusChange; with
+   `VPNBRIDGE_MOTO_TELEMETRY_UP=1` every tunnel is scripted UP (the ARM fake's
+   `script_peer_up` is the other half: end-to-end tests of verify with probes).
 3. CreateVpnConnectionRoute / DeleteVpnConnectionRoute (moto: HTTP 500): `Routes[]`
    (VpnStaticRoute: DestinationCidrBlock, Source Static, State available).
 4. ModifyVpnTunnelOptions (moto: HTTP 500): updates PreSharedKey / TunnelInsideCidr of
@@ -88,6 +90,7 @@ _next_ip = [0]
 _seed = int(os.environ.get("VPNBRIDGE_MOTO_SEED", "1"))
 MODIFY_LAG = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_LAG", "1"))
 MODIFY_SECONDS = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_SECONDS", "2"))
+TELEMETRY_UP = os.environ.get("VPNBRIDGE_MOTO_TELEMETRY_UP") == "1"
 
 
 def _outside_ips():
@@ -173,8 +176,8 @@ def create_vpn_connection(self):
     conn.vgw_telemetry = [
         {
             "OutsideIpAddress": t["OutsideIpAddress"],
-            "Status": "DOWN",
-            "StatusMessage": "IPSEC IS DOWN",
+            "Status": "UP" if TELEMETRY_UP else "DOWN",
+            "StatusMessage": "" if TELEMETRY_UP else "IPSEC IS DOWN",
             "LastStatusChange": _now(),
             "AcceptedRouteCount": 0,
         }
