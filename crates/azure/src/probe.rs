@@ -90,7 +90,7 @@ fn nsg_refuses(nsg: &Value, from: &[Ipv4Net]) -> Vec<Ipv4Net> {
         .copied()
         .filter(|prefix| {
             let first = inbound.iter().find(|(_, r)| icmp(r) && covers(r, *prefix));
-            !first.is_some_and(|(_, r)| r.pointer("/properties/access").and_then(Value::as_str) == Some("Allow"))
+            first.is_none_or(|(_, r)| r.pointer("/properties/access").and_then(Value::as_str) != Some("Allow"))
         })
         .collect()
 }

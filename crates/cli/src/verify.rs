@@ -33,6 +33,10 @@ pub fn not_observable_reason(config: &Config) -> Option<&'static str> {
     }
 }
 
+/// How a [`vpnbridge_core::probe::ProbeError`] reads: a drill row failed by it is the
+/// probe's outcome, not lost connectivity.
+const PROBE_FAILED_PREFIX: &str = "the probe could not run";
+
 /// `drill` refuses mixed backends before anything is opened.
 pub fn refuse_mixed_drill(config: &Config) -> Result<(), Failure> {
     if config.azure.backend != config.aws.backend {
@@ -326,7 +330,9 @@ pub async fn drill_cmd(session: &Session, output: Output, tunnel: Option<usize>,
         Output::Json => println!("{}", serde_json::to_string_pretty(&drill_json(session, &report)).expect("json")),
         Output::Human => print!("{}", human_drill(&report, session.any_real())),
     }
+    let probe_failed = report.tunnels.iter().any(|r| r.error.as_deref().is_some_and(|e| e.starts_with(PROBE_FAILED_PREFIX)));
     Ok(match (report.result, report.data_plane.observable) {
+        (DrillResult::Failed, _) if probe_failed => exit::PROBE_FAILED,
         (DrillResult::Failed, _) => exit::PROBLEM_FOUND,
         (DrillResult::Passed, false) => exit::NOT_OBSERVABLE,
         (DrillResult::Passed, true) => exit::OK,
@@ -393,7 +399,9 @@ pub fn human_drill(r: &DrillReport, real: bool) -> String {
             out.push_str(&pings(p));
         }
     }
+    let probe_failed = r.tunnels.iter().any(|t| t.error.as_deref().is_some_and(|e| e.starts_with(PROBE_FAILED_PREFIX)));
     let verdict = match r.result {
+        DrillResult::Failed if probe_failed => "FAILED: the probe could not run, so traffic is unknown (not lost); see above",
         DrillResult::Passed if r.data_plane.observable => "PASSED: traffic survived losing each drilled tunnel",
         DrillResult::Passed => "PASSED on the control plane (traffic not observable)",
         DrillResult::Failed => "FAILED: connectivity was lost, or a tunnel did not come back",
