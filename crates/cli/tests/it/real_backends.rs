@@ -390,3 +390,33 @@ fn verify_through_probe_vms_on_both_fakes() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert!(!transcript.contains(CANARY));
 }
+
+/// `drill --yes` through the test VMs on both fakes: one timestamped ping per direction
+/// runs across each outage (the Azure VM's series scripted with a 30 s gap), the
+/// Connection is deleted on the ARM fake and put back, and the table shows it.
+#[test]
+fn drill_through_probe_vms_on_both_fakes() {
+    let arm = Arm::start();
+    arm.handle
+        .add_test_vm(TestVmSpec { ping: PingScript::PartialLoss, ..TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)) });
+    arm.handle.script_peer_up(true);
+    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
+    let instance = moto.probe_instance("all");
+    let s = Scratch::new("real-probe-drill");
+    s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
+    let mut env = env(&s);
+    env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
+    env.retain(|(k, _)| *k != "RUST_LOG");
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(&s, &["drill", "--yes", "--tunnel", "1"], &env, &mut transcript);
+    println!("{}{}", r.stderr(), r.stdout());
+    assert_eq!(r.code(), 0, "{}{}", r.stderr(), r.stdout());
+    assert!(r.stdout().contains("PASSED: traffic survived") && r.stdout().contains("30s"), "{}", r.stdout());
+    // One Run Command per direction for the whole outage, not one per echo.
+    let series = arm.handle.requests().iter().filter(|q| q.method == "POST" && q.path.ends_with("/runCommand")).count();
+    assert!(series <= 6, "verify before and after, the series and one ping after DPD: {series} Run Commands");
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
