@@ -75,7 +75,10 @@ use vpnbridge_core::secret::Psk;
 use vpnbridge_sim::world::{ApiError, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
 use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec, World};
 
+mod compute;
 mod shapes;
+
+pub use compute::{COMPUTE_API_VERSION, PingScript, TestNsg, TestVmSpec};
 
 /// The api-version this fake (and azure_mgmt_network 0.21) speaks.
 pub const API_VERSION: &str = "2024-03-01";
@@ -245,6 +248,8 @@ struct Shared {
     /// What the last accepted PUT of each resource (by id) carried that the simulator
     /// does not model, returned as sent (see [`Extras`]).
     extras: Mutex<HashMap<String, Extras>>,
+    /// The test VMs of the probe and their Run Commands.
+    compute: Mutex<compute::Compute>,
     seq: AtomicU64,
     base_url: String,
 }
@@ -375,6 +380,7 @@ impl ArmFake {
             log: Mutex::default(),
             ops: Mutex::default(),
             extras: Mutex::default(),
+            compute: Mutex::default(),
             seq: AtomicU64::new(0),
             base_url: url.clone(),
         });
@@ -427,6 +433,23 @@ impl ArmFakeHandle {
         let kind = Kind::from_segment(kind)?;
         let id = arm_id(&c.subscription_id, &c.resource_group, kind.segment(), name);
         self.shared.cloud.with_world(|w| render(&self.shared, w, kind, &id))
+    }
+
+    /// Adds a test VM (with its NIC and NSG) to the resource group, for the probe.
+    pub fn add_test_vm(&self, vm: TestVmSpec) {
+        lock(&self.shared.compute).add(vm);
+    }
+
+    /// Scripts the AWS ends of the tunnels up (moto, the AWS fake, has no data plane):
+    /// each Connection is then Connected from the gateway instance the pairing rule
+    /// expects, with its IKE SA, and NotConnected from the other.
+    pub fn script_peer_up(&self, up: bool) {
+        lock(&self.shared.compute).peer_up = up;
+    }
+
+    /// Changes a test VM (stop it, script its ping…); false if there is none by that name.
+    pub fn update_test_vm(&self, name: &str, f: impl FnOnce(&mut TestVmSpec)) -> bool {
+        lock(&self.shared.compute).update(name, f)
     }
 
     /// The ARM id of `name` of `kind` (`publicIPAddresses`, `connections`…) here.
@@ -597,6 +620,7 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
             _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here.")),
         };
     }
+    let expected = compute::api_version_for(uri.path());
     match api_version {
         None => {
             return arm_error(
@@ -605,11 +629,11 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
                 "The api-version query parameter (?api-version=) is required for all requests.",
             );
         }
-        Some(v) if v != API_VERSION => {
+        Some(v) if v != expected => {
             return arm_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidApiVersionParameter",
-                format!("The api-version '{v}' is invalid. The supported versions are '{API_VERSION}'."),
+                format!("The api-version '{v}' is invalid. The supported versions are '{expected}'."),
             );
         }
         Some(_) => {}
@@ -637,7 +661,10 @@ fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &By
             );
         }
     }
-    let answer = route(s, method, uri.path(), body);
+    let answer = match compute::route(s, method, uri, body) {
+        Some(a) => a,
+        None => route(s, method, uri.path(), body),
+    };
     if is_write(method) && answer.status.is_success() {
         let mut f = lock(&s.faults);
         if f.drop_next_responses > 0 {
@@ -877,7 +904,15 @@ fn list(s: &Shared, kind: Kind, scope: &str) -> Answer {
 }
 
 fn get(s: &Shared, kind: Kind, id: &str) -> Answer {
-    match s.cloud.with_world(|w| render(s, w, kind, id)) {
+    let peer_up = lock(&s.compute).peer_up;
+    let rendered = s.cloud.with_world(|w| {
+        let mut v = render(s, w, kind, id)?;
+        if peer_up && kind == Kind::Connection {
+            compute::peer_up_connection(w, id, &mut v);
+        }
+        Some(v)
+    });
+    match rendered {
         Some(v) => Answer::json(StatusCode::OK, v),
         None => not_found(kind.segment(), vpnbridge_sim::world::arm_name(id), &s.cfg.resource_group),
     }
@@ -1087,7 +1122,11 @@ fn delete(s: &Shared, kind: Kind, id: &str) -> Answer {
 }
 
 fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer {
-    let sas = s.cloud.with_world(|w| w.azure.connections.get(id).map(|c| shapes::ike_sas(w, c)));
+    let peer_up = lock(&s.compute).peer_up;
+    let sas = s.cloud.with_world(|w| {
+        let c = w.azure.connections.get(id)?;
+        Some(if peer_up { compute::peer_up_ike_sas(w, id).unwrap_or_else(|| shapes::ike_sas(w, c)) } else { shapes::ike_sas(w, c) })
+    });
     let Some(sas) = sas else { return not_found("connections", name, rg) };
     // ARM returns the SAs as a JSON document inside a JSON string.
     let (_, location) = s.op_urls(Operation::Finished { body: Value::String(sas.to_string()) });

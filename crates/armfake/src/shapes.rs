@@ -239,7 +239,7 @@ pub(crate) enum View {
 /// The name of a `tunnelConnectionStatus[]` entry. ARM documents it only as "Tunnel
 /// name." (no format is published), so the fake's names carry no IP address: a client
 /// must attribute entries to gateway instances without reading them.
-fn tunnel_name(connection_id: &str, ip_configuration_id: &str) -> String {
+pub(crate) fn tunnel_name(connection_id: &str, ip_configuration_id: &str) -> String {
     let mut h = DefaultHasher::new();
     (connection_id, ip_configuration_id).hash(&mut h);
     format!("tunnel-{:08x}", h.finish() & 0xffff_ffff)

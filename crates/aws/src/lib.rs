@@ -23,6 +23,7 @@ mod config_xml;
 mod error;
 mod handle;
 mod preflight;
+mod probe;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -50,6 +51,7 @@ use vpnbridge_core::secret::Psk;
 pub use config_xml::{ConfigTunnel, parse as parse_customer_gateway_configuration};
 pub use error::{advice, classify};
 pub use preflight::{Preflight, QuotaNeed, Quotas};
+pub use probe::{Ec2TestVm, POWERSHELL_DOCUMENT, SHELL_DOCUMENT};
 
 use crate::error::{from_sdk, is_gone, local};
 use crate::handle::{Target, Wait};
@@ -918,10 +920,12 @@ mod tests {
 
     use super::*;
 
-    /// The EC2 actions the crate's code calls: each `.operation_name()` sent on an SDK
-    /// client (`c`, `client`, `self.client`), as `ec2:OperationName`.
+    /// The actions the crate's code calls: each `.operation_name()` sent on an SDK
+    /// client (`c`, `client`, `self.client` for EC2 as `ec2:OperationName`; `self.ssm`
+    /// for Systems Manager as `ssm:OperationName`).
     fn ec2_calls(source: &str) -> BTreeSet<String> {
-        const VERBS: &[&str] = &["create_", "delete_", "describe_", "attach_", "detach_", "modify_", "enable_", "disable_", "get_"];
+        const VERBS: &[&str] =
+            &["create_", "delete_", "describe_", "attach_", "detach_", "modify_", "enable_", "disable_", "get_", "send_"];
         let code = source.split("#[cfg(test)]").next().unwrap_or_default();
         let mut out = BTreeSet::new();
         for (at, _) in code.match_indices('.') {
@@ -939,7 +943,8 @@ mod tests {
                 .chars()
                 .rev()
                 .collect();
-            if receiver == "c" || receiver.ends_with("client") {
+            let service = if receiver == "ssm" { "ssm" } else { "ec2" };
+            if receiver == "c" || receiver.ends_with("client") || receiver == "ssm" {
                 let pascal: String = name
                     .split('_')
                     .map(|w| {
@@ -947,7 +952,7 @@ mod tests {
                         c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
                     })
                     .collect();
-                out.insert(format!("ec2:{pascal}"));
+                out.insert(format!("{service}:{pascal}"));
             }
         }
         out
@@ -967,6 +972,7 @@ mod tests {
             }
         }
         assert!(called.contains("ec2:ModifyVpnConnection") && called.contains("ec2:DescribeSecurityGroups"), "{called:?}");
+        assert!(called.contains("ssm:SendCommand") && called.contains("ec2:DescribeInstances"), "{called:?}");
         let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("iam-policy.json")).unwrap()).unwrap();
         let mut allowed = BTreeSet::new();
         for st in policy["Statement"].as_array().unwrap() {

@@ -38,7 +38,7 @@ pub struct Preflight {
     pub warnings: Vec<String>,
 }
 
-fn allows_icmp_from(protocol: &str, from_port: Option<i32>, ranges: &[Ipv4Net], prefix: Ipv4Net) -> bool {
+pub(crate) fn allows_icmp_from(protocol: &str, from_port: Option<i32>, ranges: &[Ipv4Net], prefix: Ipv4Net) -> bool {
     // "-1" is every protocol; ICMP type -1 is every ICMP type (echo request is type 8).
     let icmp = protocol == "-1" || ((protocol == "icmp" || protocol == "1") && from_port.is_none_or(|t| t == -1 || t == 8));
     icmp && ranges.iter().any(|r| r.contains(&prefix))

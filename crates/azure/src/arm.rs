@@ -228,6 +228,16 @@ pub(crate) enum RawCall {
     OperationStatus,
     /// `GET` of a `Location` URL (`…/locations/{l}/operationResults/{id}`).
     OperationResult,
+    /// `GET Microsoft.Compute/virtualMachines/{vm}?$expand=instanceView` (the probe VM).
+    VmGet,
+    /// `GET Microsoft.Network/networkInterfaces/{nic}` (the probe VM's private IP).
+    NicGet,
+    /// `GET Microsoft.Network/networkSecurityGroups/{nsg}` (its ICMP rules).
+    NsgGet,
+    /// `POST Microsoft.Compute/virtualMachines/{vm}/runCommand`.
+    RunCommand,
+    /// `GET` of a Run Command's `Location` (`Microsoft.Compute/locations/{l}/operations/{id}`).
+    ComputeOperation,
 }
 
 impl RawCall {
@@ -237,6 +247,7 @@ impl RawCall {
         let kinds = [Kind::PublicIp, Kind::VpnGateway, Kind::LocalNetworkGateway, Kind::Connection];
         let mut all: Vec<RawCall> = kinds.iter().flat_map(|k| [RawCall::Get(*k), RawCall::List(*k), RawCall::Put(*k)]).collect();
         all.extend([RawCall::OperationStatus, RawCall::OperationResult, RawCall::Subscriptions]);
+        all.extend([RawCall::VmGet, RawCall::NicGet, RawCall::NsgGet, RawCall::RunCommand, RawCall::ComputeOperation]);
         all
     }
 }
@@ -310,6 +321,11 @@ impl Arm {
     /// The URL of a subscription-wide collection (every resource group) with api-version.
     pub(crate) fn subscription_collection_url(&self, subscription: &str, kind: &str) -> String {
         format!("/subscriptions/{subscription}/providers/Microsoft.Network/{kind}?api-version={API_VERSION}")
+    }
+
+    /// POST a JSON body (an action: a 5xx or timeout may have committed).
+    pub(crate) async fn post(&self, call: RawCall, url: &str, body: &serde_json::Value) -> Result<Raw, EndpointError> {
+        self.send(call, Method::Post, url, Some(body)).await
     }
 
     /// The URL of a resource-group collection (`publicIPAddresses`…) with api-version.

@@ -104,6 +104,7 @@ mod cloud;
 #[cfg(test)]
 mod examples;
 mod merge;
+mod probe;
 #[cfg(test)]
 mod role;
 mod tunnels;
@@ -112,6 +113,7 @@ mod wire;
 pub use arm::API_VERSION;
 use arm::{Arm, Raw, RawCall, StaticToken, call_arm};
 pub use cloud::AUTHORITY_ENV;
+pub use probe::{AzureTestVm, COMPUTE_API_VERSION};
 pub use wire::{IkeSa, parse_ike_sas};
 
 /// Environment variable holding a static bearer token; used only when set (the ARM
@@ -197,6 +199,11 @@ impl std::fmt::Debug for AzureEndpoint {
 }
 
 impl AzureEndpoint {
+    /// The user's test VM `vm`, through this endpoint's ARM client (the probe).
+    pub fn test_vm(&self, vm: &vpnbridge_core::config::AzureVmRef) -> AzureTestVm {
+        AzureTestVm::new(self.arm.clone(), vm.clone())
+    }
+
     /// Credentials the Azure way: `VPNBRIDGE_AZURE_TOKEN` when set, else azure_identity,
     /// after checking that a known cloud's ARM endpoint is paired with that cloud's
     /// token authority (`AZURE_AUTHORITY_HOST`, see [`AUTHORITY_ENV`]).

@@ -52,6 +52,13 @@ fn raw_actions(call: RawCall) -> &'static [&'static str] {
         RawCall::OperationStatus => &["locations/operations/read"],
         RawCall::OperationResult => &["locations/operationResults/read"],
         RawCall::Subscriptions => &["Microsoft.Resources/subscriptions/read"],
+        // The probe: the VM (with its instance view), its NIC and NSG, Run Command and
+        // the Compute operation it answers with.
+        RawCall::VmGet => &["Microsoft.Compute/virtualMachines/read"],
+        RawCall::NicGet => &["networkInterfaces/read"],
+        RawCall::NsgGet => &["networkSecurityGroups/read"],
+        RawCall::RunCommand => &["Microsoft.Compute/virtualMachines/runCommand/action"],
+        RawCall::ComputeOperation => &["Microsoft.Compute/locations/operations/read"],
     }
 }
 

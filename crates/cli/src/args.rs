@@ -14,6 +14,7 @@ Exit codes:
   5   confirmation declined or impossible (no terminal and no --yes)
   6   verify / drill found a problem (a tunnel down, a diagnosis, connectivity lost)
   7   verify / drill: the data plane is not observable (mixed backends; real clouds without probe VMs)
+  9   verify / drill: the probe VMs could not run the ping (timeout, permission, agent): traffic unknown, not lost
   8   another vpnbridge run holds this deployment's lock (--lock-wait / VPNBRIDGE_LOCK_WAIT: seconds to wait, default 30)
   64  command-line usage error (a bad option or environment value)
   70  simulator only: a crash injected with --sim-faults stopped the run; run the same command again";
@@ -197,7 +198,9 @@ pub enum Command {
     Status,
     /// Check that the VPN carries traffic: each tunnel's status at both ends, the IKE SAs,
     /// which tunnels are down by design, a ping each way, and a diagnosis of anything wrong.
-    #[command(after_help = "Exit 0 = verified, 6 = a problem was found, 7 = the data plane is not observable (control plane fine).")]
+    #[command(
+        after_help = "Exit 0 = verified, 6 = a problem was found, 7 = the data plane is not observable (control plane fine), 4 = the [probe] VMs are not ready (named, with the fix), 9 = the probe could not run."
+    )]
     Verify,
     /// Failover test: for each used tunnel in turn, delete its Azure Connection, wait out dead
     /// peer detection, check traffic still flows both ways, recreate it and re-verify.

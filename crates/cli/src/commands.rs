@@ -194,7 +194,7 @@ async fn change(session: &Session, output: Output, kind: PlanKind, how: Change) 
     let executor = Executor::new(session.aws.clone(), session.azure.clone(), session.owner.clone(), settings);
     let progress = render::Progress::new(&plan, true);
     let p = progress.clone();
-    let watch = match (watch_traffic, crate::verify::probe(session), vpnbridge_core::probe::probe_addresses(&session.config)) {
+    let watch = match (watch_traffic, crate::verify::sim_probe(session), vpnbridge_core::probe::probe_addresses(&session.config)) {
         (true, Some(probe), Some((vnet_host, vpc_host))) => Some(vpnbridge_sim::TrafficWatch::start(probe, vnet_host, vpc_host)),
         (true, ..) => {
             return Err(Failure::Other(anyhow::anyhow!(

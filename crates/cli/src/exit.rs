@@ -17,6 +17,9 @@ pub const PROBLEM_FOUND: u8 = 6;
 /// The data plane is not observable (mixed backends; real clouds without probe VMs):
 /// only the control plane was checked, and it found nothing wrong.
 pub const NOT_OBSERVABLE: u8 = 7;
+/// `verify` / `drill`: the probe VMs could not run the ping (timeout, permission,
+/// agent offline): traffic is unknown, not lost; the control plane found nothing wrong.
+pub const PROBE_FAILED: u8 = 9;
 /// Another run holds the deployment's lock.
 pub const LOCKED: u8 = 8;
 /// Command-line usage error.

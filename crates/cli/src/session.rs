@@ -32,6 +32,8 @@ pub struct Session {
     pub sim: Option<(SimCloud, PathBuf)>,
     /// The real AWS adapter, for its own preflight checks.
     pub aws_real: Option<vpnbridge_aws::AwsEndpoint>,
+    /// The real Azure adapter, whose ARM client the probe's Run Command goes through.
+    pub azure_real: Option<vpnbridge_azure::AzureEndpoint>,
     /// One run at a time per deployment directory.
     _lock: Option<RunLock>,
 }
@@ -93,8 +95,15 @@ impl Session {
                 .ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config))
                 .context("creating the simulated VNet and VPC")
                 .map_err(Failure::Other)?;
+            if config.azure.backend == Backend::Sim
+                && config.aws.backend == Backend::Sim
+                && let Some(hosts) = vpnbridge_sim::ProbeHostSpec::from_config(&config)
+            {
+                cloud.ensure_probe_hosts(&hosts).context("creating the simulated test VMs of [probe]").map_err(Failure::Other)?;
+            }
         }
         let mut aws_real = None;
+        let mut azure_real = None;
         let (aws, aws_calls) = match (config.aws.backend, &sim) {
             (Backend::Sim, Some((cloud, _))) => {
                 let target = AwsTarget::from_config(&config);
@@ -128,13 +137,15 @@ impl Session {
             }
             (Backend::Real, _) => {
                 let settings = vpnbridge_azure::AzureSettings::from_config(&config.azure);
-                let ep = Instrumented::new(vpnbridge_azure::AzureEndpoint::new(settings).map_err(|e| Failure::Other(e.into()))?);
+                let real = vpnbridge_azure::AzureEndpoint::new(settings).map_err(|e| Failure::Other(e.into()))?;
+                azure_real = Some(real.clone());
+                let ep = Instrumented::new(real);
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
             (Backend::Sim, None) => unreachable!("a simulated side opens the simulator"),
         };
-        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, aws_real, _lock: lock })
+        Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, aws_real, azure_real, _lock: lock })
     }
 
     pub fn simulated(&self) -> (bool, bool) {

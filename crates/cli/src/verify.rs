@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use vpnbridge_core::config::{Backend, Config};
 use vpnbridge_core::drill::{self, DrillError, DrillEvent, DrillReport, DrillResult, DrillSettings};
-use vpnbridge_core::probe::{PingPair, PingResult};
-use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyReport, VerifyResult};
-use vpnbridge_sim::{AwsTarget, AzureTarget, SimProbe};
+use vpnbridge_core::plan::PlanError;
+use vpnbridge_core::probe::vm::{VmProbe, VmProbeSettings};
+use vpnbridge_core::probe::{PingPair, PingResult, Probe};
+use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyError, VerifyReport, VerifyResult};
+use vpnbridge_sim::SimProbe;
 
 use crate::args::Output;
 use crate::session::Session;
@@ -19,9 +21,10 @@ use crate::{Failure, exit, render};
 pub fn not_observable_reason(config: &Config) -> Option<&'static str> {
     match (config.azure.backend, config.aws.backend) {
         (Backend::Sim, Backend::Sim) => None,
+        (Backend::Real, Backend::Real) if config.probe.is_some() => None,
         (Backend::Real, Backend::Real) => Some(
-            "real clouds: vpnbridge has no probe VMs yet to ping through the tunnels; only the control plane \
-             (VgwTelemetry, tunnelConnectionStatus, IKE SAs) is checked",
+            "real clouds without probe VMs: only the control plane (VgwTelemetry, tunnelConnectionStatus, IKE SAs) is \
+             checked; name a test VM on each side in a [probe] table (azure_vm, aws_instance) to ping through the tunnels",
         ),
         _ => Some(
             "mixed backends: one side is simulated and the other real, so no packet can cross; only the pairing and \
@@ -29,6 +32,10 @@ pub fn not_observable_reason(config: &Config) -> Option<&'static str> {
         ),
     }
 }
+
+/// How a [`vpnbridge_core::probe::ProbeError`] reads: a drill row failed by it is the
+/// probe's outcome, not lost connectivity.
+const PROBE_FAILED_PREFIX: &str = "the probe could not run";
 
 /// `drill` refuses mixed backends before anything is opened.
 pub fn refuse_mixed_drill(config: &Config) -> Result<(), Failure> {
@@ -52,26 +59,49 @@ fn backend_name(b: Backend, real: &'static str) -> &'static str {
     }
 }
 
-/// The probe for this session: the simulator's when both sides are simulated.
-pub(crate) fn probe(session: &Session) -> Option<SimProbe> {
-    if not_observable_reason(&session.config).is_some() {
+/// The simulator's probe, when both sides are simulated (`apply --watch-traffic`).
+pub(crate) fn sim_probe(session: &Session) -> Option<SimProbe> {
+    if session.any_real() {
         return None;
     }
     let (cloud, _) = session.sim.as_ref()?;
-    let az = &session.config.azure;
-    let azure = AzureTarget {
-        subscription_id: az.subscription_id.clone(),
-        resource_group: az.resource_group.clone(),
-        location: az.location.clone(),
-        vnet: az.vnet.clone(),
-    };
-    let aws = AwsTarget { region: session.config.aws.region.clone(), vpc_id: session.config.aws.vpc_id.clone() };
-    Some(SimProbe::new(cloud.clone(), &azure, &aws))
+    SimProbe::for_config(cloud.clone(), &session.config)
 }
 
-fn data_plane<'a>(session: &Session, probe: &'a Option<SimProbe>) -> DataPlane<'a> {
+/// The probe for this session: the simulator's when both sides are simulated, the test
+/// VMs of `[probe]` when both are real, none otherwise.
+pub(crate) async fn probe(session: &Session) -> Result<Option<Box<dyn Probe>>, Failure> {
+    if not_observable_reason(&session.config).is_some() {
+        return Ok(None);
+    }
+    if let Some(p) = sim_probe(session) {
+        return Ok(Some(Box::new(p)));
+    }
+    let config = &session.config;
+    let (Some(probe), Some(azure)) = (&config.probe, &session.azure_real) else { return Ok(None) };
+    let aws = vpnbridge_aws::AwsSettings {
+        region: config.aws.region.clone(),
+        vpc_id: config.aws.vpc_id.clone(),
+        endpoint: config.aws.endpoint.clone().filter(|e| !e.is_empty()),
+    };
+    let instance = vpnbridge_aws::Ec2TestVm::connect(&aws, &probe.aws_instance).await.context("connecting to AWS for the probe")?;
+    let vm = azure.test_vm(&probe.azure_vm);
+    let settings = match std::env::var("VPNBRIDGE_PROBE_POLL_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) => VmProbeSettings { poll: Duration::from_millis(ms), ..VmProbeSettings::default() },
+        None => VmProbeSettings::default(),
+    };
+    Ok(Some(Box::new(VmProbe::new(
+        std::sync::Arc::new(vm),
+        std::sync::Arc::new(instance),
+        config.azure.address_space.clone(),
+        config.aws.cidrs.clone(),
+        settings,
+    ))))
+}
+
+fn data_plane<'a>(session: &Session, probe: &'a Option<Box<dyn Probe>>) -> DataPlane<'a> {
     match probe {
-        Some(p) => DataPlane::Probe(p),
+        Some(p) => DataPlane::Probe(p.as_ref()),
         None => DataPlane::NotObservable(not_observable_reason(&session.config).unwrap_or("no probe")),
     }
 }
@@ -94,6 +124,8 @@ pub fn verify_json(session: &Session, report: &VerifyReport) -> serde_json::Valu
         "expected_down": report.expected_down,
         "ping": report.ping,
         "diagnoses": report.diagnoses,
+        "probe_error": report.probe_error,
+        "warnings": report.warnings,
     })
 }
 
@@ -113,10 +145,12 @@ pub fn drill_json(session: &Session, report: &DrillReport) -> serde_json::Value 
 }
 
 pub async fn verify_cmd(session: &Session, output: Output) -> Result<u8, Failure> {
-    let probe = probe(session);
-    let report = verify::verify(&session.config, session.aws.as_ref(), session.azure.as_ref(), data_plane(session, &probe))
-        .await
-        .context("verifying the deployment")?;
+    let probe = probe(session).await?;
+    let report = match verify::verify(&session.config, session.aws.as_ref(), session.azure.as_ref(), data_plane(session, &probe)).await {
+        Ok(r) => r,
+        Err(VerifyError::ProbePreflight(errors)) => return Err(Failure::Preflight(PlanError(errors))),
+        Err(e) => return Err(Failure::Other(anyhow::Error::new(e).context("verifying the deployment"))),
+    };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&verify_json(session, &report)).expect("json")),
         Output::Human => print!("{}", human_verify(&report)),
@@ -127,14 +161,19 @@ pub async fn verify_cmd(session: &Session, output: Output) -> Result<u8, Failure
 fn verify_code(report: &VerifyReport) -> u8 {
     match (report.result, report.data_plane.observable) {
         (VerifyResult::Problems, _) => exit::PROBLEM_FOUND,
+        (VerifyResult::Ok, false) if report.probe_error.is_some() => exit::PROBE_FAILED,
         (VerifyResult::Ok, false) => exit::NOT_OBSERVABLE,
         (VerifyResult::Ok, true) => exit::OK,
     }
 }
 
 fn ping_line(p: &PingResult, from: &str, to: &str) -> String {
+    let stats = p.stats.map_or(String::new(), |s| {
+        let rtt = s.rtt_ms.map_or(String::new(), |r| format!(", rtt min/avg/max {:.3}/{:.3}/{:.3} ms", r.min, r.avg, r.max));
+        format!(" ({} of {} replied, {:.0}% loss{rtt})", s.received, s.sent, s.loss_percent())
+    });
     let mut s = format!(
-        "  {} ({from}) -> {} ({to}): {}\n",
+        "  {} ({from}) -> {} ({to}): {}{stats}\n",
         p.from,
         p.to,
         if p.replied { "reply".to_owned() } else { format!("NO REPLY: {}", p.stopped.as_deref().unwrap_or("no reason given")) }
@@ -155,6 +194,9 @@ pub fn human_verify(r: &VerifyReport) -> String {
     let n = r.tunnels.len();
     let verdict = match (r.result, &r.ping) {
         (VerifyResult::Ok, Some(_)) => format!("VPN verified: {} of {n} tunnels up, ping both ways", r.tunnels_up()),
+        (VerifyResult::Ok, None) if r.probe_error.is_some() => {
+            format!("control plane verified: {} of {n} tunnels up; traffic UNKNOWN (the probe could not run)", r.tunnels_up())
+        }
         (VerifyResult::Ok, None) => format!("control plane verified: {} of {n} tunnels up; traffic NOT OBSERVABLE", r.tunnels_up()),
         (VerifyResult::Problems, _) => format!("PROBLEMS FOUND: {} of {n} tunnels up, {} diagnoses", r.tunnels_up(), r.diagnoses.len()),
     };
@@ -204,6 +246,9 @@ pub fn human_verify(r: &VerifyReport) -> String {
         }
         (None, reason) => out.push_str(&format!("Ping: not observable ({})\n", reason.as_deref().unwrap_or("no probe"))),
     }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     if !r.diagnoses.is_empty() {
         out.push_str("Diagnoses:\n");
         for d in &r.diagnoses {
@@ -235,7 +280,7 @@ fn confirm_drill(session: &Session, yes: bool, count: usize) -> Result<(), Failu
 pub async fn drill_cmd(session: &Session, output: Output, tunnel: Option<usize>, yes: bool) -> Result<u8, Failure> {
     refuse_mixed_drill(&session.config)?;
     confirm_drill(session, yes, tunnel.map_or(session.config.tunnel_count(), |_| 1))?;
-    let probe = probe(session);
+    let probe = probe(session).await?;
     let human = output == Output::Human;
     let on_event = move |e: &DrillEvent| {
         // Progress, not the result (the table is): `-q` keeps only failures.
@@ -259,26 +304,36 @@ pub async fn drill_cmd(session: &Session, output: Output, tunnel: Option<usize>,
             DrillEvent::Failed { tunnel, at, error } => eprintln!("  t+{:>9}  {tunnel}: FAILED: {error}", t(at)),
         }
     };
+    // A VM starts its Run Command some seconds after the cloud accepted it: the series
+    // outlast dead peer detection by a margin on real clouds.
+    let settings = if session.any_real() {
+        DrillSettings { series_margin: Duration::from_secs(15), ..DrillSettings::default() }
+    } else {
+        DrillSettings::default()
+    };
     let result = drill::drill(
         &session.config,
         session.aws.clone(),
         session.azure.clone(),
         data_plane(session, &probe),
         tunnel,
-        &DrillSettings::default(),
+        &settings,
         &on_event,
     )
     .await;
     let report = match result {
         Ok(r) => r,
         Err(DrillError::CannotReplan(e)) => return Err(Failure::Preflight(e)),
+        Err(DrillError::Verify(VerifyError::ProbePreflight(errors))) => return Err(Failure::Preflight(PlanError(errors))),
         Err(e) => return Err(Failure::Other(anyhow::Error::new(e).context("running the drill"))),
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&drill_json(session, &report)).expect("json")),
         Output::Human => print!("{}", human_drill(&report, session.any_real())),
     }
+    let probe_failed = report.tunnels.iter().any(|r| r.error.as_deref().is_some_and(|e| e.starts_with(PROBE_FAILED_PREFIX)));
     Ok(match (report.result, report.data_plane.observable) {
+        (DrillResult::Failed, _) if probe_failed => exit::PROBE_FAILED,
         (DrillResult::Failed, _) => exit::PROBLEM_FOUND,
         (DrillResult::Passed, false) => exit::NOT_OBSERVABLE,
         (DrillResult::Passed, true) => exit::OK,
@@ -345,7 +400,9 @@ pub fn human_drill(r: &DrillReport, real: bool) -> String {
             out.push_str(&pings(p));
         }
     }
+    let probe_failed = r.tunnels.iter().any(|t| t.error.as_deref().is_some_and(|e| e.starts_with(PROBE_FAILED_PREFIX)));
     let verdict = match r.result {
+        DrillResult::Failed if probe_failed => "FAILED: the probe could not run, so traffic is unknown (not lost); see above",
         DrillResult::Passed if r.data_plane.observable => "PASSED: traffic survived losing each drilled tunnel",
         DrillResult::Passed => "PASSED on the control plane (traffic not observable)",
         DrillResult::Failed => "FAILED: connectivity was lost, or a tunnel did not come back",

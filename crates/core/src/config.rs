@@ -23,6 +23,36 @@ pub struct Config {
     pub psk: PskSource,
     pub azure: AzureConfig,
     pub aws: AwsConfig,
+    /// The users' test VMs that `verify` and `drill` ping through (`[probe]`); `None`:
+    /// the data plane of real clouds is not observable.
+    pub probe: Option<ProbeConfig>,
+}
+
+/// `[probe]`: one VM on each side, named by the user; vpnbridge only reads them and
+/// runs a ping on them (Azure VM Run Command, AWS Systems Manager Run Command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub azure_vm: AzureVmRef,
+    /// The EC2 instance id (`i-…`).
+    pub aws_instance: String,
+}
+
+/// An Azure VM, by name in `azure.resource_group` or by full resource id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureVmRef {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl AzureVmRef {
+    /// `/subscriptions/…/resourceGroups/…/providers/Microsoft.Compute/virtualMachines/{name}`.
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
 }
 
 impl Config {

@@ -4,8 +4,11 @@
 //! the [`Executor`]), wait out dead peer detection (AWS 30 s, Azure 45 s), prove traffic
 //! still flows both ways, recreate the Connection (re-planned with
 //! [`plan::plan_apply`] and executed), wait until the tunnel is up again and re-verify.
-//! Pings are sampled every second from the delete on, so the interruption is measured,
-//! not guessed. Time is tokio's clock: virtual on the simulator.
+//! The interruption is measured, not guessed: a timestamped ping each way, one echo a
+//! second, runs on the probe hosts from before the delete until after dead peer
+//! detection ([`crate::probe::Probe::start_series`]); on real clouds that is one Run
+//! Command per direction for the whole outage. Time is tokio's clock: virtual on the
+//! simulator.
 //!
 //! The drill refuses to start when the deployment could not be re-planned (it would
 //! delete a Connection it cannot put back).
@@ -23,7 +26,7 @@ use crate::model::Owner;
 use crate::ops::AzureOp;
 use crate::pairing;
 use crate::plan::{self, Action, Observed, Plan, PlanError, PlanKind, Step, StepOp};
-use crate::probe::{PingPair, Probe, ping_both_ways};
+use crate::probe::{PingPair, SeriesSpec, ping_both_ways};
 use crate::verify::{self, DataPlane, DataPlaneAccess, VerifyError, VerifyResult};
 
 /// AWS's dead peer detection timeout.
@@ -34,8 +37,11 @@ pub const AWS_DPD: Duration = Duration::from_secs(30);
 pub struct DrillSettings {
     /// From the delete until traffic must flow again: the longer DPD plus a margin.
     pub dpd_wait: Duration,
-    /// Interval between pings while a tunnel is down.
+    /// Interval between the echoes of the series that measure the outage.
     pub sample: Duration,
+    /// How much longer than `dpd_wait` the series run (a VM may start its command some
+    /// seconds after it was accepted).
+    pub series_margin: Duration,
     /// Longest wait for a recreated tunnel to come up.
     pub restore_timeout: Duration,
     /// Interval between looks at the tunnel while waiting for it.
@@ -49,6 +55,7 @@ impl Default for DrillSettings {
         Self {
             dpd_wait: dpd + Duration::from_secs(5),
             sample: Duration::from_secs(1),
+            series_margin: Duration::ZERO,
             restore_timeout: Duration::from_secs(20 * 60),
             restore_poll: Duration::from_secs(5),
             exec: ExecSettings::default(),
@@ -270,37 +277,42 @@ async fn drill_one(
             until_up: Vec::new(),
         },
     );
+    // The timestamped pings that measure the outage start first and run on the hosts
+    // across all of it: one series each way, collected once dead peer detection is over.
+    let series = match data_plane {
+        DataPlane::Probe(probe) => {
+            let at = probe.addresses().await.map_err(|e| e.to_string())?;
+            let spec = SeriesSpec::covering(settings.dpd_wait + settings.series_margin, settings.sample);
+            let there = probe.start_series(at.azure, at.aws, spec).await.map_err(|e| e.to_string())?;
+            let back = probe.start_series(at.aws, at.azure, spec).await.map_err(|e| e.to_string())?;
+            Some((probe, there, back))
+        }
+        DataPlane::NotObservable(_) => None,
+    };
     let down = Instant::now();
     row.down_at = Some(at());
     on_event(&DrillEvent::Down { tunnel: row.tunnel.clone(), at: at() });
     let deadline = down + settings.dpd_wait;
-    let sampler = async {
-        let DataPlane::Probe(probe) = data_plane else { return Ok(None) };
-        let mut lost = Interruption::default();
-        while Instant::now() < deadline {
-            let p = ping_both_ways(probe, config).await?;
-            let step = settings.sample.as_secs_f64();
-            if !p.azure_to_aws.replied {
-                lost.azure_to_aws += step;
-            }
-            if !p.aws_to_azure.replied {
-                lost.aws_to_azure += step;
-            }
-            tokio::time::sleep(settings.sample.min(deadline.saturating_duration_since(Instant::now()))).await;
-        }
-        lost.max = lost.azure_to_aws.max(lost.aws_to_azure);
-        Ok::<_, crate::probe::ProbeError>(Some(lost))
-    };
-    let (report, lost) = tokio::join!(executor.run(&delete, |_| {}), sampler);
+    let report = executor.run(&delete, |_| {}).await;
     if let Some(f) = failure(&report) {
+        if let Some((probe, there, back)) = series {
+            // Let the started series end before anything else runs on the hosts.
+            let _ = probe.collect_series(there).await;
+            let _ = probe.collect_series(back).await;
+        }
         return Err(format!("could not delete the Connection: {f}"));
     }
     tokio::time::sleep_until(deadline).await;
 
-    // 2. Traffic after DPD.
-    row.interruption = lost.map_err(|e| e.to_string())?;
-    if let DataPlane::Probe(probe) = data_plane {
-        let p = ping_both_ways(probe as &dyn Probe, config).await.map_err(|e| e.to_string())?;
+    // 2. Traffic after DPD: the series' time without replies, then a fresh ping each
+    //    way (after the series, as a VM runs one command at a time).
+    if let Some((probe, there, back)) = series {
+        let interval = there.spec.interval;
+        let there = probe.collect_series(there).await.map_err(|e| e.to_string())?;
+        let back = probe.collect_series(back).await.map_err(|e| e.to_string())?;
+        let (a, b) = (there.lost_seconds(interval), back.lost_seconds(interval));
+        row.interruption = Some(Interruption { azure_to_aws: a, aws_to_azure: b, max: a.max(b) });
+        let p = ping_both_ways(probe).await.map_err(|e| e.to_string())?;
         row.traffic_kept = Some(p.both_ways());
         row.after_dpd = Some(p);
     }

@@ -19,8 +19,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::config::{
-    AwsConfig, AzureConfig, Backend, Config, GatewaySku, Generation, Mode, PskSource, azure_reserved_asn, in_azure_apipa_range, overlaps,
-    reserved_inside_cidr, valid_amazon_asn,
+    AwsConfig, AzureConfig, AzureVmRef, Backend, Config, GatewaySku, Generation, Mode, ProbeConfig, PskSource, azure_reserved_asn,
+    in_azure_apipa_range, overlaps, reserved_inside_cidr, valid_amazon_asn,
 };
 use crate::secret::{Psk, PskError};
 
@@ -101,6 +101,14 @@ amazon_asn = 64512
 tunnel_inside_cidrs = []
 # EC2 endpoint override; "" = the default (or AWS_ENDPOINT_URL*).
 endpoint = ""
+
+# Optional: your test VMs, one on each side, for `verify` and `drill` to ping through on
+# the real clouds (Azure VM Run Command; AWS Systems Manager Run Command: the instance
+# needs the SSM agent and an instance profile with AmazonSSMManagedInstanceCore). Their
+# private IPs are read from the clouds. On the simulator they are simulated VMs.
+# [probe]
+# azure_vm = "vm-test"                # a name in [azure] resource_group, or a full resource id
+# aws_instance = "i-0123456789abcdef0"
 "#;
 
 /// One problem in a config file: where it is, what is wrong and what to do about it.
@@ -330,7 +338,7 @@ pub fn parse(text: &str, source: &Path, env: &dyn Fn(&str) -> Option<String>) ->
 // Schema
 
 /// The keys of `vpnbridge.toml`: top level, `[azure]`, `[aws]`.
-pub const TOP_KEYS: &[&str] = &["name", "mode", "tunnels_per_connection", "psk", "azure", "aws"];
+pub const TOP_KEYS: &[&str] = &["name", "mode", "tunnels_per_connection", "psk", "azure", "aws", "probe"];
 pub const AZURE_KEYS: &[&str] = &[
     "backend",
     "subscription_id",
@@ -346,6 +354,7 @@ pub const AZURE_KEYS: &[&str] = &[
     "endpoint",
 ];
 pub const AWS_KEYS: &[&str] = &["backend", "region", "vpc_id", "cidrs", "route_tables", "amazon_asn", "tunnel_inside_cidrs", "endpoint"];
+pub const PROBE_KEYS: &[&str] = &["azure_vm", "aws_instance"];
 
 /// The default bgp-ha tunnel inside CIDRs, in tunnel order.
 const BGP_INSIDE_DEFAULTS: [&str; 4] = ["169.254.21.0/30", "169.254.22.0/30", "169.254.21.4/30", "169.254.22.4/30"];
@@ -364,6 +373,8 @@ fn example_line(field: &str) -> &'static str {
         "aws.region" => r#"region = "ap-northeast-1""#,
         "aws.vpc_id" => r#"vpc_id = "vpc-0123456789abcdef0""#,
         "aws.cidrs" => r#"cidrs = ["10.2.0.0/16"]"#,
+        "probe.azure_vm" => r#"azure_vm = "vm-test""#,
+        "probe.aws_instance" => r#"aws_instance = "i-0123456789abcdef0""#,
         _ => "",
     }
 }
@@ -580,9 +591,9 @@ impl Checker<'_> {
             if known.contains(&k) {
                 continue;
             }
-            let elsewhere: Vec<&str> = [("", TOP_KEYS), ("azure", AZURE_KEYS), ("aws", AWS_KEYS)]
+            let elsewhere: Vec<&str> = [("", TOP_KEYS), ("azure", AZURE_KEYS), ("aws", AWS_KEYS), ("probe", PROBE_KEYS)]
                 .into_iter()
-                .filter(|(t, keys)| *t != table_name && keys.contains(&k) && !matches!(k, "azure" | "aws"))
+                .filter(|(t, keys)| *t != table_name && keys.contains(&k) && !matches!(k, "azure" | "aws" | "probe"))
                 .map(|(t, _)| t)
                 .collect();
             let fix = if !elsewhere.is_empty() {
@@ -730,6 +741,7 @@ impl Checker<'_> {
             self.unknown_keys("aws", t, AWS_KEYS);
             self.aws(t, span, effective_mode, tpc)
         });
+        let probe = self.probe(root, azure.as_ref());
 
         // Cross-table rules.
         if let (Some(az), Some(aw)) = (&azure, &aws) {
@@ -827,6 +839,7 @@ impl Checker<'_> {
                 tunnel_inside_cidrs: aw.tunnel_inside_cidrs?,
                 endpoint: aw.endpoint?,
             },
+            probe: probe?,
         })
     }
 
@@ -932,6 +945,27 @@ impl Checker<'_> {
             asn,
             endpoint,
         }
+    }
+
+    /// The optional `[probe]` table: `Some(None)` when absent, `None` when wrong.
+    fn probe(&mut self, root: &DeTable<'_>, azure: Option<&AzurePart>) -> Option<Option<ProbeConfig>> {
+        const T: &str = "probe";
+        let Some(v) = root.get(T) else { return Some(None) };
+        let DeValue::Table(t) = v.get_ref() else {
+            self.type_error(T, v, "a table", "a [probe] section");
+            return None;
+        };
+        let span = v.span();
+        self.unknown_keys(T, t, PROBE_KEYS);
+        let vm = self.required_string(T, t, &span, "azure_vm", r#""vm-test""#).and_then(|v| {
+            let sub = azure.and_then(|a| a.subscription_id.clone()).unwrap_or_default();
+            let rg = azure.and_then(|a| a.resource_group.clone()).unwrap_or_default();
+            self.checked("probe.azure_vm", &v, |s| parse_vm_ref(s, &sub, &rg))
+        });
+        let instance = self
+            .required_string(T, t, &span, "aws_instance", r#""i-0123456789abcdef0""#)
+            .and_then(|v| self.checked("probe.aws_instance", &v, |s| check_aws_id(s, "i", "EC2 instance").map(|()| s.clone())));
+        Some(Some(ProbeConfig { azure_vm: vm?, aws_instance: instance? }))
     }
 
     fn aws(&mut self, t: &DeTable<'_>, span: Range<usize>, mode: Mode, tpc: Option<u8>) -> AwsPart {
@@ -2051,6 +2085,43 @@ fn distance_warning(location: &str, region: &str) -> Option<String> {
         az.name(),
         aws.name()
     ))
+}
+
+/// An Azure VM: a name (1-64 letters, digits, '-', '_', '.'; in `azure.resource_group`)
+/// or a full `/subscriptions/…/resourceGroups/…/providers/Microsoft.Compute/virtualMachines/…` id.
+fn parse_vm_ref(s: &str, subscription: &str, resource_group: &str) -> Result<AzureVmRef, Problem> {
+    let name_ok = |n: &str| {
+        (1..=64).contains(&n.len())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !n.ends_with(['.', '-'])
+    };
+    if s.starts_with('/') {
+        let seg: Vec<&str> = s.trim_end_matches('/').split('/').skip(1).collect();
+        if let ["subscriptions", sub, rg, rg_name, p, ns, vms, name] = seg.as_slice()
+            && rg.eq_ignore_ascii_case("resourceGroups")
+            && p.eq_ignore_ascii_case("providers")
+            && ns.eq_ignore_ascii_case("Microsoft.Compute")
+            && vms.eq_ignore_ascii_case("virtualMachines")
+            && name_ok(name)
+        {
+            let sub = parse_guid(sub, "")?;
+            return Ok(AzureVmRef { subscription_id: sub, resource_group: (*rg_name).to_owned(), name: (*name).to_owned() });
+        }
+        return Err(problem(
+            format!("{s:?} is not a virtual machine resource id"),
+            "write the VM's name (it is looked for in azure.resource_group), or its full id \
+             /subscriptions/<GUID>/resourceGroups/<group>/providers/Microsoft.Compute/virtualMachines/<name> \
+             (`az vm show -g <group> -n <name> --query id -o tsv` prints it)",
+        ));
+    }
+    if !name_ok(s) {
+        return Err(problem(
+            format!("{s:?} is not an Azure VM name (1-64 letters, digits, '-', '_' or '.', starting with a letter or digit)"),
+            "write the VM's name as the portal or `az vm list -g <group> -o table` shows it, or its full resource id",
+        ));
+    }
+    Ok(AzureVmRef { subscription_id: subscription.to_owned(), resource_group: resource_group.to_owned(), name: s.to_owned() })
 }
 
 /// `prefix-` followed by 8 or 17 lowercase hexadecimal digits (`vpc-…`, `rtb-…`).

@@ -122,6 +122,11 @@ pub struct VerifyReport {
     /// `None` when the data plane is not observable.
     pub ping: Option<PingPair>,
     pub diagnoses: Vec<String>,
+    /// The probe could not run (timeout, permission, agent offline): connectivity is
+    /// unknown, which is not the same as lost.
+    pub probe_error: Option<String>,
+    /// Warnings of the probe's preflight (e.g. a firewall that could not be read).
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -140,6 +145,10 @@ pub enum VerifyError {
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    /// The probe VMs are not ready (missing, stopped, unmanaged, firewalled): each
+    /// finding names the resource and the fix; nothing was pinged or changed.
+    #[error("the probe VMs are not ready:\n{}", .0.join("\n"))]
+    ProbePreflight(Vec<String>),
 }
 
 /// Observes both clouds, reads every tunnel end, pings both ways when it can, and
@@ -154,11 +163,26 @@ pub async fn verify(
     let settings = crate::exec::ExecSettings::default();
     let observed = crate::exec::observe(aws, azure, &owner, &settings).await?;
     let ends = crate::exec::tunnel_ends(aws, azure, &owner, &settings).await?;
-    let ping = match data_plane {
-        DataPlane::Probe(p) => Some(ping_both_ways(p, config).await?),
-        DataPlane::NotObservable(_) => None,
+    let (ping, probe_error, warnings) = match data_plane {
+        DataPlane::Probe(p) => {
+            let pre = p.preflight().await?;
+            if !pre.errors.is_empty() {
+                return Err(VerifyError::ProbePreflight(pre.errors));
+            }
+            match ping_both_ways(p).await {
+                Ok(ping) => (Some(ping), None, pre.warnings),
+                Err(e) => (None, Some(e.to_string()), pre.warnings),
+            }
+        }
+        DataPlane::NotObservable(_) => (None, None, Vec::new()),
     };
-    Ok(assess(config, &observed, &ends, data_plane, ping))
+    let mut report = assess(config, &observed, &ends, data_plane, ping);
+    report.warnings = warnings;
+    if let Some(e) = probe_error {
+        report.data_plane = DataPlaneAccess { observable: false, reason: Some(e.clone()) };
+        report.probe_error = Some(e);
+    }
+    Ok(report)
 }
 
 /// The pure part of [`verify`]: joins, checks and words the diagnoses.
@@ -249,7 +273,17 @@ pub fn assess(
     let diagnoses = diagnoses.0;
     let all_up = !tunnels.is_empty() && tunnels.iter().all(|t| t.up);
     let result = if diagnoses.is_empty() && all_up { VerifyResult::Ok } else { VerifyResult::Problems };
-    VerifyReport { deployment: config.name.clone(), result, data_plane, tunnels, expected_down, ping, diagnoses }
+    VerifyReport {
+        deployment: config.name.clone(),
+        result,
+        data_plane,
+        tunnels,
+        expected_down,
+        ping,
+        diagnoses,
+        probe_error: None,
+        warnings: Vec::new(),
+    }
 }
 
 /// Diagnoses in order, without repeats.

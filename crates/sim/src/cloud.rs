@@ -95,6 +95,11 @@ struct Inner {
 const WORLD_FILE: &str = "world.json";
 
 impl SimCloud {
+    /// Opened read-only: nothing is ever written.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
     /// An empty world that lives in memory only (tests).
     pub fn in_memory() -> Self {
         Self::in_memory_with(LatencyTable::default())

@@ -27,7 +27,7 @@ pub use azure::{AzureTarget, SimAzure};
 pub use cloud::{SimCloud, SimError, VnetSpec, VpcSpec};
 pub use faults::{Fault, FaultInjector, FaultPlan, Faulty};
 pub use latency::LatencyTable;
-pub use probe::{SimProbe, TrafficLoss, TrafficWatch};
+pub use probe::{ProbeHostSpec, SimProbe, TrafficLoss, TrafficWatch};
 pub use world::World;
 
 use world::{ApiError, Completion};

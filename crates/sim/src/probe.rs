@@ -3,39 +3,252 @@
 //! with, one at a time (someone editing a key in a console, deleting a route, an AWS
 //! maintenance window…). None of them is a call of ours: they are not counted.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::{IpNet, Ipv4Net};
+use vpnbridge_core::config::Config;
 use vpnbridge_core::model::ProvisioningState;
-use vpnbridge_core::probe::{PingResult, Probe, ProbeError};
+use vpnbridge_core::probe::{
+    PingResult, PingSeries, Probe, ProbeAddresses, ProbeError, ProbePreflight, Sample, SeriesHandle, SeriesSpec, probe_addresses,
+};
 use vpnbridge_core::secret::Psk;
 
 use crate::cloud::{SimCloud, SimError};
 use crate::latency::ms;
-use crate::world::{Phase, SecurityGroup, SgRule, World};
+use crate::world::{Phase, ProbeHost, SecurityGroup, SgRule, World};
 use crate::{AwsTarget, AzureTarget};
 
-/// Pings between the target VNet and the target VPC of the simulated world.
+/// Pings between the target VNet and the target VPC of the simulated world: from the
+/// simulated test VMs that `[probe]` names, or, without one, between the first usable
+/// host of each side.
 #[derive(Debug, Clone)]
 pub struct SimProbe {
     cloud: SimCloud,
     vnet_id: String,
     vpc_id: String,
+    hosts: Hosts,
+    /// Series running on the virtual clock, by id.
+    series: Arc<Mutex<HashMap<String, tokio::task::JoinHandle<Vec<Sample>>>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Hosts {
+    /// `[probe]`: the simulated VM's ARM id and the instance id.
+    Named { vm_id: String, instance_id: String },
+    /// No `[probe]`: these two addresses.
+    Fixed(ProbeAddresses),
+}
+
+/// The test VMs `[probe]` names, as the simulator creates them the first time they are
+/// needed: each gets the first usable host (network + 4) of its side's first prefix,
+/// running, with its agent online.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeHostSpec {
+    pub vm_id: String,
+    pub vnet_id: String,
+    pub vm_ip: Ipv4Addr,
+    pub instance_id: String,
+    pub vpc_id: String,
+    pub instance_ip: Ipv4Addr,
+}
+
+impl ProbeHostSpec {
+    /// The hosts of `config.probe`, if it has one.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let p = config.probe.as_ref()?;
+        let (vm_ip, instance_ip) = probe_addresses(config)?;
+        let azure = AzureTarget::from_config(config);
+        Some(Self {
+            vm_id: p.azure_vm.id(),
+            vnet_id: azure.id("virtualNetworks", &azure.vnet),
+            vm_ip,
+            instance_id: p.aws_instance.clone(),
+            vpc_id: config.aws.vpc_id.clone(),
+            instance_ip,
+        })
+    }
 }
 
 impl SimProbe {
-    pub fn new(cloud: SimCloud, azure: &AzureTarget, aws: &AwsTarget) -> Self {
-        Self { cloud, vnet_id: azure.id("virtualNetworks", &azure.vnet), vpc_id: aws.vpc_id.clone() }
+    /// Pings between the first usable hosts of the VNet and the VPC.
+    pub fn new(cloud: SimCloud, azure: &AzureTarget, aws: &AwsTarget, addresses: ProbeAddresses) -> Self {
+        Self::with_hosts(cloud, azure, aws, Hosts::Fixed(addresses))
+    }
+
+    /// Pings between the simulated test VMs of `spec` (see [`SimCloud::ensure_probe_hosts`]).
+    pub fn through(cloud: SimCloud, azure: &AzureTarget, aws: &AwsTarget, spec: &ProbeHostSpec) -> Self {
+        Self::with_hosts(cloud, azure, aws, Hosts::Named { vm_id: spec.vm_id.clone(), instance_id: spec.instance_id.clone() })
+    }
+
+    /// The probe a config asks for: through `[probe]`'s VMs, or between fixed hosts.
+    pub fn for_config(cloud: SimCloud, config: &Config) -> Option<Self> {
+        let azure = AzureTarget::from_config(config);
+        let aws = AwsTarget::from_config(config);
+        match ProbeHostSpec::from_config(config) {
+            Some(spec) => Some(Self::through(cloud, &azure, &aws, &spec)),
+            None => {
+                let (a, b) = probe_addresses(config)?;
+                Some(Self::new(cloud, &azure, &aws, ProbeAddresses { azure: a, aws: b }))
+            }
+        }
+    }
+
+    fn with_hosts(cloud: SimCloud, azure: &AzureTarget, aws: &AwsTarget, hosts: Hosts) -> Self {
+        Self {
+            cloud,
+            vnet_id: azure.id("virtualNetworks", &azure.vnet),
+            vpc_id: aws.vpc_id.clone(),
+            hosts,
+            series: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The host a ping from `from` runs on, and whether it can run one now.
+    fn check_host(&self, from: Ipv4Addr) -> Result<(), ProbeError> {
+        let Hosts::Named { vm_id, instance_id } = &self.hosts else { return Ok(()) };
+        self.cloud.with_world(|w| {
+            let host = w
+                .azure
+                .virtual_machines
+                .get(vm_id)
+                .filter(|h| h.private_ip == from)
+                .or_else(|| w.aws.instances.get(instance_id).filter(|h| h.private_ip == from));
+            match host {
+                None => Err(ProbeError(format!("no probe VM has the address {from}"))),
+                Some(h) if !h.running => Err(ProbeError(format!("{} is not running, so it runs no command", h.id))),
+                Some(h) if !h.agent_online => Err(ProbeError(format!("the agent of {} is offline: the command was not delivered", h.id))),
+                Some(_) => Ok(()),
+            }
+        })
+    }
+
+    fn trace(&self, from: Ipv4Addr, to: Ipv4Addr) -> Result<PingResult, ProbeError> {
+        self.check_host(from)?;
+        let trace = self.cloud.lock().ping(&self.vnet_id, &self.vpc_id, from, to).map_err(ProbeError)?;
+        Ok(PingResult { from, to, replied: trace.replied, path: trace.path, stopped: trace.stopped, stats: None })
     }
 }
 
 #[async_trait]
 impl Probe for SimProbe {
+    async fn addresses(&self) -> Result<ProbeAddresses, ProbeError> {
+        match &self.hosts {
+            Hosts::Fixed(a) => Ok(*a),
+            Hosts::Named { vm_id, instance_id } => self.cloud.with_world(|w| {
+                let vm = w.azure.virtual_machines.get(vm_id).ok_or_else(|| ProbeError(format!("Azure VM {vm_id} does not exist")))?;
+                let i = w.aws.instances.get(instance_id).ok_or_else(|| ProbeError(format!("EC2 instance {instance_id} does not exist")))?;
+                Ok(ProbeAddresses { azure: vm.private_ip, aws: i.private_ip })
+            }),
+        }
+    }
+
+    async fn preflight(&self) -> Result<ProbePreflight, ProbeError> {
+        let Hosts::Named { vm_id, instance_id } = &self.hosts else { return Ok(ProbePreflight::default()) };
+        Ok(self.cloud.with_world(|w| {
+            let mut out = ProbePreflight::default();
+            match w.azure.virtual_machines.get(vm_id) {
+                None => out.errors.push(format!("Azure VM {vm_id} does not exist: create it in the VNet, or fix [probe] azure_vm")),
+                Some(vm) if !vm.running => {
+                    out.errors.push(format!("Azure VM {vm_id} is not running: start it (`az vm start --ids {vm_id}`)"))
+                }
+                Some(_) => {}
+            }
+            match w.aws.instances.get(instance_id) {
+                None => out.errors.push(format!("EC2 instance {instance_id} does not exist: fix [probe] aws_instance")),
+                Some(i) if !i.running => out.errors.push(format!(
+                    "EC2 instance {instance_id} is not running: start it (`aws ec2 start-instances --instance-ids {instance_id}`)"
+                )),
+                Some(i) if !i.agent_online => out.errors.push(format!(
+                    "EC2 instance {instance_id} is not a managed instance of Systems Manager: run the SSM agent on it and attach \
+                     an instance profile with the AmazonSSMManagedInstanceCore policy"
+                )),
+                Some(_) => {}
+            }
+            out
+        }))
+    }
+
     async fn ping(&self, from: Ipv4Addr, to: Ipv4Addr) -> Result<PingResult, ProbeError> {
-        let trace = self.cloud.lock().ping(&self.vnet_id, &self.vpc_id, from, to).map_err(ProbeError)?;
-        Ok(PingResult { from, to, replied: trace.replied, path: trace.path, stopped: trace.stopped })
+        self.trace(from, to)
+    }
+
+    async fn start_series(&self, from: Ipv4Addr, to: Ipv4Addr, spec: SeriesSpec) -> Result<SeriesHandle, ProbeError> {
+        self.check_host(from)?;
+        let probe = self.clone();
+        let task = tokio::spawn(async move {
+            let t0 = tokio::time::Instant::now();
+            let mut samples = Vec::new();
+            for _ in 0..spec.samples {
+                let at = t0.elapsed().as_secs_f64();
+                let replied = probe.trace(from, to).is_ok_and(|r| r.replied);
+                samples.push(Sample { at, replied });
+                tokio::time::sleep(spec.interval).await;
+            }
+            samples
+        });
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let id = format!("sim-series-{}", series.len() + 1);
+        series.insert(id.clone(), task);
+        Ok(SeriesHandle { from, to, spec, id })
+    }
+
+    async fn collect_series(&self, handle: SeriesHandle) -> Result<PingSeries, ProbeError> {
+        let task = self.series.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle.id);
+        let task = task.ok_or_else(|| ProbeError(format!("no series {}", handle.id)))?;
+        let samples = task.await.map_err(|e| ProbeError(format!("the series stopped: {e}")))?;
+        Ok(PingSeries { from: handle.from, to: handle.to, samples })
+    }
+}
+
+impl SimCloud {
+    /// Creates the test VMs of `spec` if they do not exist yet (the simulated
+    /// prerequisites of `[probe]`, like the VNet and the VPC). Read-only sessions keep
+    /// them in memory.
+    pub fn ensure_probe_hosts(&self, spec: &ProbeHostSpec) -> Result<(), SimError> {
+        let mut w = self.lock();
+        let mut changed = false;
+        if !w.azure.virtual_machines.contains_key(&spec.vm_id) {
+            let host = ProbeHost {
+                id: spec.vm_id.clone(),
+                network: spec.vnet_id.clone(),
+                private_ip: spec.vm_ip,
+                running: true,
+                agent_online: true,
+            };
+            w.azure.virtual_machines.insert(spec.vm_id.clone(), host);
+            changed = true;
+        }
+        if !w.aws.instances.contains_key(&spec.instance_id) {
+            let host = ProbeHost {
+                id: spec.instance_id.clone(),
+                network: spec.vpc_id.clone(),
+                private_ip: spec.instance_ip,
+                running: true,
+                agent_online: true,
+            };
+            w.aws.instances.insert(spec.instance_id.clone(), host);
+            changed = true;
+        }
+        if changed && !self.is_read_only() { self.save_locked(&w) } else { Ok(()) }
+    }
+
+    /// Stops a simulated test VM or instance (by id), or takes its agent offline: an
+    /// out-of-band change for the probe scenarios.
+    pub fn set_probe_host(&self, id: &str, running: bool, agent_online: bool) -> Result<(), SimError> {
+        self.change(|w| {
+            let host = match w.azure.virtual_machines.get_mut(id) {
+                Some(h) => Some(h),
+                None => w.aws.instances.get_mut(id),
+            };
+            let host = host.ok_or_else(|| format!("no probe host {id}"))?;
+            host.running = running;
+            host.agent_online = agent_online;
+            Ok(())
+        })
     }
 }
 

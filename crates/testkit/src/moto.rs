@@ -40,6 +40,12 @@ fn moto_python() -> PathBuf {
 impl Moto {
     /// Starts a server and waits (at most 30 s) until it listens.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`Self::start`], with extra environment for the harness (e.g.
+    /// `VPNBRIDGE_MOTO_TELEMETRY_UP`).
+    pub fn start_with(harness_env: &[(&str, &str)]) -> Self {
         let python = moto_python();
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
         let dir = tempfile::Builder::new().prefix("vpnbridge-moto-").tempdir().expect("scratch dir");
@@ -49,6 +55,7 @@ impl Moto {
             .arg(script)
             .arg(port.to_string())
             .arg(&log)
+            .envs(harness_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -3,6 +3,7 @@
 
 mod apply;
 mod moto;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

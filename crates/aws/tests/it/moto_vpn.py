@@ -16,7 +16,9 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    tunnels are listed, so both orders occur and the core must match by value.
    `CustomerGatewayConfiguration` is re-rendered with the same tunnel values.
 2. `VgwTelemetry[]` (VpnTunnelTelemetry): one entry per tunnel, DOWN (nothing
-   answers IKE on loopback), with a StatusMessage and LastStatusChange.
+   answers IKE on loopback), with a StatusMessage and LastStatusChange; with
+   `VPNBRIDGE_MOTO_TELEMETRY_UP=1` every tunnel is scripted UP (the ARM fake's
+   `script_peer_up` is the other half: end-to-end tests of verify with probes).
 3. CreateVpnConnectionRoute / DeleteVpnConnectionRoute (moto: HTTP 500): `Routes[]`
    (VpnStaticRoute: DestinationCidrBlock, Source Static, State available).
 4. ModifyVpnTunnelOptions (moto: HTTP 500): updates PreSharedKey / TunnelInsideCidr of
@@ -38,6 +40,28 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
    was (`available`, old options) for `VPNBRIDGE_MOTO_MODIFY_LAG` seconds (default 1),
    then `modifying` for `VPNBRIDGE_MOTO_MODIFY_SECONDS` (default 2), then `available`
    with the change in place. Another Modify* meanwhile fails with `IncorrectState`.
+
+9. Systems Manager for the probe (moto: no DescribeInstanceInformation; SendCommand
+   accepts any instance; GetCommandInvocation answers a fixed empty Success). The
+   harness serves the three calls itself, after the SSM API reference:
+   - An EC2 instance is a managed instance only when tagged `vpnbridge-fake:ssm` =
+     `online` (PingStatus Online) or `offline` (ConnectionLost); untagged instances are
+     not managed, as on AWS without the agent and the instance profile.
+     `vpnbridge-fake:platform` = `Windows` makes it a Windows instance (default Linux).
+   - DescribeInstanceInformation lists the managed instances (filter `InstanceIds`),
+     with PingStatus, PlatformType, ResourceType `EC2Instance` and IPAddress.
+   - SendCommand takes only `AWS-RunShellScript` / `AWS-RunPowerShellScript`
+     (`InvalidDocument` otherwise) and instances that are managed, online and running
+     (`InvalidInstanceId` otherwise, as SSM words it); a shell script sent to a Windows
+     instance (or PowerShell to Linux) ends `Failed`.
+   - GetCommandInvocation: `InvocationDoesNotExist` for an unknown command or
+     instance; `InProgress` for `VPNBRIDGE_MOTO_SSM_RUN_SECONDS` (default 1), then the
+     scripted outcome of the instance's `vpnbridge-fake:ping` tag: `all` (default,
+     every echo replied), `none` (total loss), `partial` (echoes 2 and 4 lost; in a
+     timestamped series, samples 10 to 39 lost: a 30 s outage), `fail` (the command
+     fails: Status Failed, ResponseCode 1). Output is written the way iputils `ping`
+     (Linux) and Windows PowerShell 5.1 `Test-Connection` (Windows) print it; the ping
+     itself is scripted, not sent: moto has no data plane.
 
 Every create stays immediately `available` (moto's behaviour); pending states are
 covered by the adapter's replay tests instead.
@@ -66,6 +90,7 @@ _next_ip = [0]
 _seed = int(os.environ.get("VPNBRIDGE_MOTO_SEED", "1"))
 MODIFY_LAG = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_LAG", "1"))
 MODIFY_SECONDS = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_SECONDS", "2"))
+TELEMETRY_UP = os.environ.get("VPNBRIDGE_MOTO_TELEMETRY_UP") == "1"
 
 
 def _outside_ips():
@@ -151,8 +176,8 @@ def create_vpn_connection(self):
     conn.vgw_telemetry = [
         {
             "OutsideIpAddress": t["OutsideIpAddress"],
-            "Status": "DOWN",
-            "StatusMessage": "IPSEC IS DOWN",
+            "Status": "UP" if TELEMETRY_UP else "DOWN",
+            "StatusMessage": "" if TELEMETRY_UP else "IPSEC IS DOWN",
             "LastStatusChange": _now(),
             "AcceptedRouteCount": 0,
         }
@@ -354,6 +379,204 @@ def call_action(self):
 
 
 EC2Response.call_action = call_action
+
+
+# -- 9: Systems Manager for the probe ----------------------------------------------------
+
+import re
+import uuid
+
+from moto.ec2 import ec2_backends
+from moto.ssm.exceptions import SSMException
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+SSM_RUN_SECONDS = float(os.environ.get("VPNBRIDGE_MOTO_SSM_RUN_SECONDS", "1"))
+_ssm_commands = {}
+_DOCUMENTS = {"AWS-RunShellScript": "Linux", "AWS-RunPowerShellScript": "Windows"}
+
+
+def _ec2_instance(resp, instance_id):
+    backend = ec2_backends[resp.current_account][resp.region]
+    for reservation in backend.reservations.values():
+        for instance in reservation.instances:
+            if instance.id == instance_id:
+                tags = {t["key"]: t["value"] for t in backend.describe_tags(filters={"resource-id": [instance_id]})}
+                return instance, tags
+    return None, {}
+
+
+def _state(instance):
+    state = getattr(instance, "_state", None)
+    return getattr(state, "name", "running")
+
+
+def _managed(instance, tags):
+    return tags.get("vpnbridge-fake:ssm") in ("online", "offline")
+
+
+def _information(instance, tags):
+    platform = tags.get("vpnbridge-fake:platform", "Linux")
+    return {
+        "InstanceId": instance.id,
+        "PingStatus": "Online" if tags.get("vpnbridge-fake:ssm") == "online" else "ConnectionLost",
+        "LastPingDateTime": datetime.now(timezone.utc),
+        "AgentVersion": "3.3.1142.0",
+        "IsLatestVersion": True,
+        "PlatformType": platform,
+        "PlatformName": "Microsoft Windows Server 2022 Datacenter" if platform == "Windows" else "Amazon Linux",
+        "PlatformVersion": "10.0.20348" if platform == "Windows" else "2023",
+        "ResourceType": "EC2Instance",
+        "IPAddress": instance.private_ip,
+        "ComputerName": f"ip-{instance.private_ip.replace('.', '-')}.ec2.internal",
+    }
+
+
+def describe_instance_information(self):
+    wanted = None
+    for f in (self._get_param("Filters") or []) + (self._get_param("InstanceInformationFilterList") or []):
+        key = f.get("Key") or f.get("key")
+        if key in ("InstanceIds", "InstanceIds".lower()):
+            wanted = set(f.get("Values") or f.get("valueSet") or [])
+    backend = ec2_backends[self.current_account][self.region]
+    out = []
+    for reservation in backend.reservations.values():
+        for instance in reservation.instances:
+            if wanted is not None and instance.id not in wanted:
+                continue
+            _, tags = _ec2_instance(self, instance.id)
+            if _managed(instance, tags) and _state(instance) != "terminated":
+                out.append(_information(instance, tags))
+    return ActionResult({"InstanceInformationList": out})
+
+
+def send_command(self):
+    document = self._get_param("DocumentName")
+    if document not in _DOCUMENTS:
+        raise SSMException("InvalidDocument", f"Document with name {document} does not exist.")
+    instance_ids = self._get_param("InstanceIds", [])
+    bad = []
+    for iid in instance_ids:
+        instance, tags = _ec2_instance(self, iid)
+        if instance is None or not _managed(instance, tags) or tags.get("vpnbridge-fake:ssm") != "online" or _state(instance) != "running":
+            bad.append(iid)
+    if bad or not instance_ids:
+        raise SSMException("InvalidInstanceId", f"Instances [{bad}] not in a valid state for account {self.current_account}")
+    parameters = self._get_param("Parameters", {})
+    command_id = str(uuid.uuid4())
+    now = datetime.now(timezone.utc)
+    with _lock:
+        _ssm_commands[command_id] = {
+            "document": document,
+            "script": "\n".join(parameters.get("commands", [])),
+            "instances": list(instance_ids),
+            "started": time.time(),
+        }
+    command = {
+        "CommandId": command_id,
+        "DocumentName": document,
+        "DocumentVersion": "$DEFAULT",
+        "Comment": self._get_param("Comment", ""),
+        "Parameters": parameters,
+        "InstanceIds": instance_ids,
+        "RequestedDateTime": now,
+        "Status": "Pending",
+        "StatusDetails": "Pending",
+        "TargetCount": len(instance_ids),
+        "CompletedCount": 0,
+        "ErrorCount": 0,
+    }
+    return ActionResult({"Command": command})
+
+
+def _iputils(target, count, lost):
+    lines = [f"PING {target} ({target}) 56(84) bytes of data."]
+    times = []
+    for seq in range(1, count + 1):
+        if seq in lost:
+            continue
+        t = 1.5 + (seq % 3) * 0.2
+        times.append(t)
+        lines.append(f"64 bytes from {target}: icmp_seq={seq} ttl=63 time={t:.2f} ms")
+    received = len(times)
+    loss = round(100 * (count - received) / count)
+    lines += ["", f"--- {target} ping statistics ---", f"{count} packets transmitted, {received} received, {loss}% packet loss, time {1000 * (count - 1) + 6}ms"]
+    if times:
+        avg = sum(times) / len(times)
+        lines.append(f"rtt min/avg/max/mdev = {min(times):.3f}/{avg:.3f}/{max(times):.3f}/0.100 ms")
+    lines.append(f"vpnbridge-exit={0 if received else 1}")
+    return "\n".join(lines) + "\n"
+
+
+def _test_connection(target, count, lost):
+    lines = ["", "Source        Destination     IPV4Address      IPV6Address                              Bytes    Time(ms)",
+             "------        -----------     -----------      -----------                              -----    --------"]
+    for seq in range(1, count + 1):
+        if seq not in lost:
+            lines.append(f"EC2AMAZ-TEST   {target:<15} {target:<16}                                         32       {1 + seq % 2}")
+    lines += ["", "", f"vpnbridge-sent={count}"]
+    return "\n".join(lines) + "\n"
+
+
+def _series(count, interval, lost, started):
+    return "".join(
+        f"vpnbridge-sample seq={i} at={started + (i - 1) * interval:.3f} reply={0 if i in lost else 1}\n" for i in range(1, count + 1)
+    )
+
+
+def _output(command, mode):
+    script = command["script"]
+    n = lambda pattern, default: int(m.group(1)) if (m := re.search(pattern, script)) else default
+    target = re.search(r"(?:ping -c \d+ -W \d+ |-ComputerName )(\d+\.\d+\.\d+\.\d+)", script)
+    target = target.group(1) if target else "0.0.0.0"
+    if "vpnbridge-sample" in script:
+        count = n(r"-l[te] (\d+)", 1)
+        interval = (m.group(1) and float(m.group(1))) if (m := re.search(r"sleep (\d+(?:\.\d+)?)", script)) else n(r"-Milliseconds (\d+)", 1000) / 1000
+        lost = {"all": set(), "none": set(range(1, count + 1)), "partial": set(range(10, 40))}[mode]
+        return _series(count, interval, lost, command["started"])
+    count = n(r"(?:-c|-Count) (\d+)", 5)
+    lost = {"all": set(), "none": set(range(1, count + 1)), "partial": {2, 4}}[mode]
+    return _test_connection(target, count, lost) if command["document"] == "AWS-RunPowerShellScript" else _iputils(target, count, lost)
+
+
+def get_command_invocation(self):
+    command_id = self._get_param("CommandId")
+    instance_id = self._get_param("InstanceId")
+    command = _ssm_commands.get(command_id)
+    if command is None or instance_id not in command["instances"]:
+        raise SSMException("InvocationDoesNotExist", "An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation")
+    instance, tags = _ec2_instance(self, instance_id)
+    base = {
+        "CommandId": command_id,
+        "InstanceId": instance_id,
+        "DocumentName": command["document"],
+        "DocumentVersion": "$DEFAULT",
+        "PluginName": "aws:runShellScript" if command["document"] == "AWS-RunShellScript" else "aws:runPowerShellScript",
+        "ExecutionStartDateTime": datetime.fromtimestamp(command["started"], timezone.utc).isoformat(),
+        "StandardOutputUrl": "",
+        "StandardErrorUrl": "",
+    }
+    # A series runs as long as it samples (scaled down: one tenth of a second per sample).
+    samples = re.search(r"-l[te] (\d+)", command["script"]) if "vpnbridge-sample" in command["script"] else None
+    run_for = SSM_RUN_SECONDS + (int(samples.group(1)) * 0.1 if samples else 0)
+    if time.time() - command["started"] < run_for:
+        return ActionResult({**base, "Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1,
+                             "StandardOutputContent": "", "StandardErrorContent": ""})
+    platform = tags.get("vpnbridge-fake:platform", "Linux")
+    mode = tags.get("vpnbridge-fake:ping", "all")
+    if _DOCUMENTS[command["document"]] != platform:
+        return ActionResult({**base, "Status": "Failed", "StatusDetails": "Failed", "ResponseCode": 1, "StandardOutputContent": "",
+                             "StandardErrorContent": f"Step execution skipped due to unsupported platform ({platform})."})
+    if mode == "fail":
+        return ActionResult({**base, "Status": "Failed", "StatusDetails": "Failed", "ResponseCode": 1, "StandardOutputContent": "",
+                             "StandardErrorContent": "failed to run commands: exit status 1"})
+    return ActionResult({**base, "Status": "Success", "StatusDetails": "Success", "ResponseCode": 0,
+                         "ExecutionEndDateTime": datetime.now(timezone.utc).isoformat(),
+                         "StandardOutputContent": _output(command, mode), "StandardErrorContent": ""})
+
+
+SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+SimpleSystemManagerResponse.send_command = send_command
+SimpleSystemManagerResponse.get_command_invocation = get_command_invocation
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ use vpnbridge_core::secret::Psk;
 use vpnbridge_sim::LatencyTable;
 
 mod logging;
+mod probe;
 mod python_models;
 mod reput;
 mod workflow;

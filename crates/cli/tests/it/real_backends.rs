@@ -3,7 +3,7 @@
 //! on moto (started through the AWS adapter's harness layer; `cargo xtask fakes`
 //! installs it). Each test starts its own fakes on loopback.
 
-use vpnbridge_armfake::{ArmFake, ArmFakeConfig, ArmFakeHandle};
+use vpnbridge_armfake::{ArmFake, ArmFakeConfig, ArmFakeHandle, PingScript, TestVmSpec};
 
 use crate::{Run, Scratch};
 
@@ -37,7 +37,12 @@ struct Moto {
 
 impl Moto {
     fn start() -> Self {
-        let server = vpnbridge_testkit::moto::Moto::start();
+        Self::start_with(&[])
+    }
+
+    /// With extra environment for the harness (e.g. `VPNBRIDGE_MOTO_TELEMETRY_UP`).
+    fn start_with(harness_env: &[(&str, &str)]) -> Self {
+        let server = vpnbridge_testkit::moto::Moto::start_with(harness_env);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (vpc_id, foreign) = rt.block_on(async {
             let ec2 = server.client();
@@ -67,6 +72,50 @@ impl Moto {
             (vpc, vec![cgw, vgw])
         });
         Self { server, vpc_id, foreign, rt }
+    }
+
+    /// The user's test instance in the VPC: a subnet, a security group letting ICMP in
+    /// from the VNet, tagged for the harness's SSM (`ping`: all | none | partial | fail).
+    fn probe_instance(&self, ping: &str) -> String {
+        self.rt.block_on(async {
+            let ec2 = self.server.client();
+            let subnet =
+                ec2.create_subnet().vpc_id(&self.vpc_id).cidr_block("10.2.0.0/24").send().await.unwrap().subnet.unwrap().subnet_id.unwrap();
+            let sg = ec2.create_security_group().group_name("probe").description("probe").vpc_id(&self.vpc_id).send().await;
+            let sg = sg.unwrap().group_id.unwrap();
+            let rule = aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("icmp")
+                .from_port(-1)
+                .to_port(-1)
+                .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("10.1.0.0/16").build())
+                .build();
+            ec2.authorize_security_group_ingress().group_id(&sg).ip_permissions(rule).send().await.unwrap();
+            let tags = aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .tags(aws_sdk_ec2::types::Tag::builder().key("vpnbridge-fake:ssm").value("online").build())
+                .tags(aws_sdk_ec2::types::Tag::builder().key("vpnbridge-fake:ping").value(ping).build())
+                .build();
+            let run = ec2
+                .run_instances()
+                .image_id("ami-12c6146b")
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(subnet)
+                .security_group_ids(sg)
+                .tag_specifications(tags)
+                .send()
+                .await
+                .unwrap();
+            run.instances()[0].instance_id().unwrap().to_owned()
+        })
+    }
+
+    /// Sets a harness tag on the test instance.
+    fn tag(&self, instance: &str, key: &str, value: &str) {
+        self.rt.block_on(async {
+            let tag = aws_sdk_ec2::types::Tag::builder().key(key).value(value).build();
+            self.server.client().create_tags().resources(instance).tags(tag).send().await.unwrap();
+        });
     }
 
     /// The states of someone else's resources, and how many live resources of ours.
@@ -288,4 +337,95 @@ fn a_moved_azure_scope_is_refused_on_real_azure() {
     });
     assert_eq!(left, 0, "nothing is left in either resource group");
     assert!(!transcript.contains(CANARY));
+}
+
+/// `verify` through the users' test VMs on both fakes: the Azure VM's ping runs with
+/// Run Command on the ARM fake, the EC2 instance's with SSM on moto; the tunnels' far
+/// ends are scripted up on both (no data plane behind either fake).
+#[test]
+fn verify_through_probe_vms_on_both_fakes() {
+    let arm = Arm::start();
+    arm.handle.add_test_vm(TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)));
+    arm.handle.script_peer_up(true);
+    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
+    let instance = moto.probe_instance("all");
+    let s = Scratch::new("real-probe");
+    s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
+    let mut env = env(&s);
+    env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
+    env.retain(|(k, _)| *k != "RUST_LOG");
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+
+    let r = run(&s, &["verify", "--output", "json"], &env, &mut transcript);
+    let doc = r.json();
+    assert_eq!(r.code(), 0, "{doc:#}");
+    assert_eq!(doc["data_plane"]["observable"], true);
+    for (dir, from, to) in [("azure_to_aws", "10.1.0.4", "10.2.0."), ("aws_to_azure", "10.2.0.", "10.1.0.4")] {
+        let p = &doc["ping"][dir];
+        assert!(p["from"].as_str().unwrap().starts_with(from) && p["to"].as_str().unwrap().starts_with(to), "{p}");
+        assert_eq!((p["replied"].as_bool(), p["stats"]["sent"].as_u64(), p["stats"]["received"].as_u64()), (Some(true), Some(5), Some(5)));
+        assert!(p["stats"]["rtt_ms"]["avg"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let r = run(&s, &["verify"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+    assert!(r.stdout().contains("VPN verified") && r.stdout().contains("5 of 5 replied"), "{}", r.stdout());
+    println!("{}", r.stdout());
+
+    // The scripted pings lose everything: a problem (6), named per direction.
+    arm.handle.update_test_vm("vm-test", |v| v.ping = PingScript::TotalLoss);
+    moto.tag(&instance, "vpnbridge-fake:ping", "none");
+    let r = run(&s, &["verify", "--output", "json"], &env, &mut transcript);
+    let doc = r.json();
+    assert_eq!(r.code(), 6, "{doc:#}");
+    assert_eq!(doc["ping"]["azure_to_aws"]["stats"]["received"], 0);
+    let diagnoses = doc["diagnoses"].to_string();
+    assert!(diagnoses.contains("gets no reply") && diagnoses.contains("none came back"), "{diagnoses}");
+
+    // The command cannot run: its own outcome (9), never "connectivity lost".
+    arm.handle.update_test_vm("vm-test", |v| v.ping = PingScript::CommandFails);
+    let r = run(&s, &["verify"], &env, &mut transcript);
+    assert_eq!(r.code(), 9, "{}", r.stdout());
+    assert!(r.stdout().contains("the probe could not run") && !r.stdout().contains("NO REPLY"), "{}", r.stdout());
+
+    // An agent offline: the preflight stops before any ping (4), naming the fix.
+    moto.tag(&instance, "vpnbridge-fake:ssm", "offline");
+    let r = run(&s, &["verify"], &env, &mut transcript);
+    assert_eq!(r.code(), 4, "{}", r.stderr());
+    assert!(r.stderr().contains(&instance) && r.stderr().contains("AmazonSSMManagedInstanceCore"), "{}", r.stderr());
+
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!transcript.contains(CANARY));
+}
+
+/// `drill --yes` through the test VMs on both fakes: one timestamped ping per direction
+/// runs across each outage (the Azure VM's series scripted with a 30 s gap), the
+/// Connection is deleted on the ARM fake and put back, and the table shows it.
+#[test]
+fn drill_through_probe_vms_on_both_fakes() {
+    let arm = Arm::start();
+    arm.handle
+        .add_test_vm(TestVmSpec { ping: PingScript::PartialLoss, ..TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)) });
+    arm.handle.script_peer_up(true);
+    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
+    let instance = moto.probe_instance("all");
+    let s = Scratch::new("real-probe-drill");
+    s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
+    let mut env = env(&s);
+    env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
+    env.retain(|(k, _)| *k != "RUST_LOG");
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(&s, &["drill", "--yes", "--tunnel", "1"], &env, &mut transcript);
+    println!("{}{}", r.stderr(), r.stdout());
+    assert_eq!(r.code(), 0, "{}{}", r.stderr(), r.stdout());
+    assert!(r.stdout().contains("PASSED: traffic survived") && r.stdout().contains("30s"), "{}", r.stdout());
+    // One Run Command per direction for the whole outage, not one per echo.
+    let series = arm.handle.requests().iter().filter(|q| q.method == "POST" && q.path.ends_with("/runCommand")).count();
+    assert!(series <= 6, "verify before and after, the series and one ping after DPD: {series} Run Commands");
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
 }

@@ -82,3 +82,42 @@ fn the_readme_example_is_the_init_example() {
     // README's quickstart runs examples/vpnbridge.toml; `vpnbridge init` writes EXAMPLE.
     assert_eq!(include_str!("../../../../examples/vpnbridge.toml"), vpnbridge_core::validate::EXAMPLE);
 }
+
+fn with_probe(table: &str) -> Result<Loaded, validate::ConfigErrors> {
+    validate::parse(&format!("{EXAMPLE}\n{table}"), Path::new("probe.toml"), &|_| None)
+}
+
+#[test]
+fn the_probe_table_is_optional_and_names_both_vms() {
+    assert!(validate::parse(EXAMPLE, Path::new("x.toml"), &|_| None).unwrap().config.probe.is_none());
+    let c = with_probe("[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"\n").unwrap().config;
+    let p = c.probe.unwrap();
+    assert_eq!(p.aws_instance, "i-0123456789abcdef0");
+    assert_eq!(
+        p.azure_vm.id(),
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-vpn/providers/Microsoft.Compute/virtualMachines/vm-test"
+    );
+    let id = "/subscriptions/0a1b2c3d-0000-4000-8000-00000000abcd/resourceGroups/rg-vms/providers/Microsoft.Compute/virtualMachines/vm-1";
+    let c = with_probe(&format!("[probe]\nazure_vm = \"{id}\"\naws_instance = \"i-01234567\"\n")).unwrap().config;
+    let vm = c.probe.unwrap().azure_vm;
+    assert_eq!((vm.resource_group.as_str(), vm.name.as_str()), ("rg-vms", "vm-1"));
+    assert_eq!(vm.id(), id);
+}
+
+#[test]
+fn a_wrong_probe_table_names_the_field_and_the_fix() {
+    let errors = |t: &str| with_probe(t).unwrap_err().0;
+    let e = errors("[probe]\nazure_vm = \"vm test\"\naws_instance = \"vm-0123\"\n");
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["probe.azure_vm", "probe.aws_instance"], "{e:?}");
+    assert!(e[0].fix.contains("resource id"), "{:?}", e[0]);
+    assert!(e[1].problem.contains("EC2 instance id") && e[1].fix.contains("i-0123456789abcdef0"), "{:?}", e[1]);
+    let e = errors("[probe]\nazure_vm = \"vm-test\"\n");
+    assert_eq!(e[0].field, "probe.aws_instance");
+    assert!(e[0].fix.contains("aws_instance = \"i-0123456789abcdef0\""), "{:?}", e[0]);
+    let e = errors(
+        "[probe]\nazure_vm = \"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v\"\naws_instance = \"i-01234567\"\nvm = 1\n",
+    );
+    assert!(e.iter().any(|e| e.field == "probe.azure_vm" && e.problem.contains("not a virtual machine resource id")), "{e:?}");
+    assert!(e.iter().any(|e| e.field == "probe.vm" && e.problem.contains("unknown key")), "{e:?}");
+}

@@ -38,6 +38,9 @@ pub struct AwsWorld {
     /// its VPC's groups).
     #[serde(default)]
     pub security_groups: BTreeMap<String, super::SecurityGroup>,
+    /// EC2 instances named by `[probe] aws_instance` (the users' test VMs).
+    #[serde(default)]
+    pub instances: BTreeMap<String, super::ProbeHost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

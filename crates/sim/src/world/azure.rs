@@ -47,6 +47,9 @@ pub struct AzureWorld {
     /// releases a gateway's public IPs a while after the gateway's delete finishes.
     #[serde(default)]
     pub public_ip_releases: BTreeMap<String, Release>,
+    /// Azure VMs named by `[probe] azure_vm` (the users' test VMs), by ARM id.
+    #[serde(default)]
+    pub virtual_machines: BTreeMap<String, super::ProbeHost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,6 +93,22 @@ struct LinkRecord {
     azure_detects_at: u64,
 }
 
+/// A test VM the probe pings from (an Azure VM or an EC2 instance), reduced to what a
+/// ping needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeHost {
+    /// ARM id or instance id.
+    pub id: String,
+    /// The VNet's ARM id or the VPC id it is in.
+    pub network: String,
+    pub private_ip: Ipv4Addr,
+    /// Running (a stopped VM runs no command).
+    pub running: bool,
+    /// It can run a command (the Azure VM agent; on EC2 the SSM agent and its
+    /// instance profile).
+    pub agent_online: bool,
+}
+
 /// A VPC security group, reduced to what a ping needs: its inbound rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityGroup {

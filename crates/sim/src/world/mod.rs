@@ -21,7 +21,7 @@ mod ops;
 
 pub use aws::*;
 pub use azure::*;
-pub use dataplane::{AWS_DPD_MS, DataPlane, LinkState, LinkStatus, PingTrace, SecurityGroup, SgRule};
+pub use dataplane::{AWS_DPD_MS, DataPlane, LinkState, LinkStatus, PingTrace, ProbeHost, SecurityGroup, SgRule};
 pub use ops::Completion;
 pub(crate) use ops::{AwsWait, AzureKind, AzureWait, Goal, Operation};
 

@@ -10,8 +10,9 @@ use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
 use vpnbridge_core::exec::{ExecSettings, Executor};
 use vpnbridge_core::model::{Owner, TAG_DEPLOYMENT};
 use vpnbridge_core::plan::{self, Action, Observed};
-use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, TOP_KEYS};
-use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
+use vpnbridge_core::probe::Probe;
+use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, PROBE_KEYS, TOP_KEYS};
+use vpnbridge_sim::{AwsTarget, AzureTarget, ProbeHostSpec, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
 /// What an edit of one key does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +31,13 @@ enum Outcome {
     /// Switches a side between the simulator and the real cloud: another cloud
     /// entirely, not a change of this one (not run here: it needs credentials).
     SwitchesCloud,
+    /// In place, and no cloud resource of ours changes: the plan is empty and the
+    /// next `verify` pings through the newly named test VMs.
+    ProbeVms,
 }
+
+/// The example's `[probe]` lines, commented out.
+const PROBE_COMMENTED: &str = "# [probe]\n# azure_vm = \"vm-test\"                # a name in [azure] resource_group, or a full resource id\n# aws_instance = \"i-0123456789abcdef0\"";
 
 /// Key, the line that replaces the example's line for it (or is added), the outcome.
 const TABLE: &[(&str, &str, &str, Outcome)] = &[
@@ -83,6 +90,8 @@ const TABLE: &[(&str, &str, &str, Outcome)] = &[
         Outcome::InPlace,
     ),
     ("aws.endpoint", "endpoint = \"\"", "endpoint = \"https://ec2.ap-northeast-1.amazonaws.com\"", Outcome::Satisfied),
+    ("probe.azure_vm", PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-probe-2\"\naws_instance = \"i-0123456789abcdef0\"", Outcome::ProbeVms),
+    ("probe.aws_instance", PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0fedcba9876543210\"", Outcome::ProbeVms),
 ];
 
 fn env(k: &str) -> Option<String> {
@@ -139,9 +148,10 @@ fn live_counts(cloud: &SimCloud) -> [usize; 4] {
 
 #[test]
 fn every_key_has_an_entry() {
-    let mut keys: Vec<String> = TOP_KEYS.iter().filter(|k| !matches!(**k, "azure" | "aws")).map(|k| (*k).to_owned()).collect();
+    let mut keys: Vec<String> = TOP_KEYS.iter().filter(|k| !matches!(**k, "azure" | "aws" | "probe")).map(|k| (*k).to_owned()).collect();
     keys.extend(AZURE_KEYS.iter().map(|k| format!("azure.{k}")));
     keys.extend(AWS_KEYS.iter().map(|k| format!("aws.{k}")));
+    keys.extend(PROBE_KEYS.iter().map(|k| format!("probe.{k}")));
     for k in &keys {
         assert!(TABLE.iter().any(|(key, ..)| key == k), "config key {k} has no entry in the change table: decide its outcome");
     }
@@ -243,6 +253,21 @@ async fn every_config_edit_after_an_apply_has_a_defined_outcome() {
                 assert_eq!(after[0..2], before[0..2], "{key}: one gateway and one VGW, nothing left behind");
                 assert_eq!(after[2], before[2], "{key}: a customer gateway left behind");
             }
+            Outcome::ProbeVms => {
+                let p = planned.unwrap_or_else(|e| panic!("{key}: {e}"));
+                assert!(p.is_empty(), "{key}: naming test VMs changes no resource of ours: {p}");
+                cloud.ensure_probe_hosts(&ProbeHostSpec::from_config(&config).expect("a [probe]")).unwrap();
+                let probe = SimProbe::for_config(cloud.clone(), &config).unwrap();
+                assert!(probe.preflight().await.unwrap().errors.is_empty(), "{key}");
+                // IKE negotiation.
+                tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                let (aws, azure) = endpoints(&cloud, &config);
+                let report = vpnbridge_core::verify::verify(&config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe))
+                    .await
+                    .unwrap();
+                assert!(report.ping.as_ref().is_some_and(|p| p.both_ways()), "{key}: {:?}", report.diagnoses);
+                assert_eq!(live_counts(&cloud), before, "{key}: nothing of ours changed");
+            }
             Outcome::SwitchesCloud => unreachable!("skipped above"),
         }
     }
@@ -253,8 +278,9 @@ async fn every_config_edit_after_an_apply_has_a_defined_outcome() {
 fn edit(text: &str, key: &str, old: &str, new: &str) -> String {
     let at = text.find("\n[aws]").expect("an [aws] table");
     let (head, tail) = text.split_at(at);
-    let (part, other) = if key.starts_with("aws.") { (tail, head) } else { (head, tail) };
+    let in_tail = key.starts_with("aws.") || key.starts_with("probe.");
+    let (part, other) = if in_tail { (tail, head) } else { (head, tail) };
     assert!(part.contains(old), "{key}: the example has no line {old:?}");
     let changed = part.replacen(old, new, 1);
-    if key.starts_with("aws.") { format!("{other}{changed}") } else { format!("{changed}{other}") }
+    if in_tail { format!("{other}{changed}") } else { format!("{changed}{other}") }
 }

@@ -186,11 +186,7 @@ impl Rig {
         self.runs += 1;
         let injector = FaultInjector::new(&self.cloud, faults);
         let (aws, azure) = self.faulty_endpoints(&injector);
-        let probe = vpnbridge_sim::SimProbe::new(
-            self.cloud.clone(),
-            &AzureTarget::from_config(&self.config),
-            &AwsTarget::from_config(&self.config),
-        );
+        let probe = vpnbridge_sim::SimProbe::for_config(self.cloud.clone(), &self.config).unwrap();
         let data_plane = vpnbridge_core::verify::DataPlane::Probe(&probe);
         let settings = vpnbridge_core::drill::DrillSettings::default();
         let t = self.transcript.clone();
@@ -219,11 +215,7 @@ impl Rig {
     async fn assert_verified(&self) {
         let aws = SimAws::new(self.cloud.clone(), AwsTarget::from_config(&self.config));
         let azure = SimAzure::new(self.cloud.clone(), AzureTarget::from_config(&self.config));
-        let probe = vpnbridge_sim::SimProbe::new(
-            self.cloud.clone(),
-            &AzureTarget::from_config(&self.config),
-            &AwsTarget::from_config(&self.config),
-        );
+        let probe = vpnbridge_sim::SimProbe::for_config(self.cloud.clone(), &self.config).unwrap();
         let report =
             vpnbridge_core::verify::verify(&self.config, &aws, &azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
         assert_eq!(report.result, vpnbridge_core::verify::VerifyResult::Ok, "{:?}", report.diagnoses);

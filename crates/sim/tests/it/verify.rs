@@ -19,7 +19,7 @@ use vpnbridge_core::model::{Owner, TunnelState};
 use vpnbridge_core::plan::{self, Observed};
 use vpnbridge_core::secret::Psk;
 use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyReport, VerifyResult};
-use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
+use vpnbridge_sim::{AwsTarget, AzureTarget, ProbeHostSpec, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
 fn config(tunnels_per_connection: u8) -> Config {
     let text = vpnbridge_core::validate::EXAMPLE
@@ -39,14 +39,26 @@ struct Rig {
 
 impl Rig {
     async fn applied(tunnels_per_connection: u8) -> Self {
-        let config = config(tunnels_per_connection);
+        Self::applied_with(tunnels_per_connection, false).await
+    }
+
+    /// With `probe_vms`, the config names test VMs (`[probe]`) and the simulator
+    /// creates them: every ping runs from them, as on the real clouds.
+    async fn applied_with(tunnels_per_connection: u8, probe_vms: bool) -> Self {
+        let mut config = config(tunnels_per_connection);
+        if probe_vms {
+            config = with_probe_vms(&config);
+        }
         let cloud = SimCloud::in_memory();
         let azure_target = AzureTarget::from_config(&config);
         let aws_target = AwsTarget::from_config(&config);
         cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
+        if let Some(hosts) = ProbeHostSpec::from_config(&config) {
+            cloud.ensure_probe_hosts(&hosts).unwrap();
+        }
         let aws: Arc<dyn VpnEndpoint<Aws>> = Arc::new(SimAws::new(cloud.clone(), aws_target.clone()));
         let azure: Arc<dyn VpnEndpoint<Azure>> = Arc::new(SimAzure::new(cloud.clone(), azure_target.clone()));
-        let probe = SimProbe::new(cloud.clone(), &azure_target, &aws_target);
+        let probe = SimProbe::for_config(cloud.clone(), &config).unwrap();
         let rig = Self { cloud, config, aws, azure, probe, azure_target };
         rig.apply().await;
         // IKE negotiation.
@@ -92,6 +104,16 @@ impl Rig {
         let t = &v.tunnels[i];
         (t.aws_outside_ip.unwrap(), t.vpn_connection_id.clone().unwrap(), t.slot.azure_connection.clone())
     }
+}
+
+/// `config` with a `[probe]` table naming a test VM on each side.
+fn with_probe_vms(config: &Config) -> Config {
+    let text = format!(
+        "{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"\n",
+        vpnbridge_core::validate::EXAMPLE
+            .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {}", config.tunnels_per_connection))
+    );
+    vpnbridge_core::validate::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
 }
 
 fn net(s: &str) -> IpNet {
@@ -158,7 +180,12 @@ async fn dead_peer_is_detected_after_the_dpd_time_and_traffic_moves() {
 
 #[tokio::test(start_paused = true)]
 async fn drill_passes_for_every_tunnel_and_measures_the_interruption() {
-    let rig = Rig::applied(1).await;
+    drill_passes(false).await;
+    drill_passes(true).await;
+}
+
+async fn drill_passes(probe_vms: bool) {
+    let rig = Rig::applied_with(1, probe_vms).await;
     let d = rig.drill(None).await.unwrap();
     assert_eq!(d.result, DrillResult::Passed, "{d:#?}");
     assert!(d.baseline.as_ref().unwrap().both_ways());
@@ -266,8 +293,8 @@ const SCENARIOS: &[Scenario] = &[
 #[tokio::test(start_paused = true)]
 async fn every_broken_scenario_gets_its_diagnosis_and_the_drill_shows_what_redundancy_survives() {
     let mut table = String::new();
-    for s in SCENARIOS {
-        let rig = Rig::applied(1).await;
+    for (s, probe_vms) in SCENARIOS.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let rig = Rig::applied_with(1, probe_vms).await;
         break_one(&rig, s.name).await;
         // Both clouds' dead peer detection runs out.
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -316,4 +343,32 @@ async fn without_a_probe_the_data_plane_is_not_observable_and_the_drill_shows_co
     let row = &d.tunnels[0];
     assert_eq!((row.traffic_kept, row.interruption, row.other_tunnels_up), (None, None, true));
     assert!(row.restored_at.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_the_test_vms_verify_pings_from_their_addresses_and_a_probe_that_cannot_run_is_its_own_outcome() {
+    let rig = Rig::applied_with(1, true).await;
+    let v = rig.verify().await;
+    assert_eq!(v.result, VerifyResult::Ok, "{:#?}", v.diagnoses);
+    assert!(v.data_plane.observable && v.probe_error.is_none());
+    let p = v.ping.unwrap();
+    assert_eq!((p.azure_to_aws.from.to_string(), p.azure_to_aws.to.to_string()), ("10.1.0.4".to_owned(), "10.2.0.4".to_owned()));
+
+    // The agent of the EC2 instance goes offline: the preflight stops verify, naming
+    // the instance and the fix, before any ping.
+    rig.cloud.set_probe_host("i-0123456789abcdef0", true, false).unwrap();
+    let e = verify::verify(&rig.config, rig.aws.as_ref(), rig.azure.as_ref(), DataPlane::Probe(&rig.probe)).await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, verify::VerifyError::ProbePreflight(_)), "{text}");
+    assert!(text.contains("i-0123456789abcdef0") && text.contains("AmazonSSMManagedInstanceCore"), "{text}");
+
+    // A stopped Azure VM: named, with the command that starts it.
+    rig.cloud.set_probe_host("i-0123456789abcdef0", true, true).unwrap();
+    let vm = rig.config.probe.as_ref().unwrap().azure_vm.id();
+    rig.cloud.set_probe_host(&vm, false, true).unwrap();
+    let text =
+        verify::verify(&rig.config, rig.aws.as_ref(), rig.azure.as_ref(), DataPlane::Probe(&rig.probe)).await.unwrap_err().to_string();
+    assert!(text.contains("vm-test") && text.contains("az vm start"), "{text}");
+    rig.cloud.set_probe_host(&vm, true, true).unwrap();
+    assert_eq!(rig.verify().await.result, VerifyResult::Ok);
 }
