@@ -80,24 +80,32 @@ pub struct AwsEndpoint {
 const POLL_VPN: Duration = Duration::from_secs(15);
 const POLL_GATEWAY: Duration = Duration::from_secs(5);
 
+/// The SDK configuration of [`AwsSettings`]: `aws-config`'s default chain for
+/// credentials, the configured region and endpoint (which serves SSM too: an emulator
+/// answers both). Shared by the EC2 endpoint and the SSM probe.
+pub(crate) async fn sdk_config(settings: &AwsSettings) -> Result<aws_config::SdkConfig, EndpointError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if !settings.region.is_empty() {
+        loader = loader.region(Region::new(settings.region.clone()));
+    }
+    if let Some(url) = &settings.endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(local(
+            ErrorKind::Permanent,
+            "MissingRegion",
+            "no AWS region: set aws.region in the configuration, AWS_REGION, or a region in the AWS profile",
+        ));
+    }
+    Ok(sdk)
+}
+
 impl AwsEndpoint {
     /// Loads credentials, region and endpoint through `aws-config`'s default chain.
     pub async fn connect(settings: AwsSettings) -> Result<Self, EndpointError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if !settings.region.is_empty() {
-            loader = loader.region(Region::new(settings.region.clone()));
-        }
-        if let Some(url) = &settings.endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(local(
-                ErrorKind::Permanent,
-                "MissingRegion",
-                "no AWS region: set aws.region in the configuration, AWS_REGION, or a region in the AWS profile",
-            ));
-        }
+        let sdk = sdk_config(&settings).await?;
         Ok(Self::from_client(Client::new(&sdk), settings.vpc_id))
     }
 

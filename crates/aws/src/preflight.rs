@@ -38,6 +38,22 @@ pub struct Preflight {
     pub warnings: Vec<String>,
 }
 
+/// The inbound rules of security groups as (protocol, from port, IPv4 ranges), the
+/// shape [`allows_icmp_from`] reads.
+pub(crate) fn inbound_rules(groups: &[aws_sdk_ec2::types::SecurityGroup]) -> Vec<(String, Option<i32>, Vec<Ipv4Net>)> {
+    groups
+        .iter()
+        .flat_map(|g| g.ip_permissions())
+        .map(|p| {
+            (
+                p.ip_protocol().unwrap_or_default().to_owned(),
+                p.from_port(),
+                p.ip_ranges().iter().filter_map(|r| r.cidr_ip()?.parse().ok()).collect(),
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn allows_icmp_from(protocol: &str, from_port: Option<i32>, ranges: &[Ipv4Net], prefix: Ipv4Net) -> bool {
     // "-1" is every protocol; ICMP type -1 is every ICMP type (echo request is type 8).
     let icmp = protocol == "-1" || ((protocol == "icmp" || protocol == "1") && from_port.is_none_or(|t| t == -1 || t == 8));
@@ -83,18 +99,7 @@ impl AwsEndpoint {
                 need.vpn_connections_per_vgw, quotas.vpn_connections_per_vgw
             ));
         }
-        let rules: Vec<(String, Option<i32>, Vec<Ipv4Net>)> = groups
-            .security_groups()
-            .iter()
-            .flat_map(|g| g.ip_permissions())
-            .map(|p| {
-                (
-                    p.ip_protocol().unwrap_or_default().to_owned(),
-                    p.from_port(),
-                    p.ip_ranges().iter().filter_map(|r| r.cidr_ip()?.parse().ok()).collect(),
-                )
-            })
-            .collect();
+        let rules = inbound_rules(groups.security_groups());
         for prefix in azure_prefixes {
             let IpNet::V4(p) = prefix else { continue };
             if !rules.iter().any(|(proto, port, ranges)| allows_icmp_from(proto, *port, ranges, *p)) {

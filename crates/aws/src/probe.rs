@@ -9,16 +9,15 @@
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::config::{BehaviorVersion, Region};
 use ipnet::Ipv4Net;
-use vpnbridge_core::endpoint::{EndpointError, ErrorKind};
+use vpnbridge_core::endpoint::EndpointError;
 use vpnbridge_core::probe::ProbeError;
 use vpnbridge_core::probe::output::Os;
 use vpnbridge_core::probe::vm::{RunState, TestVm, VmFacts};
 
 use crate::AwsSettings;
-use crate::error::{from_sdk, local};
-use crate::preflight::allows_icmp_from;
+use crate::error::from_sdk;
+use crate::preflight::{allows_icmp_from, inbound_rules};
 
 /// The SSM documents the probe runs (the IAM policy scopes `ssm:SendCommand` to them).
 pub const SHELL_DOCUMENT: &str = "AWS-RunShellScript";
@@ -51,17 +50,7 @@ impl Ec2TestVm {
     /// Clients through `aws-config`'s default chain, as [`crate::AwsEndpoint::connect`]
     /// (`aws.endpoint` serves SSM too: an emulator answers both).
     pub async fn connect(settings: &AwsSettings, instance_id: impl Into<String>) -> Result<Self, EndpointError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if !settings.region.is_empty() {
-            loader = loader.region(Region::new(settings.region.clone()));
-        }
-        if let Some(url) = &settings.endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(local(ErrorKind::Permanent, "MissingRegion", "no AWS region: set aws.region in the configuration or AWS_REGION"));
-        }
+        let sdk = crate::sdk_config(settings).await?;
         Ok(Self::from_clients(aws_sdk_ec2::Client::new(&sdk), aws_sdk_ssm::Client::new(&sdk), instance_id))
     }
 
@@ -147,18 +136,7 @@ impl TestVm for Ec2TestVm {
                 .await
                 .map_err(|e| from_sdk("DescribeSecurityGroups", e))
                 .map_err(|e| probe_error(&format!("reading the security groups of {id}"), &e))?;
-            let rules: Vec<(String, Option<i32>, Vec<Ipv4Net>)> = described
-                .security_groups()
-                .iter()
-                .flat_map(|g| g.ip_permissions())
-                .map(|p| {
-                    (
-                        p.ip_protocol().unwrap_or_default().to_owned(),
-                        p.from_port(),
-                        p.ip_ranges().iter().filter_map(|r| r.cidr_ip()?.parse().ok()).collect(),
-                    )
-                })
-                .collect();
+            let rules = inbound_rules(described.security_groups());
             for prefix in icmp_from {
                 if !rules.iter().any(|(proto, port, ranges)| allows_icmp_from(proto, *port, ranges, *prefix)) {
                     errors.push(format!(
