@@ -70,7 +70,6 @@ impl Session {
         let read_only = crate::args::READ_ONLY_COMMANDS.contains(&command);
         let config = loaded.config;
         let owner = Owner::new(&config.name);
-        let needs_sim = config.azure.backend == Backend::Sim || config.aws.backend == Backend::Sim;
         // One run at a time per deployment directory, whatever the backends: on the
         // simulator it also guards the world file.
         let dir = sim_dir.map(Path::to_path_buf).unwrap_or_else(|| default_sim_dir(&config.source));
@@ -80,17 +79,18 @@ impl Session {
         } else {
             Some(RunLock::acquire(&dir, command, lock_wait)?.map_err(Failure::Locked)?)
         };
-        let sim = if needs_sim {
+        // The simulator, opened once for the first simulated side (so a simulated
+        // side always has it: there is no side without its cloud).
+        let mut sim: Option<(SimCloud, PathBuf)> = None;
+        let open_sim = |sim: &mut Option<(SimCloud, PathBuf)>| -> Result<SimCloud, Failure> {
+            if let Some((cloud, _)) = sim {
+                return Ok(cloud.clone());
+            }
             let latency =
                 latency_table(config.azure.backend == Backend::Real || config.aws.backend == Backend::Real, global.sim_latency.as_deref())?;
             let cloud = if read_only { SimCloud::open_read_only(&dir, latency) } else { SimCloud::open_with(&dir, latency) }
                 .with_context(|| format!("opening the simulated clouds in {}", dir.display()))
                 .map_err(Failure::Other)?;
-            Some((cloud, dir))
-        } else {
-            None
-        };
-        if let Some((cloud, _)) = &sim {
             cloud
                 .ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config))
                 .context("creating the simulated VNet and VPC")
@@ -101,18 +101,22 @@ impl Session {
             {
                 cloud.ensure_probe_hosts(&hosts).context("creating the simulated test VMs of [probe]").map_err(Failure::Other)?;
             }
-        }
+            *sim = Some((cloud.clone(), dir.clone()));
+            Ok(cloud)
+        };
         let mut aws_real = None;
         let mut azure_real = None;
-        let (aws, aws_calls) = match (config.aws.backend, &sim) {
-            (Backend::Sim, Some((cloud, _))) => {
+        let (aws, aws_calls) = match config.aws.backend {
+            Backend::Sim => {
+                let cloud = open_sim(&mut sim)?;
+                let cloud = &cloud;
                 let target = AwsTarget::from_config(&config);
                 let ep =
                     Instrumented::new(faults(cloud, global.sim_faults.as_ref()).wrap(SimAws::new(cloud.clone(), target), CloudName::Aws));
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
-            (Backend::Real, _) => {
+            Backend::Real => {
                 let settings = vpnbridge_aws::AwsSettings {
                     region: config.aws.region.clone(),
                     vpc_id: config.aws.vpc_id.clone(),
@@ -124,10 +128,11 @@ impl Session {
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Aws>>, c)
             }
-            (Backend::Sim, None) => unreachable!("a simulated side opens the simulator"),
         };
-        let (azure, azure_calls) = match (config.azure.backend, &sim) {
-            (Backend::Sim, Some((cloud, _))) => {
+        let (azure, azure_calls) = match config.azure.backend {
+            Backend::Sim => {
+                let cloud = open_sim(&mut sim)?;
+                let cloud = &cloud;
                 let target = AzureTarget::from_config(&config);
                 let ep = Instrumented::new(
                     faults(cloud, global.sim_faults.as_ref()).wrap(SimAzure::new(cloud.clone(), target), CloudName::Azure),
@@ -135,7 +140,7 @@ impl Session {
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
-            (Backend::Real, _) => {
+            Backend::Real => {
                 let settings = vpnbridge_azure::AzureSettings::from_config(&config.azure);
                 let real = vpnbridge_azure::AzureEndpoint::new(settings).map_err(|e| Failure::Other(e.into()))?;
                 azure_real = Some(real.clone());
@@ -143,7 +148,6 @@ impl Session {
                 let c = ep.counter();
                 (Arc::new(ep) as Arc<dyn VpnEndpoint<Azure>>, c)
             }
-            (Backend::Sim, None) => unreachable!("a simulated side opens the simulator"),
         };
         Ok(Self { config, warnings: loaded.warnings, owner, aws, azure, aws_calls, azure_calls, sim, aws_real, azure_real, _lock: lock })
     }
