@@ -339,24 +339,43 @@ fn a_moved_azure_scope_is_refused_on_real_azure() {
     assert!(!transcript.contains(CANARY));
 }
 
+/// Both fakes with the Azure test VM `vm`, an EC2 test instance whose pings all reply,
+/// the tunnels' far ends scripted up, `[probe]` naming both, and the deployment applied.
+struct ProbeRig {
+    arm: Arm,
+    moto: Moto,
+    instance: String,
+    s: Scratch,
+    env: Vec<(&'static str, String)>,
+    transcript: String,
+}
+
+impl ProbeRig {
+    fn applied(name: &str, vm: TestVmSpec) -> Self {
+        let arm = Arm::start();
+        arm.handle.add_test_vm(vm);
+        arm.handle.script_peer_up(true);
+        let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
+        let instance = moto.probe_instance("all");
+        let s = Scratch::new(name);
+        s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
+        let mut env = env(&s);
+        env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
+        env.retain(|(k, _)| *k != "RUST_LOG");
+        let mut transcript = String::new();
+        let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        Self { arm, moto, instance, s, env, transcript }
+    }
+}
+
 /// `verify` through the users' test VMs on both fakes: the Azure VM's ping runs with
 /// Run Command on the ARM fake, the EC2 instance's with SSM on moto; the tunnels' far
 /// ends are scripted up on both (no data plane behind either fake).
 #[test]
 fn verify_through_probe_vms_on_both_fakes() {
-    let arm = Arm::start();
-    arm.handle.add_test_vm(TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)));
-    arm.handle.script_peer_up(true);
-    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
-    let instance = moto.probe_instance("all");
-    let s = Scratch::new("real-probe");
-    s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
-    let mut env = env(&s);
-    env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
-    env.retain(|(k, _)| *k != "RUST_LOG");
-    let mut transcript = String::new();
-    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let ProbeRig { arm, moto, instance, s, env, mut transcript } =
+        ProbeRig::applied("real-probe", TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)));
 
     let r = run(&s, &["verify", "--output", "json"], &env, &mut transcript);
     let doc = r.json();
@@ -405,20 +424,8 @@ fn verify_through_probe_vms_on_both_fakes() {
 /// Connection is deleted on the ARM fake and put back, and the table shows it.
 #[test]
 fn drill_through_probe_vms_on_both_fakes() {
-    let arm = Arm::start();
-    arm.handle
-        .add_test_vm(TestVmSpec { ping: PingScript::PartialLoss, ..TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)) });
-    arm.handle.script_peer_up(true);
-    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1")]);
-    let instance = moto.probe_instance("all");
-    let s = Scratch::new("real-probe-drill");
-    s.write_config(&format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"{instance}\"\n", config(Some(&arm), Some(&moto))));
-    let mut env = env(&s);
-    env.push(("VPNBRIDGE_PROBE_POLL_MS", "100".to_owned()));
-    env.retain(|(k, _)| *k != "RUST_LOG");
-    let mut transcript = String::new();
-    let r = run(&s, &["apply", "--yes"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let vm = TestVmSpec { ping: PingScript::PartialLoss, ..TestVmSpec::linux("vm-test", std::net::Ipv4Addr::new(10, 1, 0, 4)) };
+    let ProbeRig { arm, moto: _moto, instance: _, s, env, mut transcript } = ProbeRig::applied("real-probe-drill", vm);
     let r = run(&s, &["drill", "--yes", "--tunnel", "1"], &env, &mut transcript);
     println!("{}{}", r.stderr(), r.stdout());
     assert_eq!(r.code(), 0, "{}{}", r.stderr(), r.stdout());
