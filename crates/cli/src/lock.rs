@@ -55,7 +55,7 @@ pub struct LockHeld {
 impl RunLock {
     /// Takes the lock in `dir` for a command that changes things, creating `dir` and
     /// the lock file as needed, waiting up to `wait` for another run to finish.
-    pub fn acquire(dir: &Path, command: &str, wait: Duration) -> anyhow::Result<Result<Self, LockHeld>> {
+    pub fn acquire(dir: &Path, command: &str, wait: Duration, waiting: &dyn Fn(&str)) -> anyhow::Result<Result<Self, LockHeld>> {
         not_a_file(dir)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {} (for the run lock and the simulated clouds)", dir.display()))?;
         let path = dir.join("lock");
@@ -66,7 +66,7 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("opening the run lock {}", path.display()))?;
-        if let Err(held) = wait_for(&mut file, &path, wait, File::try_lock)? {
+        if let Err(held) = wait_for(&mut file, &path, wait, File::try_lock, waiting)? {
             return Ok(Err(held));
         }
         let since = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
@@ -84,7 +84,7 @@ impl RunLock {
     /// `wait`) for a run that changes things, and writes nothing. `None` when there is
     /// no lock file (no run ever changed this deployment from here, or `dir` is not
     /// there): nothing to wait for, and nothing is created.
-    pub fn share(dir: &Path, wait: Duration) -> anyhow::Result<Result<Option<Self>, LockHeld>> {
+    pub fn share(dir: &Path, wait: Duration, waiting: &dyn Fn(&str)) -> anyhow::Result<Result<Option<Self>, LockHeld>> {
         not_a_file(dir)?;
         let path = dir.join("lock");
         let mut file = match File::open(&path) {
@@ -92,7 +92,7 @@ impl RunLock {
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => return Ok(Ok(None)),
             Err(e) => return Err(e).with_context(|| format!("opening the run lock {} to read it", path.display())),
         };
-        Ok(wait_for(&mut file, &path, wait, File::try_lock_shared)?.map(|()| Some(Self { file, exclusive: false })))
+        Ok(wait_for(&mut file, &path, wait, File::try_lock_shared, waiting)?.map(|()| Some(Self { file, exclusive: false })))
     }
 }
 
@@ -108,12 +108,14 @@ fn not_a_file(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Tries `lock` until it succeeds or `wait` has passed, saying once who it waits for.
+/// Tries `lock` until it succeeds or `wait` has passed, telling `waiting` once who it
+/// waits for.
 fn wait_for(
     file: &mut File,
     path: &Path,
     wait: Duration,
     lock: fn(&File) -> Result<(), TryLockError>,
+    waiting: &dyn Fn(&str),
 ) -> anyhow::Result<Result<(), LockHeld>> {
     let start = Instant::now();
     let mut said = false;
@@ -125,8 +127,8 @@ fn wait_for(
                 if start.elapsed() >= wait {
                     return Ok(Err(LockHeld { path: path.to_owned(), holder, waited: wait }));
                 }
-                if !said && !crate::render::quiet() {
-                    eprintln!("Waiting for another vpnbridge run to finish: {holder}");
+                if !said {
+                    waiting(&holder);
                     said = true;
                 }
                 std::thread::sleep(Duration::from_millis(100));

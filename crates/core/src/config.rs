@@ -69,7 +69,7 @@ impl Config {
 }
 
 /// Routing mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Static routes, tunnel 1 (and optionally 2) of each VPN connection.
@@ -100,7 +100,7 @@ pub enum PskSource {
 }
 
 /// Which implementation serves a side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The embedded simulator.
@@ -147,7 +147,7 @@ pub struct AwsConfig {
 }
 
 /// Azure VPN gateway SKUs that can still be created (the zone-redundant ones).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub enum GatewaySku {
     VpnGw1AZ,
     VpnGw2AZ,
@@ -207,7 +207,7 @@ impl fmt::Display for GatewaySku {
 }
 
 /// VPN gateway generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum Generation {
     Generation1,
     Generation2,

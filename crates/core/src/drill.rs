@@ -64,7 +64,7 @@ impl Default for DrillSettings {
 }
 
 /// Seconds of interruption per direction, as measured by the pings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Interruption {
     pub azure_to_aws: f64,
     pub aws_to_azure: f64,
@@ -73,7 +73,7 @@ pub struct Interruption {
 }
 
 /// One drilled tunnel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DrillRow {
     /// `vpn-…/1`, as `verify` names it.
     pub tunnel: String,
@@ -104,7 +104,7 @@ impl DrillRow {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DrillResult {
     Passed,
@@ -112,7 +112,7 @@ pub enum DrillResult {
 }
 
 /// The report of `drill` (the `drill --output json` document is built from it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DrillReport {
     pub deployment: String,
     pub result: DrillResult,

@@ -47,7 +47,7 @@ impl Cloud for Azure {
 }
 
 /// The two clouds, as a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CloudName {
     Azure,
@@ -65,7 +65,7 @@ impl fmt::Display for CloudName {
 
 /// A started operation, to poll. Opaque to core; adapters put whatever they need in it
 /// (an ARM `Azure-AsyncOperation` URL, an EC2 resource id and the state it waits for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct OpHandle(pub String);
 
 /// Where a started operation stands.
@@ -81,7 +81,7 @@ pub enum OpStatus {
 }
 
 /// How an error should be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Too many requests; back off (for `retry_after` when given) and retry.
@@ -165,7 +165,7 @@ pub trait Tunnel: Send + Sync + fmt::Debug {
 }
 
 /// An IKE security association's endpoints, as the end holding it reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IkeSa {
     pub local: Ipv4Addr,
     pub remote: Ipv4Addr,
@@ -209,7 +209,7 @@ impl<T: Tunnel> Tunnel for WithIkeSa<T> {
 }
 
 /// A tunnel's status with the cloud's own reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TunnelStatus {
     pub state: TunnelState,
     /// The cloud's words (`VgwTelemetry.StatusMessage`, Azure's connection status).
@@ -265,7 +265,7 @@ pub struct CallCounter {
 }
 
 /// A snapshot of a [`CallCounter`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CallCount {
     /// observe, poll and tunnel_ends calls.
     pub reads: u64,

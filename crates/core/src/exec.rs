@@ -108,7 +108,7 @@ pub enum ExecEvent {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepOutcome {
     Done,
@@ -117,15 +117,17 @@ pub enum StepOutcome {
 }
 
 /// One step's record in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub id: StepId,
     pub cloud: CloudName,
     pub resource_type: crate::plan::ResourceType,
     pub name: String,
     #[serde(serialize_with = "secs_opt")]
+    #[schemars(with = "Option<f64>")]
     pub started_at: Option<Duration>,
     #[serde(serialize_with = "secs_opt")]
+    #[schemars(with = "Option<f64>")]
     pub finished_at: Option<Duration>,
     pub outcome: StepOutcome,
 }
@@ -138,11 +140,12 @@ fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExecReport {
     pub steps: Vec<StepRecord>,
     /// From the first start to the last finish (virtual time on the simulator).
     #[serde(serialize_with = "secs")]
+    #[schemars(with = "f64")]
     pub makespan: Duration,
 }
 

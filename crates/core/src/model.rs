@@ -23,7 +23,7 @@ pub type Tags = BTreeMap<String, String>;
 
 /// The deployment whose resources an endpoint observes: everything tagged
 /// `vpnbridge:deployment=<name>`. Nothing without that tag is ever modified or deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 pub struct Owner {
     pub deployment: String,
 }
@@ -45,7 +45,7 @@ impl Owner {
 }
 
 /// Which part of the topology a resource plays; the value of the `vpnbridge:role` tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema, Deserialize)]
 pub enum Role {
     /// Azure public IP of gateway instance k.
     PublicIp(u8),
@@ -111,7 +111,7 @@ pub fn role_of(owner: &Owner, tags: &Tags) -> Option<Role> {
 // ---------------------------------------------------------------------------
 
 /// EC2 lifecycle of a VGW, CGW, VPN connection or static route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AwsState {
     Pending,
@@ -138,7 +138,7 @@ impl AwsState {
 }
 
 /// State of a VGW's attachment to a VPC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachmentState {
     Attaching,
@@ -170,7 +170,7 @@ pub struct AwsObserved {
 
 /// A resource of this deployment (it carries our tag) outside the scope the config now
 /// names: another resource group, location or VNet (Azure), another region (AWS).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Elsewhere {
     /// In the user's words: "VPN gateway", "public IP", "virtual private gateway"…
     pub kind: String,
@@ -268,7 +268,7 @@ pub struct VpnConnectionRoute {
 }
 
 /// One tunnel's status as AWS reports it (`VgwTelemetry`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VgwTelemetry {
     pub outside_ip: Ipv4Addr,
     pub status: TunnelState,
@@ -282,7 +282,7 @@ pub struct VgwTelemetry {
 // ---------------------------------------------------------------------------
 
 /// ARM provisioning state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub enum ProvisioningState {
     Succeeded,
     Updating,
@@ -399,7 +399,7 @@ pub struct Connection {
     pub tags: Tags,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AzureTunnelStatus {
     /// ARM's name for the tunnel, kept verbatim: ARM documents no format, so nothing is
     /// read from it (`instance_ip` is set only when the adapter could attribute it).
@@ -410,7 +410,7 @@ pub struct AzureTunnelStatus {
 }
 
 /// Up or down, as either cloud reports a tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelState {
     Up,

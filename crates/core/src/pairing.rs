@@ -51,7 +51,7 @@ impl Names {
 
 /// One used tunnel as the design wants it: which resources carry it and which gateway
 /// instance is expected to bring it up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TunnelSlot {
     /// AWS VPN connection index (= CGW index = Azure instance expected up).
     pub connection: u8,
@@ -86,7 +86,7 @@ pub fn slots(deployment: &str, tunnels_per_connection: u8) -> Vec<TunnelSlot> {
 
 /// A used tunnel joined across both clouds from what was observed. Missing pieces are
 /// `None`: the deployment is incomplete or drifted there.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ObservedTunnel {
     pub slot: TunnelSlot,
     /// Public IP of the instance expected up (the k-th ipConfiguration's public IP).
@@ -249,7 +249,7 @@ pub fn join(owner: &Owner, layout: &TunnelLayout, azure: &AzureObserved, aws: &A
 }
 
 /// One used tunnel's ends as each cloud reports them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TunnelHealth {
     pub slot: TunnelSlot,
     /// The AWS end (`VgwTelemetry` of the tunnel's outside IP).

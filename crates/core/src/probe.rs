@@ -45,7 +45,7 @@ pub trait Probe: Send + Sync {
 }
 
 /// The hosts `verify` and `drill` ping between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ProbeAddresses {
     /// The host in the VNet.
     pub azure: Ipv4Addr,
@@ -55,14 +55,14 @@ pub struct ProbeAddresses {
 
 /// What the probe's preflight found: errors stop `verify` and `drill` before any ping
 /// (exit 4); warnings are shown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ProbePreflight {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
 }
 
 /// One ping (a few ICMP echoes and their replies) across the VPN.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PingResult {
     pub from: Ipv4Addr,
     pub to: Ipv4Addr,
@@ -84,7 +84,7 @@ pub struct PingResult {
 pub struct ProbeError(pub String);
 
 /// How long a series runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SeriesSpec {
     pub samples: u32,
     pub interval: Duration,
@@ -114,7 +114,7 @@ pub struct SeriesHandle {
 }
 
 /// One echo of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Sample {
     /// Seconds, on the host's clock (Unix time on a VM; the virtual clock on the
     /// simulator): only differences matter.
@@ -123,7 +123,7 @@ pub struct Sample {
 }
 
 /// A series as collected.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PingSeries {
     pub from: Ipv4Addr,
     pub to: Ipv4Addr,
@@ -162,7 +162,7 @@ pub fn probe_addresses(config: &Config) -> Option<(Ipv4Addr, Ipv4Addr)> {
 }
 
 /// A ping each way between the VNet and the VPC.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PingPair {
     pub azure_to_aws: PingResult,
     pub aws_to_azure: PingResult,

@@ -22,7 +22,7 @@ use crate::plan::{self, Observed};
 use crate::probe::{PingPair, Probe, ProbeError, ping_both_ways};
 
 /// Whether verify found the VPN working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerifyResult {
     /// Every used tunnel is up at both ends, nothing is off, and (when observable)
@@ -33,7 +33,7 @@ pub enum VerifyResult {
 }
 
 /// Whether the data plane could be observed, and if not why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DataPlaneAccess {
     pub observable: bool,
     /// Why not, when not observable (mixed backends, real clouds without probe VMs).
@@ -57,7 +57,7 @@ impl std::fmt::Debug for DataPlane<'_> {
 }
 
 /// What one instance's end of a Connection reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AzureInstanceEnd {
     pub instance: u8,
     pub instance_ip: Option<Ipv4Addr>,
@@ -69,7 +69,7 @@ pub struct AzureInstanceEnd {
     pub last_change: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Expected {
     Up,
@@ -77,7 +77,7 @@ pub enum Expected {
 }
 
 /// The AWS end of a tunnel, as `VgwTelemetry` gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AwsEnd {
     pub status: TunnelState,
     pub status_message: String,
@@ -85,7 +85,7 @@ pub struct AwsEnd {
 }
 
 /// One used tunnel, both clouds' view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TunnelReport {
     /// `vpn-…/1`: the AWS VPN connection and the tunnel's 1-based index in it.
     pub name: String,
@@ -102,7 +102,7 @@ pub struct TunnelReport {
 }
 
 /// An Azure end that is down because AWS refuses it, by design.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ExpectedDown {
     pub azure_connection: String,
     pub instance: u8,
@@ -112,7 +112,7 @@ pub struct ExpectedDown {
 }
 
 /// The report of `verify` (the `verify --output json` document is built from it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub deployment: String,
     pub result: VerifyResult,

@@ -383,7 +383,7 @@ impl SimCloud {
 
 /// Traffic lost while a change ran, measured by a ping each way every second of
 /// (virtual) time: what `apply --watch-traffic` and the bench report.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct TrafficLoss {
     /// Seconds in which a ping from the VNet to the VPC got no reply.
     pub azure_to_aws_lost_s: u64,

@@ -29,6 +29,7 @@ fn every_bad_config_is_refused_before_any_cloud_call() {
         let name = path.file_name().unwrap().to_string_lossy();
         assert_eq!(out.status.code(), Some(3), "{name}: {stdout}");
         let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{name}: {e}: {stdout}"));
+        crate::schema::check(&doc);
         assert_eq!(doc["error"]["kind"], "config", "{name}");
         assert!(!doc["error"]["messages"].as_array().unwrap().is_empty(), "{name}");
         for n in &not {

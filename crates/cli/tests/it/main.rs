@@ -6,6 +6,7 @@ mod foreign;
 mod inputs;
 mod lock;
 mod real_backends;
+mod schema;
 mod verify;
 mod workflow;
 
@@ -74,9 +75,12 @@ impl Run {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
+    /// stdout as JSON, checked against the checked-in schema of its document.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
+        let doc = serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()));
+        schema::check(&doc);
+        doc
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Observed {
 }
 
 /// What a step does to its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
@@ -99,7 +99,7 @@ impl StepOp {
 /// What kind of resource a step acts on, in the plan's words (serialised as
 /// `snake_case`: `vpn_gateway`, `customer_gateway`…). Azure's gateway and AWS's VGW are
 /// both `VpnGateway`: the step's cloud tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceType {
     PublicIp,
@@ -173,7 +173,7 @@ pub struct UntilUp {
 pub const TUNNEL_UP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// Whether the plan builds (or converges) the deployment or tears it down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PlanKind {
     Apply,
@@ -194,7 +194,7 @@ pub struct Plan {
 }
 
 /// Counts of steps by action.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ChangeCount {
     pub create: usize,
     pub modify: usize,
@@ -220,35 +220,86 @@ impl Plan {
         c
     }
 
-    /// The JSON document of `plan --output json` (format_version 1; see the README).
-    pub fn to_json(&self) -> serde_json::Value {
-        let steps: Vec<serde_json::Value> = self
+    /// What `plan --output json` prints (format_version 1; see the README): the plan as
+    /// data, with no secret in it.
+    pub fn document(&self) -> PlanDocument {
+        let steps = self
             .steps
             .iter()
-            .map(|s| {
-                let attrs: BTreeMap<&str, String> = s.attributes().into_iter().collect();
-                serde_json::json!({
-                    "id": s.id,
-                    "cloud": s.cloud(),
-                    "action": s.action,
-                    "resource_type": s.resource_type,
-                    "name": s.name,
-                    "depends_on": s.depends_on,
-                    "attributes": attrs,
-                    "disruption": s.disruption,
-                })
+            .map(|s| StepDocument {
+                id: s.id,
+                cloud: s.cloud(),
+                action: s.action,
+                resource_type: s.resource_type,
+                name: s.name.clone(),
+                depends_on: s.depends_on.clone(),
+                attributes: s.attributes().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                disruption: s.disruption.clone(),
             })
             .collect();
-        serde_json::json!({
-            "format_version": 1,
-            "deployment": self.deployment,
-            "kind": self.kind,
-            "mode": self.mode,
-            "changes": self.counts(),
-            "steps": steps,
-            "tunnels": self.tunnels,
-            "notes": self.notes,
-        })
+        PlanDocument {
+            format_version: 1,
+            deployment: self.deployment.clone(),
+            kind: self.kind,
+            mode: self.mode,
+            changes: self.counts(),
+            steps,
+            tunnels: self.tunnels.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// A plan as data: the JSON of `plan --output json`, and `plan` in apply's and
+/// destroy's JSON. Version 1; later versions only add fields.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PlanDocument {
+    /// Always 1 for this format.
+    #[schemars(extend("const" = 1))]
+    pub format_version: u32,
+    pub deployment: String,
+    pub kind: PlanKind,
+    pub mode: Mode,
+    /// Steps by action.
+    pub changes: ChangeCount,
+    pub steps: Vec<StepDocument>,
+    /// The used tunnels and which Azure instance is expected up for each.
+    pub tunnels: Vec<TunnelSlot>,
+    /// Things to know that change nothing (drift left alone, warnings).
+    pub notes: Vec<String>,
+}
+
+/// One step of a [`PlanDocument`].
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct StepDocument {
+    pub id: StepId,
+    pub cloud: CloudName,
+    pub action: Action,
+    pub resource_type: ResourceType,
+    /// Name (Azure) or role and id (AWS).
+    pub name: String,
+    /// Steps that must finish first.
+    pub depends_on: Vec<StepId>,
+    /// What the step sets, as the human plan shows it (values known later say so; a
+    /// pre-shared key shows as "(sensitive)").
+    pub attributes: BTreeMap<String, String>,
+    /// What the change interrupts, if anything.
+    pub disruption: Option<String>,
+}
+
+/// A plan serialises as its [`PlanDocument`].
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.document().serialize(s)
+    }
+}
+
+impl schemars::JsonSchema for Plan {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        PlanDocument::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        PlanDocument::json_schema(generator)
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 /// The probe host's shell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
     /// `sh` with `ping` (Azure `RunShellScript`, SSM `AWS-RunShellScript`).
@@ -22,7 +22,7 @@ pub enum Os {
 pub const ECHOES: u32 = 5;
 
 /// Echoes sent and received, and the round-trip times of those received.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PingStats {
     pub sent: u32,
     pub received: u32,
@@ -40,7 +40,7 @@ impl PingStats {
 impl Eq for PingStats {}
 
 /// Round-trip times, milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Rtt {
     pub min: f64,
     pub avg: f64,

@@ -149,7 +149,7 @@ impl Rig {
                 Err(e) => panic!("the planner refused a state that faults produced: {e}"),
             }
         };
-        self.transcript.push(&format!("{plan}{}{plan:?}", plan.to_json()));
+        self.transcript.push(&format!("{plan}{}{plan:?}", serde_json::to_string(&plan).unwrap()));
         let executor = Executor::new(aws, azure, self.owner.clone(), ExecSettings::default());
         let t = self.transcript.clone();
         let report = executor.run(&plan, move |e| t.push(&format!("{e:?}\n{}\n", serde_json::to_string(e).unwrap()))).await;

@@ -81,7 +81,7 @@ pub struct Global {
     /// Simulator only: inject the clouds' failures, e.g. "seed=1,throttle=0.15" or
     /// "crash-after=12" (a simulated crash exits 70; the next run finishes the job).
     #[arg(long, global = true, env = "VPNBRIDGE_SIM_FAULTS", value_name = "SPEC", value_parser = parse_faults)]
-    pub sim_faults: Option<vpnbridge_sim::FaultPlan>,
+    pub sim_faults: Option<vpnbridge::FaultPlan>,
     /// Simulator only: a JSON file of operation latencies in milliseconds (any keys of
     /// the simulator's latency table, e.g. {"azure_vpn_gateway": 1800000}).
     #[arg(long, global = true, env = "VPNBRIDGE_SIM_LATENCY", value_name = "FILE")]
@@ -118,8 +118,8 @@ impl ColorChoice {
     }
 }
 
-fn parse_faults(spec: &str) -> Result<vpnbridge_sim::FaultPlan, String> {
-    spec.parse::<vpnbridge_sim::FaultPlan>().map_err(|e| e.to_string())
+fn parse_faults(spec: &str) -> Result<vpnbridge::FaultPlan, String> {
+    spec.parse::<vpnbridge::FaultPlan>().map_err(|e| e.to_string())
 }
 
 /// How results are printed (what a command's code sees).
@@ -152,18 +152,14 @@ impl OutputArg {
     }
 
     /// The drawing asked for, if any.
-    pub fn graph(self) -> Option<vpnbridge_core::topology::GraphFormat> {
+    pub fn graph(self) -> Option<vpnbridge::core::topology::GraphFormat> {
         match self {
-            OutputArg::Mermaid => Some(vpnbridge_core::topology::GraphFormat::Mermaid),
-            OutputArg::Dot => Some(vpnbridge_core::topology::GraphFormat::Dot),
+            OutputArg::Mermaid => Some(vpnbridge::core::topology::GraphFormat::Mermaid),
+            OutputArg::Dot => Some(vpnbridge::core::topology::GraphFormat::Dot),
             OutputArg::Human | OutputArg::Json => None,
         }
     }
 }
-
-/// The commands that only read, by name: they never change a cloud, and on the
-/// simulator they write nothing (no world file, no lock, not even the directory).
-pub const READ_ONLY_COMMANDS: &[&str] = &["plan", "status", "verify"];
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

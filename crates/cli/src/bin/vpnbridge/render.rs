@@ -2,15 +2,15 @@
 //! process's own writers for stdout and stderr (see [`stdout`]).
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use vpnbridge_core::endpoint::TunnelStatus;
-use vpnbridge_core::exec::ExecEvent;
-use vpnbridge_core::pairing::{ObservedTunnel, TunnelHealth};
-use vpnbridge_core::plan::{Observed, Plan};
+use vpnbridge::core::endpoint::TunnelStatus;
+use vpnbridge::core::exec::ExecEvent;
+use vpnbridge::core::pairing::{ObservedTunnel, TunnelHealth};
+use vpnbridge::core::plan::{Observed, Plan};
 
 use crate::logging;
 
@@ -111,7 +111,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(plan: &Plan, show: bool) -> Arc<Mutex<Self>> {
+    pub fn new(plan: &Plan, show: bool) -> Self {
         let show = show && !quiet();
         let bar = (show && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new(plan.steps.len() as u64);
@@ -125,7 +125,7 @@ impl Progress {
             b
         });
         let labels = plan.steps.iter().map(|s| format!("{} {} \"{}\"", s.cloud(), s.resource_type, s.name)).collect();
-        Arc::new(Mutex::new(Self { bar: if show { bar } else { None }, labels }))
+        Self { bar: if show { bar } else { None }, labels }
     }
 
     pub fn on_event(&self, e: &ExecEvent, show: bool) {

@@ -23,81 +23,49 @@ macro_rules! eprint {
 mod args;
 mod commands;
 mod exit;
-mod lock;
 mod logging;
 mod render;
-mod session;
-mod verify;
+mod text;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use vpnbridge_core::plan::PlanError;
-use vpnbridge_core::validate::ConfigErrors;
+use vpnbridge::report::{self, ErrorReport};
 
 use args::{Cli, ColorChoice, Command, Output};
 
 /// Why a command did not succeed, with its exit code.
 #[derive(Debug)]
 pub enum Failure {
-    /// Invalid config: every problem, nothing called.
-    Config(ConfigErrors),
-    /// The config asks for something this version does not build yet.
-    Unsupported(PlanError),
-    /// The clouds contradict the config: nothing changed.
-    Preflight(PlanError),
-    /// The user did not confirm.
-    NotConfirmed(String),
-    /// Another run holds the deployment's lock.
-    Locked(lock::LockHeld),
-    /// `drill` on mixed backends: the data plane cannot be observed.
-    NotObservable(String),
+    /// The library's error: config, preflight, confirmation, lock, anything else.
+    Api(vpnbridge::Error),
     /// Some steps failed; the report was already printed.
     StepsFailed,
-    Other(anyhow::Error),
 }
 
 impl Failure {
     fn code(&self) -> u8 {
+        use vpnbridge::Error as E;
         match self {
-            Failure::Config(_) | Failure::Unsupported(_) => exit::CONFIG_INVALID,
-            Failure::Preflight(_) => exit::PREFLIGHT,
-            Failure::NotConfirmed(_) => exit::NOT_CONFIRMED,
-            Failure::Locked(_) => exit::LOCKED,
-            Failure::NotObservable(_) => exit::NOT_OBSERVABLE,
-            Failure::StepsFailed | Failure::Other(_) => exit::FAILED,
+            Failure::Api(E::Config(_) | E::Unsupported(_)) => exit::CONFIG_INVALID,
+            Failure::Api(E::Preflight(_)) => exit::PREFLIGHT,
+            Failure::Api(E::NotConfirmed(_)) => exit::NOT_CONFIRMED,
+            Failure::Api(E::Locked(_)) => exit::LOCKED,
+            Failure::Api(E::NotObservable(_)) => exit::NOT_OBSERVABLE,
+            Failure::Api(_) | Failure::StepsFailed => exit::FAILED,
         }
     }
+}
 
-    fn kind(&self) -> &'static str {
-        match self {
-            Failure::Config(_) => "config",
-            Failure::Unsupported(_) => "unsupported",
-            Failure::Preflight(_) => "preflight",
-            Failure::NotConfirmed(_) => "not_confirmed",
-            Failure::Locked(_) => "locked",
-            Failure::NotObservable(_) => "not_observable",
-            Failure::StepsFailed => "steps_failed",
-            Failure::Other(_) => "error",
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        match self {
-            Failure::Config(e) => e.messages(),
-            Failure::Preflight(e) | Failure::Unsupported(e) => e.0.clone(),
-            Failure::NotConfirmed(m) => vec![m.clone()],
-            Failure::Locked(e) => vec![e.to_string()],
-            Failure::NotObservable(m) => vec![m.clone()],
-            Failure::StepsFailed => vec!["some steps failed; see the report".into()],
-            Failure::Other(e) => vec![format!("{e:#}")],
-        }
+impl From<vpnbridge::Error> for Failure {
+    fn from(e: vpnbridge::Error) -> Self {
+        Failure::Api(e)
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        Failure::Other(e)
+        Failure::Api(e.into())
     }
 }
 
@@ -133,16 +101,10 @@ fn main() -> ExitCode {
     let color = cli.global.color.enabled(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     logging::init(cli.global.verbose, color);
     render::set_quiet(cli.global.quiet);
-    if let Command::Completions { shell } = cli.command {
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "vpnbridge", &mut script);
-        print!("{}", String::from_utf8_lossy(&script));
-        return finish(exit::OK);
-    }
     if let Some(graph) = cli.global.output.graph()
         && !matches!(cli.command, Command::Status)
     {
-        let name = if graph == vpnbridge_core::topology::GraphFormat::Mermaid { "mermaid" } else { "dot" };
+        let name = if graph == vpnbridge::core::topology::GraphFormat::Mermaid { "mermaid" } else { "dot" };
         let e = Cli::command().color(clap_color).error(
             clap::error::ErrorKind::ArgumentConflict,
             format!(
@@ -159,18 +121,12 @@ fn main() -> ExitCode {
         Err(f) => {
             match (&f, output) {
                 (Failure::StepsFailed, _) => {}
-                (_, Output::Json) => {
-                    let mut error = serde_json::json!({"kind": f.kind(), "messages": f.messages()});
-                    if let Failure::Config(e) = &f {
-                        error["count"] = serde_json::json!(e.0.len());
-                    }
-                    let doc = serde_json::json!({"format_version": 1, "error": error});
-                    println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+                (Failure::Api(e), Output::Json) => println!("{}", report::to_json(&ErrorReport::new(e))),
+                (Failure::Api(e @ (vpnbridge::Error::Config(_) | vpnbridge::Error::Preflight(_))), Output::Human) => {
+                    eprintln!("error: {e}")
                 }
-                (Failure::Config(e), Output::Human) => eprintln!("error: the configuration is invalid; nothing was called.\n{e}"),
-                (Failure::Preflight(e), Output::Human) => eprintln!("error: {e}\nNothing was changed."),
-                (_, Output::Human) => {
-                    for m in f.messages() {
+                (Failure::Api(e), Output::Human) => {
+                    for m in e.messages() {
                         eprintln!("error: {m}");
                     }
                 }
