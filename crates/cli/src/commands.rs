@@ -4,10 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
 
 use anyhow::Context;
+use vpnbridge_core::config;
 use vpnbridge_core::exec::{ExecReport, ExecSettings, Executor};
 use vpnbridge_core::pairing;
 use vpnbridge_core::plan::{self, Plan, PlanKind};
-use vpnbridge_core::validate;
 
 use crate::args::{Cli, Command, Output};
 use crate::session::{self, Session};
@@ -73,7 +73,7 @@ fn init(path: &std::path::Path, force: bool, output: Output) -> Result<u8, Failu
     if path.exists() && !force {
         return Err(Failure::Other(anyhow::anyhow!("{} already exists; pass --force to overwrite it", path.display())));
     }
-    std::fs::write(path, validate::EXAMPLE).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, config::EXAMPLE).with_context(|| format!("writing {}", path.display()))?;
     match output {
         Output::Json => println!("{}", serde_json::json!({"format_version": 1, "written": path})),
         Output::Human => {

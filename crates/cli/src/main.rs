@@ -32,8 +32,8 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
+use vpnbridge_core::config::ConfigErrors;
 use vpnbridge_core::plan::PlanError;
-use vpnbridge_core::validate::ConfigErrors;
 
 use args::{Cli, ColorChoice, Command, Output};
 

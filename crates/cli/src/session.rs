@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use vpnbridge_core::config::{self, ConfigWarning};
 use vpnbridge_core::config::{Backend, Config};
 use vpnbridge_core::endpoint::{Aws, Azure, CallCount, CallCounter, CloudName, Instrumented, VpnEndpoint};
 use vpnbridge_core::model::Owner;
 use vpnbridge_core::plan::Observed;
-use vpnbridge_core::validate::{self, ConfigWarning};
 use vpnbridge_sim::{AwsTarget, AzureTarget, FaultInjector, FaultPlan, LatencyTable, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
 use crate::Failure;
@@ -58,14 +58,14 @@ impl Calls {
 }
 
 /// Loads and validates the config. Nothing is called before this succeeds.
-pub fn load_config(path: &Path) -> Result<validate::Loaded, Failure> {
-    validate::load(path).map_err(Failure::Config)
+pub fn load_config(path: &Path) -> Result<config::Loaded, Failure> {
+    config::load(path).map_err(Failure::Config)
 }
 
 impl Session {
     /// Opens the endpoints the config names. `sim_dir` overrides where the simulator
     /// keeps its clouds.
-    pub async fn open(loaded: validate::Loaded, global: &crate::args::Global, command: &str) -> Result<Self, Failure> {
+    pub async fn open(loaded: config::Loaded, global: &crate::args::Global, command: &str) -> Result<Self, Failure> {
         let sim_dir = global.sim_dir.as_deref();
         let read_only = crate::args::READ_ONLY_COMMANDS.contains(&command);
         let config = loaded.config;
