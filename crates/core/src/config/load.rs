@@ -12,92 +12,9 @@ use super::Config;
 use super::error::{ConfigError, ConfigErrors, ConfigWarning};
 use super::schema::{Checker, path_of};
 
-/// The commented example that `vpnbridge init` writes. It validates as is and runs on
-/// the embedded simulator.
-pub const EXAMPLE: &str = r#"# vpnbridge.toml: one redundant site-to-site VPN between an Azure VNet and an AWS VPC,
-# built with Azure VPN Gateway and an AWS virtual private gateway.
-#
-# As written it runs on the embedded simulator. For the real clouds set
-# [azure] backend = "azure" and [aws] backend = "aws". Credentials come from the
-# environment (Azure CLI login or AZURE_* variables; AWS profile or AWS_* variables):
-# no secret, credential or pre-shared key ever lives in this file.
-
-# Deployment name: the value of the vpnbridge:deployment tag and the prefix of Azure
-# resource names (e.g. azure-aws-lng-1-1). 1-40 lowercase letters, digits and '-',
-# starting with a letter.
-name = "azure-aws"
-
-# "static-ha" (default): static routes, tunnel 1 of each of the two AWS VPN connections.
-# "bgp-ha": BGP over APIPA inside addresses on all four tunnels.
-mode = "static-ha"
-
-# Tunnels used per AWS VPN connection (there are two connections, two tunnels each).
-# static-ha: 1 (default, 2 tunnels) or 2 (4 tunnels). bgp-ha: 2 (its default).
-tunnels_per_connection = 1
-
-# Where the tunnels' pre-shared keys come from:
-#   "generate" (default)  vpnbridge makes one per tunnel, valid for both clouds
-#   "aws"                 AWS makes them and vpnbridge reads them back
-#   "env:NAME"            one key for every tunnel, read from environment variable NAME
-#                         (8-64 letters, digits, '.' or '_', not starting with '0')
-psk = "generate"
-
-[azure]
-# "sim" (default): the embedded simulator. "azure": the real Azure Resource Manager.
-backend = "sim"
-# Subscription GUID. If absent: AZURE_SUBSCRIPTION_ID (required for backend "azure").
-# subscription_id = "00000000-0000-0000-0000-000000000000"
-resource_group = "rg-vpn"
-# Lowercase location name, as `az account list-locations -o table` prints it.
-location = "japaneast"
-vnet = "vnet-hub"
-# The VNet's address space as declared here (checked read-only against the real VNet).
-# IPv4 only; must not overlap [aws] cidrs.
-address_space = ["10.1.0.0/16"]
-# The VNet's GatewaySubnet, inside address_space: /29 at least, /27 or larger recommended.
-gateway_subnet = "10.1.255.0/27"
-# Zone-redundant SKUs only: VpnGw1AZ (default) .. VpnGw5AZ. Basic and plain VpnGw1-5
-# cannot be used. The generation must fit the SKU:
-#   Generation1 (default): VpnGw1AZ, VpnGw2AZ, VpnGw3AZ
-#   Generation2:           VpnGw2AZ, VpnGw3AZ, VpnGw4AZ, VpnGw5AZ
-gateway_sku = "VpnGw1AZ"
-gateway_generation = "Generation1"
-# "RouteBased" is the only type with IKEv2 and active-active.
-vpn_type = "RouteBased"
-# The gateway's BGP ASN, which is also the AWS customer gateways' ASN. Default 65000.
-# Never one of Azure's reserved ASNs (65515, 65517-65520, ...), never equal to amazon_asn.
-asn = 65000
-# ARM endpoint override (tests, sovereign clouds); "" = the public cloud.
-endpoint = ""
-
-[aws]
-# "sim" (default): the embedded simulator. "aws": the real EC2 API.
-backend = "sim"
-region = "ap-northeast-1"
-vpc_id = "vpc-0123456789abcdef0"
-# The VPC's CIDRs as declared here (checked read-only against the real VPC).
-cidrs = ["10.2.0.0/16"]
-# Route tables (rtb-...) that get a route to each Azure prefix; [] = the VPC's main one.
-route_tables = []
-# The virtual private gateway's ASN: 64512 (default), 64512-65534 or 4200000000-4294967294.
-amazon_asn = 64512
-# One /30 inside 169.254.0.0/16 per *used* tunnel, in tunnel order: connection 1's, then
-# connection 2's (tunnels_per_connection = 1: [conn 1, conn 2]; = 2: [conn 1 tunnel 1,
-# conn 1 tunnel 2, conn 2 tunnel 1, conn 2 tunnel 2]). AWS may hand a pinned /30 to either
-# tunnel of its connection; vpnbridge follows the /30. [] lets AWS choose in static-ha and
-# means 169.254.21.0/30, 169.254.22.0/30, 169.254.21.4/30, 169.254.22.4/30 in bgp-ha.
-tunnel_inside_cidrs = []
-# EC2 endpoint override; "" = the default (or AWS_ENDPOINT_URL*).
-endpoint = ""
-
-# Optional: your test VMs, one on each side, for `verify` and `drill` to ping through on
-# the real clouds (Azure VM Run Command; AWS Systems Manager Run Command: the instance
-# needs the SSM agent and an instance profile with AmazonSSMManagedInstanceCore). Their
-# private IPs are read from the clouds. On the simulator they are simulated VMs.
-# [probe]
-# azure_vm = "vm-test"                # a name in [azure] resource_group, or a full resource id
-# aws_instance = "i-0123456789abcdef0"
-"#;
+/// The commented example that `vpnbridge init` writes (`examples/vpnbridge.toml`, which
+/// the README's quickstart runs). It validates as is and runs on the embedded simulator.
+pub const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/vpnbridge.toml"));
 
 /// Config files larger than this are refused before they are read: a vpnbridge config
 /// is a few kilobytes, and checking stays fast (linear) up to this size.

@@ -83,6 +83,14 @@ fn the_readme_example_is_the_init_example() {
     assert_eq!(include_str!("../../../../examples/vpnbridge.toml"), vpnbridge_core::config::EXAMPLE);
 }
 
+#[test]
+fn the_example_file_loads_with_no_error_and_no_warning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vpnbridge.toml");
+    let loaded = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.name, "azure-aws");
+}
+
 fn with_probe(table: &str) -> Result<Loaded, config::ConfigErrors> {
     config::parse(&format!("{EXAMPLE}\n{table}"), Path::new("probe.toml"), &|_| None)
 }
