@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use vpnbridge_core::config::{Backend, Config};
+use vpnbridge_core::config::{self, Backend, Config, ConfigErrors, ConfigWarning, Loaded};
 use vpnbridge_core::drill::{self, DrillError, DrillEvent, DrillSettings};
 use vpnbridge_core::endpoint::{Aws, Azure, CallCounter, CloudName, Instrumented, VpnEndpoint};
 use vpnbridge_core::exec::{ExecEvent, ExecSettings, Executor};
@@ -20,7 +20,6 @@ use vpnbridge_core::model::Owner;
 use vpnbridge_core::pairing::{self, ObservedTunnel, TunnelHealth};
 use vpnbridge_core::plan::{self, Observed, Plan, PlanError, PlanKind};
 use vpnbridge_core::probe::probe_addresses;
-use vpnbridge_core::validate::{self, ConfigErrors, ConfigWarning};
 use vpnbridge_core::verify::{self, VerifyError};
 use vpnbridge_sim::{AwsTarget, AzureTarget, FaultInjector, FaultPlan, LatencyTable, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
@@ -82,8 +81,8 @@ impl Error {
 }
 
 /// Loads and validates a config file. Nothing is called before this succeeds.
-pub fn load(path: &Path) -> Result<validate::Loaded, Error> {
-    validate::load(path).map_err(Error::Config)
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    config::load(path).map_err(Error::Config)
 }
 
 /// The async runtime a config needs. With both sides simulated it is a current-thread
@@ -324,7 +323,7 @@ impl std::fmt::Debug for Deployment {
 impl Deployment {
     /// Takes the run lock and opens the endpoints the config names. Refuses what this
     /// version cannot build yet ([`Error::Unsupported`]) before anything is opened.
-    pub async fn open(loaded: validate::Loaded, options: Options) -> Result<Self, Error> {
+    pub async fn open(loaded: Loaded, options: Options) -> Result<Self, Error> {
         plan::check_supported(&loaded.config).map_err(Error::Unsupported)?;
         let config = loaded.config;
         let owner = Owner::new(&config.name);

@@ -75,4 +75,4 @@ pub use vpnbridge_sim::{FaultPlan, LatencyTable};
 
 /// The commented example config `vpnbridge init` writes: a static-ha deployment on the
 /// simulator.
-pub const EXAMPLE_CONFIG: &str = vpnbridge_core::validate::EXAMPLE;
+pub const EXAMPLE_CONFIG: &str = vpnbridge_core::config::EXAMPLE;

@@ -563,7 +563,8 @@ impl ErrorReport {
     }
 }
 
-/// The JSON Schema of every document, by file name under `docs/schema/`.
+/// The JSON Schema of every document, and of `vpnbridge.toml`, by file name under
+/// `docs/schema/`.
 pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("plan.json", schemars::schema_for!(PlanReport)),
@@ -573,6 +574,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("drill.json", schemars::schema_for!(DrillReport)),
         ("init.json", schemars::schema_for!(InitReport)),
         ("error.json", schemars::schema_for!(ErrorReport)),
+        ("vpnbridge.toml.json", vpnbridge_core::config::schema::json_schema()),
     ]
 }
 

@@ -19,5 +19,4 @@ pub mod plan;
 pub mod probe;
 pub mod secret;
 pub mod topology;
-pub mod validate;
 pub mod verify;

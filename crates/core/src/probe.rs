@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn probes_ping_the_first_usable_host_of_each_side() {
-        let config = crate::validate::parse(crate::validate::EXAMPLE, Path::new("x.toml"), &|_| None).unwrap().config;
+        let config = crate::config::parse(crate::config::EXAMPLE, Path::new("x.toml"), &|_| None).unwrap().config;
         let (vnet, vpc) = probe_addresses(&config).unwrap();
         assert_eq!((vnet.to_string(), vpc.to_string()), ("10.1.0.4".to_owned(), "10.2.0.4".to_owned()));
     }

@@ -34,7 +34,7 @@ vpc_id = "{vpc}"
 cidrs = ["10.2.0.0/16"]
 "#
     );
-    vpnbridge_core::validate::parse(&text, Path::new("e2e.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}")).config
+    vpnbridge_core::config::parse(&text, Path::new("e2e.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}")).config
 }
 
 fn settings() -> ExecSettings {

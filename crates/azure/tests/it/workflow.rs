@@ -46,7 +46,7 @@ pub(super) async fn world(cfg: ArmFakeConfig) -> World {
         cidrs: vec!["10.2.0.0/16".parse().expect("cidr")],
     };
     fake.cloud().ensure_prerequisites(&vnet, &vpc).expect("seed the VPC");
-    let config = vpnbridge_core::validate::parse(vpnbridge_core::validate::EXAMPLE, Path::new("vpnbridge.toml"), &|_| None)
+    let config = vpnbridge_core::config::parse(vpnbridge_core::config::EXAMPLE, Path::new("vpnbridge.toml"), &|_| None)
         .unwrap_or_else(|e| panic!("example config: {e:?}"))
         .config;
     let owner = Owner::new(&config.name);

@@ -56,7 +56,7 @@ impl Scratch {
     /// Creates the user's VNet and VPC in the simulated clouds, as they are before
     /// vpnbridge first runs there (read-only commands no longer write them).
     pub fn seed_prerequisites(&self) {
-        let config = vpnbridge_core::validate::load(&self.config()).unwrap().config;
+        let config = vpnbridge_core::config::load(&self.config()).unwrap().config;
         let cloud = vpnbridge_sim::SimCloud::open(&self.sim_dir()).unwrap();
         cloud.ensure_prerequisites(&vpnbridge_sim::VnetSpec::from_config(&config), &vpnbridge_sim::VpcSpec::from_config(&config)).unwrap();
     }

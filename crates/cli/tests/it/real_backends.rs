@@ -145,7 +145,7 @@ impl Moto {
 }
 
 fn config(azure: Option<&Arm>, aws: Option<&Moto>) -> String {
-    let mut text = vpnbridge_core::validate::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
+    let mut text = vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
     if let Some(arm) = azure {
         text = text
             .replace(

@@ -76,3 +76,21 @@ fn a_document_missing_a_field_or_with_a_wrong_type_is_refused() {
     assert!(!v.is_valid(&serde_json::json!({"format_version": 1, "error": {"kind": "config"}})));
     assert!(!v.is_valid(&serde_json::json!({"format_version": "1", "error": {"kind": "config", "messages": []}})));
 }
+
+/// `vpnbridge.toml` read as JSON, checked against docs/schema/vpnbridge.toml.json.
+fn config_errors(text: &str) -> Vec<String> {
+    let doc: serde_json::Value = toml::from_str(text).unwrap();
+    validators()["vpnbridge.toml.json"].iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).collect()
+}
+
+#[test]
+fn the_config_schema_takes_the_init_example_and_refuses_a_misspelt_key() {
+    assert_eq!(config_errors(vpnbridge::EXAMPLE_CONFIG), Vec::<String>::new());
+    let probe = format!("{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"\n", vpnbridge::EXAMPLE_CONFIG);
+    assert_eq!(config_errors(&probe), Vec::<String>::new());
+    let misspelt = vpnbridge::EXAMPLE_CONFIG.replace("resource_group", "resource_gruop");
+    assert!(config_errors(&misspelt).iter().any(|e| e.contains("resource_gruop")), "{:?}", config_errors(&misspelt));
+    let wrong_type = vpnbridge::EXAMPLE_CONFIG.replacen("tunnels_per_connection = 1", "tunnels_per_connection = \"1\"", 1);
+    assert_ne!(wrong_type, vpnbridge::EXAMPLE_CONFIG, "the example sets tunnels_per_connection");
+    assert!(!config_errors(&wrong_type).is_empty());
+}

@@ -2,6 +2,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::*;
+use crate::config;
 use crate::model::{AttachmentState, AwsState, Role};
 use crate::model::{
     AwsTunnelOptions, Connection, CustomerGateway, GatewayIpConfiguration, LocalNetworkGateway, PublicIp, RouteTable, Subnet,
@@ -10,13 +11,12 @@ use crate::model::{
 use crate::ops::Late;
 use crate::pairing::{self};
 use crate::secret::Psk;
-use crate::validate;
 
 fn config(extra_env: Option<&str>) -> Config {
     let text =
-        validate::EXAMPLE.replace("psk = \"generate\"", if extra_env.is_some() { "psk = \"env:VPN_PSK\"" } else { "psk = \"generate\"" });
+        config::EXAMPLE.replace("psk = \"generate\"", if extra_env.is_some() { "psk = \"env:VPN_PSK\"" } else { "psk = \"generate\"" });
     let env = move |k: &str| (k == "VPN_PSK").then(|| extra_env.unwrap_or_default().to_owned());
-    validate::parse(&text, Path::new("vpnbridge.toml"), &env).expect("example is valid").config
+    config::parse(&text, Path::new("vpnbridge.toml"), &env).expect("example is valid").config
 }
 
 /// The user's prerequisites only: a VNet with a GatewaySubnet and a VPC.
@@ -197,10 +197,10 @@ fn finished_deployment_plans_nothing() {
 /// side points at the tunnel that holds each pin.
 fn finished_with_pins(tpc: u8, pins: &[&str], swapped: [bool; 2]) -> (Config, Observed) {
     let list = pins.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
-    let text = validate::EXAMPLE
+    let text = config::EXAMPLE
         .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {tpc}"))
         .replace("tunnel_inside_cidrs = []", &format!("tunnel_inside_cidrs = [{list}]"));
-    let config = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).expect("valid").config;
+    let config = config::parse(&text, Path::new("vpnbridge.toml"), &|_| None).expect("valid").config;
     let mut o = finished("SameKey.123");
     o.azure.local_network_gateways.clear();
     o.azure.connections.clear();
@@ -397,10 +397,10 @@ fn destroy_touches_only_tagged_resources_in_dependency_order() {
 
 #[test]
 fn bgp_ha_is_refused_before_anything_is_observed() {
-    let text = validate::EXAMPLE
+    let text = config::EXAMPLE
         .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
         .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
-    let cfg = validate::parse(&text, Path::new("vpnbridge.toml"), &|_| None).unwrap().config;
+    let cfg = config::parse(&text, Path::new("vpnbridge.toml"), &|_| None).unwrap().config;
     let err = check_supported(&cfg).unwrap_err();
     assert!(err.to_string().contains("static-ha"));
 }

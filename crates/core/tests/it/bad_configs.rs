@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use vpnbridge_core::validate::{self, ConfigErrors};
+use vpnbridge_core::config::{self, ConfigErrors};
 
 use crate::corpus::{self, Case};
 
@@ -47,7 +47,7 @@ const CATEGORIES: &[&str] = &[
 ];
 
 fn refuse(case: &Case) -> ConfigErrors {
-    match validate::parse(&case.text, &case.path, &case.lookup()) {
+    match config::parse(&case.text, &case.path, &case.lookup()) {
         Ok(loaded) => panic!("{} was accepted: {:?}", case.name(), loaded.config),
         Err(e) => e,
     }
@@ -132,14 +132,14 @@ fn several_errors_come_in_file_order() {
 #[test]
 fn load_reads_the_file_and_reports_its_path() {
     let path = corpus::dir("bad").join("sku-basic.toml");
-    let errors = validate::load(&path).unwrap_err();
+    let errors = config::load(&path).unwrap_err();
     assert_eq!(errors.0[0].file, path);
     assert!(errors.to_string().contains("sku-basic.toml:"));
 }
 
 #[test]
 fn a_missing_file_suggests_init() {
-    let errors = validate::load(Path::new("/nonexistent/vpnbridge.toml")).unwrap_err();
+    let errors = config::load(Path::new("/nonexistent/vpnbridge.toml")).unwrap_err();
     assert_eq!(errors.0.len(), 1);
     let shown = errors.to_string();
     assert!(shown.contains("/nonexistent/vpnbridge.toml"), "{shown}");

@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
+use vpnbridge_core::config::{self, EXAMPLE, Loaded};
 use vpnbridge_core::config::{Backend, GatewaySku, Generation, Mode, PskSource};
-use vpnbridge_core::validate::{self, EXAMPLE, Loaded};
 
 use crate::corpus::{self, Case};
 
 fn accept(case: &Case) -> Loaded {
-    match validate::parse(&case.text, &case.path, &case.lookup()) {
+    match config::parse(&case.text, &case.path, &case.lookup()) {
         Ok(loaded) => loaded,
         Err(e) => panic!("{} was refused:\n{e}", case.name()),
     }
@@ -21,7 +21,7 @@ fn good(name: &str) -> Loaded {
 
 #[test]
 fn the_example_loads_cleanly_on_the_simulator() {
-    let loaded = validate::parse(EXAMPLE, Path::new("vpnbridge.toml"), &|_| None).unwrap();
+    let loaded = config::parse(EXAMPLE, Path::new("vpnbridge.toml"), &|_| None).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let c = loaded.config;
     assert_eq!((c.azure.backend, c.aws.backend), (Backend::Sim, Backend::Sim));
@@ -36,7 +36,7 @@ fn the_example_loads_cleanly_on_the_simulator() {
 fn the_example_ignores_the_environment_it_does_not_need() {
     // A developer's real subscription in the shell must not break the simulator example.
     let env = |k: &str| (k == "AZURE_SUBSCRIPTION_ID").then(|| "11111111-2222-3333-4444-555555555555".to_owned());
-    assert!(validate::parse(EXAMPLE, Path::new("vpnbridge.toml"), &env).is_ok());
+    assert!(config::parse(EXAMPLE, Path::new("vpnbridge.toml"), &env).is_ok());
 }
 
 #[test]
@@ -80,16 +80,24 @@ fn env_psk_is_read_at_load_time_and_never_printed() {
 #[test]
 fn the_readme_example_is_the_init_example() {
     // README's quickstart runs examples/vpnbridge.toml; `vpnbridge init` writes EXAMPLE.
-    assert_eq!(include_str!("../../../../examples/vpnbridge.toml"), vpnbridge_core::validate::EXAMPLE);
+    assert_eq!(include_str!("../../../../examples/vpnbridge.toml"), vpnbridge_core::config::EXAMPLE);
 }
 
-fn with_probe(table: &str) -> Result<Loaded, validate::ConfigErrors> {
-    validate::parse(&format!("{EXAMPLE}\n{table}"), Path::new("probe.toml"), &|_| None)
+#[test]
+fn the_example_file_loads_with_no_error_and_no_warning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vpnbridge.toml");
+    let loaded = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(loaded.config.name, "azure-aws");
+}
+
+fn with_probe(table: &str) -> Result<Loaded, config::ConfigErrors> {
+    config::parse(&format!("{EXAMPLE}\n{table}"), Path::new("probe.toml"), &|_| None)
 }
 
 #[test]
 fn the_probe_table_is_optional_and_names_both_vms() {
-    assert!(validate::parse(EXAMPLE, Path::new("x.toml"), &|_| None).unwrap().config.probe.is_none());
+    assert!(config::parse(EXAMPLE, Path::new("x.toml"), &|_| None).unwrap().config.probe.is_none());
     let c = with_probe("[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"\n").unwrap().config;
     let p = c.probe.unwrap();
     assert_eq!(p.aws_instance, "i-0123456789abcdef0");

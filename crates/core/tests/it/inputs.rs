@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use vpnbridge_core::validate::{self, ConfigErrors, EXAMPLE, Loaded, MAX_CONFIG_BYTES, SHOWN_ERRORS};
+use vpnbridge_core::config::{self, ConfigErrors, EXAMPLE, Loaded, MAX_CONFIG_BYTES, SHOWN_ERRORS};
 
 fn parse(text: &str) -> Result<Loaded, ConfigErrors> {
-    validate::parse(text, Path::new("t.toml"), &|_| None)
+    config::parse(text, Path::new("t.toml"), &|_| None)
 }
 
 fn with(pairs: &[(&str, &str)]) -> String {
@@ -169,7 +169,7 @@ fn files_over_one_mebibyte_are_refused_before_parsing() {
         text.push_str("# padding padding padding padding padding padding padding padding\n");
     }
     std::fs::write(&path, &text).unwrap();
-    let e = validate::load(&path).unwrap_err();
+    let e = config::load(&path).unwrap_err();
     assert_eq!(e.0.len(), 1);
     let shown = e.to_string();
     assert!(shown.contains("huge.toml"), "{shown}");
@@ -182,7 +182,7 @@ fn files_over_one_mebibyte_are_refused_before_parsing() {
 
 #[test]
 fn a_directory_is_not_a_config_file() {
-    let e = validate::load(&std::env::temp_dir()).unwrap_err();
+    let e = config::load(&std::env::temp_dir()).unwrap_err();
     assert!(e.to_string().contains("is a directory"), "{e}");
 }
 

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vpnbridge_core::config::Config;
+use vpnbridge_core::config::{self, schema};
 use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
 use vpnbridge_core::exec::{ExecSettings, Executor};
 use vpnbridge_core::model::{Owner, TAG_DEPLOYMENT};
 use vpnbridge_core::plan::{self, Action, Observed};
 use vpnbridge_core::probe::Probe;
-use vpnbridge_core::validate::{self, AWS_KEYS, AZURE_KEYS, PROBE_KEYS, TOP_KEYS};
 use vpnbridge_sim::{AwsTarget, AzureTarget, ProbeHostSpec, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
 /// What an edit of one key does.
@@ -103,11 +103,11 @@ fn env(k: &str) -> Option<String> {
 }
 
 fn baseline() -> String {
-    validate::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHANGES_PSK\"")
+    config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHANGES_PSK\"")
 }
 
-fn parse(text: &str) -> Result<Config, validate::ConfigErrors> {
-    validate::parse(text, Path::new("changes.toml"), &env).map(|l| l.config)
+fn parse(text: &str) -> Result<Config, config::ConfigErrors> {
+    config::parse(text, Path::new("changes.toml"), &env).map(|l| l.config)
 }
 
 fn endpoints(cloud: &SimCloud, config: &Config) -> (Arc<dyn VpnEndpoint<Aws>>, Arc<dyn VpnEndpoint<Azure>>) {
@@ -148,10 +148,7 @@ fn live_counts(cloud: &SimCloud) -> [usize; 4] {
 
 #[test]
 fn every_key_has_an_entry() {
-    let mut keys: Vec<String> = TOP_KEYS.iter().filter(|k| !matches!(**k, "azure" | "aws" | "probe")).map(|k| (*k).to_owned()).collect();
-    keys.extend(AZURE_KEYS.iter().map(|k| format!("azure.{k}")));
-    keys.extend(AWS_KEYS.iter().map(|k| format!("aws.{k}")));
-    keys.extend(PROBE_KEYS.iter().map(|k| format!("probe.{k}")));
+    let keys: Vec<String> = schema::fields().collect();
     for k in &keys {
         assert!(TABLE.iter().any(|(key, ..)| key == k), "config key {k} has no entry in the change table: decide its outcome");
     }

@@ -26,8 +26,8 @@ const CANARY: &str = "Chaos.Canary_Key_4242";
 const RESTART_DELAY: Duration = Duration::from_secs(60);
 
 fn config() -> Config {
-    let text = vpnbridge_core::validate::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHAOS_PSK\"");
-    vpnbridge_core::validate::parse(&text, Path::new("chaos.toml"), &|k| (k == "CHAOS_PSK").then(|| CANARY.to_owned())).unwrap().config
+    let text = vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHAOS_PSK\"");
+    vpnbridge_core::config::parse(&text, Path::new("chaos.toml"), &|k| (k == "CHAOS_PSK").then(|| CANARY.to_owned())).unwrap().config
 }
 
 /// Everything a test can see of what was printed: logs, errors, plans.

@@ -14,8 +14,8 @@ use vpnbridge_core::plan::{self, Plan, StepOp};
 use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, VnetSpec, VpcSpec};
 
 fn config(edit: impl Fn(String) -> String, key: &'static str) -> Config {
-    let text = edit(vpnbridge_core::validate::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:FIDELITY_PSK\""));
-    vpnbridge_core::validate::parse(&text, Path::new("fidelity.toml"), &move |k| (k == "FIDELITY_PSK").then(|| key.to_owned()))
+    let text = edit(vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:FIDELITY_PSK\""));
+    vpnbridge_core::config::parse(&text, Path::new("fidelity.toml"), &move |k| (k == "FIDELITY_PSK").then(|| key.to_owned()))
         .unwrap()
         .config
 }

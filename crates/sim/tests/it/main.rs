@@ -3,6 +3,7 @@
 mod changes;
 mod chaos;
 mod fidelity;
+mod planner;
 mod verify;
 
 use std::net::Ipv4Addr;

@@ -22,9 +22,9 @@ use vpnbridge_core::verify::{self, DataPlane, Expected, VerifyReport, VerifyResu
 use vpnbridge_sim::{AwsTarget, AzureTarget, ProbeHostSpec, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
 fn config(tunnels_per_connection: u8) -> Config {
-    let text = vpnbridge_core::validate::EXAMPLE
+    let text = vpnbridge_core::config::EXAMPLE
         .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {tunnels_per_connection}"));
-    vpnbridge_core::validate::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
+    vpnbridge_core::config::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
 }
 
 /// A finished deployment on an in-memory simulator, and the probe into it.
@@ -110,10 +110,10 @@ impl Rig {
 fn with_probe_vms(config: &Config) -> Config {
     let text = format!(
         "{}\n[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"\n",
-        vpnbridge_core::validate::EXAMPLE
+        vpnbridge_core::config::EXAMPLE
             .replace("tunnels_per_connection = 1", &format!("tunnels_per_connection = {}", config.tunnels_per_connection))
     );
-    vpnbridge_core::validate::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
+    vpnbridge_core::config::parse(&text, Path::new("verify.toml"), &|_| None).unwrap().config
 }
 
 fn net(s: &str) -> IpNet {

@@ -1,6 +1,47 @@
-//! The validated configuration: what a `vpnbridge.toml` means once it has passed every
-//! check of [`crate::validate`]. Types make bad states unrepresentable; the file holds
-//! no secret (a PSK comes from `env:NAME` or is generated).
+//! `vpnbridge.toml`: the validated configuration and how text becomes one.
+//!
+//! [`load`] (a file) and [`parse`] (text) turn a config into a [`Config`], reporting every
+//! problem of the file at once ([`ConfigErrors`]), each with where it is (file, line,
+//! field) and what to do about it, plus warnings for what is legal but probably not
+//! meant ([`ConfigWarning`]). Types make bad states unrepresentable; the file holds no
+//! secret (a PSK comes from `env:NAME` or is generated), and nothing here prints a
+//! pre-shared key.
+//!
+//! Where each part lives:
+//!
+//! - this file: the validated types ([`Config`], [`AzureConfig`], [`AwsConfig`], …);
+//! - `load.rs`: reading the file (size limit, UTF-8), TOML syntax and duplicate keys,
+//!   byte offsets -> line and column, and [`EXAMPLE`] (what `vpnbridge init` writes);
+//! - `error.rs`: [`ConfigError`], [`ConfigErrors`], [`ConfigWarning`] and their rendering;
+//! - `schema.rs`: the keys of every table ([`schema::TABLES`], written once: they drive the
+//!   unknown-key check, its suggestions, the "is required" messages and the examples in
+//!   type errors), the walker that reads values against them, and the walk of the whole
+//!   file that assembles a [`Config`];
+//! - `top.rs`: the top-level keys (`name`, `mode`, `tunnels_per_connection`, `psk`);
+//! - `azure.rs`: `[azure]` (names, subscription, location, SKU and generation, ASN,
+//!   GatewaySubnet) and Azure's clouds and locations;
+//! - `aws.rs`: `[aws]` (region, VPC, route tables, Amazon ASN, tunnel inside CIDRs) and
+//!   AWS's regions;
+//! - `backend.rs`: what both clouds' tables have (`backend`, `endpoint`);
+//! - `prefixes.rs`: IPv4 prefix lists (`azure.address_space`, `aws.cidrs`): parsing,
+//!   routability, overlaps within a list;
+//! - `probe.rs`: `[probe]`, the users' test VMs;
+//! - `cross.rs`: rules between tables: VNet/VPC overlap, equal ASNs, the SKU's tunnel
+//!   limit, both sides in one area of the world.
+
+mod aws;
+mod azure;
+mod backend;
+mod cross;
+mod error;
+mod load;
+mod prefixes;
+mod probe;
+pub mod schema;
+mod top;
+
+pub use error::{ConfigError, ConfigErrors, ConfigWarning, SHOWN_ERRORS};
+pub use load::{EXAMPLE, Loaded, MAX_CONFIG_BYTES, load, parse};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -247,4 +288,33 @@ pub fn in_azure_apipa_range(net: Ipv4Net) -> bool {
 /// Whether two networks share any address.
 pub fn overlaps(a: IpNet, b: IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// What the unit tests of the config modules share.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    use super::{ConfigError, ConfigErrors, EXAMPLE, Loaded, parse};
+
+    pub fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    pub fn parse_str(text: &str) -> Result<Loaded, ConfigErrors> {
+        parse(text, Path::new("t.toml"), &no_env)
+    }
+
+    pub fn errors(text: &str) -> Vec<ConfigError> {
+        match parse_str(text) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0,
+        }
+    }
+
+    /// The example with its first `old` replaced by `new`.
+    pub fn replace(old: &str, new: &str) -> String {
+        assert!(EXAMPLE.contains(old), "{old} not in EXAMPLE");
+        EXAMPLE.replacen(old, new, 1)
+    }
 }
