@@ -4,6 +4,7 @@ mod bad_configs;
 mod conventions;
 mod foreign;
 mod inputs;
+mod library;
 mod lock;
 mod real_backends;
 mod schema;
