@@ -438,6 +438,51 @@ fn looks_secret(key: &str) -> bool {
     ["key", "secret", "password", "token", "credential"].iter().any(|s| k.contains(s))
 }
 
+/// The JSON Schema of `vpnbridge.toml` (as TOML read into JSON), from [`TABLES`]: each
+/// key's type from its example, required keys, no unknown key. It checks the file's
+/// shape for editors and scripts; the rules between values are [`super::load`]'s.
+pub fn json_schema() -> schemars::Schema {
+    fn of(key: &Key) -> serde_json::Value {
+        let ex = key.example;
+        let quoted: Vec<&str> = ex.split(" or ").map(|v| v.trim_matches('"')).collect();
+        let mut s = if ex.starts_with('[') {
+            serde_json::json!({"type": "array", "items": {"type": "string"}})
+        } else if ex.starts_with('"') && quoted.len() > 1 {
+            serde_json::json!({"type": "string", "enum": quoted})
+        } else if ex.starts_with('"') {
+            serde_json::json!({"type": "string"})
+        } else if quoted.len() > 1 {
+            let values: Vec<i64> = quoted.iter().filter_map(|v| v.parse().ok()).collect();
+            serde_json::json!({"type": "integer", "enum": values})
+        } else {
+            serde_json::json!({"type": "integer", "minimum": 0})
+        };
+        // The example as a value (the first of "a or b").
+        let first = ex.split(" or ").next().unwrap_or(ex);
+        if let Ok(serde_json::Value::Object(mut v)) = toml::from_str::<serde_json::Value>(&format!("v = {first}")) {
+            s["examples"] = serde_json::json!([v.remove("v")]);
+        }
+        s
+    }
+    fn table(t: &Table, subtables: &[&Table]) -> serde_json::Value {
+        let mut properties: serde_json::Map<String, serde_json::Value> = t.keys.iter().map(|k| (k.name.to_owned(), of(k))).collect();
+        for sub in subtables {
+            properties.insert(sub.name.to_owned(), table(sub, &[]));
+        }
+        let mut required: Vec<&str> = t.keys.iter().filter(|k| k.required).map(|k| k.name).collect();
+        // The clouds' tables must be there; [probe] is optional.
+        required.extend(subtables.iter().filter(|s| s.keys.iter().any(|k| k.required) && s.name != PROBE.name).map(|s| s.name));
+        serde_json::json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+    }
+    let mut doc = table(&TOP, &TABLES[1..]);
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema".into();
+    doc["title"] = "vpnbridge.toml".into();
+    doc["description"] = "The config file of vpnbridge, read as TOML into JSON (generated from the key table of \
+                          crates/core/src/config/schema.rs; `vpnbridge plan` checks the values too)"
+        .into();
+    schemars::Schema::try_from(doc).expect("an object is a schema")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,49 +570,4 @@ cidrs = ["10.2.0.0/16"]
         assert_eq!(closest("adress_space", &azure_keys), Some("address_space"));
         assert_eq!(closest("zzz", &azure_keys), None);
     }
-}
-
-/// The JSON Schema of `vpnbridge.toml` (as TOML read into JSON), from [`TABLES`]: each
-/// key's type from its example, required keys, no unknown key. It checks the file's
-/// shape for editors and scripts; the rules between values are [`super::load`]'s.
-pub fn json_schema() -> schemars::Schema {
-    fn of(key: &Key) -> serde_json::Value {
-        let ex = key.example;
-        let quoted: Vec<&str> = ex.split(" or ").map(|v| v.trim_matches('"')).collect();
-        let mut s = if ex.starts_with('[') {
-            serde_json::json!({"type": "array", "items": {"type": "string"}})
-        } else if ex.starts_with('"') && quoted.len() > 1 {
-            serde_json::json!({"type": "string", "enum": quoted})
-        } else if ex.starts_with('"') {
-            serde_json::json!({"type": "string"})
-        } else if quoted.len() > 1 {
-            let values: Vec<i64> = quoted.iter().filter_map(|v| v.parse().ok()).collect();
-            serde_json::json!({"type": "integer", "enum": values})
-        } else {
-            serde_json::json!({"type": "integer", "minimum": 0})
-        };
-        // The example as a value (the first of "a or b").
-        let first = ex.split(" or ").next().unwrap_or(ex);
-        if let Ok(serde_json::Value::Object(mut v)) = toml::from_str::<serde_json::Value>(&format!("v = {first}")) {
-            s["examples"] = serde_json::json!([v.remove("v")]);
-        }
-        s
-    }
-    fn table(t: &Table, subtables: &[&Table]) -> serde_json::Value {
-        let mut properties: serde_json::Map<String, serde_json::Value> = t.keys.iter().map(|k| (k.name.to_owned(), of(k))).collect();
-        for sub in subtables {
-            properties.insert(sub.name.to_owned(), table(sub, &[]));
-        }
-        let mut required: Vec<&str> = t.keys.iter().filter(|k| k.required).map(|k| k.name).collect();
-        // The clouds' tables must be there; [probe] is optional.
-        required.extend(subtables.iter().filter(|s| s.keys.iter().any(|k| k.required) && s.name != PROBE.name).map(|s| s.name));
-        serde_json::json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-    }
-    let mut doc = table(&TOP, &TABLES[1..]);
-    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema".into();
-    doc["title"] = "vpnbridge.toml".into();
-    doc["description"] = "The config file of vpnbridge, read as TOML into JSON (generated from the key table of \
-                          crates/core/src/config/schema.rs; `vpnbridge plan` checks the values too)"
-        .into();
-    schemars::Schema::try_from(doc).expect("an object is a schema")
 }
