@@ -288,7 +288,7 @@ impl Confirm for Yes {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
     /// Both sides simulated only: ping each way every simulated second while the change
-    /// runs, and report the seconds without a path ([`ApplyReport::traffic`]).
+    /// runs, and report the seconds without a path ([`Run::traffic`](crate::report::Run::traffic)).
     pub watch_traffic: bool,
 }
 
