@@ -109,6 +109,13 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                 Late::After(id, OutputField::Id)
             }
             Some(v) => {
+                // EC2 changes only an available connection: whatever else is done to it
+                // waits until it is.
+                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                    vpn_step =
+                        Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
+                }
                 if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
                     // One VPN connection at a time: the next moves once this one's
@@ -118,7 +125,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                         ResourceType::VpnConnection,
                         format!("vpn-{k} {}", v.id),
                         StepOp::Aws(op),
-                        &[cgw_step, previous_swap],
+                        &[cgw_step, previous_swap, vpn_step],
                     );
                     let target = match want_ip {
                         Late::Known(ip) => ip.to_string(),
@@ -143,11 +150,6 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                 if !v.static_routes_only {
                     problems
                         .push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
-                }
-                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
-                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
-                    vpn_step =
-                        Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 for t in 0..config.tunnels_per_connection {
                     match pairing::aws_tunnel(v, t, pins) {

@@ -404,3 +404,22 @@ fn bgp_ha_is_refused_before_anything_is_observed() {
     let err = check_supported(&cfg).unwrap_err();
     assert!(err.to_string().contains("static-ha"));
 }
+
+/// The steps of `plan` on the resource named `name` (its step name starts with it).
+fn steps_named<'p>(plan: &'p Plan, rtype: ResourceType, name: &str) -> Vec<&'p Step> {
+    plan.steps.iter().filter(|s| s.resource_type == rtype && s.name.starts_with(name)).collect()
+}
+
+/// EC2 modifies only an available VPN connection: a pending one whose customer gateway
+/// must change is waited for first.
+#[test]
+fn a_pending_vpn_connection_is_swapped_only_after_it_is_available() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].state = AwsState::Pending;
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let vpn = steps_named(&plan, ResourceType::VpnConnection, "vpn-0");
+    let wait = vpn.iter().find(|s| s.action == Action::Wait).expect("a wait for the pending connection");
+    let swap = vpn.iter().find(|s| s.action == Action::Modify).expect("the swap");
+    assert!(swap.depends_on.contains(&wait.id), "{plan}");
+}
