@@ -423,3 +423,29 @@ fn a_pending_vpn_connection_is_swapped_only_after_it_is_available() {
     let swap = vpn.iter().find(|s| s.action == Action::Modify).expect("the swap");
     assert!(swap.depends_on.contains(&wait.id), "{plan}");
 }
+
+/// A VPN connection gone while its LocalNetworkGateway is still there: the new
+/// connection's tunnels have new outside IPs, so the LNG is re-pointed to the one the
+/// create returns (and an LNG found updating is re-pointed once it is done).
+#[test]
+fn a_recreated_vpn_connection_re_points_its_local_network_gateway() {
+    for lng_state in [ProvisioningState::Succeeded, ProvisioningState::Updating] {
+        let mut o = finished("SameKey.123");
+        o.aws.vpn_connections.remove(0);
+        o.azure.local_network_gateways[0].state = lng_state;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let create = steps_named(&plan, ResourceType::VpnConnection, "vpn-0")[0];
+        assert_eq!(create.action, Action::Create, "{plan}");
+        let lng = steps_named(&plan, ResourceType::LocalNetworkGateway, "azure-aws-lng-0-0");
+        let put = lng.iter().find(|s| s.action == Action::Modify).unwrap_or_else(|| panic!("LNG not re-pointed:\n{plan}"));
+        assert!(put.depends_on.contains(&create.id), "{plan}");
+        assert!(
+            matches!(&put.op, StepOp::Azure(AzureOp::PutLocalNetworkGateway { gateway_ip: Late::After(id, _), .. }) if *id == create.id),
+            "{plan}"
+        );
+        if lng_state == ProvisioningState::Updating {
+            let wait = lng.iter().find(|s| s.action == Action::Wait).expect("the LNG in flight is waited for");
+            assert!(put.depends_on.contains(&wait.id), "{plan}");
+        }
+    }
+}

@@ -33,10 +33,6 @@ const CASES: u32 = 256;
 /// States the planner does not yet bring to the deployment in one plan, left out of the
 /// cases unless `VPNBRIDGE_PLANNER_KNOWN_GAPS=1` (to see them fail, and to check a fix):
 ///
-/// - A VPN connection of ours gone while its LocalNetworkGateway is still there: the
-///   plan creates the VPN connection and re-keys the Connection, but does not re-point
-///   the LNG to the new tunnel's outside IP (`plan::azure_tunnels` counts an outside IP
-///   known only after apply as unchanged); the next plan does it.
 /// - A VPN connection of ours found `deleting` (an interrupted destroy): the plan takes
 ///   it as gone and creates its successor at once, which EC2 (and the simulator)
 ///   refuses while the old one still joins the same CGW and VGW
@@ -104,11 +100,9 @@ const ALL: [Ours; 16] = [
 ];
 
 impl Ours {
-    /// What cannot exist without it; with `gaps` left out, also what the planner cannot
-    /// yet bring back in one plan without it (see [`KNOWN_GAPS`]).
-    fn dependents(self, gaps: bool) -> Vec<Ours> {
+    /// What cannot exist without it.
+    fn dependents(self) -> Vec<Ours> {
         match self {
-            Vpn(k) if !gaps => vec![VpnRoutes(k), Lng(k)],
             PublicIp(_) => vec![Gateway],
             Gateway => vec![Connection(0), Connection(1)],
             Lng(k) => vec![Connection(k)],
@@ -223,10 +217,10 @@ fn cases(gaps: bool) -> impl Strategy<Value = Case> {
         // What cannot exist without a resource goes with it.
         for r in ALL {
             if matches!(fates[&r], Fate::Gone | Fate::Deleting(_)) {
-                let mut stack = r.dependents(gaps);
+                let mut stack = r.dependents();
                 while let Some(d) = stack.pop() {
                     fates.insert(d, Fate::Gone);
-                    stack.extend(d.dependents(gaps));
+                    stack.extend(d.dependents());
                 }
             }
         }
@@ -690,4 +684,12 @@ fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available(
         ]),
         Outcome::Converged,
     );
+}
+
+/// A VPN connection of ours gone while its LocalNetworkGateway is still there (also
+/// one found updating): the LNG is re-pointed to the new connection's tunnel.
+#[test]
+fn a_vpn_connection_gone_beside_its_local_network_gateway_is_rebuilt_with_the_lng_re_pointed() {
+    run_case(only(&[(Vpn(0), Fate::Gone), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
+    run_case(only(&[(Vpn(1), Fate::Gone), (VpnRoutes(1), Fate::Gone), (Lng(1), Fate::InProgress(120))]), Outcome::Converged);
 }
