@@ -45,6 +45,29 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
         cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
         vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
         let vpn = vpns.first().copied();
+        // One of ours on its way out (an interrupted destroy or drill) still joins its
+        // CGW and VGW until it is deleted: EC2 refuses a successor on the same pair
+        // (InvalidOption.Conflict) and the CGW's delete (DependencyViolation) until then.
+        let going: Vec<Option<StepId>> = if vpn.is_none() {
+            aws.vpn_connections
+                .iter()
+                .filter(|c| c.state == AwsState::Deleting && role_of(owner, &c.tags) == Some(vpn_role))
+                .map(|c| {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: c.id.clone() };
+                    let id = b.push(
+                        Action::Wait,
+                        ResourceType::VpnConnection,
+                        format!("vpn-{k} {} (being deleted)", c.id),
+                        StepOp::Aws(op),
+                        &[],
+                    );
+                    b.disrupt(id, format!("{} is being deleted (an interrupted destroy?); vpn-{k} is created again once it is gone", c.id));
+                    Some(id)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         // The CGW of instance k carries instance k's IP and the configured ASN. One with
         // another IP (the Azure side's IPs changed) or ASN (azure.asn changed; a CGW's
         // ASN cannot change) is stale: the VPN connection moves off it in place.
@@ -98,7 +121,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                     tunnels,
                     tags: owner.tags(&vpn_role),
                 };
-                let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
+                let after: Vec<Option<StepId>> = [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).collect();
+                let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &after);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {
                     values.push((
@@ -179,7 +203,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
             // duplicate left by an ambiguous create).
             let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
             let why = if old.id == vpn.map(|v| v.customer_gateway_id.clone()).unwrap_or_default() { "replaced" } else { "unused" };
-            b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
+            let after: Vec<Option<StepId>> = std::iter::once(swap_step).chain(going.iter().copied()).collect();
+            b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &after);
         }
         for extra in vpns.iter().skip(1) {
             let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };

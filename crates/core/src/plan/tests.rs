@@ -449,3 +449,23 @@ fn a_recreated_vpn_connection_re_points_its_local_network_gateway() {
         }
     }
 }
+
+/// A VPN connection of ours found `deleting` still joins its CGW and VGW: its
+/// successor (and the delete of a CGW it uses) waits until it is gone.
+#[test]
+fn a_vpn_connection_found_deleting_is_waited_out_before_its_successor() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].state = AwsState::Deleting;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let vpn = steps_named(&plan, ResourceType::VpnConnection, "vpn-0");
+    let wait = vpn.iter().find(|s| s.action == Action::Wait).unwrap_or_else(|| panic!("no wait for the deletion:\n{plan}"));
+    assert!(matches!(&wait.op, StepOp::Aws(AwsOp::Await { id, .. }) if id == "vpn-0"), "{plan}");
+    let create = vpn.iter().find(|s| s.action == Action::Create).expect("the successor");
+    assert!(create.depends_on.contains(&wait.id), "{plan}");
+    // With a new Azure IP, the old CGW goes too, but only once nothing uses it.
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let wait = steps_named(&plan, ResourceType::VpnConnection, "vpn-0").into_iter().find(|s| s.action == Action::Wait).unwrap();
+    let delete = steps_named(&plan, ResourceType::CustomerGateway, "unused cgw-0").into_iter().next().unwrap_or_else(|| panic!("{plan}"));
+    assert!(delete.depends_on.contains(&wait.id), "{plan}");
+}

@@ -475,7 +475,12 @@ async fn aws_refuses_changes_to_resources_still_changing() {
     let e = aws.start(&AwsOp::ModifyVpnConnection { vpn_id: id.clone(), cgw_id: other.clone() }).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.kind), ("InvalidVpnConnection.InvalidState", ErrorKind::Permanent));
     let ip = aws.observe(&owner()).await.unwrap().vpn_connections[0].tunnels[0].outside_ip;
-    let op = AwsOp::ModifyVpnTunnelOptions { vpn_id: id.clone(), outside_ip: ip, psk: Some(Psk::new("Another.Key_1").unwrap()), inside_cidr: None };
+    let op = AwsOp::ModifyVpnTunnelOptions {
+        vpn_id: id.clone(),
+        outside_ip: ip,
+        psk: Some(Psk::new("Another.Key_1").unwrap()),
+        inside_cidr: None,
+    };
     let e = aws.start(&op).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.kind), ("InvalidVpnConnection.InvalidState", ErrorKind::Permanent));
     // A connection being deleted still holds its CGW and VGW: no successor until it is gone.

@@ -33,10 +33,6 @@ const CASES: u32 = 256;
 /// States the planner does not yet bring to the deployment in one plan, left out of the
 /// cases unless `VPNBRIDGE_PLANNER_KNOWN_GAPS=1` (to see them fail, and to check a fix):
 ///
-/// - A VPN connection of ours found `deleting` (an interrupted destroy): the plan takes
-///   it as gone and creates its successor at once, which EC2 (and the simulator)
-///   refuses while the old one still joins the same CGW and VGW
-///   (`InvalidOption.Conflict`); an apply once it is deleted works.
 /// - Our VGW's attachment found `detaching`: the plan attaches it again at once, which
 ///   EC2 refuses until the detachment is done (`VpnGatewayAttachmentLimitExceeded`).
 /// - A VPN connection without our tag (or with another deployment's) between our CGW
@@ -244,7 +240,6 @@ fn applicable(r: Ours, f: Fate, gaps: bool) -> Fate {
         (_, Fate::Failed) if !r.is_azure() => Fate::Kept,
         // The known gaps (see [`KNOWN_GAPS`]).
         (Cgw(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
-        (Vpn(_), Fate::Deleting(_)) if !gaps => Fate::Gone,
         (Vpn(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
         (Attachment, Fate::Deleting(_)) if !gaps => Fate::Gone,
         (PublicIp(_), Fate::InProgress(_) | Fate::Failed) if !gaps => Fate::Kept,
@@ -675,13 +670,7 @@ fn run_case(case: Case, want: Outcome) {
 fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available() {
     let gone = Fate::Gone;
     run_case(
-        only(&[
-            (PublicIp(0), gone),
-            (Gateway, gone),
-            (Connection(0), gone),
-            (Connection(1), gone),
-            (Vpn(0), Fate::InProgress(300)),
-        ]),
+        only(&[(PublicIp(0), gone), (Gateway, gone), (Connection(0), gone), (Connection(1), gone), (Vpn(0), Fate::InProgress(300))]),
         Outcome::Converged,
     );
 }
@@ -692,4 +681,11 @@ fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available(
 fn a_vpn_connection_gone_beside_its_local_network_gateway_is_rebuilt_with_the_lng_re_pointed() {
     run_case(only(&[(Vpn(0), Fate::Gone), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
     run_case(only(&[(Vpn(1), Fate::Gone), (VpnRoutes(1), Fate::Gone), (Lng(1), Fate::InProgress(120))]), Outcome::Converged);
+}
+
+/// A VPN connection of ours found `deleting` (an interrupted destroy): its successor
+/// on the same CGW and VGW is created once it is gone.
+#[test]
+fn a_vpn_connection_found_deleting_is_waited_out_and_created_again() {
+    run_case(only(&[(Vpn(0), Fate::Deleting(300)), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
 }
