@@ -469,3 +469,34 @@ fn a_vpn_connection_found_deleting_is_waited_out_before_its_successor() {
     let delete = steps_named(&plan, ResourceType::CustomerGateway, "unused cgw-0").into_iter().next().unwrap_or_else(|| panic!("{plan}"));
     assert!(delete.depends_on.contains(&wait.id), "{plan}");
 }
+
+/// Our VGW found detaching from the VPC (an interrupted destroy): EC2 attaches it again
+/// only once it is detached, so the attach waits for that.
+#[test]
+fn a_detaching_attachment_is_waited_out_before_the_vgw_is_attached_again() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_gateways[0].attachments[0].state = AttachmentState::Detaching;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let steps = steps_named(&plan, ResourceType::VpnGatewayAttachment, "vpc-0123456789abcdef0");
+    let wait = steps.iter().find(|s| s.action == Action::Wait).unwrap_or_else(|| panic!("no wait for the detachment:\n{plan}"));
+    let attach = steps.iter().find(|s| s.action == Action::Create).expect("the attach");
+    assert!(attach.depends_on.contains(&wait.id), "{plan}");
+}
+
+/// A VPN connection of ours on a VGW that is not ours (that VGW's tag was changed, so
+/// a new one is built): it is replaced by one on ours, and nothing touches it first.
+#[test]
+fn a_vpn_connection_on_a_vgw_not_ours_is_replaced() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_gateways.clear();
+    o.aws.vpc.as_mut().unwrap().route_tables[0].routes.retain(|r| r.gateway_id.as_deref() != Some("vgw-1"));
+    let plan = plan_apply(&config(Some("AnotherKey.456")), &o).unwrap();
+    for k in 0..2 {
+        let vpn = steps_named(&plan, ResourceType::VpnConnection, &format!("vpn-{k}"));
+        assert!(vpn.iter().any(|s| s.action == Action::Create), "{plan}");
+        let delete = steps_named(&plan, ResourceType::VpnConnection, &format!("misplaced vpn-{k} vpn-{k}"));
+        assert_eq!(delete.len(), 1, "{plan}");
+    }
+    // No key change on the connections being replaced.
+    assert!(plan.steps.iter().all(|s| s.resource_type != ResourceType::VpnTunnel), "{plan}");
+}
