@@ -8,21 +8,26 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 
 use crate::config::PskSource;
-use crate::model::{AwsState, Role, role_of};
+use crate::model::{AwsState, Role, VpnConnection, role_of};
 use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId, TunnelSpec};
 use crate::pairing::{self, INSTANCES};
 use crate::secret::Psk;
 
 use super::{Action, Ctx, ResourceType, StepOp};
 
-/// Per VPN connection: the step that creates or waits for it, and per used tunnel its
-/// outside IP and key.
-pub(super) struct AwsConnections {
+/// Per VPN connection: the one of ours kept (if any), the step that creates or waits
+/// for it, and per used tunnel its outside IP and key.
+pub(super) struct AwsConnections<'a> {
+    pub kept: Vec<Option<&'a VpnConnection>>,
     pub steps: Vec<Option<StepId>>,
     pub tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>>,
 }
 
-pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGateway, vgw: &super::aws_gateway::AwsGateway) -> AwsConnections {
+pub(super) fn plan<'a>(
+    cx: &mut Ctx<'a>,
+    gateway: &super::azure_gateway::AzureGateway,
+    vgw: &super::aws_gateway::AwsGateway,
+) -> AwsConnections<'a> {
     let (config, az, aws) = (cx.config, cx.az, cx.aws);
     let (owner, names, layout) = (&cx.owner, &cx.names, cx.layout);
     let b = &mut cx.b;
@@ -33,6 +38,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
     // ---- AWS: CGW k -> VPN connection k -> its static routes ------------------------
     let mut previous_swap: Option<StepId> = None;
     let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
+    let mut kept: Vec<Option<&'a VpnConnection>> = Vec::new();
     let mut tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>> = Vec::new();
     for k in 0..INSTANCES {
         let cgw_role = Role::CustomerGateway(k);
@@ -44,7 +50,54 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
         // A duplicate from an ambiguous create: keep the one in use (or the oldest).
         cgws.sort_by_key(|c| (!vpns.iter().any(|v| v.customer_gateway_id == c.id), c.id.clone()));
         vpns.sort_by_key(|v| (v.state != AwsState::Available, v.id.clone()));
+        // One of ours on a VGW that is not the one we use (that VGW lost our tag, so a
+        // new one is built) carries nothing to our VPC: it is replaced by one on ours.
+        let (vpns, misplaced): (Vec<_>, Vec<_>) =
+            vpns.into_iter().partition(|v| matches!(vgw_id, Late::Known(id) if *id == v.vpn_gateway_id));
         let vpn = vpns.first().copied();
+        // Deletes of our other VPN connections k (misplaced ones, duplicates from an
+        // ambiguous create): a CGW they use goes only after them.
+        let mut vpn_deletes: Vec<Option<StepId>> = Vec::new();
+        for v in &misplaced {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() };
+            let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("misplaced vpn-{k} {}", v.id), StepOp::Aws(op), &[]);
+            b.disrupt(
+                id,
+                format!(
+                    "{} is on virtual private gateway {}, which is not this deployment's: it is replaced by one on ours",
+                    v.id, v.vpn_gateway_id
+                ),
+            );
+            vpn_deletes.push(Some(id));
+        }
+        for extra in vpns.iter().skip(1) {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
+            let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
+            vpn_deletes.push(Some(id));
+        }
+        // One of ours on its way out (an interrupted destroy or drill) still joins its
+        // CGW and VGW until it is deleted: EC2 refuses a successor on the same pair
+        // (InvalidOption.Conflict) and the CGW's delete (DependencyViolation) until then.
+        let going: Vec<Option<StepId>> = if vpn.is_none() {
+            aws.vpn_connections
+                .iter()
+                .filter(|c| c.state == AwsState::Deleting && role_of(owner, &c.tags) == Some(vpn_role))
+                .map(|c| {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: c.id.clone() };
+                    let id = b.push(
+                        Action::Wait,
+                        ResourceType::VpnConnection,
+                        format!("vpn-{k} {} (being deleted)", c.id),
+                        StepOp::Aws(op),
+                        &[],
+                    );
+                    b.disrupt(id, format!("{} is being deleted (an interrupted destroy?); vpn-{k} is created again once it is gone", c.id));
+                    Some(id)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         // The CGW of instance k carries instance k's IP and the configured ASN. One with
         // another IP (the Azure side's IPs changed) or ASN (azure.asn changed; a CGW's
         // ASN cannot change) is stale: the VPN connection moves off it in place.
@@ -98,7 +151,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                     tunnels,
                     tags: owner.tags(&vpn_role),
                 };
-                let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &[cgw_step, vgw_step]);
+                let after: Vec<Option<StepId>> = [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).collect();
+                let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &after);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {
                     values.push((
@@ -109,6 +163,13 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                 Late::After(id, OutputField::Id)
             }
             Some(v) => {
+                // EC2 changes only an available connection: whatever else is done to it
+                // waits until it is.
+                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
+                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
+                    vpn_step =
+                        Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
+                }
                 if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
                     // One VPN connection at a time: the next moves once this one's
@@ -118,7 +179,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                         ResourceType::VpnConnection,
                         format!("vpn-{k} {}", v.id),
                         StepOp::Aws(op),
-                        &[cgw_step, previous_swap],
+                        &[cgw_step, previous_swap, vpn_step],
                     );
                     let target = match want_ip {
                         Late::Known(ip) => ip.to_string(),
@@ -143,11 +204,6 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
                 if !v.static_routes_only {
                     problems
                         .push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
-                }
-                if matches!(v.state, AwsState::Pending | AwsState::Modifying) {
-                    let op = AwsOp::Await { kind: AwsResourceKind::VpnConnection, id: v.id.clone() };
-                    vpn_step =
-                        Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 for t in 0..config.tunnels_per_connection {
                     match pairing::aws_tunnel(v, t, pins) {
@@ -177,11 +233,9 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
             // duplicate left by an ambiguous create).
             let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
             let why = if old.id == vpn.map(|v| v.customer_gateway_id.clone()).unwrap_or_default() { "replaced" } else { "unused" };
-            b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &[swap_step]);
-        }
-        for extra in vpns.iter().skip(1) {
-            let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
-            b.push(Action::Delete, ResourceType::VpnConnection, format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
+            let after: Vec<Option<StepId>> =
+                std::iter::once(swap_step).chain(going.iter().copied()).chain(vpn_deletes.iter().copied()).collect();
+            b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &after);
         }
 
         // Static routes of the VPN connection: one per Azure prefix.
@@ -201,7 +255,8 @@ pub(super) fn plan(cx: &mut Ctx<'_>, gateway: &super::azure_gateway::AzureGatewa
             }
         }
         vpn_steps.push(vpn_step);
+        kept.push(vpn);
         tunnel_values.push(values);
     }
-    AwsConnections { steps: vpn_steps, tunnel_values }
+    AwsConnections { kept, steps: vpn_steps, tunnel_values }
 }

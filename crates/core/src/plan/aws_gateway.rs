@@ -63,9 +63,31 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
             let op = AwsOp::Await { kind: AwsResourceKind::VgwAttachment, id: vgw.map(|v| v.id.clone()).unwrap_or_default() };
             Some(b.push(Action::Wait, ResourceType::VpnGatewayAttachment, config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
         }
-        _ => {
+        state => {
+            // One still detaching (an interrupted destroy) is waited out: EC2 attaches a
+            // VGW again only once it is detached.
+            let detached = (state == Some(AttachmentState::Detaching)).then(|| {
+                let id = vgw.map(|v| v.id.clone()).unwrap_or_default();
+                let op = AwsOp::Await { kind: AwsResourceKind::VgwAttachment, id: id.clone() };
+                let name = format!("{} (being detached)", config.aws.vpc_id);
+                let step = b.push(Action::Wait, ResourceType::VpnGatewayAttachment, name, StepOp::Aws(op), &[]);
+                b.disrupt(
+                    step,
+                    format!(
+                        "{id} is being detached from {} (an interrupted destroy?); it is attached again once detached",
+                        config.aws.vpc_id
+                    ),
+                );
+                step
+            });
             let op = AwsOp::AttachVpnGateway { vgw_id: vgw_id.clone(), vpc_id: config.aws.vpc_id.clone() };
-            Some(b.push(Action::Create, ResourceType::VpnGatewayAttachment, config.aws.vpc_id.clone(), StepOp::Aws(op), &[vgw_step]))
+            Some(b.push(
+                Action::Create,
+                ResourceType::VpnGatewayAttachment,
+                config.aws.vpc_id.clone(),
+                StepOp::Aws(op),
+                &[vgw_step, detached],
+            ))
         }
     };
 

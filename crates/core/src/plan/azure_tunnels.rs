@@ -30,46 +30,50 @@ pub(super) fn plan(
         let Some((outside_ip, psk)) = tunnel_values[usize::from(k)].get(usize::from(t)).cloned() else { continue };
         let lng_role = Role::LocalNetworkGateway(k, t);
         let lng = pairing::local_network_gateway(az, &slot.local_network_gateway);
-        let mut lng_step = None;
         let lng_op = AzureOp::PutLocalNetworkGateway {
             name: slot.local_network_gateway.clone(),
             gateway_ip: outside_ip.clone(),
             address_prefixes: aws_prefixes.clone(),
             tags: owner.tags(&lng_role),
         };
-        match lng {
-            None => {
-                lng_step = Some(b.push(
-                    Action::Create,
-                    ResourceType::LocalNetworkGateway,
-                    slot.local_network_gateway.clone(),
-                    StepOp::Azure(lng_op),
-                    &[],
-                ))
-            }
+        // The step after which the LNG is as wanted, if any.
+        let lng_step = match lng {
+            None => Some(b.push(
+                Action::Create,
+                ResourceType::LocalNetworkGateway,
+                slot.local_network_gateway.clone(),
+                StepOp::Azure(lng_op),
+                &[],
+            )),
             Some(l) if l.state == ProvisioningState::Deleting => {
                 let gone =
                     wait_for_deletion(b, Some(l.state), AzureResourceKind::LocalNetworkGateway, &l.name, ResourceType::LocalNetworkGateway);
-                lng_step = Some(b.push(
+                Some(b.push(
                     Action::Create,
                     ResourceType::LocalNetworkGateway,
                     slot.local_network_gateway.clone(),
                     StepOp::Azure(lng_op),
                     &[gone],
-                ));
-            }
-            Some(l) if l.state == ProvisioningState::Updating => {
-                let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
-                lng_step = Some(b.push(Action::Wait, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(op), &[]));
+                ))
             }
             Some(l) => {
-                let ip_differs = matches!(&outside_ip, Late::Known(ip) if *ip != l.gateway_ip);
+                // One found updating is waited for; then it gets what it still lacks.
+                let updating = (l.state == ProvisioningState::Updating).then(|| {
+                    let op = AzureOp::Await { kind: AzureResourceKind::LocalNetworkGateway, name: l.name.clone() };
+                    b.push(Action::Wait, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(op), &[])
+                });
+                // An outside IP known only after apply is a new VPN connection's: its
+                // tunnels have new outside IPs, so the LNG is re-pointed.
+                let ip_differs = match &outside_ip {
+                    Late::Known(ip) => *ip != l.gateway_ip,
+                    Late::After(..) => true,
+                };
                 let mut have = l.address_prefixes.clone();
                 have.sort();
                 let mut want = aws_prefixes.clone();
                 want.sort();
                 if ip_differs || have != want || l.state == ProvisioningState::Failed {
-                    let id = b.push(Action::Modify, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(lng_op), &[]);
+                    let id = b.push(Action::Modify, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(lng_op), &[updating]);
                     if ip_differs {
                         b.disrupt(
                             id,
@@ -84,10 +88,12 @@ pub(super) fn plan(
                             format!("{}: address prefixes {} -> {}; traffic to removed prefixes stops", l.name, join(&have), join(&want)),
                         );
                     }
-                    lng_step = Some(id);
+                    Some(id)
+                } else {
+                    updating
                 }
             }
-        }
+        };
 
         let cn = pairing::connection(az, &slot.azure_connection);
         let connection_put = AzureOp::PutConnection {
@@ -117,12 +123,15 @@ pub(super) fn plan(
                 let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied()];
                 b.push(Action::Create, ResourceType::Connection, slot.azure_connection.clone(), StepOp::Azure(connection_put), &after);
             }
-            Some(c) if c.state == ProvisioningState::Updating => {
-                let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
-                b.push(Action::Wait, ResourceType::Connection, c.name.clone(), StepOp::Azure(op), &[]);
-            }
-            Some(_) if key_changed.contains_key(&(k, t)) => {}
             Some(c) => {
+                // One found updating is waited for; then it gets the key it still lacks.
+                let updating = (c.state == ProvisioningState::Updating).then(|| {
+                    let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
+                    b.push(Action::Wait, ResourceType::Connection, c.name.clone(), StepOp::Azure(op), &[])
+                });
+                if key_changed.contains_key(&(k, t)) {
+                    continue;
+                }
                 let key_differs = match (&psk, &c.shared_key) {
                     (Late::Known(want), Some(have)) => want != have,
                     (Late::Known(_), None) => true,
@@ -135,7 +144,9 @@ pub(super) fn plan(
                         ResourceType::Connection,
                         c.name.clone(),
                         StepOp::Azure(op),
-                        &[key_changed.get(&(k, t)).copied(), lng_step],
+                        // Not while the gateway is changing: ARM refuses writes to its
+                        // connections then (409 AnotherOperationInProgress).
+                        &[key_changed.get(&(k, t)).copied(), lng_step, updating, gw_step],
                     );
                     b.disrupt(id, format!("{} reconnects with the new key; its tunnel is down until both ends match", c.name));
                 }

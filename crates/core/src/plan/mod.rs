@@ -389,7 +389,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     let gateway = azure_gateway::plan(&mut cx);
     let vgw = aws_gateway::plan(&mut cx);
     let connections = aws_connections::plan(&mut cx, &gateway, &vgw);
-    let key_changed = tunnel_changes::plan(&mut cx, &connections.steps);
+    let key_changed = tunnel_changes::plan(&mut cx, &connections);
     let slots = azure_tunnels::plan(&mut cx, &gateway, &connections.tunnel_values, &key_changed);
     prune::plan(&mut cx, &slots);
 

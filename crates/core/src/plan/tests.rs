@@ -404,3 +404,99 @@ fn bgp_ha_is_refused_before_anything_is_observed() {
     let err = check_supported(&cfg).unwrap_err();
     assert!(err.to_string().contains("static-ha"));
 }
+
+/// The steps of `plan` on the resource named `name` (its step name starts with it).
+fn steps_named<'p>(plan: &'p Plan, rtype: ResourceType, name: &str) -> Vec<&'p Step> {
+    plan.steps.iter().filter(|s| s.resource_type == rtype && s.name.starts_with(name)).collect()
+}
+
+/// EC2 modifies only an available VPN connection: a pending one whose customer gateway
+/// must change is waited for first.
+#[test]
+fn a_pending_vpn_connection_is_swapped_only_after_it_is_available() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].state = AwsState::Pending;
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let vpn = steps_named(&plan, ResourceType::VpnConnection, "vpn-0");
+    let wait = vpn.iter().find(|s| s.action == Action::Wait).expect("a wait for the pending connection");
+    let swap = vpn.iter().find(|s| s.action == Action::Modify).expect("the swap");
+    assert!(swap.depends_on.contains(&wait.id), "{plan}");
+}
+
+/// A VPN connection gone while its LocalNetworkGateway is still there: the new
+/// connection's tunnels have new outside IPs, so the LNG is re-pointed to the one the
+/// create returns (and an LNG found updating is re-pointed once it is done).
+#[test]
+fn a_recreated_vpn_connection_re_points_its_local_network_gateway() {
+    for lng_state in [ProvisioningState::Succeeded, ProvisioningState::Updating] {
+        let mut o = finished("SameKey.123");
+        o.aws.vpn_connections.remove(0);
+        o.azure.local_network_gateways[0].state = lng_state;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let create = steps_named(&plan, ResourceType::VpnConnection, "vpn-0")[0];
+        assert_eq!(create.action, Action::Create, "{plan}");
+        let lng = steps_named(&plan, ResourceType::LocalNetworkGateway, "azure-aws-lng-0-0");
+        let put = lng.iter().find(|s| s.action == Action::Modify).unwrap_or_else(|| panic!("LNG not re-pointed:\n{plan}"));
+        assert!(put.depends_on.contains(&create.id), "{plan}");
+        assert!(
+            matches!(&put.op, StepOp::Azure(AzureOp::PutLocalNetworkGateway { gateway_ip: Late::After(id, _), .. }) if *id == create.id),
+            "{plan}"
+        );
+        if lng_state == ProvisioningState::Updating {
+            let wait = lng.iter().find(|s| s.action == Action::Wait).expect("the LNG in flight is waited for");
+            assert!(put.depends_on.contains(&wait.id), "{plan}");
+        }
+    }
+}
+
+/// A VPN connection of ours found `deleting` still joins its CGW and VGW: its
+/// successor (and the delete of a CGW it uses) waits until it is gone.
+#[test]
+fn a_vpn_connection_found_deleting_is_waited_out_before_its_successor() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].state = AwsState::Deleting;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let vpn = steps_named(&plan, ResourceType::VpnConnection, "vpn-0");
+    let wait = vpn.iter().find(|s| s.action == Action::Wait).unwrap_or_else(|| panic!("no wait for the deletion:\n{plan}"));
+    assert!(matches!(&wait.op, StepOp::Aws(AwsOp::Await { id, .. }) if id == "vpn-0"), "{plan}");
+    let create = vpn.iter().find(|s| s.action == Action::Create).expect("the successor");
+    assert!(create.depends_on.contains(&wait.id), "{plan}");
+    // With a new Azure IP, the old CGW goes too, but only once nothing uses it.
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let wait = steps_named(&plan, ResourceType::VpnConnection, "vpn-0").into_iter().find(|s| s.action == Action::Wait).unwrap();
+    let delete = steps_named(&plan, ResourceType::CustomerGateway, "unused cgw-0").into_iter().next().unwrap_or_else(|| panic!("{plan}"));
+    assert!(delete.depends_on.contains(&wait.id), "{plan}");
+}
+
+/// Our VGW found detaching from the VPC (an interrupted destroy): EC2 attaches it again
+/// only once it is detached, so the attach waits for that.
+#[test]
+fn a_detaching_attachment_is_waited_out_before_the_vgw_is_attached_again() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_gateways[0].attachments[0].state = AttachmentState::Detaching;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let steps = steps_named(&plan, ResourceType::VpnGatewayAttachment, "vpc-0123456789abcdef0");
+    let wait = steps.iter().find(|s| s.action == Action::Wait).unwrap_or_else(|| panic!("no wait for the detachment:\n{plan}"));
+    let attach = steps.iter().find(|s| s.action == Action::Create).expect("the attach");
+    assert!(attach.depends_on.contains(&wait.id), "{plan}");
+}
+
+/// A VPN connection of ours on a VGW that is not ours (that VGW's tag was changed, so
+/// a new one is built): it is replaced by one on ours, and nothing touches it first.
+#[test]
+fn a_vpn_connection_on_a_vgw_not_ours_is_replaced() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_gateways.clear();
+    o.aws.vpc.as_mut().unwrap().route_tables[0].routes.retain(|r| r.gateway_id.as_deref() != Some("vgw-1"));
+    let plan = plan_apply(&config(Some("AnotherKey.456")), &o).unwrap();
+    for k in 0..2 {
+        let vpn = steps_named(&plan, ResourceType::VpnConnection, &format!("vpn-{k}"));
+        assert!(vpn.iter().any(|s| s.action == Action::Create), "{plan}");
+        let delete = steps_named(&plan, ResourceType::VpnConnection, &format!("misplaced vpn-{k} vpn-{k}"));
+        assert_eq!(delete.len(), 1, "{plan}");
+    }
+    // No key change on the connections being replaced.
+    assert!(plan.steps.iter().all(|s| s.resource_type != ResourceType::VpnTunnel), "{plan}");
+}

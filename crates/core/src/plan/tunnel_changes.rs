@@ -8,12 +8,15 @@ use crate::config::PskSource;
 use crate::ops::{AwsOp, AzureOp, Late, StepId};
 use crate::pairing::{self, INSTANCES};
 
+use super::aws_connections::AwsConnections;
 use super::{Action, Ctx, ResourceType, StepOp};
 
-/// The AWS modify step of each changed tunnel, by (connection, tunnel).
-pub(super) fn plan(cx: &mut Ctx<'_>, vpn_steps: &[Option<StepId>]) -> BTreeMap<(u8, u8), StepId> {
-    let (config, az, aws) = (cx.config, cx.az, cx.aws);
-    let (owner, names, layout) = (&cx.owner, &cx.names, cx.layout);
+/// The AWS modify step of each changed tunnel, by (connection, tunnel), on the VPN
+/// connections kept.
+pub(super) fn plan(cx: &mut Ctx<'_>, connections: &AwsConnections<'_>) -> BTreeMap<(u8, u8), StepId> {
+    let vpn_steps = &connections.steps;
+    let (config, az) = (cx.config, cx.az);
+    let (names, layout) = (&cx.names, cx.layout);
     let b = &mut cx.b;
     // ---- In-place key and inside-CIDR changes, one tunnel at a time -----------------
     // Each changed tunnel: AWS ModifyVpnTunnelOptions, then the Azure side's key; the
@@ -21,7 +24,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>, vpn_steps: &[Option<StepId>]) -> BTreeMap<(
     let mut previous_change: Option<StepId> = None;
     let mut key_changed: BTreeMap<(u8, u8), StepId> = BTreeMap::new();
     for k in 0..INSTANCES {
-        let Some(v) = pairing::vpn_connection(owner, aws, k) else { continue };
+        let Some(v) = connections.kept[usize::from(k)] else { continue };
         let pins = layout.pins(k);
         for t in 0..config.tunnels_per_connection {
             let Some(tun) = pairing::aws_tunnel(v, t, pins) else { continue };

@@ -797,9 +797,11 @@ impl World {
         let dur = ms(self.latency.aws_modify_vpn_connection);
         let vpn =
             self.aws.vpn_connections.get(vpn_id).filter(|v| v.phase.state != AwsState::Deleted).ok_or_else(|| vpn_not_found(vpn_id))?;
+        // EC2 answers 400 InvalidVpnConnection.InvalidState, which is not retried (the
+        // AWS adapter classifies it permanent): a caller must wait for `available` first.
         if vpn.phase.state != AwsState::Available || vpn.tunnels.iter().any(|t| t.modifying_until.is_some()) {
             return Err(e400(
-                ErrorKind::Transient,
+                ErrorKind::Permanent,
                 "InvalidVpnConnection.InvalidState",
                 format!("The VPN connection {vpn_id} is {:?} or being modified; it cannot be modified now.", vpn.phase.state),
             ));
@@ -846,9 +848,10 @@ impl World {
         let dur = ms(self.latency.aws_modify_vpn_tunnel_options);
         let vpn =
             self.aws.vpn_connections.get(vpn_id).filter(|v| v.phase.state != AwsState::Deleted).ok_or_else(|| vpn_not_found(vpn_id))?;
+        // Not retried, as for ModifyVpnConnection: a caller waits for `available` first.
         if vpn.phase.state != AwsState::Available {
             return Err(e400(
-                if vpn.phase.state == AwsState::Pending { ErrorKind::Transient } else { ErrorKind::Permanent },
+                ErrorKind::Permanent,
                 "InvalidVpnConnection.InvalidState",
                 format!("The VPN connection {vpn_id} is {:?}, not available.", vpn.phase.state),
             ));

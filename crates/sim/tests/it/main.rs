@@ -456,6 +456,49 @@ async fn aws_errors() {
     assert_eq!(e.code, "VpnGatewayLimitExceeded");
 }
 
+/// What EC2 refuses while a resource is still changing, and the planner must wait out
+/// (none of these is retried: the AWS adapter classifies them permanent or conflicts).
+#[tokio::test(start_paused = true)]
+async fn aws_refuses_changes_to_resources_still_changing() {
+    let cloud = SimCloud::in_memory();
+    let (aws, _) = endpoints(&cloud);
+    let vgw = run_aws(&aws, AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner().tags(&Role::VirtualPrivateGateway) })
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    let cgw = run_aws(&aws, cgw_op(0, Ipv4Addr::new(20, 210, 0, 4), 65000)).await.unwrap().id.unwrap();
+    let other = run_aws(&aws, cgw_op(1, Ipv4Addr::new(20, 210, 0, 5), 65000)).await.unwrap().id.unwrap();
+    // A pending connection cannot be moved to another CGW, nor its tunnels changed.
+    aws.start(&vpn_op(0, &cgw, &vgw, vec![])).await.unwrap();
+    let id = aws.observe(&owner()).await.unwrap().vpn_connections[0].id.clone();
+    let e = aws.start(&AwsOp::ModifyVpnConnection { vpn_id: id.clone(), cgw_id: other.clone() }).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.kind), ("InvalidVpnConnection.InvalidState", ErrorKind::Permanent));
+    let ip = aws.observe(&owner()).await.unwrap().vpn_connections[0].tunnels[0].outside_ip;
+    let op = AwsOp::ModifyVpnTunnelOptions {
+        vpn_id: id.clone(),
+        outside_ip: ip,
+        psk: Some(Psk::new("Another.Key_1").unwrap()),
+        inside_cidr: None,
+    };
+    let e = aws.start(&op).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.kind), ("InvalidVpnConnection.InvalidState", ErrorKind::Permanent));
+    // A connection being deleted still holds its CGW and VGW: no successor until it is gone.
+    run_aws(&aws, AwsOp::Await { kind: vpnbridge_core::ops::AwsResourceKind::VpnConnection, id: id.clone() }).await.unwrap();
+    aws.start(&AwsOp::DeleteVpnConnection { vpn_id: id.clone() }).await.unwrap();
+    let e = aws.start(&vpn_op(0, &cgw, &vgw, vec![])).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.kind), ("InvalidOption.Conflict", ErrorKind::Conflict));
+    run_aws(&aws, AwsOp::Await { kind: vpnbridge_core::ops::AwsResourceKind::VpnConnection, id }).await.unwrap();
+    run_aws(&aws, vpn_op(0, &cgw, &vgw, vec![])).await.unwrap();
+    // A VGW still detaching cannot be attached again.
+    run_aws(&aws, AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: VPC.into() }).await.unwrap();
+    aws.start(&AwsOp::DetachVpnGateway { vgw_id: vgw.clone(), vpc_id: VPC.into() }).await.unwrap();
+    let e = aws.start(&AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: VPC.into() }).await.unwrap_err();
+    assert_ne!(e.kind, ErrorKind::Transient, "{e}");
+    run_aws(&aws, AwsOp::Await { kind: vpnbridge_core::ops::AwsResourceKind::VgwAttachment, id: vgw.clone() }).await.unwrap();
+    run_aws(&aws, AwsOp::AttachVpnGateway { vgw_id: vgw, vpc_id: VPC.into() }).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn deleted_resources_leave_observe_but_stay_in_the_world() {
     let cloud = SimCloud::in_memory();

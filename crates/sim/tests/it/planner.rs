@@ -33,20 +33,6 @@ const CASES: u32 = 256;
 /// States the planner does not yet bring to the deployment in one plan, left out of the
 /// cases unless `VPNBRIDGE_PLANNER_KNOWN_GAPS=1` (to see them fail, and to check a fix):
 ///
-/// - A VPN connection of ours gone while its LocalNetworkGateway is still there: the
-///   plan creates the VPN connection and re-keys the Connection, but does not re-point
-///   the LNG to the new tunnel's outside IP (`plan::azure_tunnels` counts an outside IP
-///   known only after apply as unchanged); the next plan does it.
-/// - A VPN connection of ours found `deleting` (an interrupted destroy): the plan takes
-///   it as gone and creates its successor at once, which EC2 (and the simulator)
-///   refuses while the old one still joins the same CGW and VGW
-///   (`InvalidOption.Conflict`); an apply once it is deleted works.
-/// - Our VGW's attachment found `detaching`: the plan attaches it again at once, which
-///   EC2 refuses until the detachment is done (`VpnGatewayAttachmentLimitExceeded`).
-/// - A VPN connection of ours still `pending` whose CGW must change (the Azure public
-///   IP was re-created with a new address): the plan's `ModifyVpnConnection` is not
-///   ordered after its wait for the connection, and EC2 refuses to modify a pending
-///   connection (`InvalidVpnConnection.InvalidState`).
 /// - A VPN connection without our tag (or with another deployment's) between our CGW
 ///   and our VGW: the plan creates ours beside it, which EC2 refuses for the same pair
 ///   (`InvalidOption.Conflict`); the preflight does not look for it.
@@ -108,11 +94,9 @@ const ALL: [Ours; 16] = [
 ];
 
 impl Ours {
-    /// What cannot exist without it; with `gaps` left out, also what the planner cannot
-    /// yet bring back in one plan without it (see [`KNOWN_GAPS`]).
-    fn dependents(self, gaps: bool) -> Vec<Ours> {
+    /// What cannot exist without it.
+    fn dependents(self) -> Vec<Ours> {
         match self {
-            Vpn(k) if !gaps => vec![VpnRoutes(k), Lng(k)],
             PublicIp(_) => vec![Gateway],
             Gateway => vec![Connection(0), Connection(1)],
             Lng(k) => vec![Connection(k)],
@@ -227,18 +211,10 @@ fn cases(gaps: bool) -> impl Strategy<Value = Case> {
         // What cannot exist without a resource goes with it.
         for r in ALL {
             if matches!(fates[&r], Fate::Gone | Fate::Deleting(_)) {
-                let mut stack = r.dependents(gaps);
+                let mut stack = r.dependents();
                 while let Some(d) = stack.pop() {
                     fates.insert(d, Fate::Gone);
-                    stack.extend(d.dependents(gaps));
-                }
-            }
-        }
-        if !gaps {
-            for k in 0..2 {
-                // A VPN connection still being created whose CGW must change.
-                if matches!(fates[&PublicIp(k)], Fate::Gone | Fate::Deleting(_)) && matches!(fates[&Vpn(k)], Fate::InProgress(_)) {
-                    fates.insert(Vpn(k), Fate::Kept);
+                    stack.extend(d.dependents());
                 }
             }
         }
@@ -262,9 +238,7 @@ fn applicable(r: Ours, f: Fate, gaps: bool) -> Fate {
         (_, Fate::Failed) if !r.is_azure() => Fate::Kept,
         // The known gaps (see [`KNOWN_GAPS`]).
         (Cgw(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
-        (Vpn(_), Fate::Deleting(_)) if !gaps => Fate::Gone,
         (Vpn(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
-        (Attachment, Fate::Deleting(_)) if !gaps => Fate::Gone,
         (PublicIp(_), Fate::InProgress(_) | Fate::Failed) if !gaps => Fate::Kept,
         _ => f,
     }
@@ -426,7 +400,12 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
                 }
             }
         }
-        w.aws.vpn_gateways.get(&vgw).is_some_and(|v| !v.phase.state.is_gone() && v.live_attachment().is_some())
+        // Attaching or attached: one still detaching is on its way out, and EC2 lets
+        // another VGW attach meanwhile.
+        w.aws.vpn_gateways.get(&vgw).is_some_and(|v| {
+            !v.phase.state.is_gone()
+                && v.live_attachment().is_some_and(|a| matches!(a.phase.state, AttachmentState::Attaching | AttachmentState::Attached))
+        })
     });
     if case.fates[&Vgw] == Fate::Stranger(Stranger::Untagged) || case.fates[&Vgw] == Fate::Stranger(Stranger::OtherDeployment) {
         let vgw = strangers.all.iter().find(|s| s.starts_with("vgw-")).unwrap().clone();
@@ -475,39 +454,41 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
 /// Everything in the world that is not ours: every resource without our deployment
 /// tag, and every route not via a VGW of ours.
 fn foreign(cloud: &SimCloud, owner: &Owner) -> serde_json::Value {
-    cloud.with_world(|w| {
-        let not_ours = |t: &Tags| !owner.owns(t);
-        let json = |v: serde_json::Result<serde_json::Value>| v.unwrap();
-        let mut out = BTreeMap::<String, serde_json::Value>::new();
-        for v in w.aws.vpn_gateways.values().filter(|v| not_ours(&v.tags)) {
-            out.insert(v.id.clone(), json(serde_json::to_value(v)));
+    cloud.with_world(|w| foreign_in(w, owner))
+}
+
+fn foreign_in(w: &vpnbridge_sim::world::World, owner: &Owner) -> serde_json::Value {
+    let not_ours = |t: &Tags| !owner.owns(t);
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap();
+    let mut out = BTreeMap::<String, serde_json::Value>::new();
+    for v in w.aws.vpn_gateways.values().filter(|v| not_ours(&v.tags)) {
+        out.insert(v.id.clone(), json(serde_json::to_value(v)));
+    }
+    for c in w.aws.customer_gateways.values().filter(|c| not_ours(&c.tags)) {
+        out.insert(c.id.clone(), json(serde_json::to_value(c)));
+    }
+    for v in w.aws.vpn_connections.values().filter(|v| not_ours(&v.tags)) {
+        out.insert(v.id.clone(), json(serde_json::to_value(v)));
+    }
+    for p in w.azure.public_ips.values().filter(|p| not_ours(&p.tags)) {
+        out.insert(p.id.clone(), json(serde_json::to_value(p)));
+    }
+    for g in w.azure.gateways.values().filter(|g| not_ours(&g.tags)) {
+        out.insert(g.id.clone(), json(serde_json::to_value(g)));
+    }
+    for l in w.azure.local_network_gateways.values().filter(|l| not_ours(&l.tags)) {
+        out.insert(l.id.clone(), json(serde_json::to_value(l)));
+    }
+    for c in w.azure.connections.values().filter(|c| not_ours(&c.tags)) {
+        out.insert(c.id.clone(), json(serde_json::to_value(c)));
+    }
+    let our_vgws: Vec<&String> = w.aws.vpn_gateways.values().filter(|v| owner.owns(&v.tags)).map(|v| &v.id).collect();
+    for t in w.aws.route_tables.values() {
+        for r in t.routes.iter().filter(|r| !our_vgws.contains(&&r.target)) {
+            out.insert(format!("{} {}", t.id, r.destination), json(serde_json::to_value(r)));
         }
-        for c in w.aws.customer_gateways.values().filter(|c| not_ours(&c.tags)) {
-            out.insert(c.id.clone(), json(serde_json::to_value(c)));
-        }
-        for v in w.aws.vpn_connections.values().filter(|v| not_ours(&v.tags)) {
-            out.insert(v.id.clone(), json(serde_json::to_value(v)));
-        }
-        for p in w.azure.public_ips.values().filter(|p| not_ours(&p.tags)) {
-            out.insert(p.id.clone(), json(serde_json::to_value(p)));
-        }
-        for g in w.azure.gateways.values().filter(|g| not_ours(&g.tags)) {
-            out.insert(g.id.clone(), json(serde_json::to_value(g)));
-        }
-        for l in w.azure.local_network_gateways.values().filter(|l| not_ours(&l.tags)) {
-            out.insert(l.id.clone(), json(serde_json::to_value(l)));
-        }
-        for c in w.azure.connections.values().filter(|c| not_ours(&c.tags)) {
-            out.insert(c.id.clone(), json(serde_json::to_value(c)));
-        }
-        let our_vgws: Vec<&String> = w.aws.vpn_gateways.values().filter(|v| owner.owns(&v.tags)).map(|v| &v.id).collect();
-        for t in w.aws.route_tables.values() {
-            for r in t.routes.iter().filter(|r| !our_vgws.contains(&&r.target)) {
-                out.insert(format!("{} {}", t.id, r.destination), json(serde_json::to_value(r)));
-            }
-        }
-        serde_json::to_value(out).unwrap()
-    })
+    }
+    serde_json::to_value(out).unwrap()
 }
 
 /// What the deployment is made of, without ids and addresses (which a re-created
@@ -596,7 +577,9 @@ async fn check(case: Case) -> Result<Outcome, TestCaseError> {
     let base = shape(&cloud, &owner);
 
     let strangers = stage(&cloud, &config, &case);
-    let foreign_before = foreign(&cloud, &owner);
+    // The world as it was, to tell what the plan did from what time did (a stranger's
+    // resource left detaching is detached later, whatever the plan does).
+    let before = cloud.with_world(Clone::clone);
     let calls_before = cloud.mutating_calls();
     let planned = plan::plan_apply(&config, &observe(&cloud, &config).await);
     let plan = match planned {
@@ -614,7 +597,10 @@ async fn check(case: Case) -> Result<Outcome, TestCaseError> {
         Ok(plan) => plan,
     };
     prop_assert!(strangers.in_the_way.is_empty(), "planned over {:?}:\n{}", strangers.in_the_way, plan);
-    let json = serde_json::to_string(&plan).unwrap();
+    // What the steps act on (a disruption may name a stranger, as what it leaves).
+    let mut document = plan.document();
+    document.steps.iter_mut().for_each(|s| s.disruption = None);
+    let json = serde_json::to_string(&document).unwrap();
     for s in &strangers.all {
         prop_assert!(!json.contains(s.as_str()), "a step names {} (not ours):\n{}", s, plan);
     }
@@ -642,6 +628,11 @@ async fn check(case: Case) -> Result<Outcome, TestCaseError> {
     let probe = SimProbe::for_config(cloud.clone(), &config).unwrap();
     let report = vpnbridge_core::verify::verify(&config, &*aws, &*azure, DataPlane::Probe(&probe)).await.unwrap();
     prop_assert_eq!(report.result, VerifyResult::Ok, "{:?}\n{}", report.diagnoses, plan);
+    let foreign_before = {
+        let mut w = before;
+        w.advance_to(cloud.with_world(|w| w.now_ms));
+        foreign_in(&w, &owner)
+    };
     prop_assert_eq!(foreign(&cloud, &owner), foreign_before, "a foreign resource changed");
     Ok(if plan.is_empty() { Outcome::NothingToDo } else { Outcome::Converged })
 }
@@ -669,4 +660,62 @@ fn any_observed_state_is_planned_to_convergence_or_refused_naming_what_is_in_the
     println!("planner property: {count} cases {outcomes:?}");
     assert!(outcomes.get(&Outcome::Refused).is_some_and(|n| *n > 0), "no case was refused: {outcomes:?}");
     assert!(outcomes.get(&Outcome::Converged).is_some_and(|n| *n >= count / 4), "too few cases were planned and run: {outcomes:?}");
+}
+
+/// A case with every resource kept but `fates`, and no extras.
+fn only(fates: &[(Ours, Fate)]) -> Case {
+    let mut all: BTreeMap<Ours, Fate> = ALL.into_iter().map(|r| (r, Fate::Kept)).collect();
+    all.extend(fates.iter().copied());
+    Case { fates: all, extras: Vec::new() }
+}
+
+/// Runs one case on a paused clock; panics with the property's message unless it ends
+/// as `want`.
+fn run_case(case: Case, want: Outcome) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let outcome = rt.block_on(check(case.clone())).unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    assert_eq!(outcome, want, "{case:?}");
+}
+
+/// A VPN connection still `pending` whose customer gateway must change (the Azure side
+/// was rebuilt with new public IPs): EC2 modifies only an `available` connection, so
+/// the swap waits for it.
+#[test]
+fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available() {
+    let gone = Fate::Gone;
+    run_case(
+        only(&[(PublicIp(0), gone), (Gateway, gone), (Connection(0), gone), (Connection(1), gone), (Vpn(0), Fate::InProgress(300))]),
+        Outcome::Converged,
+    );
+}
+
+/// A VPN connection of ours gone while its LocalNetworkGateway is still there (also
+/// one found updating): the LNG is re-pointed to the new connection's tunnel.
+#[test]
+fn a_vpn_connection_gone_beside_its_local_network_gateway_is_rebuilt_with_the_lng_re_pointed() {
+    run_case(only(&[(Vpn(0), Fate::Gone), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
+    run_case(only(&[(Vpn(1), Fate::Gone), (VpnRoutes(1), Fate::Gone), (Lng(1), Fate::InProgress(120))]), Outcome::Converged);
+}
+
+/// A VPN connection of ours found `deleting` (an interrupted destroy): its successor
+/// on the same CGW and VGW is created once it is gone.
+#[test]
+fn a_vpn_connection_found_deleting_is_waited_out_and_created_again() {
+    run_case(only(&[(Vpn(0), Fate::Deleting(300)), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
+}
+
+/// Our VGW found detaching from our VPC: it is attached again once detached.
+#[test]
+fn a_detaching_vgw_is_attached_again_once_detached() {
+    run_case(only(&[(Attachment, Fate::Deleting(100)), (VpcRoutes, Fate::Gone)]), Outcome::Converged);
+}
+
+/// Our VGW handed to a stranger and detached from our VPC: a new one is built, and our
+/// VPN connections on the stranger's are replaced by ones on ours.
+#[test]
+fn vpn_connections_on_a_vgw_no_longer_ours_are_rebuilt_on_ours() {
+    for attachment in [Fate::Gone, Fate::Deleting(100)] {
+        let stranger = Fate::Stranger(Stranger::Untagged);
+        run_case(only(&[(Vgw, stranger), (Attachment, attachment), (VpcRoutes, Fate::Gone)]), Outcome::Converged);
+    }
 }
