@@ -721,7 +721,7 @@ impl AwsEndpoint {
                     return running(POLL_VPN);
                 }
                 let tunnels = vpn.filter(|v| v.state == AwsState::Available).map(|v| v.tunnels).unwrap_or_default();
-                Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels }))
+                Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels, tags: None }))
             }
             Wait::Attachment { vgw_id, vpc_id, target } => {
                 let vgw = self.vgw_by_id(vgw_id).await?;
@@ -792,7 +792,7 @@ impl AwsEndpoint {
                     (Some(t), Some(c)) => t.inside_cidr.map(|n| n.to_string()).as_deref() == Some(c.as_str()),
                 };
                 if vpn.state == AwsState::Available && applied {
-                    Ok(OpStatus::Done(OpOutput { id: Some(vpn_id.clone()), public_ip: None, tunnels: vpn.tunnels }))
+                    Ok(OpStatus::Done(OpOutput { id: Some(vpn_id.clone()), public_ip: None, tunnels: vpn.tunnels, tags: None }))
                 } else if vpn.state.is_gone() {
                     Ok(OpStatus::Failed(local(
                         ErrorKind::NotFound,

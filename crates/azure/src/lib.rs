@@ -748,7 +748,7 @@ impl AzureEndpoint {
     }
 
     fn output(b: &Brief) -> OpOutput {
-        OpOutput { id: Some(b.id.clone()), public_ip: b.properties.ip_address.as_deref().and_then(|s| s.parse().ok()), tunnels: Vec::new() }
+        OpOutput { id: Some(b.id.clone()), public_ip: b.properties.ip_address.as_deref().and_then(|s| s.parse().ok()), tunnels: Vec::new(), tags: None }
     }
 
     /// The operation finished well: report the resource's outputs.
