@@ -70,9 +70,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
+use vpnbridge_core::goal::Goal;
 use vpnbridge_core::model::ProvisioningState;
 use vpnbridge_core::secret::Psk;
-use vpnbridge_sim::world::{ApiError, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
+use vpnbridge_sim::world::{ApiError, AzureKind, Completion, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
 use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec, World};
 
 mod compute;
@@ -189,13 +190,6 @@ impl RequestRecord {
     }
 }
 
-/// What an operation waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goal {
-    Ready,
-    Gone,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     PublicIp,
@@ -213,6 +207,16 @@ impl Kind {
             "connections" => Kind::Connection,
             _ => return None,
         })
+    }
+
+    /// The simulator's name for the kind.
+    fn sim(self) -> AzureKind {
+        match self {
+            Kind::PublicIp => AzureKind::PublicIp,
+            Kind::Gateway => AzureKind::VpnGateway,
+            Kind::Lng => AzureKind::LocalNetworkGateway,
+            Kind::Connection => AzureKind::Connection,
+        }
     }
 
     fn segment(self) -> &'static str {
@@ -1137,33 +1141,12 @@ fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer {
 fn op_state(s: &Shared, op: &Operation) -> (&'static str, Option<(String, String)>) {
     match op {
         Operation::Finished { .. } => ("Succeeded", None),
-        Operation::Resource { kind, id, goal } => {
-            let state = s.cloud.with_world(|w| match kind {
-                Kind::PublicIp => w.azure.public_ips.get(id).map(|r| r.phase.state),
-                Kind::Gateway => w.azure.gateways.get(id).map(|r| r.phase.state),
-                Kind::Lng => w.azure.local_network_gateways.get(id).map(|r| r.phase.state),
-                Kind::Connection => w.azure.connections.get(id).map(|r| r.phase.state),
-            });
-            match (state, goal) {
-                (None, Goal::Gone) => ("Succeeded", None),
-                (None, Goal::Ready) => (
-                    "Failed",
-                    Some(("ResourceNotFound".to_owned(), format!("The resource '{id}' was deleted while the operation was running."))),
-                ),
-                (Some(ProvisioningState::Succeeded), Goal::Ready) => ("Succeeded", None),
-                (Some(ProvisioningState::Failed), _) => (
-                    "Failed",
-                    Some((
-                        "OperationFailed".to_owned(),
-                        format!("The operation on '{id}' failed; the resource's provisioningState is Failed."),
-                    )),
-                ),
-                (Some(ProvisioningState::Succeeded), Goal::Gone) => {
-                    ("Canceled", Some(("Canceled".to_owned(), format!("The delete of '{id}' was canceled; the resource still exists."))))
-                }
-                _ => ("InProgress", None),
-            }
-        }
+        // The simulator's judgement (the core's, in ARM's words), as its endpoint gives it.
+        Operation::Resource { kind, id, goal } => match s.cloud.with_world(|w| w.azure_completion(kind.sim(), id, *goal)) {
+            Completion::Done { .. } => ("Succeeded", None),
+            Completion::Running { .. } => ("InProgress", None),
+            Completion::Failed(e) => ("Failed", Some((e.code, e.message))),
+        },
     }
 }
 

@@ -11,9 +11,13 @@
 //!   deduplicate (VGW, CGW, VPN connection: no client token) run without SDK retry, and
 //!   a failure that may have been carried out says so (`may_have_committed`), so the
 //!   core re-observes by tag before any retry.
-//! - A `CreateCustomerGateway` that answers with a gateway lacking our tag (EC2 returns
-//!   an existing CGW with the same IP, ASN and device name, whoever's it is) is a
-//!   [`ErrorKind::Conflict`], never ours. Nothing without our tag is read as ours.
+//! - It reports what EC2 said and never judges it: a refused repeat (an attachment or a
+//!   route already there) comes back as EC2's error, and a finished
+//!   `CreateCustomerGateway` reports the tags of the gateway EC2 answered with (EC2
+//!   returns an existing CGW with the same IP, ASN and device name, whoever's it is).
+//!   The core's executor decides "already done", "someone else's" or failure
+//!   (`vpnbridge_core::committed`), and when a wait is over (`vpnbridge_core::goal`).
+//!   Nothing without our tag is read as ours.
 //! - Deletes of something already gone succeed; `deleted` resources are history and
 //!   are not reported.
 //! - Tunnels are ordered by outside IP; keys stay [`Psk`]s and are never logged. Keys
@@ -45,6 +49,7 @@ use vpnbridge_core::model::{
     AttachmentState, AwsObserved, AwsState, AwsTunnelOptions, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, Tags,
     TunnelState, VgwAttachment, VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
+use vpnbridge_core::goal::{Goal, Miss, Phase, Verdict, judge};
 use vpnbridge_core::ops::{AwsOp, AwsResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 
@@ -54,7 +59,7 @@ pub use preflight::{Preflight, QuotaNeed, Quotas};
 pub use probe::{Ec2TestVm, POWERSHELL_DOCUMENT, SHELL_DOCUMENT};
 
 use crate::error::{from_sdk, is_gone, local};
-use crate::handle::{Target, Wait};
+use crate::handle::Wait;
 
 /// Where the AWS side lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -497,6 +502,7 @@ impl AwsEndpoint {
 
     async fn start_op(&self, op: &AwsOp) -> Result<Wait, EndpointError> {
         let c = &self.client;
+        let target = Goal::of_aws(op);
         Ok(match op {
             AwsOp::CreateVpnGateway { amazon_asn, tags } => {
                 let out = c
@@ -510,59 +516,40 @@ impl AwsEndpoint {
                     .await
                     .map_err(|e| from_sdk("CreateVpnGateway", e))?;
                 let id = out.vpn_gateway().and_then(|g| g.vpn_gateway_id()).ok_or_else(|| created_without_id("CreateVpnGateway"))?;
-                Wait::Vgw { id: id.to_owned(), target: Target::Ready }
+                Wait::Vgw { id: id.to_owned(), target }
             }
+            // A refused repeat of an attach that went through is reported as EC2 words
+            // it: the core decides from an observation whether it is done.
             AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
-                if let Err(e) = c.attach_vpn_gateway().vpn_gateway_id(vgw_id).vpc_id(vpc_id).send().await {
-                    let e = from_sdk("AttachVpnGateway", e);
-                    // A repeat of an attach that went through (its answer lost) is done.
-                    let ours = self.vgw_by_id(vgw_id).await?.is_some_and(|g| {
-                        g.attachments
-                            .iter()
-                            .any(|a| &a.vpc_id == vpc_id && matches!(a.state, AttachmentState::Attaching | AttachmentState::Attached))
-                    });
-                    if !ours {
-                        return Err(e);
-                    }
-                }
-                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target: Target::Ready }
+                c.attach_vpn_gateway().vpn_gateway_id(vgw_id).vpc_id(vpc_id).send().await.map_err(|e| from_sdk("AttachVpnGateway", e))?;
+                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target }
             }
             AwsOp::DetachVpnGateway { vgw_id, vpc_id } => {
                 let r = c.detach_vpn_gateway().vpn_gateway_id(vgw_id).vpc_id(vpc_id).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DetachVpnGateway", e)))?;
-                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target: Target::Gone }
+                Wait::Attachment { vgw_id: vgw_id.clone(), vpc_id: vpc_id.clone(), target }
             }
             AwsOp::DeleteVpnGateway { vgw_id } => {
                 let r = c.delete_vpn_gateway().vpn_gateway_id(vgw_id).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnGateway", e)))?;
-                Wait::Vgw { id: vgw_id.clone(), target: Target::Gone }
+                Wait::Vgw { id: vgw_id.clone(), target }
             }
+            // `RouteAlreadyExists` is reported as it is: the core decides from an
+            // observation whether the route there is ours (via our VGW) or someone else's.
             AwsOp::CreateRoute { route_table_id, destination, vgw_id } => {
-                let r = c
-                    .create_route()
+                c.create_route()
                     .route_table_id(route_table_id)
                     .destination_cidr_block(destination.to_string())
                     .gateway_id(vgw_id)
                     .send()
-                    .await;
-                if let Err(e) = r {
-                    let e = from_sdk("CreateRoute", e);
-                    // The same route via our VGW already there (a repeat whose first answer
-                    // was lost) is done; a route via anything else is someone else's.
-                    let same = e.code == "RouteAlreadyExists"
-                        && self.route_table_by_id(route_table_id).await?.is_some_and(|t| {
-                            t.routes.iter().any(|r| r.destination == *destination && r.gateway_id.as_deref() == Some(vgw_id.as_str()))
-                        });
-                    if !same {
-                        return Err(e);
-                    }
-                }
-                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target: Target::Ready }
+                    .await
+                    .map_err(|e| from_sdk("CreateRoute", e))?;
+                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target }
             }
             AwsOp::DeleteRoute { route_table_id, destination } => {
                 let r = c.delete_route().route_table_id(route_table_id).destination_cidr_block(destination.to_string()).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteRoute", e)))?;
-                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target: Target::Gone }
+                Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target }
             }
             AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
                 let mut req = c
@@ -578,42 +565,19 @@ impl AwsEndpoint {
                     req = req.device_name(device_name);
                 }
                 let out = req.customize().config_override(no_retry()).send().await.map_err(|e| from_sdk("CreateCustomerGateway", e))?;
-                let cgw = out.customer_gateway().ok_or_else(|| created_without_id("CreateCustomerGateway"))?;
-                let mut cgw = cgw_model(cgw)?;
-                // Nothing promises that the answer echoes the tags: without them, what
-                // the gateway carries is read back by id before deciding whose it is.
-                if cgw.tags.is_empty() {
-                    match self.cgw_by_id(&cgw.id).await? {
-                        Some(found) => cgw.tags = found.tags,
-                        // Not describable yet (eventual consistency): the core
-                        // re-observes by tag before trying again.
-                        None => {
-                            let mut e = bad_answer(format!("customer gateway {} was created but cannot be described yet", cgw.id));
-                            e.may_have_committed = true;
-                            return Err(e);
-                        }
-                    }
-                }
-                // EC2 answers a request matching an existing gateway with that gateway,
-                // whoever's it is: one without our tag is never ours.
-                if cgw.tags.get(TAG_DEPLOYMENT) != tags.get(TAG_DEPLOYMENT) {
-                    let whose =
-                        cgw.tags.get(TAG_DEPLOYMENT).map_or_else(|| "untagged".to_owned(), |d| format!("tagged for deployment {d:?}"));
-                    return Err(local(
-                        ErrorKind::Conflict,
-                        "ForeignCustomerGateway",
-                        format!(
-                            "CreateCustomerGateway for {ip} (ASN {bgp_asn}, device name {device_name:?}) returned the existing customer gateway {} ({whose}), which is not this deployment's: delete it, or change its device name, before applying",
-                            cgw.id
-                        ),
-                    ));
-                }
-                Wait::Cgw { id: cgw.id, target: Target::Ready }
+                // EC2 may answer with an existing gateway of the same IP, ASN and device
+                // name, whoever's it is: the poll reads its tags back by id and the core
+                // judges whose it is (`Reconciled::owned`).
+                let id = out
+                    .customer_gateway()
+                    .and_then(|g| g.customer_gateway_id())
+                    .ok_or_else(|| created_without_id("CreateCustomerGateway"))?;
+                Wait::Cgw { id: id.to_owned(), target }
             }
             AwsOp::DeleteCustomerGateway { cgw_id } => {
                 let r = c.delete_customer_gateway().customer_gateway_id(cgw_id).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteCustomerGateway", e)))?;
-                Wait::Cgw { id: cgw_id.clone(), target: Target::Gone }
+                Wait::Cgw { id: cgw_id.clone(), target }
             }
             AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, tags } => {
                 let mut options = VpnConnectionOptionsSpecification::builder().static_routes_only(*static_routes_only);
@@ -641,12 +605,12 @@ impl AwsEndpoint {
                     .map_err(|e| from_sdk("CreateVpnConnection", e))?;
                 let id =
                     out.vpn_connection().and_then(|v| v.vpn_connection_id()).ok_or_else(|| created_without_id("CreateVpnConnection"))?;
-                Wait::Vpn { id: id.to_owned(), target: Target::Ready }
+                Wait::Vpn { id: id.to_owned(), target }
             }
             AwsOp::DeleteVpnConnection { vpn_id } => {
                 let r = c.delete_vpn_connection().vpn_connection_id(vpn_id).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnConnection", e)))?;
-                Wait::Vpn { id: vpn_id.clone(), target: Target::Gone }
+                Wait::Vpn { id: vpn_id.clone(), target }
             }
             AwsOp::CreateVpnConnectionRoute { vpn_id, destination } => {
                 c.create_vpn_connection_route()
@@ -655,13 +619,13 @@ impl AwsEndpoint {
                     .send()
                     .await
                     .map_err(|e| from_sdk("CreateVpnConnectionRoute", e))?;
-                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target: Target::Ready }
+                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target }
             }
             AwsOp::DeleteVpnConnectionRoute { vpn_id, destination } => {
                 let r =
                     c.delete_vpn_connection_route().vpn_connection_id(vpn_id).destination_cidr_block(destination.to_string()).send().await;
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteVpnConnectionRoute", e)))?;
-                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target: Target::Gone }
+                Wait::VpnRoute { vpn_id: vpn_id.clone(), destination: destination.to_string(), target }
             }
             AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => {
                 c.modify_vpn_connection()
@@ -670,7 +634,7 @@ impl AwsEndpoint {
                     .send()
                     .await
                     .map_err(|e| from_sdk("ModifyVpnConnection", e))?;
-                Wait::Vpn { id: vpn_id.clone(), target: Target::Ready }
+                Wait::Vpn { id: vpn_id.clone(), target }
             }
             AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => {
                 let spec = ModifyVpnTunnelOptionsSpecification::builder()
@@ -687,99 +651,102 @@ impl AwsEndpoint {
                 Wait::Tunnel { vpn_id: vpn_id.clone(), outside_ip: *outside_ip, inside_cidr: inside_cidr.map(|c| c.to_string()) }
             }
             AwsOp::Await { kind, id } => match kind {
-                AwsResourceKind::VpnGateway => Wait::Vgw { id: id.clone(), target: Target::Settled },
-                AwsResourceKind::VgwAttachment => {
-                    Wait::Attachment { vgw_id: id.clone(), vpc_id: self.vpc_id.clone(), target: Target::Settled }
-                }
-                AwsResourceKind::CustomerGateway => Wait::Cgw { id: id.clone(), target: Target::Settled },
-                AwsResourceKind::VpnConnection => Wait::Vpn { id: id.clone(), target: Target::Settled },
+                AwsResourceKind::VpnGateway => Wait::Vgw { id: id.clone(), target },
+                AwsResourceKind::VgwAttachment => Wait::Attachment { vgw_id: id.clone(), vpc_id: self.vpc_id.clone(), target },
+                AwsResourceKind::CustomerGateway => Wait::Cgw { id: id.clone(), target },
+                AwsResourceKind::VpnConnection => Wait::Vpn { id: id.clone(), target },
             },
         })
     }
 
     async fn poll_wait(&self, wait: &Wait) -> Result<OpStatus, EndpointError> {
         let running = |every| Ok(OpStatus::Running { retry_after: Some(every) });
-        let done = |id: &str| Ok(OpStatus::Done(OpOutput { id: Some(id.to_owned()), ..OpOutput::default() }));
+        let done = |id: &str, tags: Option<Tags>| Ok(OpStatus::Done(OpOutput { id: Some(id.to_owned()), tags, ..OpOutput::default() }));
         match wait {
             Wait::Vgw { id, target } => {
-                let state = self.vgw_by_id(id).await?.map(|g| g.state);
-                match lifecycle(state, *target, "virtual private gateway", id)? {
-                    true => done(id),
-                    false => running(POLL_GATEWAY),
+                let vgw = self.vgw_by_id(id).await?;
+                match judge(*target, Phase::from(vgw.as_ref().map(|g| g.state))) {
+                    Verdict::Done => done(id, vgw.map(|g| g.tags)),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(miss) => Err(missed(miss, "virtual private gateway", id)),
                 }
             }
             Wait::Cgw { id, target } => {
-                let state = self.cgw_by_id(id).await?.map(|g| g.state);
-                match lifecycle(state, *target, "customer gateway", id)? {
-                    true => done(id),
-                    false => running(POLL_GATEWAY),
+                let cgw = self.cgw_by_id(id).await?;
+                match judge(*target, Phase::from(cgw.as_ref().map(|g| g.state))) {
+                    // Its tags, read back by id: the core judges whose it is.
+                    Verdict::Done => done(id, cgw.map(|g| g.tags)),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(miss) => Err(missed(miss, "customer gateway", id)),
                 }
             }
             Wait::Vpn { id, target } => {
                 let vpn = self.vpn_by_id(id).await?;
-                if !lifecycle(vpn.as_ref().map(|v| v.state), *target, "VPN connection", id)? {
-                    return running(POLL_VPN);
+                match judge(*target, Phase::from(vpn.as_ref().map(|v| v.state))) {
+                    Verdict::Done => {
+                        let tags = vpn.as_ref().map(|v| v.tags.clone());
+                        let tunnels = vpn.filter(|v| v.state == AwsState::Available).map(|v| v.tunnels).unwrap_or_default();
+                        Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels, tags }))
+                    }
+                    Verdict::NotYet => running(POLL_VPN),
+                    Verdict::Failed(miss) => Err(missed(miss, "VPN connection", id)),
                 }
-                let tunnels = vpn.filter(|v| v.state == AwsState::Available).map(|v| v.tunnels).unwrap_or_default();
-                Ok(OpStatus::Done(OpOutput { id: Some(id.clone()), public_ip: None, tunnels, tags: None }))
             }
             Wait::Attachment { vgw_id, vpc_id, target } => {
                 let vgw = self.vgw_by_id(vgw_id).await?;
                 let state = vgw.as_ref().and_then(|g| g.attachments.iter().find(|a| &a.vpc_id == vpc_id)).map(|a| a.state);
-                let settled = match (target, state) {
-                    (Target::Ready, Some(AttachmentState::Attached)) => true,
-                    (Target::Ready, None | Some(AttachmentState::Detached)) if vgw.is_none() => {
-                        return Err(local(ErrorKind::NotFound, "InvalidVpnGatewayID.NotFound", format!("VGW {vgw_id} is gone")));
+                match judge(*target, Phase::from(state)) {
+                    Verdict::Done => done(vgw_id, None),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(_) if vgw.is_none() => {
+                        Err(local(ErrorKind::NotFound, "InvalidVpnGatewayID.NotFound", format!("VGW {vgw_id} is gone")))
                     }
-                    (Target::Ready, Some(AttachmentState::Detaching | AttachmentState::Detached)) => {
-                        return Ok(OpStatus::Failed(local(
-                            ErrorKind::Transient,
-                            "IncorrectState",
-                            format!("the attachment of {vgw_id} to {vpc_id} went away while attaching"),
-                        )));
-                    }
-                    (Target::Gone, None | Some(AttachmentState::Detached)) => true,
-                    (Target::Settled, s) => !matches!(s, Some(AttachmentState::Attaching | AttachmentState::Detaching)),
-                    _ => false,
-                };
-                if settled { done(vgw_id) } else { running(POLL_GATEWAY) }
+                    Verdict::Failed(_) => Ok(OpStatus::Failed(local(
+                        ErrorKind::Transient,
+                        "IncorrectState",
+                        format!("the attachment of {vgw_id} to {vpc_id} went away while attaching"),
+                    ))),
+                }
             }
             Wait::Route { route_table_id, destination, target } => {
                 let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
                 let table = self.route_table_by_id(route_table_id).await?;
                 let present = table.as_ref().is_some_and(|t| t.routes.iter().any(|r| r.destination == dest));
-                match (target, present, table.is_some()) {
-                    (Target::Ready, true, _) | (Target::Gone | Target::Settled, false, _) | (Target::Settled, true, _) => {
-                        done(route_table_id)
-                    }
-                    (Target::Ready, false, false) => Err(local(
+                match judge(*target, if present { Phase::Ready } else { Phase::Absent }) {
+                    Verdict::Done => done(route_table_id, None),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(_) if table.is_none() => Err(local(
                         ErrorKind::NotFound,
                         "InvalidRouteTableID.NotFound",
                         format!("route table {route_table_id} does not exist"),
                     )),
-                    _ => running(POLL_GATEWAY),
+                    // Describes are eventually consistent: the core polls again.
+                    Verdict::Failed(_) => Err(local(
+                        ErrorKind::Transient,
+                        "RouteNotListed",
+                        format!("route table {route_table_id} does not list the route to {destination} yet"),
+                    )),
                 }
             }
             Wait::VpnRoute { vpn_id, destination, target } => {
                 let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
-                let vpn = self.vpn_by_id(vpn_id).await?;
+                let vpn = self.vpn_by_id(vpn_id).await?.filter(|v| !v.state.is_gone());
                 let state = vpn.as_ref().and_then(|v| v.routes.iter().find(|r| r.destination == dest)).map(|r| r.state);
-                let finished = match target {
-                    Target::Ready => match (vpn.as_ref().map(|v| v.state), state) {
-                        (_, Some(AwsState::Available)) => true,
-                        (None | Some(AwsState::Deleted | AwsState::Deleting), _) => {
-                            return Ok(OpStatus::Failed(local(
-                                ErrorKind::NotFound,
-                                "InvalidVpnConnectionID.NotFound",
-                                format!("VPN connection {vpn_id} went away before its route {destination} was ready"),
-                            )));
-                        }
-                        _ => false,
-                    },
-                    Target::Gone => state.is_none_or(|s| s == AwsState::Deleted) || vpn.is_none_or(|v| v.state.is_gone()),
-                    Target::Settled => !state.is_some_and(AwsState::is_transitional),
-                };
-                if finished { done(vpn_id) } else { running(POLL_GATEWAY) }
+                match judge(*target, Phase::from(state)) {
+                    Verdict::Done => done(vpn_id, None),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(_) if vpn.is_none() => Ok(OpStatus::Failed(local(
+                        ErrorKind::NotFound,
+                        "InvalidVpnConnectionID.NotFound",
+                        format!("VPN connection {vpn_id} went away before its route {destination} was ready"),
+                    ))),
+                    // Describes are eventually consistent: the core polls again.
+                    Verdict::Failed(_) => Err(local(
+                        ErrorKind::Transient,
+                        "RouteNotListed",
+                        format!("VPN connection {vpn_id} does not list its route to {destination} yet"),
+                    )),
+                }
             }
             Wait::Tunnel { vpn_id, outside_ip, inside_cidr } => {
                 let vpn = self.vpn_by_id(vpn_id).await?.ok_or_else(|| {
@@ -807,21 +774,19 @@ impl AwsEndpoint {
     }
 }
 
-/// Whether a resource in `state` (`None`: unknown to EC2) has reached `target`; an
-/// error when it never will (deleted while being created).
-fn lifecycle(state: Option<AwsState>, target: Target, what: &str, id: &str) -> Result<bool, EndpointError> {
-    match (target, state) {
-        (Target::Ready, Some(AwsState::Available)) => Ok(true),
-        (Target::Ready, Some(AwsState::Pending | AwsState::Modifying)) => Ok(false),
-        (Target::Ready, None | Some(AwsState::Deleting | AwsState::Deleted)) => Err(local(
+/// The core's verdict that a wait will not end well, in EC2's terms. A resource not
+/// described while we wait for it to be available may not be listed yet (describes are
+/// eventually consistent), so that stays transient: the core polls again, within its
+/// retry policy.
+fn missed(miss: Miss, what: &str, id: &str) -> EndpointError {
+    match miss {
+        Miss::Vanished => local(
             ErrorKind::Transient,
             "ResourceWentAway",
             format!("{what} {id} was deleted (or never appeared) while vpnbridge waited for it to become available"),
-        )),
-        (Target::Gone, None | Some(AwsState::Deleted)) => Ok(true),
-        (Target::Gone, _) => Ok(false),
-        (Target::Settled, Some(s)) if s.is_transitional() => Ok(false),
-        (Target::Settled, _) => Ok(true),
+        ),
+        // EC2 has no failed state; nothing reports this phase.
+        Miss::ProvisioningFailed => local(ErrorKind::Permanent, "ProvisioningFailed", format!("{what} {id} failed")),
     }
 }
 
@@ -1004,16 +969,22 @@ mod tests {
         assert_eq!(ec2_calls(src).into_iter().collect::<Vec<_>>(), ["ec2:CreateCustomerGateway", "ec2:DescribeVpcs"]);
     }
 
+    /// EC2's states judged against each goal (the core's judgement, EC2's words).
     #[test]
     fn lifecycle_targets() {
-        assert!(lifecycle(Some(AwsState::Available), Target::Ready, "x", "x").unwrap());
-        assert!(!lifecycle(Some(AwsState::Pending), Target::Ready, "x", "x").unwrap());
-        assert!(lifecycle(Some(AwsState::Deleted), Target::Ready, "x", "x").is_err());
-        assert!(lifecycle(None, Target::Gone, "x", "x").unwrap());
-        assert!(lifecycle(Some(AwsState::Deleted), Target::Gone, "x", "x").unwrap());
-        assert!(!lifecycle(Some(AwsState::Deleting), Target::Gone, "x", "x").unwrap());
-        assert!(!lifecycle(Some(AwsState::Pending), Target::Settled, "x", "x").unwrap());
-        assert!(lifecycle(Some(AwsState::Available), Target::Settled, "x", "x").unwrap());
+        let lifecycle = |state: Option<AwsState>, target: Goal| match judge(target, Phase::from(state)) {
+            Verdict::Done => Ok(true),
+            Verdict::NotYet => Ok(false),
+            Verdict::Failed(m) => Err(missed(m, "x", "x")),
+        };
+        assert!(lifecycle(Some(AwsState::Available), Goal::Ready).unwrap());
+        assert!(!lifecycle(Some(AwsState::Pending), Goal::Ready).unwrap());
+        assert!(lifecycle(Some(AwsState::Deleted), Goal::Ready).is_err());
+        assert!(lifecycle(None, Goal::Gone).unwrap());
+        assert!(lifecycle(Some(AwsState::Deleted), Goal::Gone).unwrap());
+        assert!(!lifecycle(Some(AwsState::Deleting), Goal::Gone).unwrap());
+        assert!(!lifecycle(Some(AwsState::Pending), Goal::Settled).unwrap());
+        assert!(lifecycle(Some(AwsState::Available), Goal::Settled).unwrap());
     }
 
     #[test]

@@ -95,6 +95,7 @@ use vpnbridge_core::model::{
     AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
     PublicIp, Subnet, Tags, VirtualNetwork, VirtualNetworkGateway,
 };
+use vpnbridge_core::goal::{Goal, Miss, Phase, Verdict, judge};
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::ownership::{Inventory, Seen, Standing};
 use vpnbridge_core::secret::Psk;
@@ -363,16 +364,6 @@ impl From<AzureResourceKind> for Kind {
             AzureResourceKind::Connection => Kind::Connection,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Goal {
-    /// Provisioned (Succeeded).
-    Ready,
-    /// Deleted.
-    Gone,
-    /// Out of Updating/Deleting, whichever way (Await).
-    Settled,
 }
 
 /// What an [`OpHandle`] holds (as JSON), so any process can poll it.
@@ -767,26 +758,26 @@ impl AzureEndpoint {
         }
     }
 
+    /// A resource watched without an operation URL: the core judges its
+    /// `provisioningState` against the goal; this says it in ARM's words.
     async fn watch(&self, kind: Kind, name: &str, goal: Goal) -> Result<OpStatus, EndpointError> {
         let b = self.get_brief(kind, name).await?;
-        let running = OpStatus::Running { retry_after: None };
-        Ok(match (b, goal) {
-            (None, Goal::Gone | Goal::Settled) => OpStatus::Done(OpOutput { id: Some(self.kind_id(kind, name)), ..OpOutput::default() }),
-            (None, Goal::Ready) => {
+        let phase = Phase::from(b.as_ref().map(|b| state_of(b.properties.provisioning_state.as_deref())));
+        Ok(match judge(goal, phase) {
+            Verdict::Done => match &b {
+                Some(b) => OpStatus::Done(Self::output(b)),
+                None => OpStatus::Done(OpOutput { id: Some(self.kind_id(kind, name)), ..OpOutput::default() }),
+            },
+            Verdict::NotYet => OpStatus::Running { retry_after: None },
+            Verdict::Failed(Miss::Vanished) => {
                 OpStatus::Failed(EndpointError::new(CloudName::Azure, ErrorKind::NotFound, "ResourceNotFound", format!("{name} is gone")))
             }
-            (Some(b), goal) => match (state_of(b.properties.provisioning_state.as_deref()), goal) {
-                (ProvisioningState::Succeeded, Goal::Ready | Goal::Settled) | (ProvisioningState::Failed, Goal::Settled) => {
-                    OpStatus::Done(Self::output(&b))
-                }
-                (ProvisioningState::Failed, _) => OpStatus::Failed(EndpointError::new(
-                    CloudName::Azure,
-                    ErrorKind::Permanent,
-                    "ProvisioningFailed",
-                    format!("{} {name} is in provisioningState Failed", kind.collection()),
-                )),
-                _ => running,
-            },
+            Verdict::Failed(Miss::ProvisioningFailed) => OpStatus::Failed(EndpointError::new(
+                CloudName::Azure,
+                ErrorKind::Permanent,
+                "ProvisioningFailed",
+                format!("{} {name} is in provisioningState Failed", kind.collection()),
+            )),
         })
     }
 
