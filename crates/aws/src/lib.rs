@@ -233,9 +233,4 @@ mod tests {
         let src = "let r = c\n    .create_customer_gateway()\n; self.client.describe_vpcs().send(); self.describe_vpc(); x.builder();";
         assert_eq!(ec2_calls(src).into_iter().collect::<Vec<_>>(), ["ec2:CreateCustomerGateway", "ec2:DescribeVpcs"]);
     }
-
-
-
-
-
 }

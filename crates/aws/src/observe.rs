@@ -21,7 +21,6 @@ pub(crate) fn filter(name: &str, value: impl Into<String>) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
-
 /// This deployment's resources, as EC2 is asked for them and as their tags are read
 /// back: one shape for every list. The describe is filtered on the tag server-side,
 /// and each answer is checked again on our side (an emulator, or a future API change,

@@ -2,11 +2,11 @@
 //! Errors are EC2's, translated (`error::from_sdk`); whether a refusal means "already
 //! done" or a returned gateway is someone else's is the core's decision.
 
+use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::types::{
     GatewayType, ModifyVpnTunnelOptionsSpecification, ResourceType, Tag, TagSpecification, VpnConnectionOptionsSpecification,
     VpnTunnelOptionsSpecification,
 };
-use aws_sdk_ec2::config::retry::RetryConfig;
 use vpnbridge_core::endpoint::EndpointError;
 use vpnbridge_core::goal::Goal;
 use vpnbridge_core::model::Tags;

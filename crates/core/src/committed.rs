@@ -84,11 +84,8 @@ impl Reconciled for Aws {
                 find_created(observed, op).map_or(Committed::No, |(kind, id)| wait(kind, id))
             }
             AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
-                let attached = observed
-                    .vpn_gateways
-                    .iter()
-                    .find(|v| &v.id == vgw_id)
-                    .and_then(|v| v.attachments.iter().find(|a| &a.vpc_id == vpc_id));
+                let attached =
+                    observed.vpn_gateways.iter().find(|v| &v.id == vgw_id).and_then(|v| v.attachments.iter().find(|a| &a.vpc_id == vpc_id));
                 match attached.map(|a| a.state) {
                     Some(AttachmentState::Attached) => Committed::Done,
                     Some(AttachmentState::Attaching) => wait(AwsResourceKind::VgwAttachment, vgw_id.clone()),

@@ -337,7 +337,10 @@ pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str,
     match run_judged(ep, owner, ours(their_ip, &their_device), step, limit).await {
         Err(ContractFailure::Call { error, .. }) => check(
             step,
-            error.kind == ErrorKind::Conflict && error.code == "ForeignCustomerGateway" && error.message.contains(&theirs) && !error.may_have_committed,
+            error.kind == ErrorKind::Conflict
+                && error.code == "ForeignCustomerGateway"
+                && error.message.contains(&theirs)
+                && !error.may_have_committed,
             || format!("{error}"),
         )?,
         Ok(out) => return Err(broken(step, format!("someone else's customer gateway was taken as ours: {:?}", out.id))),

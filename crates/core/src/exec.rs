@@ -364,7 +364,6 @@ impl Executor {
     }
 }
 
-
 /// Where a driven operation reports its retries: the executor's step and event sink
 /// (none for [`run_op`]).
 struct Reporter {
@@ -438,7 +437,11 @@ async fn drive<C: Reconciled>(
                 match found {
                     // From now on this step waits for what was created.
                     Committed::Wait(wait) => {
-                        tracing::info!(step, ?wait, "the operation was carried out despite the error; waiting for it instead of repeating it");
+                        tracing::info!(
+                            step,
+                            ?wait,
+                            "the operation was carried out despite the error; waiting for it instead of repeating it"
+                        );
                         op = wait;
                         may_exist = false;
                         continue;
@@ -550,7 +553,6 @@ async fn find_committed<C: Reconciled>(ep: &dyn VpnEndpoint<C>, owner: &Owner, s
     }
 }
 
-
 /// Observes both clouds at once, retrying throttling and transient errors the way the
 /// executor retries its calls. The way every run starts.
 pub async fn observe(
@@ -563,11 +565,7 @@ pub async fn observe(
     Ok(crate::plan::Observed { aws: aws?, azure: azure? })
 }
 
-async fn observe_one<C: Cloud>(
-    ep: &dyn VpnEndpoint<C>,
-    owner: &Owner,
-    settings: &ExecSettings,
-) -> Result<C::Observed, EndpointError> {
+async fn observe_one<C: Cloud>(ep: &dyn VpnEndpoint<C>, owner: &Owner, settings: &ExecSettings) -> Result<C::Observed, EndpointError> {
     read_with_retry(C::NAME, "observe", settings, || ep.observe(owner)).await
 }
 
@@ -604,7 +602,6 @@ where
         .run_with(|attempt, e, delay| tracing::info!(%cloud, what, attempt, error = %e, ?delay, "read failed; retrying"), read)
         .await
 }
-
 
 pub use crate::committed::{find_by_tags, find_created};
 
@@ -906,7 +903,10 @@ mod behaviour {
                     id: "vgw-1".into(),
                     state: AwsState::Available,
                     amazon_asn: 64512,
-                    attachments: vec![crate::model::VgwAttachment { vpc_id: "vpc-1".into(), state: crate::model::AttachmentState::Attached }],
+                    attachments: vec![crate::model::VgwAttachment {
+                        vpc_id: "vpc-1".into(),
+                        state: crate::model::AttachmentState::Attached,
+                    }],
                     tags: o.tags(&Role::VirtualPrivateGateway),
                 }],
                 ..Default::default()
@@ -929,9 +929,8 @@ mod behaviour {
     async fn a_customer_gateway_returned_without_our_tag_is_a_conflict() {
         let mut aws = MockAwsEndpoint::new();
         aws.expect_start().times(1).returning(|_| Ok(OpHandle("h".into())));
-        aws.expect_poll().returning(|_| {
-            Ok(OpStatus::Done(OpOutput { id: Some("cgw-theirs".into()), tags: Some(Tags::new()), ..Default::default() }))
-        });
+        aws.expect_poll()
+            .returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-theirs".into()), tags: Some(Tags::new()), ..Default::default() })));
         let report =
             executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
         let StepOutcome::Failed { error } = &report.steps[0].outcome else { panic!("{report:?}") };

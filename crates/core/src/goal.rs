@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(Goal::of_aws::<Bound>(&AwsOp::DetachVpnGateway { vgw_id: "g".into(), vpc_id: "v".into() }), Goal::Gone);
         assert_eq!(Goal::of_aws::<Bound>(&AwsOp::Await { kind: AwsResourceKind::VpnGateway, id: "g".into() }), Goal::Settled);
         assert_eq!(Goal::of_azure::<Bound>(&AzureOp::DeleteConnection { name: "c".into() }), Goal::Gone);
-        assert_eq!(Goal::of_azure::<Bound>(&AzureOp::SetSharedKey { name: "c".into(), shared_key: crate::secret::Psk::generate() }), Goal::Ready);
+        assert_eq!(
+            Goal::of_azure::<Bound>(&AzureOp::SetSharedKey { name: "c".into(), shared_key: crate::secret::Psk::generate() }),
+            Goal::Ready
+        );
         assert_eq!(Goal::of_azure::<Bound>(&AzureOp::Await { kind: AzureResourceKind::Connection, name: "c".into() }), Goal::Settled);
     }
 

@@ -146,7 +146,11 @@ async fn foreign_cgw(client: &aws_sdk_ec2::Client, ip: &str, device_name: Option
 
 /// `op` run the way the executor runs a step: core decides whether a refused or
 /// repeated call already did the job, and whether what came back is ours.
-async fn judged(ep: &AwsEndpoint, owner: &Owner, op: AwsOp) -> Result<vpnbridge_core::ops::OpOutput, vpnbridge_core::endpoint::EndpointError> {
+async fn judged(
+    ep: &AwsEndpoint,
+    owner: &Owner,
+    op: AwsOp,
+) -> Result<vpnbridge_core::ops::OpOutput, vpnbridge_core::endpoint::EndpointError> {
     let settings = vpnbridge_core::exec::ExecSettings::default();
     match vpnbridge_core::exec::run_op(ep, owner, op, vpnbridge_core::plan::Action::Create, &settings).await {
         Ok(out) => Ok(out),

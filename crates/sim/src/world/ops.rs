@@ -214,7 +214,12 @@ impl World {
                 // may do for a moment right after the call, before `modifying`.
                 Some(v) => match v.tunnels.iter().find(|t| t.outside_ip == *outside_ip) {
                     Some(_) if v.described_state(now) != AwsState::Available => running,
-                    _ => Completion::Done { id: Some(vpn_id.clone()), public_ip: None, tunnels: v.tunnel_options(), tags: Some(v.tags.clone()) },
+                    _ => Completion::Done {
+                        id: Some(vpn_id.clone()),
+                        public_ip: None,
+                        tunnels: v.tunnel_options(),
+                        tags: Some(v.tags.clone()),
+                    },
                 },
             },
             AwsWait::Timer { at_ms, id } => {
@@ -240,7 +245,9 @@ impl World {
     pub fn azure_completion(&self, kind: AzureKind, id: &str, goal: Goal) -> Completion {
         let found = self.azure.phase_of(kind, id);
         match judge(goal, Phase::from(found.map(|(p, _)| p.state))) {
-            Verdict::Done => Completion::Done { id: Some(id.to_owned()), public_ip: found.and_then(|(_, ip)| ip), tunnels: Vec::new(), tags: None },
+            Verdict::Done => {
+                Completion::Done { id: Some(id.to_owned()), public_ip: found.and_then(|(_, ip)| ip), tunnels: Vec::new(), tags: None }
+            }
             // ARM says "Retry-After: 10" whatever is left, so the caller's detection
             // lags the real end by up to 10 s, as it does against Azure.
             Verdict::NotYet => Completion::Running { retry_after_ms: Some(AZURE_RETRY_AFTER_MS) },

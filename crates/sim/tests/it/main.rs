@@ -311,7 +311,8 @@ async fn customer_gateway_trap_is_a_conflict() {
     let foreign = cloud.add_foreign_customer_gateway(ip, 65000);
     // The simulated EC2 answers with the foreign gateway; the core judges whose it is.
     let settings = vpnbridge_core::exec::ExecSettings::default();
-    let e = match vpnbridge_core::exec::run_op(&aws, &owner(), cgw_op(0, ip, 65000), vpnbridge_core::plan::Action::Create, &settings).await {
+    let e = match vpnbridge_core::exec::run_op(&aws, &owner(), cgw_op(0, ip, 65000), vpnbridge_core::plan::Action::Create, &settings).await
+    {
         Err(vpnbridge_core::exec::StepError::Cloud(e)) => e,
         other => panic!("{other:?}"),
     };
