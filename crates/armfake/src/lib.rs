@@ -58,7 +58,7 @@
 //! Time: the world runs on the real clock (tokio's), scaled by the [`LatencyTable`]:
 //! [`LatencyTable::instant`] makes every operation finish by the next request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,13 +70,17 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
-use vpnbridge_core::model::ProvisioningState;
-use vpnbridge_core::secret::Psk;
-use vpnbridge_sim::world::{ApiError, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut, arm_id};
-use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec, World};
+use vpnbridge_core::goal::Goal;
+use vpnbridge_sim::world::{ApiError, AzureKind, arm_id};
+use vpnbridge_sim::{LatencyTable, SimCloud, VnetSpec, VpcSpec};
 
 mod compute;
+mod operations;
+mod resources;
 mod shapes;
+
+use operations::{get_ike_sas, operation_result, operation_status};
+use resources::{delete, get, list, put, put_shared_key, render, stored_id};
 
 pub use compute::{COMPUTE_API_VERSION, PingScript, TestNsg, TestVmSpec};
 
@@ -189,13 +193,6 @@ impl RequestRecord {
     }
 }
 
-/// What an operation waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goal {
-    Ready,
-    Gone,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     PublicIp,
@@ -213,6 +210,16 @@ impl Kind {
             "connections" => Kind::Connection,
             _ => return None,
         })
+    }
+
+    /// The simulator's name for the kind.
+    fn sim(self) -> AzureKind {
+        match self {
+            Kind::PublicIp => AzureKind::PublicIp,
+            Kind::Gateway => AzureKind::VpnGateway,
+            Kind::Lng => AzureKind::LocalNetworkGateway,
+            Kind::Connection => AzureKind::Connection,
+        }
     }
 
     fn segment(self) -> &'static str {
@@ -845,361 +852,4 @@ fn resource_group(s: &Shared, sub: &str, asked: &str) -> Option<String> {
             (in_sub && rg.eq_ignore_ascii_case(asked)).then(|| rg.to_owned())
         })
     })
-}
-
-/// The id under which a resource is stored, when one matches `id` without case (ARM
-/// names are case-insensitive: a PUT of `GW` updates `gw`); else `id` itself.
-fn stored_id(s: &Shared, kind: Kind, id: &str) -> String {
-    s.cloud.with_world(|w| {
-        let mut keys: Box<dyn Iterator<Item = &String>> = match kind {
-            Kind::PublicIp => Box::new(w.azure.public_ips.keys()),
-            Kind::Gateway => Box::new(w.azure.gateways.keys()),
-            Kind::Lng => Box::new(w.azure.local_network_gateways.keys()),
-            Kind::Connection => Box::new(w.azure.connections.keys()),
-        };
-        keys.find(|k| k.eq_ignore_ascii_case(id)).cloned().unwrap_or_else(|| id.to_owned())
-    })
-}
-
-fn render(s: &Shared, w: &World, kind: Kind, id: &str) -> Option<Value> {
-    render_as(s, w, kind, id, shapes::View::Get)
-}
-
-/// A resource as GET (`View::Get`) or a list item (`View::List`) shows it, with what
-/// its last PUT carried beyond the model ([`Extras`]).
-fn render_as(s: &Shared, w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<Value> {
-    let mut v = render_model(w, kind, id, view)?;
-    if let Some(x) = lock(&s.extras).get(id) {
-        x.lay_over(&mut v);
-    }
-    Some(v)
-}
-
-fn render_model(w: &World, kind: Kind, id: &str, view: shapes::View) -> Option<Value> {
-    match kind {
-        Kind::PublicIp => w.azure.public_ips.get(id).map(|p| shapes::public_ip(w, p)),
-        Kind::Gateway => w.azure.gateways.get(id).map(|g| shapes::gateway(w, g)),
-        Kind::Lng => w.azure.local_network_gateways.get(id).map(shapes::lng),
-        Kind::Connection => w.azure.connections.get(id).map(|c| shapes::connection(w, c, view)),
-    }
-}
-
-/// Every resource of `kind` whose id starts with `scope` (a subscription or a resource
-/// group, compared without case).
-fn list(s: &Shared, kind: Kind, scope: &str) -> Answer {
-    let scope = scope.to_ascii_lowercase();
-    let value: Vec<Value> = s.cloud.with_world(|w| {
-        let ids: Vec<String> = match kind {
-            Kind::PublicIp => w.azure.public_ips.keys().cloned().collect(),
-            Kind::Gateway => w.azure.gateways.keys().cloned().collect(),
-            Kind::Lng => w.azure.local_network_gateways.keys().cloned().collect(),
-            Kind::Connection => w.azure.connections.keys().cloned().collect(),
-        };
-        ids.iter()
-            .filter(|id| id.to_ascii_lowercase().starts_with(&scope))
-            .filter_map(|id| render_as(s, w, kind, id, shapes::View::List))
-            .collect()
-    });
-    Answer::json(StatusCode::OK, json!({ "value": value }))
-}
-
-fn get(s: &Shared, kind: Kind, id: &str) -> Answer {
-    let peer_up = lock(&s.compute).peer_up;
-    let rendered = s.cloud.with_world(|w| {
-        let mut v = render(s, w, kind, id)?;
-        if peer_up && kind == Kind::Connection {
-            compute::peer_up_connection(w, id, &mut v);
-        }
-        Some(v)
-    });
-    match rendered {
-        Some(v) => Answer::json(StatusCode::OK, v),
-        None => not_found(kind.segment(), vpnbridge_sim::world::arm_name(id), &s.cfg.resource_group),
-    }
-}
-
-fn parse_body(body: &Bytes) -> Result<Value, Answer> {
-    let invalid = |why: String| {
-        arm_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContent",
-            format!("The request content was invalid and could not be deserialized: {why}"),
-        )
-    };
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(invalid("the body is not a JSON object".to_owned())),
-        Err(e) => Err(invalid(e.to_string())),
-    }
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
-}
-
-fn tags_of(v: &Value) -> BTreeMap<String, String> {
-    v.get("tags")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect())
-        .unwrap_or_default()
-}
-
-fn missing(field: &str) -> Answer {
-    arm_error(StatusCode::BAD_REQUEST, "InvalidRequestFormat", format!("Cannot parse the request: '{field}' is missing or invalid."))
-}
-
-fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
-    let v = match parse_body(body) {
-        Ok(v) => v,
-        Err(a) => return a,
-    };
-    let location = v.get("location").and_then(Value::as_str).unwrap_or(&s.cfg.location).to_owned();
-    let tags = tags_of(&v);
-    let existed = s.cloud.with_world(|w| render_model(w, kind, id, shapes::View::Get).is_some());
-    let result: Result<(), Answer> = s.cloud.with_world_mut(|w| match kind {
-        Kind::PublicIp => {
-            let body = PublicIpPut {
-                location,
-                sku: str_at(&v, "/sku/name").unwrap_or("Basic").to_owned(),
-                static_allocation: str_at(&v, "/properties/publicIPAllocationMethod") == Some("Static"),
-                zones: v
-                    .get("zones")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|z| z.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default(),
-                tags,
-            };
-            w.put_public_ip(id, &body).map(drop).map_err(|e| api_error(&e))
-        }
-        Kind::Gateway => {
-            let mut ip_configurations = Vec::new();
-            for c in v.pointer("/properties/ipConfigurations").and_then(Value::as_array).into_iter().flatten() {
-                let (Some(name), Some(subnet_id), Some(public_ip_id)) =
-                    (str_at(c, "/name"), str_at(c, "/properties/subnet/id"), str_at(c, "/properties/publicIPAddress/id"))
-                else {
-                    return Err(missing("properties.ipConfigurations[].{name, properties.subnet.id, properties.publicIPAddress.id}"));
-                };
-                ip_configurations.push(IpConfigPut {
-                    name: name.to_owned(),
-                    subnet_id: subnet_id.to_owned(),
-                    public_ip_id: public_ip_id.to_owned(),
-                });
-            }
-            let body = GatewayPut {
-                location,
-                gateway_type: str_at(&v, "/properties/gatewayType").unwrap_or("Vpn").to_owned(),
-                vpn_type: str_at(&v, "/properties/vpnType").unwrap_or("RouteBased").to_owned(),
-                sku: match str_at(&v, "/properties/sku/name") {
-                    Some(s) => s.to_owned(),
-                    None => return Err(missing("properties.sku.name")),
-                },
-                generation: str_at(&v, "/properties/vpnGatewayGeneration").unwrap_or("Generation1").to_owned(),
-                active_active: v.pointer("/properties/activeActive").and_then(Value::as_bool).unwrap_or(false),
-                enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
-                asn: v.pointer("/properties/bgpSettings/asn").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()),
-                ip_configurations,
-                tags,
-            };
-            w.put_virtual_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
-        }
-        Kind::Lng => {
-            let Some(gateway_ip) = str_at(&v, "/properties/gatewayIpAddress").and_then(|s| s.parse().ok()) else {
-                return Err(missing("properties.gatewayIpAddress"));
-            };
-            let mut address_prefixes = Vec::new();
-            for p in v.pointer("/properties/localNetworkAddressSpace/addressPrefixes").and_then(Value::as_array).into_iter().flatten() {
-                match p.as_str().and_then(|p| p.parse().ok()) {
-                    Some(p) => address_prefixes.push(p),
-                    None => return Err(missing("properties.localNetworkAddressSpace.addressPrefixes[]")),
-                }
-            }
-            let body = LngPut { location, gateway_ip, address_prefixes, tags };
-            w.put_local_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
-        }
-        Kind::Connection => {
-            let Some(gateway_id) = str_at(&v, "/properties/virtualNetworkGateway1/id") else {
-                return Err(missing("properties.virtualNetworkGateway1.id"));
-            };
-            let Some(lng_id) = str_at(&v, "/properties/localNetworkGateway2/id") else {
-                return Err(missing("properties.localNetworkGateway2.id"));
-            };
-            let shared_key = match str_at(&v, "/properties/sharedKey").map(Psk::new) {
-                Some(Ok(k)) => k,
-                Some(Err(e)) => {
-                    return Err(arm_error(StatusCode::BAD_REQUEST, "InvalidSharedKey", format!("The shared key {e}.")));
-                }
-                None => return Err(missing("properties.sharedKey (the fake does not generate keys)")),
-            };
-            let body = ConnectionPut {
-                location,
-                gateway_id: gateway_id.to_owned(),
-                local_network_gateway_id: lng_id.to_owned(),
-                connection_type: str_at(&v, "/properties/connectionType").unwrap_or("IPsec").to_owned(),
-                protocol: str_at(&v, "/properties/connectionProtocol").unwrap_or("IKEv2").to_owned(),
-                shared_key,
-                enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
-                dpd_timeout_seconds: v
-                    .pointer("/properties/dpdTimeoutSeconds")
-                    .and_then(Value::as_u64)
-                    .and_then(|d| u32::try_from(d).ok())
-                    .unwrap_or(45),
-                tags,
-            };
-            w.put_connection(id, &body).map(drop).map_err(|e| api_error(&e))
-        }
-    });
-    if let Err(a) = result {
-        return a;
-    }
-    lock(&s.extras).insert(id.to_owned(), Extras::of(kind, &v));
-    maybe_fail(s, kind, id);
-    let (op, _) = s.op_urls(Operation::Resource { kind, id: id.to_owned(), goal: Goal::Ready });
-    let rendered = s.cloud.with_world(|w| render(s, w, kind, id)).unwrap_or(Value::Null);
-    s.with_retry_after(
-        Answer::json(if existed { StatusCode::OK } else { StatusCode::CREATED }, rendered).header("Azure-AsyncOperation", op),
-    )
-}
-
-/// Applies the `fail_next_operations` switch to a resource just PUT.
-fn maybe_fail(s: &Shared, kind: Kind, id: &str) {
-    let fail = {
-        let mut f = lock(&s.faults);
-        let fail = f.fail_next_operations > 0;
-        if fail {
-            f.fail_next_operations -= 1;
-        }
-        fail
-    };
-    if !fail {
-        return;
-    }
-    s.cloud.with_world_mut(|w| {
-        let phase = match kind {
-            Kind::PublicIp => w.azure.public_ips.get_mut(id).map(|r| &mut r.phase),
-            Kind::Gateway => w.azure.gateways.get_mut(id).map(|r| &mut r.phase),
-            Kind::Lng => w.azure.local_network_gateways.get_mut(id).map(|r| &mut r.phase),
-            Kind::Connection => w.azure.connections.get_mut(id).map(|r| &mut r.phase),
-        };
-        if let Some(p) = phase {
-            p.state = ProvisioningState::Failed;
-            p.until = None;
-        }
-    });
-}
-
-fn put_shared_key(s: &Shared, id: &str, body: &Bytes) -> Answer {
-    let v = match parse_body(body) {
-        Ok(v) => v,
-        Err(a) => return a,
-    };
-    let key = match str_at(&v, "/value").map(Psk::new) {
-        Some(Ok(k)) => k,
-        Some(Err(e)) => return arm_error(StatusCode::BAD_REQUEST, "InvalidSharedKey", format!("The shared key {e}.")),
-        None => return missing("value"),
-    };
-    if let Err(e) = s.cloud.with_world_mut(|w| w.put_connection_shared_key(id, &key)) {
-        return api_error(&e);
-    }
-    let (op, _) = s.op_urls(Operation::Resource { kind: Kind::Connection, id: id.to_owned(), goal: Goal::Ready });
-    s.with_retry_after(Answer::json(StatusCode::OK, json!({ "value": key.expose() })).header("Azure-AsyncOperation", op))
-}
-
-fn delete(s: &Shared, kind: Kind, id: &str) -> Answer {
-    let r = s.cloud.with_world_mut(|w| match kind {
-        Kind::PublicIp => w.delete_public_ip(id),
-        Kind::Gateway => w.delete_virtual_network_gateway(id),
-        Kind::Lng => w.delete_local_network_gateway(id),
-        Kind::Connection => w.delete_connection(id),
-    });
-    match r {
-        Ok(()) => {
-            let (op, location) = s.op_urls(Operation::Resource { kind, id: id.to_owned(), goal: Goal::Gone });
-            s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location).header("Azure-AsyncOperation", op))
-        }
-        Err(e) if e.status == 404 => Answer::empty(StatusCode::NO_CONTENT),
-        Err(e) => api_error(&e),
-    }
-}
-
-fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer {
-    let peer_up = lock(&s.compute).peer_up;
-    let sas = s.cloud.with_world(|w| {
-        let c = w.azure.connections.get(id)?;
-        Some(if peer_up { compute::peer_up_ike_sas(w, id).unwrap_or_else(|| shapes::ike_sas(w, c)) } else { shapes::ike_sas(w, c) })
-    });
-    let Some(sas) = sas else { return not_found("connections", name, rg) };
-    // ARM returns the SAs as a JSON document inside a JSON string.
-    let (_, location) = s.op_urls(Operation::Finished { body: Value::String(sas.to_string()) });
-    s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location))
-}
-
-/// Where an operation stands: (status, error) in ARM's words.
-fn op_state(s: &Shared, op: &Operation) -> (&'static str, Option<(String, String)>) {
-    match op {
-        Operation::Finished { .. } => ("Succeeded", None),
-        Operation::Resource { kind, id, goal } => {
-            let state = s.cloud.with_world(|w| match kind {
-                Kind::PublicIp => w.azure.public_ips.get(id).map(|r| r.phase.state),
-                Kind::Gateway => w.azure.gateways.get(id).map(|r| r.phase.state),
-                Kind::Lng => w.azure.local_network_gateways.get(id).map(|r| r.phase.state),
-                Kind::Connection => w.azure.connections.get(id).map(|r| r.phase.state),
-            });
-            match (state, goal) {
-                (None, Goal::Gone) => ("Succeeded", None),
-                (None, Goal::Ready) => (
-                    "Failed",
-                    Some(("ResourceNotFound".to_owned(), format!("The resource '{id}' was deleted while the operation was running."))),
-                ),
-                (Some(ProvisioningState::Succeeded), Goal::Ready) => ("Succeeded", None),
-                (Some(ProvisioningState::Failed), _) => (
-                    "Failed",
-                    Some((
-                        "OperationFailed".to_owned(),
-                        format!("The operation on '{id}' failed; the resource's provisioningState is Failed."),
-                    )),
-                ),
-                (Some(ProvisioningState::Succeeded), Goal::Gone) => {
-                    ("Canceled", Some(("Canceled".to_owned(), format!("The delete of '{id}' was canceled; the resource still exists."))))
-                }
-                _ => ("InProgress", None),
-            }
-        }
-    }
-}
-
-fn operation_status(s: &Shared, guid: &str) -> Answer {
-    let Some(op) = lock(&s.ops).get(guid).cloned() else {
-        return arm_error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{guid}' was not found."));
-    };
-    let (status, error) = op_state(s, &op);
-    let mut body = json!({ "name": guid, "status": status, "startTime": "2025-01-01T00:00:00Z" });
-    if let Some((code, message)) = error {
-        body["error"] = json!({ "code": code, "message": message, "details": [] });
-    }
-    let a = Answer::json(StatusCode::OK, body);
-    if status == "InProgress" { s.with_retry_after(a) } else { a }
-}
-
-fn operation_result(s: &Shared, guid: &str) -> Answer {
-    let Some(op) = lock(&s.ops).get(guid).cloned() else {
-        return arm_error(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{guid}' was not found."));
-    };
-    match op_state(s, &op) {
-        ("InProgress", _) => {
-            let location = format!("{}{}", s.base_url, location_path(s, guid));
-            s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location))
-        }
-        (_, Some((code, message))) => arm_error(StatusCode::INTERNAL_SERVER_ERROR, &code, message),
-        _ => match op {
-            Operation::Finished { body } => Answer::json(StatusCode::OK, body),
-            Operation::Resource { .. } => Answer::empty(StatusCode::NO_CONTENT),
-        },
-    }
-}
-
-fn location_path(s: &Shared, guid: &str) -> String {
-    format!(
-        "/subscriptions/{}/providers/Microsoft.Network/locations/{}/operationResults/{guid}?api-version={API_VERSION}",
-        s.cfg.subscription_id, s.cfg.location
-    )
 }

@@ -1,52 +1,42 @@
 //! What a started AWS operation waits for, carried in the core's opaque `OpHandle` as
 //! JSON (`{"kind":"vpn","id":"vpn-…","target":"ready"}`): no state lives in the adapter,
-//! so a handle survives a restart. Never holds a secret.
+//! so a handle survives a restart. Never holds a secret. `target` is the core's
+//! [`Goal`]; whether it is reached is the core's judgement (`vpnbridge_core::goal`).
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
-
-/// The state a wait ends in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// `available` (attached, route present).
-    Ready,
-    /// `deleted` (detached, route absent) or unknown to EC2.
-    Gone,
-    /// Anything but a transitional state (`pending`, `deleting`, `attaching`…).
-    Settled,
-}
+use vpnbridge_core::goal::Goal;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Wait {
     Vgw {
         id: String,
-        target: Target,
+        target: Goal,
     },
     Attachment {
         vgw_id: String,
         vpc_id: String,
-        target: Target,
+        target: Goal,
     },
     Cgw {
         id: String,
-        target: Target,
+        target: Goal,
     },
     Vpn {
         id: String,
-        target: Target,
+        target: Goal,
     },
     Route {
         route_table_id: String,
         destination: String,
-        target: Target,
+        target: Goal,
     },
     VpnRoute {
         vpn_id: String,
         destination: String,
-        target: Target,
+        target: Goal,
     },
     /// A `ModifyVpnTunnelOptions`: done when the connection is available again with the
     /// requested inside CIDR (the key itself is never written into a handle).
@@ -73,7 +63,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_reads_like_json() {
-        let w = Wait::Vpn { id: "vpn-1".into(), target: Target::Ready };
+        let w = Wait::Vpn { id: "vpn-1".into(), target: Goal::Ready };
         assert_eq!(w.encode(), r#"{"kind":"vpn","id":"vpn-1","target":"ready"}"#);
         assert_eq!(Wait::decode(&w.encode()), Some(w));
         assert_eq!(Wait::decode("https://management.azure.com/op"), None);

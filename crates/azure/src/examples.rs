@@ -10,8 +10,9 @@ use std::net::Ipv4Addr;
 use vpnbridge_core::model::{AzureScope, Owner, ProvisioningState, Role, TunnelState};
 use vpnbridge_core::secret::Psk;
 
+use crate::observe::Snapshot;
 use crate::tunnels::{self, Instance, SaEvidence};
-use crate::{Snapshot, merge, parse_ike_sas, wire};
+use crate::{merge, parse_ike_sas, wire};
 
 macro_rules! fixture {
     ($name:literal) => {

@@ -15,7 +15,18 @@
 //! 3. nothing else. When the entries left could belong to either instance and they
 //!    disagree, the end reads Unknown and its reason says so, instead of guessing.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use vpnbridge_core::endpoint::{CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, Tunnel, TunnelEnd, WithIkeSa};
+use vpnbridge_core::model::{AzureScope, Owner};
+
+use crate::AzureEndpoint;
+use crate::arm::{self, Raw, RawCall, call_arm};
+use crate::handle::{Handle, Kind, bad_handle, decode, encode};
+use crate::observe::{Snapshot, same_id};
+use crate::wire::{IkeSa, parse_ike_sas};
 
 use vpnbridge_core::endpoint::TunnelStatus;
 use vpnbridge_core::model::TunnelState;
@@ -223,6 +234,142 @@ fn listing(entries: &[TunnelHealth], which: &[usize]) -> String {
     which.iter().map(|&e| format!("tunnel {} {}", entries[e].tunnel, word(&entries[e]))).collect::<Vec<_>>().join(", ")
 }
 
+// ---------------------------------------------------------------------------
+// Reading the tunnel ends: the IKE SAs (`getikesas`) and each instance's end
+// ---------------------------------------------------------------------------
+
+impl AzureEndpoint {
+    /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
+    pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
+        let c = &self.arm.client;
+        let r = call_arm(
+            true,
+            c.virtual_network_gateway_connections_client().get_ike_sas(&self.resource_group, name, &self.subscription).send(),
+        )
+        .await?;
+        let raw = Raw::read(r.into_raw_response()).await?;
+        match raw.header("location") {
+            Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
+            None => Ok(encode(&Handle::Result { body: String::from_utf8_lossy(&raw.body).into_owned() })),
+        }
+    }
+
+    /// Polls a [`AzureEndpoint::start_get_ike_sas`] handle: `None` while running.
+    pub async fn poll_ike_sas(&self, handle: &OpHandle) -> Result<Option<Vec<IkeSa>>, EndpointError> {
+        self.poll_ike_sas_once(handle).await.map(|(sas, _)| sas)
+    }
+
+    /// One poll of a `getikesas` handle, with ARM's `Retry-After` while it runs.
+    pub(crate) async fn poll_ike_sas_once(&self, handle: &OpHandle) -> Result<(Option<Vec<IkeSa>>, Option<Duration>), EndpointError> {
+        let body = match decode(handle)? {
+            Handle::Result { body } => body.into_bytes(),
+            Handle::Location { url, .. } => {
+                let raw = self.arm.get(RawCall::OperationResult, &url).await?;
+                if raw.status == 202 {
+                    return Ok((None, arm::retry_after(&raw.headers)));
+                }
+                raw.body.to_vec()
+            }
+            _ => return Err(bad_handle("not an IKE SA handle")),
+        };
+        parse_ike_sas(&body).map(|sas| (Some(sas), None)).map_err(|e| {
+            EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "UnexpectedResponse", format!("cannot read the IKE SAs: {e}"))
+        })
+    }
+
+    /// A Connection's IKE SAs for `tunnel_ends`, best effort: start `getikesas` and poll
+    /// it (honouring `Retry-After`, capped) for at most [`IKE_SA_DEADLINE`]. Any error or
+    /// the deadline gives `None`: the ends are then reported without SAs. This is a
+    /// read for display, not an operation of the plan, so the bound lives here.
+    pub(crate) async fn ike_sas_bounded(&self, name: &str) -> Option<Vec<IkeSa>> {
+        let read = async {
+            let h = self.start_get_ike_sas(name).await?;
+            loop {
+                let (sas, retry_after) = self.poll_ike_sas_once(&h).await?;
+                if let Some(sas) = sas {
+                    return Ok::<_, EndpointError>(sas);
+                }
+                let wait = retry_after.unwrap_or(IKE_SA_POLL_DEFAULT).clamp(IKE_SA_POLL_MIN, IKE_SA_POLL_MAX);
+                tokio::time::sleep(wait).await;
+            }
+        };
+        // Errors and the deadline both mean "no SAs reported": tunnel_ends never fails on them.
+        tokio::time::timeout(IKE_SA_DEADLINE, read).await.ok()?.ok()
+    }
+}
+
+/// How long `tunnel_ends` waits for one Connection's `getikesas` (they run in parallel).
+pub const IKE_SA_DEADLINE: Duration = Duration::from_secs(30);
+const IKE_SA_POLL_DEFAULT: Duration = Duration::from_secs(2);
+const IKE_SA_POLL_MIN: Duration = Duration::from_millis(100);
+const IKE_SA_POLL_MAX: Duration = Duration::from_secs(10);
+
+impl Snapshot {
+    /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).
+    pub(crate) fn our_connection_names(&self, scope: AzureScope<'_>, owner: &Owner) -> Vec<String> {
+        let ours = self.ours(scope, owner);
+        self.connections.iter().filter(|c| ours(&c.id)).map(|c| c.name.clone()).collect()
+    }
+
+    /// Each instance's end of each of our Connections. `sas` holds the IKE SAs of
+    /// the Connections whose `getikesas` answered (by lower-cased name); each end gets
+    /// the SA whose local endpoint is its instance's public IP, and its status from the
+    /// `tunnelConnectionStatus` entry attributed to it (see [`tunnels`]).
+    pub(crate) fn tunnel_ends(&self, scope: AzureScope<'_>, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
+        let ours = self.ours(scope, owner);
+        let our_gw = self.our_gateway(scope, owner);
+        let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
+        let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
+        for c in self.connections.iter().filter(|c| ours(&c.id)) {
+            let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
+            let Some(peer) =
+                self.lngs.iter().find(|l| same_id(&l.id, lng_id)).and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok())
+            else {
+                continue;
+            };
+            let psk = self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten();
+            let read = sas.get(&c.name.to_ascii_lowercase());
+            let evidence: Vec<(Instance, Option<CoreIkeSa>)> = instances
+                .iter()
+                .map(|&(index, ip)| {
+                    let sa = read.and_then(|sas| sa_of_instance(sas, ip));
+                    let seen = match (read, &sa) {
+                        (None, _) => SaEvidence::Unknown,
+                        (Some(_), Some(_)) => SaEvidence::Present,
+                        (Some(_), None) => SaEvidence::Absent,
+                    };
+                    (Instance { index, ip, sa: seen }, sa)
+                })
+                .collect();
+            let inst: Vec<Instance> = evidence.iter().map(|(i, _)| *i).collect();
+            let statuses = attribute(&c.properties.tunnel_connection_status, c.properties.connection_status.as_deref(), &inst);
+            for ((i, sa), status) in evidence.into_iter().zip(statuses) {
+                let end = TunnelEnd {
+                    cloud: CloudName::Azure,
+                    outside_ip: i.ip,
+                    peer_ip: peer,
+                    instance: i.index,
+                    resource: c.name.clone(),
+                    inside_cidr: None,
+                    psk: psk.clone(),
+                    status,
+                };
+                out.push(Box::new(WithIkeSa { end, sa }));
+            }
+        }
+        out
+    }
+}
+
+/// The SA held by the instance whose public IP is `ip` (its `localEndpoint`).
+pub(crate) fn sa_of_instance(sas: &[IkeSa], ip: Ipv4Addr) -> Option<CoreIkeSa> {
+    sas.iter().find_map(|s| {
+        let local: Ipv4Addr = s.local_endpoint.as_deref()?.trim().parse().ok()?;
+        let remote: Ipv4Addr = s.remote_endpoint.as_deref()?.trim().parse().ok()?;
+        (local == ip).then_some(CoreIkeSa { local, remote })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +449,25 @@ mod tests {
         assert_eq!(ip_in_name("3.0.0.5_20.0.0.2", &ips), Some(ips[1]));
         assert_eq!(ip_in_name("Tunnel0", &ips), None);
         assert_eq!(ip_in_name("tunnel-1a2b3c4d", &ips), None);
+    }
+
+    /// Each instance gets the SA whose local endpoint is its public IP; an SA with an
+    /// unreadable endpoint is skipped.
+    #[test]
+    fn the_sa_of_an_instance_is_matched_by_its_local_endpoint() {
+        let sa = |local: &str, remote: &str| IkeSa {
+            local_endpoint: Some(local.into()),
+            remote_endpoint: Some(remote.into()),
+            encryption: None,
+            integrity: None,
+            dh_group: None,
+            life_time_seconds: None,
+            is_sa_initiator: None,
+            elapsed_time_inseconds: None,
+        };
+        let sas = [sa("not an ip", "3.0.0.9"), sa("20.0.0.2", "3.0.0.5"), sa("20.0.0.1", "3.0.0.6")];
+        let found = sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 1)).expect("instance 0");
+        assert_eq!((found.local, found.remote), (Ipv4Addr::new(20, 0, 0, 1), Ipv4Addr::new(3, 0, 0, 6)));
+        assert!(sa_of_instance(&sas, Ipv4Addr::new(20, 0, 0, 3)).is_none());
     }
 }

@@ -252,6 +252,117 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     Ok(())
 }
 
+/// Runs `op` the way the executor runs a step (`exec::run_op`): core, not the
+/// endpoint, decides whether a refused or repeated call already did the job.
+async fn run_judged(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, op: AwsOp, step: &str, limit: Duration) -> Result<OpOutput, ContractFailure> {
+    let settings = crate::exec::ExecSettings::default();
+    match tokio::time::timeout(limit, crate::exec::run_op(ep, owner, op, crate::plan::Action::Create, &settings)).await {
+        Err(_) => Err(ContractFailure::Timeout { step: step.to_owned(), limit }),
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(crate::exec::StepError::Cloud(error))) => Err(ContractFailure::Call { step: step.to_owned(), error }),
+        Ok(Err(e)) => Err(broken(step, e.to_string())),
+    }
+}
+
+/// The AWS repeat contract: the calls whose answer may be lost and that the executor
+/// then repeats, as EC2 answers them (an attachment and a route already there, a
+/// customer gateway that EC2 returns again for the same IP, ASN and device name,
+/// whoever's it is), judged by core through `exec::run_op`. Same VPC as [`aws`];
+/// `owner` must have nothing yet.
+pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
+    let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
+    let call = |step: &str| {
+        let step = step.to_owned();
+        move |error| ContractFailure::Call { step, error }
+    };
+    let o = ep.observe(owner).await.map_err(call("observe (empty)"))?;
+    let main = o
+        .vpc
+        .as_ref()
+        .and_then(|v| v.main_route_table())
+        .ok_or_else(|| broken("observe (empty)", "no main route table reported"))?
+        .id
+        .clone();
+
+    let step = "CreateVpnGateway";
+    let op = AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) };
+    let vgw = run_judged(ep, owner, op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported"))?;
+
+    let attach = AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc_id.to_owned() };
+    run_judged(ep, owner, attach.clone(), "AttachVpnGateway", limit).await?;
+    let step = "AttachVpnGateway (repeated)";
+    run_judged(ep, owner, attach, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_gateways.iter().find(|v| v.id == vgw).ok_or_else(|| broken(step, "VGW gone"))?;
+    check(step, v.attachments.iter().filter(|a| a.vpc_id == vpc_id && a.state == AttachmentState::Attached).count() == 1, || {
+        format!("{:?}", v.attachments)
+    })?;
+
+    let route = AwsOp::CreateRoute { route_table_id: main.clone(), destination: azure_prefix, vgw_id: vgw.clone() };
+    run_judged(ep, owner, route.clone(), "CreateRoute", limit).await?;
+    let step = "CreateRoute (repeated)";
+    run_judged(ep, owner, route, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let table = o.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| t.id == main)).ok_or_else(|| broken(step, "main table gone"))?;
+    check(
+        step,
+        table.routes.iter().filter(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())).count() == 1,
+        || format!("{:?}", table.routes),
+    )?;
+
+    let step = "CreateCustomerGateway (repeated)";
+    let ours = |ip: Ipv4Addr, device: &str| AwsOp::CreateCustomerGateway {
+        ip,
+        bgp_asn: 65000,
+        device_name: device.to_owned(),
+        tags: owner.tags(&Role::CustomerGateway(0)),
+    };
+    let ip = Ipv4Addr::new(20, 0, 113, 20);
+    let device = format!("vpnbridge-{}-cgw-0", owner.deployment);
+    let cgw = run_judged(ep, owner, ours(ip, &device), step, limit).await?.id.ok_or_else(|| broken(step, "no id reported"))?;
+    let again = run_judged(ep, owner, ours(ip, &device), step, limit).await?.id.ok_or_else(|| broken(step, "no id reported"))?;
+    check(step, again == cgw, || format!("the repeat made {again} beside {cgw}"))?;
+
+    let step = "CreateCustomerGateway (someone else's)";
+    let other = Owner::new(format!("{}-other", owner.deployment));
+    let their_ip = Ipv4Addr::new(20, 0, 113, 21);
+    let their_device = format!("vpnbridge-{}-cgw-1", owner.deployment);
+    let theirs = AwsOp::CreateCustomerGateway {
+        ip: their_ip,
+        bgp_asn: 65000,
+        device_name: their_device.clone(),
+        tags: other.tags(&Role::CustomerGateway(1)),
+    };
+    let theirs = run_judged(ep, &other, theirs, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported"))?;
+    match run_judged(ep, owner, ours(their_ip, &their_device), step, limit).await {
+        Err(ContractFailure::Call { error, .. }) => check(
+            step,
+            error.kind == ErrorKind::Conflict
+                && error.code == "ForeignCustomerGateway"
+                && error.message.contains(&theirs)
+                && !error.may_have_committed,
+            || format!("{error}"),
+        )?,
+        Ok(out) => return Err(broken(step, format!("someone else's customer gateway was taken as ours: {:?}", out.id))),
+        Err(other) => return Err(other),
+    }
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.customer_gateways.iter().map(|c| c.id.as_str()).collect::<Vec<_>>() == [cgw.as_str()], || {
+        format!("{:?}", o.customer_gateways)
+    })?;
+
+    for (step, op) in [
+        ("DeleteCustomerGateway", AwsOp::DeleteCustomerGateway { cgw_id: cgw }),
+        ("DeleteCustomerGateway (someone else's, test cleanup)", AwsOp::DeleteCustomerGateway { cgw_id: theirs }),
+        ("DeleteRoute", AwsOp::DeleteRoute { route_table_id: main, destination: azure_prefix }),
+        ("DetachVpnGateway", AwsOp::DetachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc_id.to_owned() }),
+        ("DeleteVpnGateway", AwsOp::DeleteVpnGateway { vgw_id: vgw }),
+    ] {
+        run_to_end(ep, &op, step, limit).await?;
+    }
+    Ok(())
+}
+
 /// The Azure contract. The endpoint must be scoped to a resource group holding VNet
 /// `vnet` with a GatewaySubnet, where `owner` has nothing yet.
 pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit: Duration) -> Result<(), ContractFailure> {

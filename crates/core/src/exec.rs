@@ -15,9 +15,10 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::endpoint::{Aws, Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, VpnEndpoint};
-use crate::model::{AwsObserved, AwsState, Owner, TAG_ROLE, Tags};
-use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, OpOutput, StepId};
+use crate::committed::{Committed, Reconciled};
+use crate::endpoint::{Aws, Azure, Cloud, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, VpnEndpoint};
+use crate::model::Owner;
+use crate::ops::{AwsOp, AzureOp, OpOutput, StepId};
 use crate::plan::{Action, Plan, Step, StepOp};
 
 /// How often a changed tunnel's status is read while the executor waits for it.
@@ -207,19 +208,9 @@ impl Executor {
         let t0 = Instant::now();
         let n = plan.steps.len();
         let mut outputs: HashMap<StepId, OpOutput> = HashMap::new();
-        let mut records: Vec<StepRecord> = plan
-            .steps
-            .iter()
-            .map(|s| StepRecord {
-                id: s.id,
-                cloud: s.cloud(),
-                resource_type: s.resource_type,
-                name: s.name.clone(),
-                started_at: None,
-                finished_at: None,
-                outcome: StepOutcome::Skipped { because_of: usize::MAX },
-            })
-            .collect();
+        // Each step's times and, once it has one, its outcome.
+        let mut times: Vec<(Option<Duration>, Option<Duration>)> = vec![(None, None); n];
+        let mut outcomes: Vec<Option<StepOutcome>> = vec![None; n];
         let mut state: Vec<Progress> = vec![Progress::Waiting; n];
         let semaphore = Arc::new(Semaphore::new(self.settings.max_concurrency.max(1)));
         let serial: Arc<std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>> = Arc::default();
@@ -233,11 +224,11 @@ impl Executor {
                 }
                 if let Some(&bad) = s.depends_on.iter().find(|d| matches!(state[**d], Progress::Failed | Progress::Skipped)) {
                     state[s.id] = Progress::Skipped;
-                    let root = match &records[bad].outcome {
-                        StepOutcome::Skipped { because_of } => *because_of,
+                    let root = match &outcomes[bad] {
+                        Some(StepOutcome::Skipped { because_of }) => *because_of,
                         _ => bad,
                     };
-                    records[s.id].outcome = StepOutcome::Skipped { because_of: root };
+                    outcomes[s.id] = Some(StepOutcome::Skipped { because_of: root });
                     sink(&ExecEvent::Skipped { step: s.id, because_of: root });
                     continue;
                 }
@@ -246,7 +237,7 @@ impl Executor {
                 }
                 state[s.id] = Progress::Running;
                 let at = t0.elapsed();
-                records[s.id].started_at = Some(at);
+                times[s.id].0 = Some(at);
                 sink(&ExecEvent::Started { step: s.id, at });
                 let bound = bind(s, &outputs);
                 let this = self.clone();
@@ -269,22 +260,40 @@ impl Executor {
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             let at = t0.elapsed();
-            records[id].finished_at = Some(at);
+            times[id].1 = Some(at);
             match result {
                 Ok(out) => {
                     state[id] = Progress::Done;
-                    records[id].outcome = StepOutcome::Done;
+                    outcomes[id] = Some(StepOutcome::Done);
                     outputs.insert(id, out);
                     sink(&ExecEvent::Finished { step: id, at });
                 }
                 Err(e) => {
                     state[id] = Progress::Failed;
                     let error = e.to_string();
-                    records[id].outcome = StepOutcome::Failed { error: error.clone() };
+                    outcomes[id] = Some(StepOutcome::Failed { error: error.clone() });
                     sink(&ExecEvent::Failed { step: id, at, error });
                 }
             }
         }
+        let records: Vec<StepRecord> = plan
+            .steps
+            .iter()
+            .zip(times.into_iter().zip(outcomes))
+            .map(|(s, ((started_at, finished_at), outcome))| StepRecord {
+                id: s.id,
+                cloud: s.cloud(),
+                resource_type: s.resource_type,
+                name: s.name.clone(),
+                started_at,
+                finished_at,
+                // Every step of a plan (a DAG) ends started or skipped; only steps
+                // whose dependencies form a cycle never get that far.
+                outcome: outcome.unwrap_or_else(|| StepOutcome::Failed {
+                    error: "never started: the steps it depends on never finished (the plan's dependencies form a cycle)".into(),
+                }),
+            })
+            .collect();
         let makespan = records.iter().filter_map(|r| r.finished_at).max().unwrap_or_default();
         ExecReport { steps: records, makespan }
     }
@@ -308,7 +317,15 @@ impl Executor {
             None => None,
         };
         let limit = deadline(&step.op);
-        let out = match tokio::time::timeout(limit, self.drive(step, op, &sink, t0)).await {
+        let report = Reporter { step: step.id, sink: Some(sink), t0 };
+        let may_exist = step.action == Action::Create;
+        let driven = async {
+            match op {
+                BoundOp::Aws(o) => drive(self.aws.as_ref(), &self.owner, &self.settings, o, may_exist, &report).await,
+                BoundOp::Azure(o) => drive(self.azure.as_ref(), &self.owner, &self.settings, o, may_exist, &report).await,
+            }
+        };
+        let out = match tokio::time::timeout(limit, driven).await {
             Ok(r) => r?,
             Err(_) => return Err(StepError::Deadline(limit)),
         };
@@ -345,232 +362,194 @@ impl Executor {
             }
         }
     }
+}
 
-    /// Start (retrying transient failures safely), then poll until done.
-    async fn drive(&self, step: &Step, mut op: BoundOp, sink: &EventSink, t0: Instant) -> Result<OpOutput, StepError> {
-        let id = step.id;
-        let mut attempt = 0u32;
-        let mut may_exist = step.action == Action::Create;
-        loop {
-            let started = match &op {
-                BoundOp::Aws(o) => self.aws.start(o).await,
-                BoundOp::Azure(o) => self.azure.start(o).await,
-            };
-            let handle = match started {
-                Ok(h) => h,
-                // Deleting what is already gone is success.
-                Err(e) if e.kind == ErrorKind::NotFound && op.is_delete() => {
-                    tracing::info!(step = id, error = %e, "already gone");
-                    return Ok(OpOutput::default());
-                }
-                Err(e) if self.settings.retry.retries(&e, attempt) => {
-                    // A create may have been carried out although the call failed (a
-                    // timeout after commit; AWS creates have no client token): look for
-                    // it before creating again, and wait for it if it is there.
-                    let found = if e.may_have_committed && may_exist { self.find_committed(&op).await } else { None };
-                    match found {
-                        // From now on this step waits for what was created.
-                        Some(Found::Wait(wait)) => {
-                            tracing::info!(
-                                step = id,
-                                ?wait,
-                                "the create was carried out despite the error; waiting for it instead of creating again"
-                            );
-                            op = wait;
-                            may_exist = false;
-                            continue;
-                        }
-                        Some(Found::Done) => return Ok(OpOutput::default()),
-                        None => {
-                            attempt += 1;
-                            self.back_off(id, attempt, &e, sink, t0).await;
-                            continue;
-                        }
+/// Where a driven operation reports its retries: the executor's step and event sink
+/// (none for [`run_op`]).
+struct Reporter {
+    step: StepId,
+    sink: Option<EventSink>,
+    t0: Instant,
+}
+
+impl Reporter {
+    fn retrying(&self, attempt: u32, e: &EndpointError, delay: Duration) {
+        tracing::info!(step = self.step, attempt, error = %e, ?delay, "transient error; retrying");
+        if let Some(sink) = &self.sink {
+            sink(&ExecEvent::Retrying { step: self.step, at: self.t0.elapsed(), error: e.to_string(), delay });
+        }
+    }
+}
+
+/// Drives one operation on one endpoint the way the executor drives a step: start it
+/// (retrying throttling and transient errors with the [`RetryPolicy`]), decide through
+/// [`Reconciled`] whether a failed or refused start already did the job, poll it to the
+/// end, check that what it returned is ours, and wait until a modification is visible.
+/// `action` says whether it creates (then a lost answer is looked for before a repeat).
+/// No deadline: the caller bounds it. For the contract suite and one-off callers; plans
+/// run through [`Executor::run`].
+pub async fn run_op<C: Reconciled>(
+    ep: &dyn VpnEndpoint<C>,
+    owner: &Owner,
+    op: C::Op,
+    action: Action,
+    settings: &ExecSettings,
+) -> Result<OpOutput, StepError> {
+    let report = Reporter { step: 0, sink: None, t0: Instant::now() };
+    drive(ep, owner, settings, op, action == Action::Create, &report).await
+}
+
+/// Start (retrying transient failures safely), then poll until done.
+async fn drive<C: Reconciled>(
+    ep: &dyn VpnEndpoint<C>,
+    owner: &Owner,
+    settings: &ExecSettings,
+    mut op: C::Op,
+    mut may_exist: bool,
+    report: &Reporter,
+) -> Result<OpOutput, StepError> {
+    let step = report.step;
+    let mut attempt = 0u32;
+    loop {
+        let handle = match ep.start(&op).await {
+            Ok(h) => h,
+            // Deleting what is already gone is success.
+            Err(e) if e.kind == ErrorKind::NotFound && C::is_delete(&op) => {
+                tracing::info!(step, error = %e, "already gone");
+                return Ok(OpOutput::default());
+            }
+            Err(e) => {
+                let retry = settings.retry.retries(&e, attempt);
+                // A create may have been carried out although the call failed (a timeout
+                // after commit; AWS creates have no client token): look for it before
+                // creating again. A refusal that may answer a repeat of what already went
+                // through (an attachment or a route already there): look once.
+                let found = if retry && e.may_have_committed && may_exist && C::findable(&op) {
+                    find_committed(ep, owner, settings, &op).await
+                } else if C::refused_as_repeat(&op, &e) {
+                    match observe_one(ep, owner, settings).await {
+                        Ok(observed) => C::committed(&observed, &op),
+                        Err(_) => Committed::No,
                     }
+                } else {
+                    Committed::No
+                };
+                match found {
+                    // From now on this step waits for what was created.
+                    Committed::Wait(wait) => {
+                        tracing::info!(
+                            step,
+                            ?wait,
+                            "the operation was carried out despite the error; waiting for it instead of repeating it"
+                        );
+                        op = wait;
+                        may_exist = false;
+                        continue;
+                    }
+                    Committed::Done => {
+                        tracing::info!(step, error = %e, "already done");
+                        return Ok(OpOutput::default());
+                    }
+                    Committed::No if retry => {
+                        attempt += 1;
+                        back_off(settings, attempt, &e, report).await;
+                        continue;
+                    }
+                    Committed::No => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            };
-            match self.poll_until_done(id, &op, &handle, sink, t0).await? {
-                PollEnd::Done(out) => return self.until_visible(id, &op, out).await,
-                PollEnd::FailedTransient(e) if attempt < self.settings.retry.max_retries => {
-                    attempt += 1;
-                    self.back_off(id, attempt, &e, sink, t0).await;
-                }
-                PollEnd::FailedTransient(e) => return Err(e.into()),
+            }
+        };
+        match poll_until_done(ep, settings, &handle, report).await? {
+            PollEnd::Done(out) => {
+                C::owned(&op, &out)?;
+                return until_visible(ep, owner, settings, step, &op, out).await;
+            }
+            PollEnd::FailedTransient(e) if attempt < settings.retry.max_retries => {
+                attempt += 1;
+                back_off(settings, attempt, &e, report).await;
+            }
+            PollEnd::FailedTransient(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Polls until the operation ends; each poll is retried with the [`RetryPolicy`].
+async fn poll_until_done<C: Cloud>(
+    ep: &dyn VpnEndpoint<C>,
+    settings: &ExecSettings,
+    handle: &OpHandle,
+    report: &Reporter,
+) -> Result<PollEnd, StepError> {
+    let mut interval = settings.poll_initial;
+    loop {
+        match settings.retry.run_with(|attempt, e, delay| report.retrying(attempt, e, delay), || ep.poll(handle)).await? {
+            OpStatus::Done(out) => return Ok(PollEnd::Done(out)),
+            OpStatus::Failed(e) if e.is_transient() => return Ok(PollEnd::FailedTransient(e)),
+            OpStatus::Failed(e) => return Err(e.into()),
+            OpStatus::Running { retry_after } => {
+                let wait = retry_after.unwrap_or(interval);
+                tokio::time::sleep(wait).await;
+                interval = (interval.mul_f64(1.5)).min(settings.poll_max);
             }
         }
     }
+}
 
-    async fn poll_until_done(
-        &self,
-        step: StepId,
-        op: &BoundOp,
-        handle: &OpHandle,
-        sink: &EventSink,
-        t0: Instant,
-    ) -> Result<PollEnd, StepError> {
-        let mut interval = self.settings.poll_initial;
-        let mut errors = 0u32;
-        loop {
-            let polled = match op {
-                BoundOp::Aws(_) => self.aws.poll(handle).await,
-                BoundOp::Azure(_) => self.azure.poll(handle).await,
-            };
-            match polled {
-                Ok(OpStatus::Done(out)) => return Ok(PollEnd::Done(out)),
-                Ok(OpStatus::Failed(e)) if e.is_transient() => return Ok(PollEnd::FailedTransient(e)),
-                Ok(OpStatus::Failed(e)) => return Err(e.into()),
-                Ok(OpStatus::Running { retry_after }) => {
-                    errors = 0;
-                    let wait = retry_after.unwrap_or(interval);
-                    tokio::time::sleep(wait).await;
-                    interval = (interval.mul_f64(1.5)).min(self.settings.poll_max);
-                }
-                Err(e) if self.settings.retry.retries(&e, errors) => {
-                    errors += 1;
-                    self.back_off(step, errors, &e, sink, t0).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+/// A modification is done when it can be read back, not when the cloud's state
+/// first reads settled: right after `ModifyVpnTunnelOptions` or
+/// `ModifyVpnConnection`, EC2 may still describe the connection `available` with
+/// the old options before it turns `modifying` (terraform-provider-aws's
+/// `waitVPNConnectionUpdated`). So the executor re-observes until the connection is
+/// `available` with the new key, inside CIDR or customer gateway: the next tunnel
+/// of a key rotation, and the Azure end of the same tunnel, start only then.
+async fn until_visible<C: Reconciled>(
+    ep: &dyn VpnEndpoint<C>,
+    owner: &Owner,
+    settings: &ExecSettings,
+    step: StepId,
+    op: &C::Op,
+    out: OpOutput,
+) -> Result<OpOutput, StepError> {
+    if !C::awaits_visibility(op) {
+        return Ok(out);
     }
-
-    /// A modification is done when it can be read back, not when the cloud's state
-    /// first reads settled: right after `ModifyVpnTunnelOptions` or
-    /// `ModifyVpnConnection`, EC2 may still describe the connection `available` with
-    /// the old options before it turns `modifying` (terraform-provider-aws's
-    /// `waitVPNConnectionUpdated`). So the executor re-observes until the connection is
-    /// `available` with the new key, inside CIDR or customer gateway: the next tunnel
-    /// of a key rotation, and the Azure end of the same tunnel, start only then.
-    async fn until_visible(&self, step: StepId, op: &BoundOp, out: OpOutput) -> Result<OpOutput, StepError> {
-        let BoundOp::Aws(op) = op else { return Ok(out) };
-        if !matches!(op, AwsOp::ModifyVpnTunnelOptions { .. } | AwsOp::ModifyVpnConnection { .. }) {
+    let mut interval = settings.poll_initial;
+    loop {
+        let observed = observe_one(ep, owner, settings).await?;
+        if let Some(out) = C::visible(&observed, op) {
             return Ok(out);
         }
-        let mut interval = self.settings.poll_initial;
-        loop {
-            let observed = observe_one(self.aws.as_ref(), &self.owner, &self.settings).await?;
-            if let Some(vpn) = modification_visible(&observed, op) {
-                return Ok(OpOutput { id: Some(vpn.id.clone()), public_ip: None, tunnels: vpn.tunnels.clone() });
-            }
-            tracing::debug!(step, "the modification is not visible yet; polling again");
-            tokio::time::sleep(interval).await;
-            interval = (interval.mul_f64(1.5)).min(self.settings.poll_max);
-        }
-    }
-
-    async fn back_off(&self, step: StepId, attempt: u32, e: &EndpointError, sink: &EventSink, t0: Instant) {
-        let delay = self.settings.retry.delay(attempt, e);
-        tracing::info!(step, attempt, error = %e, ?delay, "transient error; retrying");
-        sink(&ExecEvent::Retrying { step, at: t0.elapsed(), error: e.to_string(), delay });
-        tokio::time::sleep(delay).await;
-    }
-
-    /// After an ambiguous failure of a create: a handle that waits for the resource if
-    /// the cloud did commit it. Lists are eventually consistent, so it looks several
-    /// times within the consistency window before concluding that nothing was created.
-    async fn find_committed(&self, op: &BoundOp) -> Option<Found> {
-        let deadline = Instant::now() + self.settings.consistency_window;
-        let mut pause = Duration::from_secs(2);
-        loop {
-            let found = match op {
-                BoundOp::Aws(o) => match self.aws.observe(&self.owner).await {
-                    Ok(observed) => match aws_committed(&observed, o) {
-                        Committed::No => None,
-                        Committed::Done => return Some(Found::Done),
-                        Committed::InProgress(kind, id) => Some(BoundOp::Aws(AwsOp::Await { kind, id })),
-                    },
-                    Err(_) => None,
-                },
-                BoundOp::Azure(o) => {
-                    let (kind, name) = o.created_resource()?;
-                    match self.azure.observe(&self.owner).await {
-                        Ok(observed) if azure_exists(&observed, kind, name) => {
-                            Some(BoundOp::Azure(AzureOp::Await { kind, name: name.to_owned() }))
-                        }
-                        _ => None,
-                    }
-                }
-            };
-            if let Some(wait) = found {
-                return Some(Found::Wait(wait));
-            }
-            if Instant::now() + pause > deadline {
-                return None;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
-        }
+        tracing::debug!(step, "the modification is not visible yet; polling again");
+        tokio::time::sleep(interval).await;
+        interval = (interval.mul_f64(1.5)).min(settings.poll_max);
     }
 }
 
-/// What a re-observation says about a create whose answer was lost.
-#[derive(Debug)]
-enum Found {
-    /// It was carried out and is still settling: wait for it with this operation.
-    Wait(BoundOp),
-    /// It was carried out and is in place (untaggable things: routes, attachments).
-    Done,
+async fn back_off(settings: &ExecSettings, attempt: u32, e: &EndpointError, report: &Reporter) {
+    let delay = settings.retry.delay(attempt, e);
+    report.retrying(attempt, e, delay);
+    tokio::time::sleep(delay).await;
 }
 
-enum Committed {
-    No,
-    Done,
-    InProgress(AwsResourceKind, String),
-}
-
-/// Whether the cloud already holds what `op` asked for.
-fn aws_committed(observed: &AwsObserved, op: &AwsOp) -> Committed {
-    match op {
-        AwsOp::CreateVpnGateway { .. } | AwsOp::CreateCustomerGateway { .. } | AwsOp::CreateVpnConnection { .. } => {
-            find_created(observed, op).map_or(Committed::No, |(kind, id)| Committed::InProgress(kind, id))
-        }
-        AwsOp::AttachVpnGateway { vgw_id, vpc_id } => {
-            let attached =
-                observed.vpn_gateways.iter().find(|v| &v.id == vgw_id).and_then(|v| v.attachments.iter().find(|a| &a.vpc_id == vpc_id));
-            match attached.map(|a| a.state) {
-                Some(crate::model::AttachmentState::Attached) => Committed::Done,
-                Some(crate::model::AttachmentState::Attaching) => Committed::InProgress(AwsResourceKind::VgwAttachment, vgw_id.clone()),
-                _ => Committed::No,
+/// After an ambiguous failure of a create: what the cloud holds if it did commit it.
+/// Lists are eventually consistent, so it looks several times within the consistency
+/// window before concluding that nothing was created. (A wait for visibility, not a
+/// retry: every look is a fresh observation.)
+async fn find_committed<C: Reconciled>(ep: &dyn VpnEndpoint<C>, owner: &Owner, settings: &ExecSettings, op: &C::Op) -> Committed<C::Op> {
+    let deadline = Instant::now() + settings.consistency_window;
+    let mut pause = Duration::from_secs(2);
+    loop {
+        if let Ok(observed) = ep.observe(owner).await {
+            match C::committed(&observed, op) {
+                Committed::No => {}
+                found => return found,
             }
         }
-        AwsOp::CreateRoute { route_table_id, destination, vgw_id } => {
-            let table = observed.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| &t.id == route_table_id));
-            let there =
-                table.is_some_and(|t| t.routes.iter().any(|r| r.destination == *destination && r.gateway_id.as_ref() == Some(vgw_id)));
-            if there { Committed::Done } else { Committed::No }
+        if Instant::now() + pause > deadline {
+            return Committed::No;
         }
-        AwsOp::CreateVpnConnectionRoute { vpn_id, destination } => {
-            let vpn = observed.vpn_connections.iter().find(|v| &v.id == vpn_id);
-            let there = vpn.is_some_and(|v| v.routes.iter().any(|r| r.destination == *destination && !r.state.is_gone()));
-            if there { Committed::Done } else { Committed::No }
-        }
-        _ => Committed::No,
-    }
-}
-
-/// The VPN connection `op` modified, once it reads `available` with the change in it.
-fn modification_visible<'a>(observed: &'a AwsObserved, op: &AwsOp) -> Option<&'a crate::model::VpnConnection> {
-    let available = |id: &str| observed.vpn_connections.iter().find(|v| v.id == id && v.state == crate::model::AwsState::Available);
-    match op {
-        AwsOp::ModifyVpnTunnelOptions { vpn_id, outside_ip, psk, inside_cidr } => available(vpn_id).filter(|v| {
-            v.tunnels.iter().any(|t| {
-                t.outside_ip == *outside_ip
-                    && psk.as_ref().is_none_or(|k| t.psk.as_ref() == Some(k))
-                    && inside_cidr.is_none_or(|c| t.inside_cidr == Some(c))
-            })
-        }),
-        AwsOp::ModifyVpnConnection { vpn_id, cgw_id } => available(vpn_id).filter(|v| &v.customer_gateway_id == cgw_id),
-        _ => None,
-    }
-}
-
-fn azure_exists(o: &crate::model::AzureObserved, kind: AzureResourceKind, name: &str) -> bool {
-    match kind {
-        AzureResourceKind::PublicIp => o.public_ips.iter().any(|p| p.name == name),
-        AzureResourceKind::VpnGateway => o.vpn_gateway.as_ref().is_some_and(|g| g.name == name),
-        AzureResourceKind::LocalNetworkGateway => o.local_network_gateways.iter().any(|l| l.name == name),
-        AzureResourceKind::Connection => o.connections.iter().any(|c| c.name == name),
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -586,11 +565,7 @@ pub async fn observe(
     Ok(crate::plan::Observed { aws: aws?, azure: azure? })
 }
 
-async fn observe_one<C: crate::endpoint::Cloud>(
-    ep: &dyn VpnEndpoint<C>,
-    owner: &Owner,
-    settings: &ExecSettings,
-) -> Result<C::Observed, EndpointError> {
+async fn observe_one<C: Cloud>(ep: &dyn VpnEndpoint<C>, owner: &Owner, settings: &ExecSettings) -> Result<C::Observed, EndpointError> {
     read_with_retry(C::NAME, "observe", settings, || ep.observe(owner)).await
 }
 
@@ -617,65 +592,18 @@ pub async fn read_with_retry<T, Fut>(
     cloud: CloudName,
     what: &str,
     settings: &ExecSettings,
-    mut read: impl FnMut() -> Fut,
+    read: impl FnMut() -> Fut,
 ) -> Result<T, EndpointError>
 where
     Fut: std::future::Future<Output = Result<T, EndpointError>>,
 {
-    let mut attempt = 0;
-    loop {
-        match read().await {
-            Err(e) if settings.retry.retries(&e, attempt) => {
-                attempt += 1;
-                let delay = settings.retry.delay(attempt, &e);
-                tracing::info!(%cloud, what, attempt, error = %e, ?delay, "read failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            r => return r,
-        }
-    }
+    settings
+        .retry
+        .run_with(|attempt, e, delay| tracing::info!(%cloud, what, attempt, error = %e, ?delay, "read failed; retrying"), read)
+        .await
 }
 
-/// The resource a create without a client token made, if it exists: the live one with
-/// the same ownership tags (and, for a customer gateway, the same IP and ASN: a stale one
-/// of the same role may still be there while a VPN connection moves off it).
-pub fn find_created(observed: &AwsObserved, op: &AwsOp) -> Option<(AwsResourceKind, String)> {
-    match op {
-        AwsOp::CreateCustomerGateway { ip, bgp_asn, tags, .. } => observed
-            .customer_gateways
-            .iter()
-            .find(|c| !c.state.is_gone() && c.ip == *ip && c.bgp_asn == *bgp_asn && same_owner(&c.tags, tags))
-            .map(|c| (AwsResourceKind::CustomerGateway, c.id.clone())),
-        AwsOp::CreateVpnGateway { tags, .. } | AwsOp::CreateVpnConnection { tags, .. } => find_by_tags(observed, tags),
-        _ => None,
-    }
-}
-
-fn same_owner(a: &Tags, b: &Tags) -> bool {
-    a.get(TAG_ROLE) == b.get(TAG_ROLE) && a.get(crate::model::TAG_DEPLOYMENT) == b.get(crate::model::TAG_DEPLOYMENT)
-}
-
-/// A resource carrying exactly these ownership tags, if one exists and is not gone.
-pub fn find_by_tags(observed: &AwsObserved, tags: &Tags) -> Option<(AwsResourceKind, String)> {
-    let same =
-        |t: &Tags| t.get(TAG_ROLE) == tags.get(TAG_ROLE) && t.get(crate::model::TAG_DEPLOYMENT) == tags.get(crate::model::TAG_DEPLOYMENT);
-    let live = |s: AwsState| !s.is_gone();
-    observed
-        .vpn_gateways
-        .iter()
-        .find(|v| live(v.state) && same(&v.tags))
-        .map(|v| (AwsResourceKind::VpnGateway, v.id.clone()))
-        .or_else(|| {
-            observed
-                .customer_gateways
-                .iter()
-                .find(|c| live(c.state) && same(&c.tags))
-                .map(|c| (AwsResourceKind::CustomerGateway, c.id.clone()))
-        })
-        .or_else(|| {
-            observed.vpn_connections.iter().find(|c| live(c.state) && same(&c.tags)).map(|c| (AwsResourceKind::VpnConnection, c.id.clone()))
-        })
-}
+pub use crate::committed::{find_by_tags, find_created};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Progress {
@@ -695,15 +623,6 @@ enum PollEnd {
 enum BoundOp {
     Aws(AwsOp),
     Azure(AzureOp),
-}
-
-impl BoundOp {
-    fn is_delete(&self) -> bool {
-        match self {
-            BoundOp::Aws(o) => o.is_delete(),
-            BoundOp::Azure(o) => o.is_delete(),
-        }
-    }
 }
 
 fn bind(step: &Step, outputs: &HashMap<StepId, OpOutput>) -> Result<BoundOp, crate::ops::Unbound> {
@@ -739,6 +658,40 @@ impl RetryPolicy {
     /// How long to wait before retry number `attempt` (1-based) after `e`.
     pub fn delay(&self, attempt: u32, e: &EndpointError) -> Duration {
         e.retry_after.unwrap_or_else(|| jittered(self.backoff_initial, self.backoff_max, attempt))
+    }
+
+    /// Runs `call` until it succeeds, fails in a way retrying cannot help, or the
+    /// retries are used up; the waits between tries are [`RetryPolicy::delay`]s.
+    /// Only for calls that are safe to repeat (reads, polls): a create is driven by the
+    /// executor, which looks for what a failed create may have made first.
+    pub async fn run<T, Fut>(&self, what: &str, call: impl FnMut() -> Fut) -> Result<T, EndpointError>
+    where
+        Fut: std::future::Future<Output = Result<T, EndpointError>>,
+    {
+        self.run_with(|attempt, e, delay| tracing::info!(what, attempt, error = %e, ?delay, "call failed; retrying"), call).await
+    }
+
+    /// [`RetryPolicy::run`], telling `on_retry` (attempt, error, delay) before each wait.
+    pub async fn run_with<T, Fut>(
+        &self,
+        mut on_retry: impl FnMut(u32, &EndpointError, Duration),
+        mut call: impl FnMut() -> Fut,
+    ) -> Result<T, EndpointError>
+    where
+        Fut: std::future::Future<Output = Result<T, EndpointError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(e) if self.retries(&e, attempt) => {
+                    attempt += 1;
+                    let delay = self.delay(attempt, &e);
+                    on_retry(attempt, &e, delay);
+                    tokio::time::sleep(delay).await;
+                }
+                r => return r,
+            }
+        }
     }
 }
 
@@ -776,7 +729,7 @@ mod behaviour {
     use super::*;
     use crate::config::Mode;
     use crate::endpoint::Tunnel;
-    use crate::model::{AzureObserved, CustomerGateway, Role};
+    use crate::model::{AwsObserved, AwsState, AzureObserved, CustomerGateway, Role, Tags};
     use crate::ops::{AzureOp, Late, OutputField, Planned};
     use crate::plan::PlanKind;
 
@@ -919,6 +872,69 @@ mod behaviour {
         let report =
             executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
         assert!(report.succeeded(), "{report:?}");
+    }
+
+    /// A refused repeat of an attach that went through is done once an observation
+    /// shows the attachment; a refused route via someone else's gateway stays refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_repeat_is_judged_from_an_observation() {
+        let mut aws = MockAwsEndpoint::new();
+        aws.expect_start().times(2).returning(|op| {
+            let code = if matches!(op, AwsOp::CreateRoute { .. }) { "RouteAlreadyExists" } else { "VpnGatewayAttachmentLimitExceeded" };
+            Err(EndpointError::new(CloudName::Aws, ErrorKind::Conflict, code, "refused"))
+        });
+        aws.expect_observe().times(2).returning(|o| {
+            Ok(AwsObserved {
+                vpc: Some(crate::model::Vpc {
+                    id: "vpc-1".into(),
+                    cidrs: vec![],
+                    route_tables: vec![crate::model::RouteTable {
+                        id: "rtb-1".into(),
+                        main: true,
+                        routes: vec![crate::model::VpcRoute {
+                            destination: "10.1.0.0/16".parse().unwrap(),
+                            gateway_id: Some("vgw-theirs".into()),
+                            state: "active".into(),
+                        }],
+                        propagating_vgws: vec![],
+                    }],
+                }),
+                vpn_gateways: vec![crate::model::VpnGateway {
+                    id: "vgw-1".into(),
+                    state: AwsState::Available,
+                    amazon_asn: 64512,
+                    attachments: vec![crate::model::VgwAttachment {
+                        vpc_id: "vpc-1".into(),
+                        state: crate::model::AttachmentState::Attached,
+                    }],
+                    tags: o.tags(&Role::VirtualPrivateGateway),
+                }],
+                ..Default::default()
+            })
+        });
+        let attach = StepOp::Aws(AwsOp::AttachVpnGateway { vgw_id: Late::Known("vgw-1".into()), vpc_id: "vpc-1".into() });
+        let route = StepOp::Aws(AwsOp::CreateRoute {
+            route_table_id: "rtb-1".into(),
+            destination: "10.1.0.0/16".parse().unwrap(),
+            vgw_id: Late::Known("vgw-1".into()),
+        });
+        let report = executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(attach, vec![]), (route, vec![0])]), |_| {}).await;
+        assert_eq!(report.steps[0].outcome, StepOutcome::Done);
+        assert!(matches!(&report.steps[1].outcome, StepOutcome::Failed { error } if error.contains("RouteAlreadyExists")), "{report:?}");
+    }
+
+    /// EC2 answers a CreateCustomerGateway with someone else's gateway of the same IP,
+    /// ASN and device name: the step fails naming it, and nothing reads it as ours.
+    #[tokio::test(start_paused = true)]
+    async fn a_customer_gateway_returned_without_our_tag_is_a_conflict() {
+        let mut aws = MockAwsEndpoint::new();
+        aws.expect_start().times(1).returning(|_| Ok(OpHandle("h".into())));
+        aws.expect_poll()
+            .returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("cgw-theirs".into()), tags: Some(Tags::new()), ..Default::default() })));
+        let report =
+            executor(aws, MockAzureEndpoint::new()).run(&plan(vec![(cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]), |_| {}).await;
+        let StepOutcome::Failed { error } = &report.steps[0].outcome else { panic!("{report:?}") };
+        assert!(error.contains("ForeignCustomerGateway") && error.contains("cgw-theirs") && error.contains("untagged"), "{error}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 //! config -> validate -> observe -> plan -> execute -> (verify). Core owns every
 //! decision; it never talks to a network and never names a cloud SDK.
 
+pub mod committed;
 pub mod config;
 // For the tests of `VpnEndpoint` implementations only: the crates that implement it
 // enable the `contract` feature in their dev-dependencies.
@@ -11,6 +12,7 @@ pub mod contract;
 pub mod drill;
 pub mod endpoint;
 pub mod exec;
+pub mod goal;
 pub mod model;
 pub mod ops;
 pub mod ownership;

@@ -44,6 +44,10 @@ pub struct OpOutput {
     pub public_ip: Option<Ipv4Addr>,
     /// For a VPN connection: its tunnels as EC2 reports them after the change.
     pub tunnels: Vec<AwsTunnelOptions>,
+    /// The tags of the resource the cloud returned, when the endpoint read them (a
+    /// customer gateway EC2 may have answered with someone else's): the executor
+    /// checks whose it is ([`crate::committed::Reconciled::owned`]). `None`: not read.
+    pub tags: Option<Tags>,
 }
 
 /// A value that is either known at plan time or read from an earlier step's output.

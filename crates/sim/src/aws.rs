@@ -85,20 +85,7 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
             let device = Some(device_name.as_str()).filter(|d| !d.is_empty());
             let cgw = w.create_customer_gateway(*ip, *bgp_asn, device, tags).map_err(aws_error)?;
             // EC2 answers a same-IP, same-ASN request with the existing CGW, whoever's it
-            // is: an answer without our tag is someone else's gateway, never ours.
-            if cgw.tags.get(TAG_DEPLOYMENT) != tags.get(TAG_DEPLOYMENT) {
-                let owner = cgw.tags.get(TAG_DEPLOYMENT).map_or_else(|| "untagged".to_owned(), |d| format!("tagged for deployment {d:?}"));
-                return Err(EndpointError::new(
-                    CloudName::Aws,
-                    ErrorKind::Conflict,
-                    "ForeignCustomerGateway",
-                    format!(
-                        "CreateCustomerGateway for {ip} (ASN {bgp_asn}) returned the existing customer gateway {} ({owner}, device name {:?}), which is not this deployment's; delete it or free {ip} before creating ours",
-                        cgw.id,
-                        cgw.device_name.as_deref().unwrap_or("")
-                    ),
-                ));
-            }
+            // is; the poll reports its tags and the core judges whose it is.
             if let Some(c) = w.aws.customer_gateways.get_mut(&cgw.id).filter(|c| c.region.is_empty()) {
                 c.region.clone_from(&target.region);
             }

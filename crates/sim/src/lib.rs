@@ -45,7 +45,7 @@ pub(crate) fn completion_to_status(c: Completion, cloud: CloudName) -> OpStatus 
                 CloudName::Azure => retry_after_ms.map(Duration::from_millis),
             },
         },
-        Completion::Done { id, public_ip, tunnels } => OpStatus::Done(OpOutput { id, public_ip, tunnels }),
+        Completion::Done { id, public_ip, tunnels, tags } => OpStatus::Done(OpOutput { id, public_ip, tunnels, tags }),
         Completion::Failed(e) => OpStatus::Failed(to_endpoint_error(e, cloud)),
     }
 }

@@ -52,6 +52,16 @@ async fn contract_passes_on_moto() {
     }
 }
 
+/// The repeats the executor makes after a lost answer, judged by core, on moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeat_contract_passes_on_moto() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client, &vpc);
+    contract::aws_repeats(&ep, &Owner::new("repeats"), &vpc, LIMIT).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_is_one_describe_per_kind() {
     let moto = Moto::start();
@@ -134,6 +144,21 @@ async fn foreign_cgw(client: &aws_sdk_ec2::Client, ip: &str, device_name: Option
     out.customer_gateway().and_then(|c| c.customer_gateway_id()).unwrap().to_owned()
 }
 
+/// `op` run the way the executor runs a step: core decides whether a refused or
+/// repeated call already did the job, and whether what came back is ours.
+async fn judged(
+    ep: &AwsEndpoint,
+    owner: &Owner,
+    op: AwsOp,
+) -> Result<vpnbridge_core::ops::OpOutput, vpnbridge_core::endpoint::EndpointError> {
+    let settings = vpnbridge_core::exec::ExecSettings::default();
+    match vpnbridge_core::exec::run_op(ep, owner, op, vpnbridge_core::plan::Action::Create, &settings).await {
+        Ok(out) => Ok(out),
+        Err(vpnbridge_core::exec::StepError::Cloud(e)) => Err(e),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn create_cgw(owner: &Owner, ip: Ipv4Addr, device_name: &str) -> AwsOp {
     AwsOp::CreateCustomerGateway { ip, bgp_asn: 65000, device_name: device_name.to_owned(), tags: owner.tags(&Role::CustomerGateway(0)) }
 }
@@ -150,7 +175,8 @@ async fn a_foreign_customer_gateway_is_a_conflict_never_ours() {
     let device = "vpnbridge-trap-cgw-0";
 
     let theirs = foreign_cgw(&client, "20.0.113.10", Some(device)).await;
-    let e = ep.start(&create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 10), device)).await.unwrap_err();
+    // The adapter reports the gateway EC2 answered with; the core judges whose it is.
+    let e = judged(&ep, &owner, create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 10), device)).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
     assert!(e.message.contains(&theirs), "{e}");
     assert!(!e.may_have_committed);
@@ -563,17 +589,17 @@ async fn repeated_route_and_attach_are_done_but_a_foreign_route_conflicts() {
         .unwrap();
     let attach = AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc.clone() };
     run_to_end(&ep, &attach, "attach", LIMIT).await.unwrap();
-    run_to_end(&ep, &attach, "attach again", LIMIT).await.unwrap();
+    judged(&ep, &owner, attach).await.unwrap();
 
     let main = ep.observe(&owner).await.unwrap().vpc.unwrap().main_route_table().unwrap().id.clone();
     let route = AwsOp::CreateRoute { route_table_id: main.clone(), destination: "10.1.0.0/16".parse().unwrap(), vgw_id: vgw.clone() };
     run_to_end(&ep, &route, "route", LIMIT).await.unwrap();
-    run_to_end(&ep, &route, "route again", LIMIT).await.unwrap();
+    judged(&ep, &owner, route).await.unwrap();
 
     let other = client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
     let other = other.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
     client.create_route().route_table_id(&main).destination_cidr_block("10.9.0.0/16").gateway_id(&other).send().await.unwrap();
     let theirs = AwsOp::CreateRoute { route_table_id: main, destination: "10.9.0.0/16".parse().unwrap(), vgw_id: vgw };
-    let e = ep.start(&theirs).await.unwrap_err();
+    let e = judged(&ep, &owner, theirs).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Conflict, "RouteAlreadyExists"), "{e}");
 }

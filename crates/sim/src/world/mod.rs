@@ -22,8 +22,8 @@ mod ops;
 pub use aws::*;
 pub use azure::*;
 pub use dataplane::{AWS_DPD_MS, DataPlane, LinkState, LinkStatus, PingTrace, ProbeHost, SecurityGroup, SgRule};
-pub use ops::Completion;
-pub(crate) use ops::{AwsWait, AzureKind, AzureWait, Goal, Operation};
+pub(crate) use ops::{AwsWait, AzureWait, Operation};
+pub use ops::{AzureKind, Completion, Goal};
 
 /// Both simulated clouds and the virtual clock.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -5,20 +5,11 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::endpoint::ErrorKind;
-use vpnbridge_core::model::{AttachmentState, AwsState, AwsTunnelOptions, ProvisioningState};
+pub use vpnbridge_core::goal::Goal;
+use vpnbridge_core::goal::{Miss, Phase, Verdict, judge};
+use vpnbridge_core::model::{AwsState, AwsTunnelOptions, Tags};
 
 use super::{ApiError, World};
-
-/// What an operation waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Goal {
-    /// Created or updated: available / attached / Succeeded.
-    Ready,
-    /// Deleted / detached / gone.
-    Gone,
-    /// Out of any transitional state, whichever way.
-    Settled,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum AwsWait {
@@ -55,8 +46,9 @@ pub(crate) enum AwsWait {
     },
 }
 
+/// An Azure resource kind, as the world files it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum AzureKind {
+pub enum AzureKind {
     PublicIp,
     VpnGateway,
     LocalNetworkGateway,
@@ -93,13 +85,19 @@ pub enum Completion {
         id: Option<String>,
         public_ip: Option<Ipv4Addr>,
         tunnels: Vec<AwsTunnelOptions>,
+        /// The tags of the resource waited for, as EC2 describes them (AWS only).
+        tags: Option<Tags>,
     },
     Failed(ApiError),
 }
 
 impl Completion {
     fn id(id: &str) -> Self {
-        Completion::Done { id: Some(id.to_owned()), public_ip: None, tunnels: Vec::new() }
+        Completion::Done { id: Some(id.to_owned()), public_ip: None, tunnels: Vec::new(), tags: None }
+    }
+
+    fn tagged(id: &str, tags: &Tags) -> Self {
+        Completion::Done { id: Some(id.to_owned()), public_ip: None, tunnels: Vec::new(), tags: Some(tags.clone()) }
     }
 }
 
@@ -141,7 +139,8 @@ impl World {
     fn aws_status(&self, wait: &AwsWait) -> Completion {
         let running = Completion::Running { retry_after_ms: None };
         let now = self.now_ms;
-        let gone_while = |what: &str, id: &str| {
+        // The core judges whether the wait is over; the world only words a miss.
+        let missed = |what: &str, id: &str| {
             Completion::Failed(ApiError::new(
                 400,
                 ErrorKind::Permanent,
@@ -150,25 +149,39 @@ impl World {
             ))
         };
         match wait {
-            AwsWait::Vgw { id, goal } => match self.aws.vpn_gateways.get(id).map(|v| v.phase.state) {
-                None => gone_while("vpn gateway", id),
-                Some(s) => aws_goal(s, *goal, id).unwrap_or(running),
-            },
-            AwsWait::Cgw { id, goal } => match self.aws.customer_gateways.get(id).map(|v| v.phase.state) {
-                None => gone_while("customer gateway", id),
-                Some(s) => aws_goal(s, *goal, id).unwrap_or(running),
-            },
-            AwsWait::Vpn { id, goal } => match self.aws.vpn_connections.get(id) {
-                None => gone_while("vpn connection", id),
+            AwsWait::Vgw { id, goal } => {
+                let vgw = self.aws.vpn_gateways.get(id);
+                match judge(*goal, Phase::from(vgw.map(|v| v.phase.state))) {
+                    Verdict::Done => vgw.map_or_else(|| Completion::id(id), |v| Completion::tagged(id, &v.tags)),
+                    Verdict::NotYet => running,
+                    Verdict::Failed(_) => missed("vpn gateway", id),
+                }
+            }
+            AwsWait::Cgw { id, goal } => {
+                let cgw = self.aws.customer_gateways.get(id);
+                match judge(*goal, Phase::from(cgw.map(|c| c.phase.state))) {
+                    // Its tags as EC2 describes them: the core judges whose it is.
+                    Verdict::Done => cgw.map_or_else(|| Completion::id(id), |c| Completion::tagged(id, &c.tags)),
+                    Verdict::NotYet => running,
+                    Verdict::Failed(_) => missed("customer gateway", id),
+                }
+            }
+            AwsWait::Vpn { id, goal } => {
+                let vpn = self.aws.vpn_connections.get(id);
                 // As EC2 describes it: a modification may still read `available`.
-                Some(v) => match aws_goal(v.described_state(now), *goal, id) {
-                    Some(Completion::Done { id, .. }) if v.described_state(now) == AwsState::Available => {
-                        Completion::Done { id, public_ip: None, tunnels: v.tunnel_options() }
-                    }
-                    Some(c) => c,
-                    None => running,
-                },
-            },
+                let state = vpn.map(|v| v.described_state(now));
+                match (judge(*goal, Phase::from(state)), vpn) {
+                    (Verdict::Done, Some(v)) => Completion::Done {
+                        id: Some(id.clone()),
+                        public_ip: None,
+                        tunnels: if state == Some(AwsState::Available) { v.tunnel_options() } else { Vec::new() },
+                        tags: Some(v.tags.clone()),
+                    },
+                    (Verdict::Done, None) => Completion::id(id),
+                    (Verdict::NotYet, _) => running,
+                    (Verdict::Failed(_), _) => missed("vpn connection", id),
+                }
+            }
             AwsWait::Attachment { vgw_id, vpc_id, goal } => {
                 let state = self
                     .aws
@@ -176,38 +189,42 @@ impl World {
                     .get(vgw_id)
                     .and_then(|v| v.attachments.iter().rev().find(|a| &a.vpc_id == vpc_id))
                     .map(|a| a.phase.state);
-                match (state, goal) {
-                    (Some(AttachmentState::Attached), Goal::Ready | Goal::Settled) => Completion::id(vgw_id),
-                    (None | Some(AttachmentState::Detached), Goal::Gone | Goal::Settled) => Completion::id(vgw_id),
-                    (None | Some(AttachmentState::Detached), Goal::Ready) => Completion::Failed(ApiError::new(
+                match judge(*goal, Phase::from(state)) {
+                    Verdict::Done => Completion::id(vgw_id),
+                    Verdict::NotYet => running,
+                    Verdict::Failed(_) => Completion::Failed(ApiError::new(
                         400,
                         ErrorKind::Permanent,
                         "InvalidVpnGatewayAttachment.NotFound",
                         format!("The attachment with vpn gateway ID '{vgw_id}' and vpc ID '{vpc_id}' does not exist"),
                     )),
-                    _ => running,
                 }
             }
             AwsWait::VpnRoute { vpn_id, destination, goal } => {
                 let route = self.aws.vpn_connections.get(vpn_id).and_then(|v| v.routes.iter().find(|r| &r.destination == destination));
-                match (route.map(|r| r.phase.state), goal) {
-                    (Some(AwsState::Available), Goal::Ready | Goal::Settled) | (None, Goal::Gone | Goal::Settled) => Completion::id(vpn_id),
-                    (None, Goal::Ready) => gone_while("vpn connection route", &destination.to_string()),
-                    _ => running,
+                match judge(*goal, Phase::from(route.map(|r| r.phase.state))) {
+                    Verdict::Done => Completion::id(vpn_id),
+                    Verdict::NotYet => running,
+                    Verdict::Failed(_) => missed("vpn connection route", &destination.to_string()),
                 }
             }
             AwsWait::Tunnel { vpn_id, outside_ip } => match self.aws.vpn_connections.get(vpn_id) {
-                None => gone_while("vpn connection", vpn_id),
+                None => missed("vpn connection", vpn_id),
                 // Done when EC2 describes the connection `available` again, which it
                 // may do for a moment right after the call, before `modifying`.
                 Some(v) => match v.tunnels.iter().find(|t| t.outside_ip == *outside_ip) {
                     Some(_) if v.described_state(now) != AwsState::Available => running,
-                    _ => Completion::Done { id: Some(vpn_id.clone()), public_ip: None, tunnels: v.tunnel_options() },
+                    _ => Completion::Done {
+                        id: Some(vpn_id.clone()),
+                        public_ip: None,
+                        tunnels: v.tunnel_options(),
+                        tags: Some(v.tags.clone()),
+                    },
                 },
             },
             AwsWait::Timer { at_ms, id } => {
                 if now >= *at_ms {
-                    Completion::Done { id: id.clone(), public_ip: None, tunnels: Vec::new() }
+                    Completion::Done { id: id.clone(), public_ip: None, tunnels: Vec::new(), tags: None }
                 } else {
                     running
                 }
@@ -216,61 +233,38 @@ impl World {
     }
 
     fn azure_status(&self, wait: &AzureWait) -> Completion {
-        let (kind, id, goal) = match wait {
-            AzureWait::Done { id } => return Completion::Done { id: id.clone(), public_ip: None, tunnels: Vec::new() },
-            AzureWait::Resource { kind, id, goal } => (*kind, id, *goal),
-        };
-        let Some((phase, public_ip)) = self.azure.phase_of(kind, id) else {
-            return match goal {
-                Goal::Gone | Goal::Settled => Completion::Done { id: Some(id.clone()), public_ip: None, tunnels: Vec::new() },
-                Goal::Ready => Completion::Failed(ApiError::new(
-                    404,
-                    ErrorKind::NotFound,
-                    "ResourceNotFound",
-                    format!("The Resource '{id}' was deleted while the operation was running."),
-                )),
-            };
-        };
-        match (phase.state, goal) {
-            (ProvisioningState::Succeeded, Goal::Ready | Goal::Settled) => {
-                Completion::Done { id: Some(id.clone()), public_ip, tunnels: Vec::new() }
+        match wait {
+            AzureWait::Done { id } => Completion::Done { id: id.clone(), public_ip: None, tunnels: Vec::new(), tags: None },
+            AzureWait::Resource { kind, id, goal } => self.azure_completion(*kind, id, *goal),
+        }
+    }
+
+    /// Where an ARM operation on resource `id` that waits for `goal` stands: the
+    /// core's judgement of its `provisioningState`, in ARM's words. The ARM fake
+    /// answers its operation URLs with this too.
+    pub fn azure_completion(&self, kind: AzureKind, id: &str, goal: Goal) -> Completion {
+        let found = self.azure.phase_of(kind, id);
+        match judge(goal, Phase::from(found.map(|(p, _)| p.state))) {
+            Verdict::Done => {
+                Completion::Done { id: Some(id.to_owned()), public_ip: found.and_then(|(_, ip)| ip), tunnels: Vec::new(), tags: None }
             }
+            // ARM says "Retry-After: 10" whatever is left, so the caller's detection
+            // lags the real end by up to 10 s, as it does against Azure.
+            Verdict::NotYet => Completion::Running { retry_after_ms: Some(AZURE_RETRY_AFTER_MS) },
+            Verdict::Failed(Miss::Vanished) => Completion::Failed(ApiError::new(
+                404,
+                ErrorKind::NotFound,
+                "ResourceNotFound",
+                format!("The Resource '{id}' was deleted while the operation was running."),
+            )),
             // Waiting for an operation that ended Failed: the wait fails too, so the
             // next plan provisions the resource again.
-            (ProvisioningState::Failed, _) => Completion::Failed(ApiError::new(
+            Verdict::Failed(Miss::ProvisioningFailed) => Completion::Failed(ApiError::new(
                 200,
                 ErrorKind::Permanent,
                 "OperationFailed",
                 format!("The operation on '{id}' ended with provisioningState Failed."),
             )),
-            (ProvisioningState::Succeeded, Goal::Gone) => Completion::Failed(ApiError::new(
-                200,
-                ErrorKind::Transient,
-                "Canceled",
-                format!("The delete of '{id}' was canceled; the resource still exists."),
-            )),
-            // ARM says "Retry-After: 10" whatever is left, so the caller's detection
-            // lags the real end by up to 10 s, as it does against Azure.
-            _ => Completion::Running { retry_after_ms: Some(AZURE_RETRY_AFTER_MS) },
         }
-    }
-}
-
-fn aws_goal(state: AwsState, goal: Goal, id: &str) -> Option<Completion> {
-    match (state, goal) {
-        (AwsState::Available, Goal::Ready | Goal::Settled) | (AwsState::Deleted, Goal::Gone | Goal::Settled) => Some(Completion::id(id)),
-        (AwsState::Deleting | AwsState::Deleted, Goal::Ready) => Some(Completion::Failed(ApiError::new(
-            400,
-            ErrorKind::Permanent,
-            "IncorrectState",
-            format!("'{id}' went to {state:?} while the operation was waiting for it to become available."),
-        ))),
-        (AwsState::Pending, Goal::Gone) => Some(Completion::Failed(ApiError::new(
-            400,
-            ErrorKind::Permanent,
-            "IncorrectState",
-            format!("'{id}' is pending, not deleting."),
-        ))),
-        _ => None,
     }
 }

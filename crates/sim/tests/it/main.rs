@@ -309,7 +309,13 @@ async fn customer_gateway_trap_is_a_conflict() {
     let (aws, _) = endpoints(&cloud);
     let ip = Ipv4Addr::new(20, 210, 0, 99);
     let foreign = cloud.add_foreign_customer_gateway(ip, 65000);
-    let e = aws.start(&cgw_op(0, ip, 65000)).await.unwrap_err();
+    // The simulated EC2 answers with the foreign gateway; the core judges whose it is.
+    let settings = vpnbridge_core::exec::ExecSettings::default();
+    let e = match vpnbridge_core::exec::run_op(&aws, &owner(), cgw_op(0, ip, 65000), vpnbridge_core::plan::Action::Create, &settings).await
+    {
+        Err(vpnbridge_core::exec::StepError::Cloud(e)) => e,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(e.kind, ErrorKind::Conflict);
     assert_eq!(e.cloud, CloudName::Aws);
     assert!(e.message.contains(&foreign), "{e}");
@@ -570,6 +576,13 @@ async fn sim_aws_passes_the_endpoint_contract() {
     let cloud = SimCloud::in_memory();
     let (aws, _) = endpoints(&cloud);
     vpnbridge_core::contract::aws(&aws, &owner(), VPC, Duration::from_secs(3600)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim_aws_passes_the_repeat_contract() {
+    let cloud = SimCloud::in_memory();
+    let (aws, _) = endpoints(&cloud);
+    vpnbridge_core::contract::aws_repeats(&aws, &owner(), VPC, Duration::from_secs(3600)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
