@@ -55,13 +55,16 @@ pub struct OpOutput {
 pub enum Late<T> {
     Known(T),
     After(StepId, OutputField),
+    /// Neither known nor produced by any step: the planner reports why as a problem
+    /// and refuses the plan, so an executed plan never holds one.
+    Unavailable(OutputField),
 }
 
 impl<T> Late<T> {
     /// The step this value waits for, if any.
     pub fn depends_on(&self) -> Option<StepId> {
         match self {
-            Late::Known(_) => None,
+            Late::Known(_) | Late::Unavailable(_) => None,
             Late::After(s, _) => Some(*s),
         }
     }
@@ -73,6 +76,7 @@ impl<T: fmt::Display> Late<T> {
         match self {
             Late::Known(v) => v.to_string(),
             Late::After(..) => "(known after apply)".to_owned(),
+            Late::Unavailable(_) => "(unavailable)".to_owned(),
         }
     }
 }
@@ -110,12 +114,15 @@ impl FromOutput for Psk {
     }
 }
 
-/// A late-bound value could not be filled in: the step it reads did not report it.
+/// A late-bound value could not be filled in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("step {step} did not report {field:?}, which a later step needs")]
-pub struct Unbound {
-    pub step: StepId,
-    pub field: OutputField,
+pub enum Unbound {
+    /// The step it reads did not report it.
+    #[error("step {step} did not report {field:?}, which a later step needs")]
+    Missing { step: StepId, field: OutputField },
+    /// No step produces it (the planner refuses such a plan; see [`Late::Unavailable`]).
+    #[error("{field:?} is not known and no step produces it")]
+    Unavailable { field: OutputField },
 }
 
 /// Looks up earlier steps' outputs.
@@ -129,8 +136,9 @@ pub trait Outputs {
         match v {
             Late::Known(v) => Ok(v.clone()),
             Late::After(step, field) => {
-                self.output(*step).and_then(|o| T::from_output(o, *field)).ok_or(Unbound { step: *step, field: *field })
+                self.output(*step).and_then(|o| T::from_output(o, *field)).ok_or(Unbound::Missing { step: *step, field: *field })
             }
+            Late::Unavailable(field) => Err(Unbound::Unavailable { field: *field }),
         }
     }
 }

@@ -181,10 +181,7 @@ pub(super) fn plan<'a>(
                         StepOp::Aws(op),
                         &[cgw_step, previous_swap, vpn_step],
                     );
-                    let target = match want_ip {
-                        Late::Known(ip) => ip.to_string(),
-                        Late::After(..) => "(known after apply)".to_owned(),
-                    };
+                    let target = want_ip.show();
                     b.disrupt(
                         id,
                         format!(
@@ -218,7 +215,7 @@ pub(super) fn plan<'a>(
                                          set psk = \"env:NAME\" with the key in that environment variable",
                                         tun.outside_ip, v.id
                                     ));
-                                    Late::After(usize::MAX, OutputField::TunnelPsk { slot: t, pins })
+                                    Late::Unavailable(OutputField::TunnelPsk { slot: t, pins })
                                 }
                             };
                             values.push((Late::Known(tun.outside_ip), psk));

@@ -61,7 +61,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                 Some(s) => Late::After(s, OutputField::PublicIp),
                 None => {
                     let ip = az.public_ips.iter().find(|p| p.name == names.public_ip(k)).and_then(|p| p.ip);
-                    ip.map_or(Late::After(usize::MAX, OutputField::PublicIp), Late::Known)
+                    ip.map_or(Late::Unavailable(OutputField::PublicIp), Late::Known)
                 }
             }
         })

@@ -66,7 +66,7 @@ pub(super) fn plan(
                 // tunnels have new outside IPs, so the LNG is re-pointed.
                 let ip_differs = match &outside_ip {
                     Late::Known(ip) => *ip != l.gateway_ip,
-                    Late::After(..) => true,
+                    Late::After(..) | Late::Unavailable(_) => true,
                 };
                 let mut have = l.address_prefixes.clone();
                 have.sort();
@@ -135,7 +135,7 @@ pub(super) fn plan(
                 let key_differs = match (&psk, &c.shared_key) {
                     (Late::Known(want), Some(have)) => want != have,
                     (Late::Known(_), None) => true,
-                    (Late::After(..), _) => true,
+                    (Late::After(..) | Late::Unavailable(_), _) => true,
                 };
                 if key_differs {
                     let op = AzureOp::SetSharedKey { name: c.name.clone(), shared_key: psk.clone() };

@@ -393,7 +393,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     let slots = azure_tunnels::plan(&mut cx, &gateway, &connections.tunnel_values, &key_changed);
     prune::plan(&mut cx, &slots);
 
-    // Values that could not be bound point at usize::MAX: they were reported above.
+    // Values that are unavailable (`Late::Unavailable`) were reported as problems above.
     if !cx.problems.is_empty() {
         return Err(PlanError(cx.problems));
     }

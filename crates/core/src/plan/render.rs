@@ -24,6 +24,7 @@ impl Step {
         let secret = |l: &Late<Psk>| match l {
             Late::Known(_) => "(sensitive)".to_owned(),
             Late::After(..) => "(sensitive, known after apply)".to_owned(),
+            Late::Unavailable(_) => "(sensitive, unavailable)".to_owned(),
         };
         match &self.op {
             StepOp::Aws(op) => match op {
