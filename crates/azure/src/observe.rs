@@ -424,12 +424,7 @@ impl Snapshot {
             })
             .collect();
         let Inventory { foreign_names, elsewhere } = self.with_seen(|seen| scope.inventory(owner, seen.iter().copied()));
-        let deployment_of = self
-            .gateways
-            .iter()
-            .filter_map(|g| Some((g.id.to_ascii_lowercase(), g.tags.get(vpnbridge_core::model::TAG_DEPLOYMENT)?.clone())))
-            .filter(|(_, d)| d != &owner.deployment)
-            .collect();
+        let deployment_of = vpnbridge_core::ownership::other_deployments(owner, self.gateways.iter().map(|g| (g.id.as_str(), &g.tags)));
         AzureObserved {
             vnet,
             foreign_gateways_in_vnet,

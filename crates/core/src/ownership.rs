@@ -129,6 +129,19 @@ pub struct Inventory {
     pub elsewhere: Vec<Elsewhere>,
 }
 
+/// Of the resources seen (ARM id or EC2 id, tags), those tagged for another
+/// deployment than `owner`'s: id (lower case) -> that deployment. Tells the user whose
+/// resource is in the way.
+pub fn other_deployments<'t>(
+    owner: &Owner,
+    seen: impl IntoIterator<Item = (&'t str, &'t Tags)>,
+) -> std::collections::BTreeMap<String, String> {
+    seen.into_iter()
+        .filter_map(|(id, tags)| Some((id.to_ascii_lowercase(), tags.get(crate::model::TAG_DEPLOYMENT)?.clone())))
+        .filter(|(_, d)| d != &owner.deployment)
+        .collect()
+}
+
 /// A kind in the user's words.
 pub fn kind_words(kind: AzureResourceKind) -> &'static str {
     match kind {

@@ -9,7 +9,7 @@ use vpnbridge_core::endpoint::{
 };
 use vpnbridge_core::model::{
     AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
-    PublicIp, Subnet, TAG_DEPLOYMENT, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    PublicIp, Subnet, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind};
 use vpnbridge_core::ownership::{Inventory, Seen, Standing};
@@ -295,13 +295,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
     }
     let Inventory { foreign_names, elsewhere } = scope.inventory(owner, seen.iter().copied());
     let ours = |id: &str| seen.iter().any(|s| s.id == id && scope.standing(owner, s) == Standing::Ours);
-    let deployment_of = w
-        .azure
-        .gateways
-        .values()
-        .filter_map(|g| Some((g.id.to_ascii_lowercase(), g.tags.get(TAG_DEPLOYMENT)?.clone())))
-        .filter(|(_, d)| d != &owner.deployment)
-        .collect();
+    let deployment_of = vpnbridge_core::ownership::other_deployments(owner, w.azure.gateways.values().map(|g| (g.id.as_str(), &g.tags)));
     let vnet = w.azure.virtual_networks.get(&vnet_id);
     let users_of = |subnet_id: &str| -> Vec<String> {
         w.azure
