@@ -7,10 +7,10 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use vpnbridge_core::goal::Goal;
-use vpnbridge_core::model::ProvisioningState;
+use vpnbridge_core::model::{CustomBgpAddress, LngBgp, ProvisioningState};
 use vpnbridge_core::secret::Psk;
 use vpnbridge_sim::World;
-use vpnbridge_sim::world::{ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut};
+use vpnbridge_sim::world::{BgpPeeringPut, ConnectionPut, GatewayPut, IpConfigPut, LngPut, PublicIpPut};
 
 use crate::{Answer, Extras, Kind, Operation, Shared, api_error, arm_error, compute, lock, not_found, shapes};
 
@@ -152,6 +152,20 @@ pub(crate) fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
                     public_ip_id: public_ip_id.to_owned(),
                 });
             }
+            let mut bgp_peering_addresses = Vec::new();
+            for p in v.pointer("/properties/bgpSettings/bgpPeeringAddresses").and_then(Value::as_array).into_iter().flatten() {
+                let Some(ip_configuration_id) = str_at(p, "/ipconfigurationId") else {
+                    return Err(missing("properties.bgpSettings.bgpPeeringAddresses[].ipconfigurationId"));
+                };
+                let mut custom = Vec::new();
+                for a in p.get("customBgpIpAddresses").and_then(Value::as_array).into_iter().flatten() {
+                    match a.as_str().and_then(|a| a.parse().ok()) {
+                        Some(a) => custom.push(a),
+                        None => return Err(missing("properties.bgpSettings.bgpPeeringAddresses[].customBgpIpAddresses[]")),
+                    }
+                }
+                bgp_peering_addresses.push(BgpPeeringPut { ip_configuration_id: ip_configuration_id.to_owned(), custom });
+            }
             let body = GatewayPut {
                 location,
                 gateway_type: str_at(&v, "/properties/gatewayType").unwrap_or("Vpn").to_owned(),
@@ -165,6 +179,7 @@ pub(crate) fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
                 enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
                 asn: v.pointer("/properties/bgpSettings/asn").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok()),
                 ip_configurations,
+                bgp_peering_addresses,
                 tags,
             };
             w.put_virtual_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
@@ -180,7 +195,18 @@ pub(crate) fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
                     None => return Err(missing("properties.localNetworkAddressSpace.addressPrefixes[]")),
                 }
             }
-            let body = LngPut { location, gateway_ip, address_prefixes, tags };
+            let bgp = match v.pointer("/properties/bgpSettings") {
+                None | Some(Value::Null) => None,
+                Some(b) => {
+                    let asn = b.get("asn").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok());
+                    let peering_address = str_at(b, "/bgpPeeringAddress").and_then(|a| a.parse().ok());
+                    match (asn, peering_address) {
+                        (Some(asn), Some(peering_address)) => Some(LngBgp { asn, peering_address }),
+                        _ => return Err(missing("properties.bgpSettings.{asn, bgpPeeringAddress}")),
+                    }
+                }
+            };
+            let body = LngPut { location, gateway_ip, address_prefixes, bgp, tags };
             w.put_local_network_gateway(id, &body).map(drop).map_err(|e| api_error(&e))
         }
         Kind::Connection => {
@@ -197,6 +223,16 @@ pub(crate) fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
                 }
                 None => return Err(missing("properties.sharedKey (the fake does not generate keys)")),
             };
+            let mut custom_bgp_addresses = Vec::new();
+            for c in v.pointer("/properties/gatewayCustomBgpIpAddresses").and_then(Value::as_array).into_iter().flatten() {
+                // Both fields are required (GatewayCustomBgpIpAddressIpConfiguration).
+                let (Some(ip_configuration_id), Some(address)) =
+                    (str_at(c, "/ipConfigurationId"), str_at(c, "/customBgpIpAddress").and_then(|a| a.parse().ok()))
+                else {
+                    return Err(missing("properties.gatewayCustomBgpIpAddresses[].{ipConfigurationId, customBgpIpAddress}"));
+                };
+                custom_bgp_addresses.push(CustomBgpAddress { ip_configuration_id: ip_configuration_id.to_owned(), address });
+            }
             let body = ConnectionPut {
                 location,
                 gateway_id: gateway_id.to_owned(),
@@ -205,6 +241,7 @@ pub(crate) fn put(s: &Shared, kind: Kind, id: &str, body: &Bytes) -> Answer {
                 protocol: str_at(&v, "/properties/connectionProtocol").unwrap_or("IKEv2").to_owned(),
                 shared_key,
                 enable_bgp: v.pointer("/properties/enableBgp").and_then(Value::as_bool).unwrap_or(false),
+                custom_bgp_addresses,
                 dpd_timeout_seconds: v
                     .pointer("/properties/dpdTimeoutSeconds")
                     .and_then(Value::as_u64)

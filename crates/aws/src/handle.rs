@@ -38,6 +38,12 @@ pub enum Wait {
         destination: String,
         target: Goal,
     },
+    /// Route propagation from a VGW into a route table (enabled: ready; disabled: gone).
+    Propagation {
+        route_table_id: String,
+        vgw_id: String,
+        target: Goal,
+    },
     /// A `ModifyVpnTunnelOptions`: done when the connection is available again with the
     /// requested inside CIDR (the key itself is never written into a handle).
     Tunnel {

@@ -122,6 +122,7 @@ pub(crate) fn vpn_model(v: &aws_sdk_ec2::types::VpnConnection) -> Result<VpnConn
                 },
                 status_message: t.status_message().unwrap_or_default().to_owned(),
                 last_status_change: t.last_status_change().and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()),
+                accepted_route_count: t.accepted_route_count().and_then(|n| u32::try_from(n).ok()),
             })
         })
         .collect();
@@ -160,6 +161,7 @@ pub(crate) fn route_table_model(t: &aws_sdk_ec2::types::RouteTable) -> Option<Ro
                     destination: r.destination_cidr_block()?.parse().ok()?,
                     gateway_id: r.gateway_id().map(str::to_owned),
                     state: r.state().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "active".to_owned()),
+                    propagated: r.origin().is_some_and(|o| o.as_str() == "EnableVgwRoutePropagation"),
                 })
             })
             .collect(),

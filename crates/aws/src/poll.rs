@@ -88,6 +88,25 @@ impl AwsEndpoint {
                     )),
                 }
             }
+            Wait::Propagation { route_table_id, vgw_id, target } => {
+                let table = self.route_table_by_id(route_table_id).await?;
+                let on = table.as_ref().is_some_and(|t| t.propagating_vgws.iter().any(|v| v == vgw_id));
+                match judge(*target, if on { Phase::Ready } else { Phase::Absent }) {
+                    Verdict::Done => done(route_table_id, None),
+                    Verdict::NotYet => running(POLL_GATEWAY),
+                    Verdict::Failed(_) if table.is_none() => Err(local(
+                        ErrorKind::NotFound,
+                        "InvalidRouteTableID.NotFound",
+                        format!("route table {route_table_id} does not exist"),
+                    )),
+                    // Describes are eventually consistent: the core polls again.
+                    Verdict::Failed(_) => Err(local(
+                        ErrorKind::Transient,
+                        "PropagationNotListed",
+                        format!("route table {route_table_id} does not list {vgw_id} among its propagating gateways yet"),
+                    )),
+                }
+            }
             Wait::VpnRoute { vpn_id, destination, target } => {
                 let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
                 let vpn = self.vpn_by_id(vpn_id).await?.filter(|v| !v.state.is_gone());

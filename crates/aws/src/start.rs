@@ -82,6 +82,20 @@ impl AwsEndpoint {
                 tolerate_gone(r.map(drop).map_err(|e| from_sdk("DeleteRoute", e)))?;
                 Wait::Route { route_table_id: route_table_id.clone(), destination: destination.to_string(), target }
             }
+            AwsOp::EnableVgwRoutePropagation { route_table_id, vgw_id } => {
+                c.enable_vgw_route_propagation()
+                    .route_table_id(route_table_id)
+                    .gateway_id(vgw_id)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("EnableVgwRoutePropagation", e))?;
+                Wait::Propagation { route_table_id: route_table_id.clone(), vgw_id: vgw_id.clone(), target }
+            }
+            AwsOp::DisableVgwRoutePropagation { route_table_id, vgw_id } => {
+                let r = c.disable_vgw_route_propagation().route_table_id(route_table_id).gateway_id(vgw_id).send().await;
+                tolerate_gone(r.map(drop).map_err(|e| from_sdk("DisableVgwRoutePropagation", e)))?;
+                Wait::Propagation { route_table_id: route_table_id.clone(), vgw_id: vgw_id.clone(), target }
+            }
             AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
                 let mut req = c
                     .create_customer_gateway()

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use vpnbridge_core::endpoint::{CloudName, EndpointError, ErrorKind, Tunnel, TunnelEnd, TunnelStatus};
+use vpnbridge_core::endpoint::{BgpPeer, BgpState, CloudName, EndpointError, ErrorKind, Tunnel, TunnelEnd, TunnelStatus};
 use vpnbridge_core::model::{AwsTunnelOptions, TunnelState, VpnConnection};
 use vpnbridge_core::secret::Psk;
 
@@ -78,6 +78,21 @@ pub(crate) fn end_of(vpn: &VpnConnection, cgw_ip: Ipv4Addr) -> Vec<Box<dyn Tunne
                 resource: vpn.id.clone(),
                 inside_cidr: t.inside_cidr,
                 psk: t.psk.clone(),
+                // A dynamic connection's tunnel is UP only while its BGP session is
+                // established; EC2 tells no more of the session than the telemetry.
+                bgp: (!vpn.static_routes_only).then(|| BgpPeer {
+                    local_address: t.inside_cidr.map(vpnbridge_core::bgp::aws_address),
+                    peer_address: t.inside_cidr.map(vpnbridge_core::bgp::azure_address),
+                    peer_asn: None,
+                    state: match telemetry.map(|m| m.status) {
+                        Some(TunnelState::Up) => BgpState::Established,
+                        Some(TunnelState::Down) => BgpState::Down,
+                        _ => BgpState::Unknown,
+                    },
+                    reason: telemetry.map_or_else(|| "EC2 reports no telemetry for this tunnel".to_owned(), |m| m.status_message.clone()),
+                    routes_received: telemetry.and_then(|m| m.accepted_route_count),
+                    learned: None,
+                }),
                 status: match telemetry {
                     Some(m) => {
                         TunnelStatus { state: m.status, reason: m.status_message.clone(), last_change: m.last_status_change.clone() }

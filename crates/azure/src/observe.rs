@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 use vpnbridge_core::endpoint::{EndpointError, ErrorKind};
 use vpnbridge_core::model::{
-    AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
-    PublicIp, Subnet, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, BgpPeeringAddress, Connection, CustomBgpAddress, GatewayIpConfiguration, LngBgp,
+    LocalNetworkGateway, Owner, ProvisioningState, PublicIp, Subnet, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::AzureResourceKind;
 use vpnbridge_core::ownership::{Inventory, Seen, Standing};
@@ -353,6 +353,17 @@ impl Snapshot {
                     public_ip_id: c.properties.public_ip_address.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
                 })
                 .collect(),
+            bgp_peering_addresses: g
+                .properties
+                .bgp_settings
+                .iter()
+                .flat_map(|b| &b.bgp_peering_addresses)
+                .map(|p| BgpPeeringAddress {
+                    ip_configuration_id: p.ipconfiguration_id.clone().unwrap_or_default(),
+                    custom: p.custom_bgp_ip_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                    default: p.default_bgp_ip_addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+                })
+                .collect(),
             state: state_of(g.properties.provisioning_state.as_deref()),
             tags: g.tags.clone(),
         });
@@ -389,6 +400,9 @@ impl Snapshot {
                     .as_ref()
                     .map(|a| a.address_prefixes.iter().filter_map(|p| p.parse().ok()).collect())
                     .unwrap_or_default(),
+                bgp: l.properties.bgp_settings.as_ref().and_then(|b| {
+                    Some(LngBgp { asn: u32::try_from(b.asn?).ok()?, peering_address: b.bgp_peering_address.as_deref()?.parse().ok()? })
+                }),
                 state: state_of(l.properties.provisioning_state.as_deref()),
                 tags: l.tags.clone(),
             })
@@ -406,6 +420,17 @@ impl Snapshot {
                 protocol: c.properties.connection_protocol.clone().unwrap_or_else(|| "IKEv2".to_owned()),
                 shared_key: self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten(),
                 enable_bgp: c.properties.enable_bgp,
+                custom_bgp_addresses: c
+                    .properties
+                    .gateway_custom_bgp_ip_addresses
+                    .iter()
+                    .filter_map(|a| {
+                        Some(CustomBgpAddress {
+                            ip_configuration_id: a.ip_configuration_id.clone(),
+                            address: a.custom_bgp_ip_address.parse().ok()?,
+                        })
+                    })
+                    .collect(),
                 state: state_of(c.properties.provisioning_state.as_deref()),
                 connection_status: c.properties.connection_status.clone().unwrap_or_else(|| "Unknown".to_owned()),
                 tunnels: c

@@ -8,8 +8,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 use vpnbridge_core::endpoint::{CloudName, EndpointError, ErrorKind, OpHandle};
 use vpnbridge_core::goal::Goal;
-use vpnbridge_core::model::{ProvisioningState, Tags};
-use vpnbridge_core::ops::AzureOp;
+use vpnbridge_core::model::{LngBgp, ProvisioningState, Tags};
+use vpnbridge_core::ops::{AzureOp, ConnectionBgp, GatewayBgp};
 use vpnbridge_core::secret::Psk;
 
 use crate::arm::{API_VERSION, Raw, RawCall, call_arm};
@@ -39,10 +39,23 @@ pub(crate) fn sub_resource(id: String) -> m::SubResource {
 pub(crate) struct GatewaySpec<'a> {
     pub(crate) sku: &'a str,
     pub(crate) generation: &'a str,
-    pub(crate) enable_bgp: bool,
-    pub(crate) asn: Option<u32>,
+    /// BGP (bgp-ha): the ASN and each instance's custom APIPA addresses.
+    pub(crate) bgp: Option<&'a GatewayBgp>,
+    /// (name, subnet id, public IP id) per instance.
     pub(crate) ip_configurations: Vec<(String, String, String)>,
+    /// The gateway's id (its ipConfigurations' ids are under it).
+    pub(crate) id: String,
     pub(crate) tags: &'a Tags,
+}
+
+/// The id of ipConfiguration `name` of the gateway with id `gateway_id`.
+pub(crate) fn ip_configuration_id(gateway_id: &str, name: &str) -> String {
+    format!("{gateway_id}/ipConfigurations/{name}")
+}
+
+/// The name vpnbridge gives instance k's ipConfiguration.
+pub(crate) fn ip_configuration_name(k: usize) -> String {
+    format!("ipconfig{k}")
 }
 
 /// An SDK model as the JSON it sends (ours, before [`merge::merged`]).
@@ -115,10 +128,21 @@ impl AzureEndpoint {
         props.vpn_gateway_generation = Some(sdk_enum(g.generation)?);
         props.sku = Some(Self::gateway_sku(g.sku)?);
         props.active_active = Some(g.ip_configurations.len() > 1);
-        props.enable_bgp = Some(g.enable_bgp);
-        if let Some(asn) = g.asn {
+        props.enable_bgp = Some(g.bgp.is_some());
+        if let Some(bgp) = g.bgp {
             let mut b = m::BgpSettings::new();
-            b.asn = Some(i64::from(asn));
+            b.asn = Some(i64::from(bgp.asn));
+            b.bgp_peering_addresses = g
+                .ip_configurations
+                .iter()
+                .zip(&bgp.custom_addresses)
+                .map(|((name, _, _), addresses)| {
+                    let mut p = m::IpConfigurationBgpPeeringAddress::new();
+                    p.ipconfiguration_id = Some(ip_configuration_id(&g.id, name));
+                    p.custom_bgp_ip_addresses = addresses.iter().map(ToString::to_string).collect();
+                    p
+                })
+                .collect();
             props.bgp_settings = Some(b);
         }
         props.ip_configurations = g
@@ -170,6 +194,7 @@ impl AzureEndpoint {
         &self,
         gateway_ip: Ipv4Addr,
         address_prefixes: &[IpNet],
+        bgp: Option<&LngBgp>,
         tags: &Tags,
     ) -> Result<serde_json::Value, EndpointError> {
         let mut props = m::LocalNetworkGatewayPropertiesFormat::new();
@@ -177,10 +202,24 @@ impl AzureEndpoint {
         let mut space = m::AddressSpace::new();
         space.address_prefixes = address_prefixes.iter().map(ToString::to_string).collect();
         props.local_network_address_space = Some(space);
+        if let Some(b) = bgp {
+            let mut settings = m::BgpSettings::new();
+            settings.asn = Some(i64::from(b.asn));
+            settings.bgp_peering_address = Some(b.peering_address.to_string());
+            props.bgp_settings = Some(settings);
+        }
         let mut l = m::LocalNetworkGateway::new(props);
         l.resource.location = Some(self.location.clone());
         l.resource.tags = Some(tags_json(tags));
-        to_json(&l)
+        let mut body = to_json(&l)?;
+        if bgp.is_none() {
+            // The LNG is ours alone: no BGP peer means none, not "keep the one GET
+            // returned" (see `merge`; an explicit null overrides it).
+            if let Some(p) = body.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+                p.insert("bgpSettings".to_owned(), serde_json::Value::Null);
+            }
+        }
+        Ok(body)
     }
 
     /// Our part of a Connection PUT: IPsec, IKEv2, the key, BGP, DPD, references by
@@ -194,12 +233,28 @@ impl AzureEndpoint {
         props.local_network_gateway2 = Some(lng);
         props.connection_protocol = Some(sdk_enum("IKEv2")?);
         props.shared_key = Some(c.shared_key.expose().to_owned());
-        props.enable_bgp = Some(c.enable_bgp);
+        props.enable_bgp = Some(c.bgp.is_some());
+        let gateway_id = self.id("virtualNetworkGateways", c.gateway);
+        props.gateway_custom_bgp_ip_addresses = c
+            .bgp
+            .iter()
+            .flat_map(|b| b.custom_addresses.iter().enumerate())
+            .map(|(k, a)| {
+                m::GatewayCustomBgpIpAddressIpConfiguration::new(ip_configuration_id(&gateway_id, &ip_configuration_name(k)), a.to_string())
+            })
+            .collect();
         props.dpd_timeout_seconds = i32::try_from(c.dpd_timeout_seconds).ok();
         let mut conn = m::VirtualNetworkGatewayConnection::new(props);
         conn.resource.location = Some(self.location.clone());
         conn.resource.tags = Some(tags_json(c.tags));
-        to_json(&conn)
+        let mut body = to_json(&conn)?;
+        if c.bgp.is_none() {
+            // No custom BGP addresses means none (the SDK leaves an empty list out).
+            if let Some(p) = body.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+                p.insert("gatewayCustomBgpIpAddresses".to_owned(), serde_json::Value::Array(Vec::new()));
+            }
+        }
+        Ok(body)
     }
 
     pub(crate) async fn start_op(&self, op: &AzureOp) -> Result<OpHandle, EndpointError> {
@@ -222,15 +277,15 @@ impl AzureEndpoint {
                 };
                 self.delete_handle(r, Kind::PublicIp, name)
             }
-            AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
+            AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, bgp, tags } => {
                 let subnet = format!("{}/subnets/GatewaySubnet", self.id("virtualNetworks", vnet));
                 let cfgs = public_ips
                     .iter()
                     .enumerate()
-                    .map(|(k, p)| (format!("ipconfig{k}"), subnet.clone(), self.id("publicIPAddresses", p)))
+                    .map(|(k, p)| (ip_configuration_name(k), subnet.clone(), self.id("publicIPAddresses", p)))
                     .collect();
-                let body =
-                    self.gateway_body(GatewaySpec { sku, generation, enable_bgp: *enable_bgp, asn: *asn, ip_configurations: cfgs, tags })?;
+                let id = self.id("virtualNetworkGateways", name);
+                let body = self.gateway_body(GatewaySpec { sku, generation, bgp: bgp.as_ref(), ip_configurations: cfgs, id, tags })?;
                 self.put_merged(Kind::VpnGateway, name, body, false).await
             }
             AzureOp::ResizeVpnGateway { name, sku } => {
@@ -245,8 +300,9 @@ impl AzureEndpoint {
                 .await;
                 self.delete_handle(r, Kind::VpnGateway, name)
             }
-            AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
-                self.put_merged(Kind::LocalNetworkGateway, name, self.lng_body(*gateway_ip, address_prefixes, tags)?, false).await
+            AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, bgp, tags } => {
+                let body = self.lng_body(*gateway_ip, address_prefixes, bgp.as_ref(), tags)?;
+                self.put_merged(Kind::LocalNetworkGateway, name, body, false).await
             }
             AzureOp::DeleteLocalNetworkGateway { name } => {
                 let r = call_arm(true, async {
@@ -255,12 +311,12 @@ impl AzureEndpoint {
                 .await;
                 self.delete_handle(r, Kind::LocalNetworkGateway, name)
             }
-            AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
+            AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, bgp, dpd_timeout_seconds, tags } => {
                 let spec = ConnectionSpec {
                     gateway,
                     local_network_gateway,
                     shared_key,
-                    enable_bgp: *enable_bgp,
+                    bgp: bgp.as_ref(),
                     dpd_timeout_seconds: *dpd_timeout_seconds,
                     tags,
                 };
@@ -289,7 +345,8 @@ pub(crate) struct ConnectionSpec<'a> {
     pub(crate) gateway: &'a str,
     pub(crate) local_network_gateway: &'a str,
     pub(crate) shared_key: &'a Psk,
-    pub(crate) enable_bgp: bool,
+    /// BGP (bgp-ha): the address each instance speaks from on this Connection.
+    pub(crate) bgp: Option<&'a ConnectionBgp>,
     pub(crate) dpd_timeout_seconds: u32,
     pub(crate) tags: &'a Tags,
 }

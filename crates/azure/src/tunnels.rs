@@ -353,6 +353,7 @@ impl Snapshot {
                     inside_cidr: None,
                     psk: psk.clone(),
                     status,
+                    bgp: None,
                 };
                 out.push(Box::new(WithIkeSa { end, sa }));
             }

@@ -105,8 +105,38 @@ pub(crate) struct GatewayProps {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct BgpSettings {
     pub asn: Option<u64>,
+    /// An LNG's peer address (on a gateway: the legacy single address).
+    pub bgp_peering_address: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub bgp_peering_addresses: Vec<BgpPeeringAddress>,
+}
+
+/// `IPConfigurationBgpPeeringAddress`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BgpPeeringAddress {
+    #[serde(rename = "ipconfigurationId")]
+    pub ipconfiguration_id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub default_bgp_ip_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub custom_bgp_ip_addresses: Vec<String>,
+}
+
+/// `GatewayCustomBgpIpAddressIpConfiguration`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomBgpAddress {
+    pub ip_configuration_id: String,
+    pub custom_bgp_ip_address: String,
+}
+
+/// `null` reads as the empty list (ARM sends either).
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +177,7 @@ pub(crate) struct LngProps {
     pub provisioning_state: Option<String>,
     pub gateway_ip_address: Option<String>,
     pub local_network_address_space: Option<AddressSpace>,
+    pub bgp_settings: Option<BgpSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +212,8 @@ pub(crate) struct ConnectionProps {
     pub connection_protocol: Option<String>,
     #[serde(default)]
     pub enable_bgp: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub gateway_custom_bgp_ip_addresses: Vec<CustomBgpAddress>,
     pub connection_status: Option<String>,
     #[serde(default)]
     pub tunnel_connection_status: Vec<TunnelHealth>,

@@ -407,8 +407,7 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
         sku: sku.into(),
         generation: generation.into(),
         public_ips: vec![format!("{d}-pip-0"), format!("{d}-pip-1")],
-        enable_bgp: false,
-        asn: None,
+        bgp: None,
         tags: owner.tags(&Role::VpnGateway),
     };
     let step = "CreateVpnGateway (VpnGw1AZ + Generation2)";
@@ -449,6 +448,7 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
         name: format!("{d}-lng-0-0"),
         gateway_ip: remote,
         address_prefixes: prefixes.clone(),
+        bgp: None,
         tags: owner.tags(&Role::LocalNetworkGateway(0, 0)),
     };
     run_to_end(ep, &op, step, limit).await?;
@@ -465,7 +465,7 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
         gateway: format!("{d}-vpngw"),
         local_network_gateway: format!("{d}-lng-0-0"),
         shared_key: key.clone(),
-        enable_bgp: false,
+        bgp: None,
         dpd_timeout_seconds: 45,
         tags: owner.tags(&Role::Connection(0, 0)),
     };

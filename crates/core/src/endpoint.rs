@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{AwsObserved, AzureObserved, Owner, TunnelState};
@@ -162,6 +162,42 @@ pub trait Tunnel: Send + Sync + fmt::Debug {
     fn ike_sa(&self) -> Option<IkeSa> {
         None
     }
+    /// The BGP session over this tunnel, when the tunnel carries one (bgp-ha) and the
+    /// cloud reports it (Azure's `getBgpPeerStatus` / `getLearnedRoutes`, AWS's
+    /// `VgwTelemetry`).
+    fn bgp(&self) -> Option<&BgpPeer> {
+        None
+    }
+}
+
+/// The BGP session over one tunnel, as one end's cloud reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BgpPeer {
+    /// The address this end speaks from (Azure's `localAddress`), when reported.
+    pub local_address: Option<Ipv4Addr>,
+    /// The neighbor's address (Azure's `neighbor`), when reported.
+    pub peer_address: Option<Ipv4Addr>,
+    /// The neighbor's ASN, when reported.
+    pub peer_asn: Option<u32>,
+    pub state: BgpState,
+    /// The cloud's words (Azure's peer state, AWS's telemetry status message).
+    pub reason: String,
+    /// Routes received from the neighbor (Azure `routesReceived`, AWS
+    /// `AcceptedRouteCount`).
+    pub routes_received: Option<u32>,
+    /// The prefixes learned from this neighbor, when the cloud lists them (Azure's
+    /// `getLearnedRoutes` with this neighbor as `sourcePeer`); AWS does not.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub learned: Option<Vec<IpNet>>,
+}
+
+/// Whether a BGP session is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BgpState {
+    Established,
+    Down,
+    Unknown,
 }
 
 /// An IKE security association's endpoints, as the end holding it reports them.
@@ -206,6 +242,9 @@ impl<T: Tunnel> Tunnel for WithIkeSa<T> {
     fn ike_sa(&self) -> Option<IkeSa> {
         self.sa
     }
+    fn bgp(&self) -> Option<&BgpPeer> {
+        self.end.bgp()
+    }
 }
 
 /// A tunnel's status with the cloud's own reason.
@@ -228,6 +267,8 @@ pub struct TunnelEnd {
     pub inside_cidr: Option<Ipv4Net>,
     pub psk: Option<Psk>,
     pub status: TunnelStatus,
+    /// The BGP session over the tunnel, if it carries one.
+    pub bgp: Option<BgpPeer>,
 }
 
 impl Tunnel for TunnelEnd {
@@ -254,6 +295,9 @@ impl Tunnel for TunnelEnd {
     }
     fn status(&self) -> &TunnelStatus {
         &self.status
+    }
+    fn bgp(&self) -> Option<&BgpPeer> {
+        self.bgp.as_ref()
     }
 }
 

@@ -892,6 +892,7 @@ mod behaviour {
                         id: "rtb-1".into(),
                         main: true,
                         routes: vec![crate::model::VpcRoute {
+                            propagated: false,
                             destination: "10.1.0.0/16".parse().unwrap(),
                             gateway_id: Some("vgw-theirs".into()),
                             state: "active".into(),

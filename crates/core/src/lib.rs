@@ -3,6 +3,7 @@
 //! config -> validate -> observe -> plan -> execute -> (verify). Core owns every
 //! decision; it never talks to a network and never names a cloud SDK.
 
+pub mod bgp;
 pub mod committed;
 pub mod config;
 // For the tests of `VpnEndpoint` implementations only: the crates that implement it

@@ -211,6 +211,9 @@ pub struct VpcRoute {
     pub gateway_id: Option<String>,
     /// `active` or `blackhole`.
     pub state: String,
+    /// Learned from a VGW by route propagation (`Origin = EnableVgwRoutePropagation`),
+    /// not created by `CreateRoute`: nobody's to delete; it goes when propagation stops.
+    pub propagated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +278,9 @@ pub struct VgwTelemetry {
     pub status_message: String,
     /// Virtual or wall-clock time of the last change, as the cloud prints it.
     pub last_status_change: Option<String>,
+    /// Routes the VGW accepted over this tunnel's BGP session (dynamic VPN
+    /// connections; `None` when the cloud does not report it).
+    pub accepted_route_count: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------
@@ -360,8 +366,35 @@ pub struct VirtualNetworkGateway {
     pub asn: Option<u32>,
     /// In the gateway's own order: instance k is the k-th ipConfiguration.
     pub ip_configurations: Vec<GatewayIpConfiguration>,
+    /// `bgpSettings.bgpPeeringAddresses`: one entry per ipConfiguration when BGP is on.
+    pub bgp_peering_addresses: Vec<BgpPeeringAddress>,
     pub state: ProvisioningState,
     pub tags: Tags,
+}
+
+/// One ipConfiguration's BGP addresses (`IPConfigurationBgpPeeringAddress`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpPeeringAddress {
+    pub ip_configuration_id: String,
+    /// `customBgpIpAddresses`: the APIPA addresses the instance may speak BGP from.
+    pub custom: Vec<Ipv4Addr>,
+    /// `defaultBgpIpAddresses` (read-only: an address in the GatewaySubnet).
+    pub default: Vec<Ipv4Addr>,
+}
+
+/// A LocalNetworkGateway's `bgpSettings`: the peer Azure speaks BGP with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LngBgp {
+    pub asn: u32,
+    pub peering_address: Ipv4Addr,
+}
+
+/// A Connection's `gatewayCustomBgpIpAddresses[]` entry: the address the instance
+/// behind `ip_configuration_id` speaks from on this Connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CustomBgpAddress {
+    pub ip_configuration_id: String,
+    pub address: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +410,8 @@ pub struct LocalNetworkGateway {
     pub name: String,
     pub gateway_ip: Ipv4Addr,
     pub address_prefixes: Vec<IpNet>,
+    /// The BGP peer behind this LocalNetworkGateway (bgp-ha), if any.
+    pub bgp: Option<LngBgp>,
     pub state: ProvisioningState,
     pub tags: Tags,
 }
@@ -391,6 +426,8 @@ pub struct Connection {
     /// From the `sharedkey` sub-resource; `None` if it could not be read.
     pub shared_key: Option<Psk>,
     pub enable_bgp: bool,
+    /// `gatewayCustomBgpIpAddresses`, one entry per gateway ipConfiguration (bgp-ha).
+    pub custom_bgp_addresses: Vec<CustomBgpAddress>,
     pub state: ProvisioningState,
     /// The aggregate `connectionStatus` (Connected if any instance's tunnel is up).
     pub connection_status: String,

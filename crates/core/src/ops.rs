@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
-use crate::model::{AwsTunnelOptions, Tags};
+use crate::model::{AwsTunnelOptions, LngBgp, Tags};
 use crate::secret::Psk;
 
 /// Identifies a step of a plan.
@@ -251,6 +251,16 @@ pub enum AwsOp<B: Binding = Bound> {
         psk: Option<Psk>,
         inside_cidr: Option<Ipv4Net>,
     },
+    /// EnableVgwRoutePropagation: the route table learns the VGW's BGP routes.
+    EnableVgwRoutePropagation {
+        route_table_id: String,
+        vgw_id: B::Of<String>,
+    },
+    /// DisableVgwRoutePropagation (only for our VGW).
+    DisableVgwRoutePropagation {
+        route_table_id: String,
+        vgw_id: String,
+    },
     /// Waits for a resource found pending (or deleting) to settle; starts nothing.
     Await {
         kind: AwsResourceKind,
@@ -288,8 +298,8 @@ pub enum AzureOp<B: Binding = Bound> {
         generation: String,
         /// Public IP resource names, one per ipConfiguration (instance k = entry k).
         public_ips: Vec<String>,
-        enable_bgp: bool,
-        asn: Option<u32>,
+        /// BGP on (bgp-ha) with the gateway's ASN and custom addresses, or off.
+        bgp: Option<GatewayBgp>,
         tags: Tags,
     },
     /// Resize the gateway in place (same SKU family and generation).
@@ -305,6 +315,8 @@ pub enum AzureOp<B: Binding = Bound> {
         name: String,
         gateway_ip: B::Of<Ipv4Addr>,
         address_prefixes: Vec<IpNet>,
+        /// The BGP peer behind it (bgp-ha), or none (static prefixes only).
+        bgp: Option<LngBgp>,
         tags: Tags,
     },
     DeleteLocalNetworkGateway {
@@ -316,7 +328,8 @@ pub enum AzureOp<B: Binding = Bound> {
         gateway: String,
         local_network_gateway: String,
         shared_key: B::Of<Psk>,
-        enable_bgp: bool,
+        /// BGP on this Connection (bgp-ha), with the address each instance speaks from.
+        bgp: Option<ConnectionBgp>,
         dpd_timeout_seconds: u32,
         tags: Tags,
     },
@@ -333,6 +346,22 @@ pub enum AzureOp<B: Binding = Bound> {
         kind: AzureResourceKind,
         name: String,
     },
+}
+
+/// The gateway's BGP settings: `enableBgp`, `bgpSettings.asn`, and per ipConfiguration
+/// (instance k = entry k) its `customBgpIpAddresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayBgp {
+    pub asn: u32,
+    pub custom_addresses: Vec<Vec<Ipv4Addr>>,
+}
+
+/// A Connection's BGP: `enableBgp` and `gatewayCustomBgpIpAddresses`, the address
+/// instance k speaks from on it (entry k; one for each ipConfiguration, as Azure wants
+/// on an active-active gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionBgp {
+    pub custom_addresses: Vec<Ipv4Addr>,
 }
 
 /// Azure resource kinds, for [`AzureOp::Await`] and messages.
@@ -383,6 +412,12 @@ impl AwsOp<Planned> {
                 psk: psk.clone(),
                 inside_cidr: *inside_cidr,
             },
+            AwsOp::EnableVgwRoutePropagation { route_table_id, vgw_id } => {
+                AwsOp::EnableVgwRoutePropagation { route_table_id: route_table_id.clone(), vgw_id: o.get(vgw_id)? }
+            }
+            AwsOp::DisableVgwRoutePropagation { route_table_id, vgw_id } => {
+                AwsOp::DisableVgwRoutePropagation { route_table_id: route_table_id.clone(), vgw_id: vgw_id.clone() }
+            }
             AwsOp::Await { kind, id } => AwsOp::Await { kind: *kind, id: id.clone() },
         })
     }
@@ -390,7 +425,9 @@ impl AwsOp<Planned> {
     /// Steps whose outputs this operation reads.
     pub fn reads(&self) -> Vec<StepId> {
         match self {
-            AwsOp::AttachVpnGateway { vgw_id, .. } | AwsOp::CreateRoute { vgw_id, .. } => vgw_id.depends_on().into_iter().collect(),
+            AwsOp::AttachVpnGateway { vgw_id, .. }
+            | AwsOp::CreateRoute { vgw_id, .. }
+            | AwsOp::EnableVgwRoutePropagation { vgw_id, .. } => vgw_id.depends_on().into_iter().collect(),
             AwsOp::CreateCustomerGateway { ip, .. } => ip.depends_on().into_iter().collect(),
             AwsOp::CreateVpnConnection { cgw_id, vgw_id, .. } => cgw_id.depends_on().into_iter().chain(vgw_id.depends_on()).collect(),
             AwsOp::CreateVpnConnectionRoute { vpn_id, .. } => vpn_id.depends_on().into_iter().collect(),
@@ -408,32 +445,32 @@ impl AzureOp<Planned> {
                 AzureOp::CreatePublicIp { name: name.clone(), zones: zones.clone(), tags: tags.clone() }
             }
             AzureOp::DeletePublicIp { name } => AzureOp::DeletePublicIp { name: name.clone() },
-            AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => AzureOp::CreateVpnGateway {
+            AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, bgp, tags } => AzureOp::CreateVpnGateway {
                 name: name.clone(),
                 vnet: vnet.clone(),
                 sku: sku.clone(),
                 generation: generation.clone(),
                 public_ips: public_ips.clone(),
-                enable_bgp: *enable_bgp,
-                asn: *asn,
+                bgp: bgp.clone(),
                 tags: tags.clone(),
             },
             AzureOp::ResizeVpnGateway { name, sku } => AzureOp::ResizeVpnGateway { name: name.clone(), sku: sku.clone() },
             AzureOp::DeleteVpnGateway { name } => AzureOp::DeleteVpnGateway { name: name.clone() },
-            AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => AzureOp::PutLocalNetworkGateway {
+            AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, bgp, tags } => AzureOp::PutLocalNetworkGateway {
                 name: name.clone(),
                 gateway_ip: o.get(gateway_ip)?,
                 address_prefixes: address_prefixes.clone(),
+                bgp: *bgp,
                 tags: tags.clone(),
             },
             AzureOp::DeleteLocalNetworkGateway { name } => AzureOp::DeleteLocalNetworkGateway { name: name.clone() },
-            AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
+            AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, bgp, dpd_timeout_seconds, tags } => {
                 AzureOp::PutConnection {
                     name: name.clone(),
                     gateway: gateway.clone(),
                     local_network_gateway: local_network_gateway.clone(),
                     shared_key: o.get(shared_key)?,
-                    enable_bgp: *enable_bgp,
+                    bgp: bgp.clone(),
                     dpd_timeout_seconds: *dpd_timeout_seconds,
                     tags: tags.clone(),
                 }
@@ -502,6 +539,7 @@ impl<B: Binding> AwsOp<B> {
                 | AwsOp::DeleteCustomerGateway { .. }
                 | AwsOp::DeleteVpnConnection { .. }
                 | AwsOp::DeleteVpnConnectionRoute { .. }
+                | AwsOp::DisableVgwRoutePropagation { .. }
         )
     }
 

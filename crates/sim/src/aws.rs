@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use ipnet::IpNet;
 use vpnbridge_core::endpoint::{
-    Aws, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+    Aws, BgpPeer, BgpState, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
     AwsObserved, AwsState, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment, VgwTelemetry, Vpc,
@@ -14,7 +14,7 @@ use vpnbridge_core::ops::{AwsOp, AwsResourceKind};
 
 use crate::cloud::SimCloud;
 use crate::latency::ms;
-use crate::world::{ApiError, AwsVpnConnection, AwsWait, Goal, LinkState, World};
+use crate::world::{ApiError, AwsTunnel, AwsVpnConnection, AwsWait, Goal, LinkState, World};
 use crate::{completion_to_status, saved};
 
 /// Where the AWS side lives: the region and the user's VPC.
@@ -80,6 +80,14 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
         AwsOp::DeleteRoute { route_table_id, destination } => {
             w.delete_route(route_table_id, *destination).map_err(aws_error)?;
             AwsWait::Timer { at_ms: now.saturating_add(ms(lat.aws_vpc_route_delete)), id: None }
+        }
+        AwsOp::EnableVgwRoutePropagation { route_table_id, vgw_id } => {
+            w.enable_vgw_route_propagation(route_table_id, vgw_id).map_err(aws_error)?;
+            AwsWait::Timer { at_ms: now, id: None }
+        }
+        AwsOp::DisableVgwRoutePropagation { route_table_id, vgw_id } => {
+            w.disable_vgw_route_propagation(route_table_id, vgw_id).map_err(aws_error)?;
+            AwsWait::Timer { at_ms: now, id: None }
         }
         AwsOp::CreateCustomerGateway { ip, bgp_asn, device_name, tags } => {
             let device = Some(device_name.as_str()).filter(|d| !d.is_empty());
@@ -149,6 +157,12 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
     Ok(wait)
 }
 
+/// `AcceptedRouteCount`: the routes the VGW learned over the tunnel's BGP session (0
+/// on a static VPN connection, as EC2 reports it).
+fn accepted_routes(w: &World, v: &AwsVpnConnection, t: &AwsTunnel) -> u32 {
+    w.aws_bgp_end(v, t).filter(|b| b.established).map_or(0, |b| u32::try_from(b.learned.len()).unwrap_or(u32::MAX))
+}
+
 fn observe_vpn(w: &World, v: &AwsVpnConnection) -> VpnConnection {
     let tunnels: Vec<_> = v.sorted_tunnels().collect();
     VpnConnection {
@@ -172,6 +186,7 @@ fn observe_vpn(w: &World, v: &AwsVpnConnection) -> VpnConnection {
                     status: if s.state == LinkState::Up { TunnelState::Up } else { TunnelState::Down },
                     status_message: s.message,
                     last_status_change: s.last_change_ms.map(World::timestamp),
+                    accepted_route_count: Some(accepted_routes(w, v, t)),
                 }
             })
             .collect(),
@@ -203,8 +218,15 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
                             destination: r.destination,
                             gateway_id: Some(r.target.clone()).filter(|t| t == "local" || t.starts_with("vgw-") || t.starts_with("igw-")),
                             state: if blackhole { "blackhole" } else { "active" }.to_owned(),
+                            propagated: false,
                         }
                     })
+                    .chain(w.propagated_routes(t).into_iter().map(|r| VpcRoute {
+                        destination: r.destination,
+                        gateway_id: Some(r.target),
+                        state: "active".to_owned(),
+                        propagated: true,
+                    }))
                     .collect(),
                 propagating_vgws: t.propagating_vgws.clone(),
             })
@@ -306,6 +328,16 @@ fn tunnel_ends(w: &World, target: &AwsTarget, owner: &Owner) -> Vec<Box<dyn Tunn
                 resource: v.id.clone(),
                 inside_cidr: Some(t.inside_cidr),
                 psk: Some(t.psk.clone()),
+                bgp: w.aws_bgp_end(v, t).map(|b| BgpPeer {
+                    local_address: b.local,
+                    peer_address: b.neighbor,
+                    peer_asn: b.neighbor_asn,
+                    state: if b.established { BgpState::Established } else { BgpState::Down },
+                    // What the telemetry says, as AWS reports nothing else of the session.
+                    reason: s.message.clone(),
+                    routes_received: Some(accepted_routes(w, v, t)),
+                    learned: None,
+                }),
                 status: TunnelStatus {
                     state: if s.state == LinkState::Up { TunnelState::Up } else { TunnelState::Down },
                     reason: s.message,

@@ -5,19 +5,19 @@
 use async_trait::async_trait;
 use ipnet::IpNet;
 use vpnbridge_core::endpoint::{
-    Azure, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
+    Azure, BgpPeer, BgpState, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AzureObserved, AzureScope, AzureTunnelStatus, Connection, GatewayIpConfiguration, LocalNetworkGateway, Owner, ProvisioningState,
-    PublicIp, Subnet, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
+    AzureObserved, AzureScope, AzureTunnelStatus, Connection, CustomBgpAddress, GatewayIpConfiguration, LocalNetworkGateway, Owner,
+    ProvisioningState, PublicIp, Subnet, Tags, TunnelState, VirtualNetwork, VirtualNetworkGateway,
 };
 use vpnbridge_core::ops::{AzureOp, AzureResourceKind};
 use vpnbridge_core::ownership::{Inventory, Seen, Standing};
 
 use crate::cloud::SimCloud;
 use crate::world::{
-    ApiError, AzConnection, AzGateway, AzureKind, AzureWait, ConnectionPut, GatewayPut, Goal, IpConfigPut, LinkState, LinkStatus, LngPut,
-    PublicIpPut, World, arm_id,
+    ApiError, AzConnection, AzGateway, AzureKind, AzureWait, BgpPeeringPut, ConnectionPut, GatewayPut, Goal, IpConfigPut, LinkState,
+    LinkStatus, LngPut, PublicIpPut, World, arm_id,
 };
 use crate::{completion_to_status, saved};
 
@@ -121,9 +121,10 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
             let id = t.id(PIP, name);
             deleted(w.delete_public_ip(&id), AzureKind::PublicIp, id)?
         }
-        AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, enable_bgp, asn, tags } => {
+        AzureOp::CreateVpnGateway { name, vnet, sku, generation, public_ips, bgp, tags } => {
             let id = t.id(VNG, name);
             let subnet_id = format!("{}/subnets/GatewaySubnet", t.id("virtualNetworks", vnet));
+            let ip_config = |k: usize| format!("ipconfig{k}");
             let body = GatewayPut {
                 location: t.location.clone(),
                 gateway_type: "Vpn".to_owned(),
@@ -131,12 +132,20 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                 sku: sku.clone(),
                 generation: generation.clone(),
                 active_active: true,
-                enable_bgp: *enable_bgp,
-                asn: *asn,
+                enable_bgp: bgp.is_some(),
+                asn: bgp.as_ref().map(|b| b.asn),
                 ip_configurations: public_ips
                     .iter()
                     .enumerate()
-                    .map(|(k, p)| IpConfigPut { name: format!("ipconfig{k}"), subnet_id: subnet_id.clone(), public_ip_id: t.id(PIP, p) })
+                    .map(|(k, p)| IpConfigPut { name: ip_config(k), subnet_id: subnet_id.clone(), public_ip_id: t.id(PIP, p) })
+                    .collect(),
+                bgp_peering_addresses: bgp
+                    .iter()
+                    .flat_map(|b| b.custom_addresses.iter().enumerate())
+                    .map(|(k, a)| BgpPeeringPut {
+                        ip_configuration_id: format!("{id}/ipConfigurations/{}", ip_config(k)),
+                        custom: a.clone(),
+                    })
                     .collect(),
                 tags: merged_tags(w.azure.gateways.get(&id).map(|r| &r.tags), tags),
             };
@@ -171,6 +180,11 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
                     .iter()
                     .map(|c| IpConfigPut { name: c.name.clone(), subnet_id: c.subnet_id.clone(), public_ip_id: c.public_ip_id.clone() })
                     .collect(),
+                bgp_peering_addresses: g
+                    .bgp_peering_addresses
+                    .iter()
+                    .map(|p| BgpPeeringPut { ip_configuration_id: p.ip_configuration_id.clone(), custom: p.custom.clone() })
+                    .collect(),
                 tags: g.tags.clone(),
             };
             w.put_virtual_network_gateway(&id, &body).map_err(azure_error)?;
@@ -180,12 +194,13 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
             let id = t.id(VNG, name);
             deleted(w.delete_virtual_network_gateway(&id), AzureKind::VpnGateway, id)?
         }
-        AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, tags } => {
+        AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes, bgp, tags } => {
             let id = t.id(LNG, name);
             let body = LngPut {
                 location: t.location.clone(),
                 gateway_ip: *gateway_ip,
                 address_prefixes: address_prefixes.clone(),
+                bgp: *bgp,
                 tags: merged_tags(w.azure.local_network_gateways.get(&id).map(|r| &r.tags), tags),
             };
             w.put_local_network_gateway(&id, &body).map_err(azure_error)?;
@@ -195,16 +210,26 @@ fn start_op(w: &mut World, t: &AzureTarget, op: &AzureOp) -> Result<AzureWait, E
             let id = t.id(LNG, name);
             deleted(w.delete_local_network_gateway(&id), AzureKind::LocalNetworkGateway, id)?
         }
-        AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, tags } => {
+        AzureOp::PutConnection { name, gateway, local_network_gateway, shared_key, bgp, dpd_timeout_seconds, tags } => {
             let id = t.id(CONN, name);
+            let gateway_id = t.id(VNG, gateway);
+            // The gateway's ipConfiguration ids, in instance order (as an SDK-based
+            // adapter reads them from the gateway).
+            let ip_configs: Vec<String> =
+                w.azure.gateways.get(&gateway_id).map(|g| g.ip_configurations.iter().map(|c| c.id.clone()).collect()).unwrap_or_default();
             let body = ConnectionPut {
                 location: t.location.clone(),
-                gateway_id: t.id(VNG, gateway),
+                gateway_id,
                 local_network_gateway_id: t.id(LNG, local_network_gateway),
                 connection_type: "IPsec".to_owned(),
                 protocol: "IKEv2".to_owned(),
                 shared_key: shared_key.clone(),
-                enable_bgp: *enable_bgp,
+                enable_bgp: bgp.is_some(),
+                custom_bgp_addresses: bgp
+                    .iter()
+                    .flat_map(|b| b.custom_addresses.iter().zip(&ip_configs))
+                    .map(|(a, c)| CustomBgpAddress { ip_configuration_id: c.clone(), address: *a })
+                    .collect(),
                 dpd_timeout_seconds: *dpd_timeout_seconds,
                 tags: merged_tags(w.azure.connections.get(&id).map(|r| &r.tags), tags),
             };
@@ -347,6 +372,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             .iter()
             .map(|c| GatewayIpConfiguration { id: c.id.clone(), name: c.name.clone(), public_ip_id: c.public_ip_id.clone() })
             .collect(),
+        bgp_peering_addresses: g.bgp_peering_addresses.clone(),
         state: g.phase.state,
         tags: g.tags.clone(),
     });
@@ -360,6 +386,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
             name: l.name.clone(),
             gateway_ip: l.gateway_ip,
             address_prefixes: l.address_prefixes.clone(),
+            bgp: l.bgp,
             state: l.phase.state,
             tags: l.tags.clone(),
         })
@@ -389,6 +416,7 @@ fn observe(w: &World, t: &AzureTarget, owner: &Owner) -> AzureObserved {
                 // As read through the `sharedkey` sub-resource.
                 shared_key: Some(c.shared_key.clone()),
                 enable_bgp: c.enable_bgp,
+                custom_bgp_addresses: c.custom_bgp_addresses.clone(),
                 state: c.phase.state,
                 connection_status: connection_status.to_owned(),
                 tunnels: links
@@ -433,6 +461,16 @@ fn tunnel_ends(w: &World, t: &AzureTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>
                 inside_cidr: None,
                 psk: Some(c.shared_key.clone()),
                 status: TunnelStatus { state: tunnel_state(&s), reason: s.message, last_change: s.last_change_ms.map(World::timestamp) },
+                // As `getBgpPeerStatus` and `getLearnedRoutes` report it.
+                bgp: w.azure_bgp_end(c, k).map(|b| BgpPeer {
+                    local_address: b.local,
+                    peer_address: b.neighbor,
+                    peer_asn: b.neighbor_asn,
+                    state: if b.established { BgpState::Established } else { BgpState::Down },
+                    reason: b.message,
+                    routes_received: Some(u32::try_from(b.learned.len()).unwrap_or(u32::MAX)),
+                    learned: Some(b.learned),
+                }),
             };
             out.push(Box::new(vpnbridge_core::endpoint::WithIkeSa { end, sa }));
         }

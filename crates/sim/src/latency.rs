@@ -23,6 +23,10 @@ pub struct LatencyTable {
     pub azure_vpn_gateway_delete: Duration,
     #[serde(with = "millis")]
     pub azure_vpn_gateway_resize: Duration,
+    /// A gateway PUT that changes its BGP settings (enableBgp, ASN, custom addresses):
+    /// ARM publishes no duration; the gateway is Updating and forwards nothing meanwhile.
+    #[serde(with = "millis")]
+    pub azure_vpn_gateway_update: Duration,
     #[serde(with = "millis")]
     pub azure_local_network_gateway: Duration,
     #[serde(with = "millis")]
@@ -73,6 +77,10 @@ pub struct LatencyTable {
     /// From the moment both ends of a tunnel are in place and match until it is UP.
     #[serde(with = "millis")]
     pub tunnel_negotiation: Duration,
+    /// From a tunnel being UP (with both BGP ends agreeing) until its BGP session is
+    /// established and the routes are exchanged.
+    #[serde(with = "millis")]
+    pub bgp_establish: Duration,
 }
 
 impl Default for LatencyTable {
@@ -85,6 +93,7 @@ impl Default for LatencyTable {
             azure_vpn_gateway: m(45),
             azure_vpn_gateway_delete: m(20),
             azure_vpn_gateway_resize: m(30),
+            azure_vpn_gateway_update: m(15),
             azure_local_network_gateway: s(45),
             azure_local_network_gateway_delete: s(30),
             azure_connection: s(90),
@@ -106,6 +115,7 @@ impl Default for LatencyTable {
             aws_modify_vpn_tunnel_options: m(4),
             aws_modify_vpn_connection: m(2),
             tunnel_negotiation: s(60),
+            bgp_establish: s(10),
         }
     }
 }
@@ -121,6 +131,7 @@ impl LatencyTable {
             azure_vpn_gateway: z,
             azure_vpn_gateway_delete: z,
             azure_vpn_gateway_resize: z,
+            azure_vpn_gateway_update: z,
             azure_local_network_gateway: z,
             azure_local_network_gateway_delete: z,
             azure_connection: z,
@@ -142,6 +153,7 @@ impl LatencyTable {
             aws_modify_vpn_tunnel_options: z,
             aws_modify_vpn_connection: z,
             tunnel_negotiation: z,
+            bgp_establish: z,
         }
     }
 }

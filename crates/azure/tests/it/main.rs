@@ -60,6 +60,7 @@ fn pip(owner: &Owner, k: u8) -> AzureOp {
 
 fn lng(owner: &Owner, ip: Ipv4Addr) -> AzureOp {
     AzureOp::PutLocalNetworkGateway {
+        bgp: None,
         name: format!("{}-lng-0-0", owner.deployment),
         gateway_ip: ip,
         address_prefixes: vec!["10.2.0.0/16".parse().expect("literal")],
@@ -136,8 +137,7 @@ async fn arm_errors_keep_code_message_and_request_id() {
         sku: "VpnGw1AZ".into(),
         generation: generation.into(),
         public_ips: vec!["t-pip-0".into(), "t-pip-1".into()],
-        enable_bgp: false,
-        asn: None,
+        bgp: None,
         tags: owner.tags(&Role::VpnGateway),
     };
     let e = ep.start(&gateway("vnet-hub", "Generation2")).await.expect_err("invalid SKU/generation");
@@ -270,8 +270,7 @@ async fn ike_sas_are_read_through_location_polling() {
             sku: "VpnGw1AZ".into(),
             generation: "Generation1".into(),
             public_ips: vec!["t-pip-0".into(), "t-pip-1".into()],
-            enable_bgp: false,
-            asn: None,
+            bgp: None,
             tags: owner.tags(&Role::VpnGateway),
         },
     )
@@ -284,7 +283,7 @@ async fn ike_sas_are_read_through_location_polling() {
             gateway: "t-vpngw".into(),
             local_network_gateway: "t-lng-0-0".into(),
             shared_key: Psk::new("Test.Key_0001").expect("valid"),
-            enable_bgp: false,
+            bgp: None,
             dpd_timeout_seconds: 45,
             tags: owner.tags(&Role::Connection(0, 0)),
         },

@@ -220,7 +220,7 @@ async fn shapes_read_through_microsofts_python_models() {
         gateway: gw.name.clone(),
         local_network_gateway: lng.name.clone(),
         shared_key: cn.shared_key.clone().expect("key"),
-        enable_bgp: false,
+        bgp: None,
         dpd_timeout_seconds: 45,
         tags: cn.tags.clone(),
     };

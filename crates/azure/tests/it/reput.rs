@@ -39,8 +39,7 @@ fn gateway(owner: &Owner, sku: &str) -> AzureOp {
         sku: sku.into(),
         generation: "Generation1".into(),
         public_ips: vec!["t-pip-0".into(), "t-pip-1".into()],
-        enable_bgp: false,
-        asn: None,
+        bgp: None,
         tags: owner.tags(&Role::VpnGateway),
     }
 }
@@ -51,7 +50,7 @@ fn connection(owner: &Owner) -> AzureOp {
         gateway: "t-vpngw".into(),
         local_network_gateway: "t-lng-0-0".into(),
         shared_key: Psk::new("Test.Key_0001").expect("valid"),
-        enable_bgp: false,
+        bgp: None,
         dpd_timeout_seconds: 45,
         tags: owner.tags(&Role::Connection(0, 0)),
     }
@@ -118,7 +117,7 @@ async fn a_prefix_change_of_a_local_network_gateway_keeps_its_tags_and_bgp_setti
     .await;
     let AzureOp::PutLocalNetworkGateway { name, gateway_ip, tags, .. } = lng(&owner, Ipv4Addr::new(3, 0, 113, 5)) else { unreachable!() };
     let wider = vec!["10.2.0.0/16".parse().expect("literal"), "10.3.0.0/16".parse().expect("literal")];
-    run(&ep, &AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes: wider, tags }).await;
+    run(&ep, &AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes: wider, bgp: None, tags }).await;
     let l = fake.resource("localNetworkGateways", "t-lng-0-0").expect("lng");
     assert_eq!(props(&l)["localNetworkAddressSpace"]["addressPrefixes"], json!(["10.2.0.0/16", "10.3.0.0/16"]));
     assert_tags(&l, &owner);

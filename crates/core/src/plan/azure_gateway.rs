@@ -67,6 +67,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
         })
         .collect();
 
+    let bgp_ha = config.mode == crate::config::Mode::BgpHa;
     let gw_name = names.gateway();
     let mut gw_step = None;
     let gateway_put = AzureOp::CreateVpnGateway {
@@ -75,8 +76,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
         sku: config.azure.gateway_sku.to_string(),
         generation: config.azure.gateway_generation.to_string(),
         public_ips: (0..INSTANCES).map(|k| names.public_ip(k)).collect(),
-        enable_bgp: false,
-        asn: None,
+        bgp: bgp_ha.then(|| crate::bgp::gateway(&cx.layout, config.azure.asn)).flatten(),
         tags: owner.tags(&Role::VpnGateway),
     };
     match &az.vpn_gateway {

@@ -24,6 +24,7 @@ pub(super) fn plan(
     let aws_prefixes = &cx.aws_prefixes;
     let (gw_name, gw_step) = (&gateway.name, gateway.step);
     // ---- Azure: one LocalNetworkGateway and one Connection per used AWS tunnel -------
+    let bgp_ha = config.mode == crate::config::Mode::BgpHa;
     let slots = pairing::slots(&config.name, config.tunnels_per_connection);
     for slot in &slots {
         let (k, t) = (slot.connection, slot.tunnel);
@@ -33,7 +34,8 @@ pub(super) fn plan(
         let lng_op = AzureOp::PutLocalNetworkGateway {
             name: slot.local_network_gateway.clone(),
             gateway_ip: outside_ip.clone(),
-            address_prefixes: aws_prefixes.clone(),
+            address_prefixes: if bgp_ha { Vec::new() } else { aws_prefixes.clone() },
+            bgp: bgp_ha.then(|| crate::bgp::local_network_gateway(&cx.layout, k, t, config.aws.amazon_asn)).flatten(),
             tags: owner.tags(&lng_role),
         };
         // The step after which the LNG is as wanted, if any.
@@ -101,7 +103,7 @@ pub(super) fn plan(
             gateway: gw_name.clone(),
             local_network_gateway: slot.local_network_gateway.clone(),
             shared_key: psk.clone(),
-            enable_bgp: false,
+            bgp: bgp_ha.then(|| crate::bgp::connection(&cx.layout, k, t)).flatten(),
             dpd_timeout_seconds: AZURE_DPD_SECONDS,
             tags: owner.tags(&Role::Connection(k, t)),
         };

@@ -47,6 +47,12 @@ impl Step {
                     ("device_name", device_name.clone()),
                 ],
                 AwsOp::DeleteCustomerGateway { cgw_id } => vec![("id", cgw_id.clone())],
+                AwsOp::EnableVgwRoutePropagation { route_table_id, vgw_id } => {
+                    vec![("route_table_id", route_table_id.clone()), ("gateway_id", known_or(vgw_id))]
+                }
+                AwsOp::DisableVgwRoutePropagation { route_table_id, vgw_id } => {
+                    vec![("route_table_id", route_table_id.clone()), ("gateway_id", vgw_id.clone())]
+                }
                 AwsOp::CreateVpnConnection { cgw_id, vgw_id, static_routes_only, tunnels, .. } => {
                     let mut v = vec![
                         ("customer_gateway_id", known_or(cgw_id)),
@@ -92,7 +98,7 @@ impl Step {
                         ("ip_address", "(known after apply)".into()),
                     ]
                 }
-                AzureOp::CreateVpnGateway { vnet, sku, generation, public_ips, enable_bgp, asn, .. } => {
+                AzureOp::CreateVpnGateway { vnet, sku, generation, public_ips, bgp, .. } => {
                     let mut v = vec![
                         ("gateway_type", "Vpn".into()),
                         ("vpn_type", "RouteBased".into()),
@@ -101,26 +107,40 @@ impl Step {
                         ("active_active", "true".into()),
                         ("subnet", format!("{vnet}/GatewaySubnet")),
                         ("ip_configurations", list(public_ips)),
-                        ("enable_bgp", enable_bgp.to_string()),
+                        ("enable_bgp", bgp.is_some().to_string()),
                     ];
-                    if let Some(a) = asn {
-                        v.push(("asn", a.to_string()));
+                    if let Some(b) = bgp {
+                        v.push(("asn", b.asn.to_string()));
+                        for (k, a) in b.custom_addresses.iter().enumerate() {
+                            v.push((if k == 0 { "custom_bgp_addresses_0" } else { "custom_bgp_addresses_1" }, list(a)));
+                        }
                     }
                     v
                 }
                 AzureOp::ResizeVpnGateway { sku, .. } => vec![("sku", sku.clone())],
-                AzureOp::PutLocalNetworkGateway { gateway_ip, address_prefixes, .. } => {
-                    vec![("gateway_ip_address", known_or(gateway_ip)), ("address_prefixes", list(address_prefixes))]
+                AzureOp::PutLocalNetworkGateway { gateway_ip, address_prefixes, bgp, .. } => {
+                    let mut v = vec![("gateway_ip_address", known_or(gateway_ip)), ("address_prefixes", list(address_prefixes))];
+                    if let Some(b) = bgp {
+                        v.push(("bgp_asn", b.asn.to_string()));
+                        v.push(("bgp_peering_address", b.peering_address.to_string()));
+                    }
+                    v
                 }
-                AzureOp::PutConnection { gateway, local_network_gateway, shared_key, enable_bgp, dpd_timeout_seconds, .. } => vec![
-                    ("connection_type", "IPsec".into()),
-                    ("connection_protocol", "IKEv2".into()),
-                    ("virtual_network_gateway", gateway.clone()),
-                    ("local_network_gateway", local_network_gateway.clone()),
-                    ("shared_key", secret(shared_key)),
-                    ("enable_bgp", enable_bgp.to_string()),
-                    ("dpd_timeout_seconds", dpd_timeout_seconds.to_string()),
-                ],
+                AzureOp::PutConnection { gateway, local_network_gateway, shared_key, bgp, dpd_timeout_seconds, .. } => {
+                    let mut v = vec![
+                        ("connection_type", "IPsec".into()),
+                        ("connection_protocol", "IKEv2".into()),
+                        ("virtual_network_gateway", gateway.clone()),
+                        ("local_network_gateway", local_network_gateway.clone()),
+                        ("shared_key", secret(shared_key)),
+                        ("enable_bgp", bgp.is_some().to_string()),
+                    ];
+                    if let Some(b) = bgp {
+                        v.push(("gateway_custom_bgp_ip_addresses", list(&b.custom_addresses)));
+                    }
+                    v.push(("dpd_timeout_seconds", dpd_timeout_seconds.to_string()));
+                    v
+                }
                 AzureOp::SetSharedKey { shared_key, .. } => vec![("shared_key", secret(shared_key))],
                 AzureOp::Await { kind, .. } => vec![("kind", format!("{kind:?}"))],
                 AzureOp::DeletePublicIp { .. }

@@ -40,6 +40,7 @@ fn prerequisites() -> Observed {
             id: "rtb-0000000000000main".into(),
             main: true,
             routes: vec![VpcRoute {
+                propagated: false,
                 destination: "10.2.0.0/16".parse().unwrap(),
                 gateway_id: Some("local".into()),
                 state: "active".into(),
@@ -97,6 +98,7 @@ fn finished(psk: &str) -> Observed {
             tags: tags(Role::VpnConnection(k)),
         });
         o.azure.local_network_gateways.push(LocalNetworkGateway {
+            bgp: None,
             id: format!("lng-id-{k}"),
             name: format!("azure-aws-lng-{k}-0"),
             gateway_ip: outside(0),
@@ -105,6 +107,7 @@ fn finished(psk: &str) -> Observed {
             tags: tags(Role::LocalNetworkGateway(k, 0)),
         });
         o.azure.connections.push(Connection {
+            custom_bgp_addresses: Vec::new(),
             id: format!("cn-id-{k}"),
             name: format!("azure-aws-cn-{k}-0"),
             gateway_id: "gw-id".into(),
@@ -119,6 +122,7 @@ fn finished(psk: &str) -> Observed {
         });
     }
     o.azure.vpn_gateway = Some(VirtualNetworkGateway {
+        bgp_peering_addresses: Vec::new(),
         id: "gw-id".into(),
         name: "azure-aws-vpngw".into(),
         sku: "VpnGw1AZ".into(),
@@ -143,6 +147,7 @@ fn finished(psk: &str) -> Observed {
         tags: tags(Role::VirtualPrivateGateway),
     });
     o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+        propagated: false,
         destination: "10.1.0.0/16".parse().unwrap(),
         gateway_id: Some("vgw-1".into()),
         state: "active".into(),
@@ -222,6 +227,7 @@ fn finished_with_pins(tpc: u8, pins: &[&str], swapped: [bool; 2]) -> (Config, Ob
             // The deployment is right: the Azure side follows the pinned tunnel.
             assert_eq!(ip, v.tunnels[order[usize::from(t)]].outside_ip);
             o.azure.local_network_gateways.push(LocalNetworkGateway {
+                bgp: None,
                 id: format!("lng-id-{k}-{t}"),
                 name: format!("azure-aws-lng-{k}-{t}"),
                 gateway_ip: ip,
@@ -230,6 +236,7 @@ fn finished_with_pins(tpc: u8, pins: &[&str], swapped: [bool; 2]) -> (Config, Ob
                 tags: tags(Role::LocalNetworkGateway(k8, t)),
             });
             o.azure.connections.push(Connection {
+                custom_bgp_addresses: Vec::new(),
                 id: format!("cn-id-{k}-{t}"),
                 name: format!("azure-aws-cn-{k}-{t}"),
                 gateway_id: "gw-id".into(),
@@ -371,6 +378,7 @@ fn destroy_touches_only_tagged_resources_in_dependency_order() {
     let mut o = finished("SameKey.123");
     // A foreign route and a foreign LNG beside ours.
     o.aws.vpc.as_mut().unwrap().route_tables[0].routes.push(VpcRoute {
+        propagated: false,
         destination: "192.168.0.0/16".parse().unwrap(),
         gateway_id: Some("vgw-foreign".into()),
         state: "active".into(),

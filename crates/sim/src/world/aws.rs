@@ -484,6 +484,37 @@ impl World {
         Ok(true)
     }
 
+    /// EnableVgwRoutePropagation: the table learns the VGW's BGP routes. The VGW must be
+    /// attached (or attaching) to the table's VPC; enabling twice changes nothing.
+    pub fn enable_vgw_route_propagation(&mut self, route_table_id: &str, vgw_id: &str) -> Result<(), ApiError> {
+        self.aws_call();
+        let rtb = self.aws.route_tables.get(route_table_id).ok_or_else(|| rtb_not_found(route_table_id))?;
+        let vgw = self.aws.vpn_gateways.get(vgw_id).filter(|v| !v.phase.state.is_gone()).ok_or_else(|| vgw_not_found(vgw_id))?;
+        let attached = vgw
+            .live_attachment()
+            .is_some_and(|a| a.vpc_id == rtb.vpc_id && matches!(a.phase.state, AttachmentState::Attaching | AttachmentState::Attached));
+        if !attached {
+            return Err(e400(
+                ErrorKind::Permanent,
+                "Gateway.NotAttached",
+                format!("resource {vgw_id} is not attached to network {}", rtb.vpc_id),
+            ));
+        }
+        let rtb = self.aws.route_tables.get_mut(route_table_id).expect("checked");
+        if !rtb.propagating_vgws.iter().any(|v| v == vgw_id) {
+            rtb.propagating_vgws.push(vgw_id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// DisableVgwRoutePropagation; the propagated routes go with it.
+    pub fn disable_vgw_route_propagation(&mut self, route_table_id: &str, vgw_id: &str) -> Result<(), ApiError> {
+        self.aws_call();
+        let rtb = self.aws.route_tables.get_mut(route_table_id).ok_or_else(|| rtb_not_found(route_table_id))?;
+        rtb.propagating_vgws.retain(|v| v != vgw_id);
+        Ok(())
+    }
+
     /// DeleteRoute.
     pub fn delete_route(&mut self, route_table_id: &str, destination: IpNet) -> Result<(), ApiError> {
         self.aws_call();

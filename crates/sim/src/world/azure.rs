@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::config::{GatewaySku, Generation, azure_reserved_asn};
 use vpnbridge_core::endpoint::ErrorKind;
-use vpnbridge_core::model::{ProvisioningState, Tags};
+use vpnbridge_core::model::{BgpPeeringAddress, CustomBgpAddress, LngBgp, ProvisioningState, Tags};
 use vpnbridge_core::secret::Psk;
 
 use super::{ApiError, AzureKind, Phase, World, pool_ip, psk_serde};
@@ -105,6 +105,10 @@ pub struct AzGateway {
     pub asn: Option<u32>,
     /// In order: instance k is the k-th ipConfiguration.
     pub ip_configurations: Vec<AzIpConfig>,
+    /// `bgpSettings.bgpPeeringAddresses`: one per ipConfiguration when BGP is on, with
+    /// the default address ARM gives each instance in the GatewaySubnet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_peering_addresses: Vec<BgpPeeringAddress>,
     pub phase: Phase<ProvisioningState>,
     pub tags: Tags,
     /// The last SKU resize: Azure updates an active-active gateway's instances one at
@@ -170,6 +174,9 @@ pub struct AzLng {
     pub location: String,
     pub gateway_ip: Ipv4Addr,
     pub address_prefixes: Vec<IpNet>,
+    /// `bgpSettings`: the BGP peer behind this LocalNetworkGateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<LngBgp>,
     pub phase: Phase<ProvisioningState>,
     pub tags: Tags,
 }
@@ -186,6 +193,9 @@ pub struct AzConnection {
     #[serde(with = "psk_serde")]
     pub shared_key: Psk,
     pub enable_bgp: bool,
+    /// `gatewayCustomBgpIpAddresses`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_bgp_addresses: Vec<CustomBgpAddress>,
     pub dpd_timeout_seconds: u32,
     pub phase: Phase<ProvisioningState>,
     pub tags: Tags,
@@ -221,7 +231,16 @@ pub struct GatewayPut {
     pub enable_bgp: bool,
     pub asn: Option<u32>,
     pub ip_configurations: Vec<IpConfigPut>,
+    /// `bgpSettings.bgpPeeringAddresses[]`: (ipconfigurationId, customBgpIpAddresses).
+    pub bgp_peering_addresses: Vec<BgpPeeringPut>,
     pub tags: Tags,
+}
+
+/// One `bgpSettings.bgpPeeringAddresses[]` entry of a gateway PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpPeeringPut {
+    pub ip_configuration_id: String,
+    pub custom: Vec<Ipv4Addr>,
 }
 
 /// Body of `PUT localNetworkGateways/{name}`.
@@ -230,6 +249,7 @@ pub struct LngPut {
     pub location: String,
     pub gateway_ip: Ipv4Addr,
     pub address_prefixes: Vec<IpNet>,
+    pub bgp: Option<LngBgp>,
     pub tags: Tags,
 }
 
@@ -243,6 +263,7 @@ pub struct ConnectionPut {
     pub protocol: String,
     pub shared_key: Psk,
     pub enable_bgp: bool,
+    pub custom_bgp_addresses: Vec<CustomBgpAddress>,
     pub dpd_timeout_seconds: u32,
     pub tags: Tags,
 }
@@ -285,6 +306,172 @@ fn bad_reference(reference: &str, by: &str) -> ApiError {
 
 fn e400(code: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(400, ErrorKind::Permanent, code, message)
+}
+
+/// ARM's default gateway ASN, taken when `enableBgp` is set without an ASN.
+pub const AZURE_DEFAULT_ASN: u32 = 65515;
+
+/// A BGP ASN Azure accepts for a gateway (its own default 65515 included) or for a
+/// LocalNetworkGateway's peer ("You can't specify these ASNs for your on-premises VPN
+/// devices", About BGP and VPN Gateway).
+fn check_asn(asn: u32, of: &str, gateway: bool) -> Result<(), ApiError> {
+    // ARM's code for a reserved ASN is unconfirmed (docs/bgp-ha.md, "Not known yet").
+    if asn == 0 || (azure_reserved_asn(asn) && !(gateway && asn == AZURE_DEFAULT_ASN)) {
+        return Err(e400("InvalidBgpAsn", format!("ASN {asn} is reserved by Azure and cannot be used for {of}.")));
+    }
+    Ok(())
+}
+
+/// Whether `ip` is in Azure's APIPA range for custom BGP addresses.
+fn in_apipa_range(ip: Ipv4Addr) -> bool {
+    (Ipv4Addr::new(169, 254, 21, 0)..=Ipv4Addr::new(169, 254, 22, 255)).contains(&ip)
+}
+
+/// The default BGP address ARM gives instance `k` of a gateway: an address of the
+/// GatewaySubnet (the simulator takes the subnet's 5th and 6th addresses).
+fn default_bgp_address(subnet: Option<&AzSubnet>, k: usize) -> Vec<Ipv4Addr> {
+    subnet.map(|s| Ipv4Addr::from(u32::from(s.prefix.network()).wrapping_add(4 + k as u32))).into_iter().collect()
+}
+
+/// A gateway PUT's BGP settings as ARM checks and stores them: (asn, bgpPeeringAddresses).
+fn gateway_bgp(
+    id: &str,
+    body: &GatewayPut,
+    ip_config_ids: &[String],
+    az: &AzureWorld,
+) -> Result<(Option<u32>, Vec<BgpPeeringAddress>), ApiError> {
+    if let Some(asn) = body.asn {
+        check_asn(asn, &format!("gateway {id}"), true)?;
+    }
+    if !body.enable_bgp {
+        // Whether ARM keeps custom addresses on a gateway without BGP is unconfirmed;
+        // the simulator keeps them, so a later enableBgp uses them.
+        return Ok((body.asn, peering_addresses(id, body, ip_config_ids, az)?));
+    }
+    let expected = if body.active_active { 2 } else { 1 };
+    if !body.bgp_peering_addresses.is_empty() && body.bgp_peering_addresses.len() != expected {
+        return Err(e400(
+            "BgpPeeringAddressesCountNotCorrect",
+            format!(
+                "Number of BgpPeeringAddresses specified for gateway {id} is {}. It should be 1 for ActivePassive and 2 for ActiveActive gateway.",
+                body.bgp_peering_addresses.len()
+            ),
+        ));
+    }
+    Ok((Some(body.asn.unwrap_or(AZURE_DEFAULT_ASN)), peering_addresses(id, body, ip_config_ids, az)?))
+}
+
+/// `bgpPeeringAddresses` as stored: one per ipConfiguration (named by id, without case),
+/// custom addresses in the APIPA range and used by one instance only.
+fn peering_addresses(id: &str, body: &GatewayPut, ip_config_ids: &[String], az: &AzureWorld) -> Result<Vec<BgpPeeringAddress>, ApiError> {
+    let mut out: Vec<BgpPeeringAddress> = Vec::new();
+    for p in &body.bgp_peering_addresses {
+        let Some(k) = ip_config_ids.iter().position(|c| c.eq_ignore_ascii_case(&p.ip_configuration_id)) else {
+            return Err(bad_reference(&p.ip_configuration_id, id));
+        };
+        if out.iter().any(|o| o.ip_configuration_id.eq_ignore_ascii_case(&ip_config_ids[k])) {
+            return Err(e400(
+                "InvalidRequestFormat",
+                format!("bgpPeeringAddresses of gateway {id} name ipConfiguration {} twice.", ip_config_ids[k]),
+            ));
+        }
+        for a in &p.custom {
+            // ARM's code for this is unconfirmed (terraform-provider-azurerm #10262).
+            if !in_apipa_range(*a) {
+                return Err(e400(
+                    "InvalidCustomBgpIpAddress",
+                    format!(
+                        "Custom BGP IP address {a} of gateway {id} is not valid: custom BGP addresses must be in the APIPA range 169.254.21.0 - 169.254.22.255."
+                    ),
+                ));
+            }
+            if out.iter().any(|o| o.custom.contains(a)) {
+                return Err(e400(
+                    "InvalidCustomBgpIpAddress",
+                    format!(
+                        "Custom BGP IP address {a} of gateway {id} is given to both ipConfigurations; each address belongs to one instance."
+                    ),
+                ));
+            }
+        }
+        let subnet = body.ip_configurations.get(k).and_then(|c| az.subnet(&c.subnet_id));
+        out.push(BgpPeeringAddress {
+            ip_configuration_id: ip_config_ids[k].clone(),
+            custom: p.custom.clone(),
+            default: default_bgp_address(subnet, k),
+        });
+    }
+    if body.enable_bgp {
+        // Entries not given get ARM's defaults.
+        for (k, cfg) in ip_config_ids.iter().enumerate() {
+            if !out.iter().any(|o| o.ip_configuration_id.eq_ignore_ascii_case(cfg)) {
+                let subnet = body.ip_configurations.get(k).and_then(|c| az.subnet(&c.subnet_id));
+                out.push(BgpPeeringAddress {
+                    ip_configuration_id: cfg.clone(),
+                    custom: Vec::new(),
+                    default: default_bgp_address(subnet, k),
+                });
+            }
+        }
+        out.sort_by_key(|o| ip_config_ids.iter().position(|c| c.eq_ignore_ascii_case(&o.ip_configuration_id)));
+    }
+    Ok(out)
+}
+
+/// A Connection PUT's BGP as ARM checks it: `enableBgp` needs BGP on the gateway and a
+/// BGP peer on the LocalNetworkGateway with another ASN; each
+/// `gatewayCustomBgpIpAddresses` entry names one of the gateway's ipConfigurations and
+/// one of that ipConfiguration's custom addresses.
+fn check_connection_bgp(id: &str, body: &ConnectionPut, g: &AzGateway, lng: &AzLng) -> Result<(), ApiError> {
+    // ARM's codes for these are unconfirmed (docs/bgp-ha.md, "Not known yet").
+    if body.enable_bgp {
+        if !g.enable_bgp {
+            return Err(e400(
+                "BgpNotEnabledOnGateway",
+                format!("Connection {id} enables BGP, but gateway {} does not have BGP enabled.", g.id),
+            ));
+        }
+        let Some(peer) = lng.bgp else {
+            return Err(e400(
+                "LocalNetworkGatewayBgpSettingsMissing",
+                format!("Connection {id} enables BGP, but local network gateway {} has no bgpSettings.", lng.id),
+            ));
+        };
+        if Some(peer.asn) == g.asn {
+            return Err(e400(
+                "InvalidBgpAsn",
+                format!(
+                    "The ASN {} of local network gateway {} is the ASN of gateway {}: a BGP peer must have another ASN.",
+                    peer.asn, lng.id, g.id
+                ),
+            ));
+        }
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for c in &body.custom_bgp_addresses {
+        let Some(p) = g.bgp_peering_addresses.iter().find(|p| p.ip_configuration_id.eq_ignore_ascii_case(&c.ip_configuration_id)) else {
+            return Err(bad_reference(&c.ip_configuration_id, id));
+        };
+        if seen.iter().any(|s| s.eq_ignore_ascii_case(&c.ip_configuration_id)) {
+            return Err(e400(
+                "InvalidRequestFormat",
+                format!("gatewayCustomBgpIpAddresses of connection {id} name {} twice.", c.ip_configuration_id),
+            ));
+        }
+        seen.push(&c.ip_configuration_id);
+        if !p.custom.contains(&c.address) {
+            return Err(e400(
+                "InvalidCustomBgpIpAddress",
+                format!(
+                    "Custom BGP IP address {} of connection {id} is not one of the custom BGP addresses of {} ({}).",
+                    c.address,
+                    c.ip_configuration_id,
+                    p.custom.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn busy(p: &Phase<ProvisioningState>) -> bool {
@@ -478,10 +665,22 @@ impl World {
                     ),
                 ));
             }
+            let ip_config_ids: Vec<String> = existing.ip_configurations.iter().map(|c| c.id.clone()).collect();
+            let bgp = gateway_bgp(id, body, &ip_config_ids, &self.azure)?;
+            let bgp_changed = (existing.enable_bgp, existing.asn, &existing.bgp_peering_addresses) != (body.enable_bgp, bgp.0, &bgp.1);
             let dur = ms(self.latency.azure_vpn_gateway_resize);
+            let update = ms(self.latency.azure_vpn_gateway_update);
             let g = self.azure.gateways.get_mut(id).expect("checked");
             g.tags = body.tags.clone();
-            if g.phase.state == ProvisioningState::Failed {
+            if bgp_changed {
+                // BGP settings change in place (Azure: "Configure BGP" on an existing
+                // gateway); the gateway is Updating and carries nothing meanwhile.
+                g.enable_bgp = body.enable_bgp;
+                (g.asn, g.bgp_peering_addresses) = bgp;
+                g.sku = body.sku.clone();
+                g.resize = None;
+                g.phase.go(ProvisioningState::Updating, now, update);
+            } else if g.phase.state == ProvisioningState::Failed {
                 // Azure's advice for a gateway in Failed state: PUT it again.
                 g.sku = body.sku.clone();
                 g.resize = None;
@@ -516,11 +715,6 @@ impl World {
                 "InvalidRequestFormat",
                 format!("A gateway that is not active-active takes one IP configuration, not {}.", body.ip_configurations.len()),
             ));
-        }
-        if let Some(asn) = body.asn
-            && (azure_reserved_asn(asn) || asn == 0)
-        {
-            return Err(e400("InvalidBgpAsn", format!("ASN {asn} is reserved by Azure and cannot be used for gateway {id}.")));
         }
         // Subnet: an existing GatewaySubnet of at least /29, used by no other gateway.
         let mut subnet_ids: Vec<&str> = body.ip_configurations.iter().map(|c| c.subnet_id.as_str()).collect();
@@ -591,6 +785,8 @@ impl World {
                 ));
             }
         }
+        let ip_config_ids: Vec<String> = body.ip_configurations.iter().map(|c| format!("{id}/ipConfigurations/{}", c.name)).collect();
+        let (asn, bgp_peering_addresses) = gateway_bgp(id, body, &ip_config_ids, &self.azure)?;
         let dur = ms(self.latency.azure_vpn_gateway);
         let g = AzGateway {
             id: id.to_owned(),
@@ -602,7 +798,8 @@ impl World {
             generation: body.generation.clone(),
             active_active: body.active_active,
             enable_bgp: body.enable_bgp,
-            asn: body.asn,
+            asn,
+            bgp_peering_addresses,
             ip_configurations: body
                 .ip_configurations
                 .iter()
@@ -665,17 +862,22 @@ impl World {
     pub fn put_local_network_gateway(&mut self, id: &str, body: &LngPut) -> Result<AzLng, ApiError> {
         let now = self.azure_call();
         let dur = ms(self.latency.azure_local_network_gateway);
+        if let Some(b) = &body.bgp {
+            check_asn(b.asn, &format!("local network gateway {id}"), false)?;
+        }
         if let Some(existing) = self.azure.local_network_gateways.get_mut(id) {
             if busy(&existing.phase) {
                 return Err(in_progress(id, "(local network gateway operation)"));
             }
             let changed = existing.gateway_ip != body.gateway_ip
                 || existing.address_prefixes != body.address_prefixes
+                || existing.bgp != body.bgp
                 || existing.tags != body.tags
                 || existing.phase.state == ProvisioningState::Failed;
             if changed {
                 existing.gateway_ip = body.gateway_ip;
                 existing.address_prefixes = body.address_prefixes.clone();
+                existing.bgp = body.bgp;
                 existing.tags = body.tags.clone();
                 existing.phase.go(ProvisioningState::Updating, now, dur);
             }
@@ -687,6 +889,7 @@ impl World {
             location: body.location.clone(),
             gateway_ip: body.gateway_ip,
             address_prefixes: body.address_prefixes.clone(),
+            bgp: body.bgp,
             phase: Phase::timed(ProvisioningState::Updating, now, dur),
             tags: body.tags.clone(),
         };
@@ -734,6 +937,7 @@ impl World {
         if !(9..=3600).contains(&body.dpd_timeout_seconds) {
             return Err(e400("InvalidDpdTimeout", format!("dpdTimeoutSeconds {} must be between 9 and 3600.", body.dpd_timeout_seconds)));
         }
+        check_connection_bgp(id, body, g, lng)?;
         if body.connection_type != "IPsec" || !matches!(body.protocol.as_str(), "IKEv1" | "IKEv2") {
             return Err(e400(
                 "InvalidRequestFormat",
@@ -754,13 +958,16 @@ impl World {
                 ));
             }
             let key_changed = existing.shared_key != body.shared_key;
-            let other_changed = existing.enable_bgp != body.enable_bgp || existing.dpd_timeout_seconds != body.dpd_timeout_seconds;
+            let other_changed = existing.enable_bgp != body.enable_bgp
+                || existing.custom_bgp_addresses != body.custom_bgp_addresses
+                || existing.dpd_timeout_seconds != body.dpd_timeout_seconds;
             let dur = ms(if other_changed { self.latency.azure_connection } else { self.latency.azure_shared_key_update });
             let c = self.azure.connections.get_mut(id).expect("checked");
             c.tags = body.tags.clone();
             if key_changed || other_changed || c.phase.state == ProvisioningState::Failed {
                 c.shared_key = body.shared_key.clone();
                 c.enable_bgp = body.enable_bgp;
+                c.custom_bgp_addresses = body.custom_bgp_addresses.clone();
                 c.dpd_timeout_seconds = body.dpd_timeout_seconds;
                 c.phase.go(ProvisioningState::Updating, now, dur);
             }
@@ -783,6 +990,7 @@ impl World {
             protocol: body.protocol.clone(),
             shared_key: body.shared_key.clone(),
             enable_bgp: body.enable_bgp,
+            custom_bgp_addresses: body.custom_bgp_addresses.clone(),
             dpd_timeout_seconds: body.dpd_timeout_seconds,
             phase: Phase::timed(ProvisioningState::Updating, now, ms(self.latency.azure_connection)),
             tags: body.tags.clone(),

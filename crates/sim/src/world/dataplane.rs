@@ -29,6 +29,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 use vpnbridge_core::model::{AttachmentState, AwsState, ProvisioningState};
 
+use super::bgp::longest_match;
 use super::{AwsCgw, AwsTunnel, AwsVpc, AwsVpnConnection, AzConnection, AzGateway, AzLng, AzVnet, World};
 use crate::latency::ms;
 
@@ -72,25 +73,28 @@ impl LinkStatus {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DataPlane {
     /// By `"{aws outside ip}|{azure connection id}|{instance}"`.
-    links: BTreeMap<String, LinkRecord>,
+    pub(super) links: BTreeMap<String, LinkRecord>,
     /// AWS tunnel endpoint maintenance, by outside IP: (start, end) in virtual ms.
     maintenance: BTreeMap<Ipv4Addr, (u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct LinkRecord {
-    outside_ip: Ipv4Addr,
-    connection_id: String,
-    instance: usize,
-    up_at: u64,
+pub(super) struct LinkRecord {
+    pub(super) outside_ip: Ipv4Addr,
+    pub(super) connection_id: String,
+    pub(super) instance: usize,
+    pub(super) up_at: u64,
+    /// When the BGP session over the link is (or will be) established, if it can be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) bgp_at: Option<u64>,
     /// When each side's part of the link last changed, while it was up.
     aws_since: u64,
     azure_since: u64,
     azure_dpd_ms: u64,
     /// When the link stopped being up, and when each end notices.
-    broke_at: Option<u64>,
-    aws_detects_at: u64,
-    azure_detects_at: u64,
+    pub(super) broke_at: Option<u64>,
+    pub(super) aws_detects_at: u64,
+    pub(super) azure_detects_at: u64,
 }
 
 /// A test VM the probe pings from (an Azure VM or an EC2 instance), reduced to what a
@@ -141,17 +145,17 @@ pub struct PingTrace {
 }
 
 /// One candidate link, borrowed from the world.
-struct Link<'a> {
-    vpn: &'a AwsVpnConnection,
-    tunnel: &'a AwsTunnel,
-    gateway: &'a AzGateway,
-    instance: usize,
-    conn: &'a AzConnection,
-    lng: &'a AzLng,
+pub(super) struct Link<'a> {
+    pub(super) vpn: &'a AwsVpnConnection,
+    pub(super) tunnel: &'a AwsTunnel,
+    pub(super) gateway: &'a AzGateway,
+    pub(super) instance: usize,
+    pub(super) conn: &'a AzConnection,
+    pub(super) lng: &'a AzLng,
 }
 
 impl Link<'_> {
-    fn key(&self) -> String {
+    pub(super) fn key(&self) -> String {
         link_key(self.tunnel.outside_ip, &self.conn.id, self.instance)
     }
 }
@@ -209,7 +213,7 @@ impl World {
 
     /// Every link Azure attempts that AWS would answer: each Connection from the
     /// instance whose IP is the CGW's of the tunnel its LocalNetworkGateway names.
-    fn links(&self) -> Vec<Link<'_>> {
+    pub(super) fn links(&self) -> Vec<Link<'_>> {
         let mut out = Vec::new();
         for conn in self.azure.connections.values() {
             let Some(gateway) = self.azure.gateways.get(&conn.gateway_id) else { continue };
@@ -300,7 +304,7 @@ impl World {
         LinkStatus { state: LinkState::Up, message: "IPSEC IS UP".to_owned(), last_change_ms: Some(up_at) }
     }
 
-    fn link_status(&self, l: &Link<'_>) -> LinkStatus {
+    pub(super) fn link_status(&self, l: &Link<'_>) -> LinkStatus {
         self.pair_status(l.vpn, l.tunnel, l.gateway, l.instance, l.conn, l.lng)
     }
 
@@ -324,6 +328,10 @@ impl World {
                         connection_id: l.conn.id.clone(),
                         instance: l.instance,
                         up_at: s.last_change_ms.unwrap_or(now),
+                        bgp_at: self
+                            .bgp_agreement(&l)
+                            .and_then(Result::ok)
+                            .map(|()| s.last_change_ms.unwrap_or(now).saturating_add(ms(self.latency.bgp_establish))),
                         aws_since: self.aws_since(l.vpn, l.tunnel),
                         azure_since: self.azure_since(l.gateway, l.instance, l.conn, l.lng),
                         azure_dpd_ms: u64::from(l.conn.dpd_timeout_seconds.max(1)) * 1000,
@@ -352,7 +360,7 @@ impl World {
         }
         for (key, r) in up {
             match links.get(&key) {
-                Some(old) if old.broke_at.is_none() && old.up_at == r.up_at => {}
+                Some(old) if old.broke_at.is_none() && old.up_at == r.up_at && old.bgp_at == r.bgp_at => {}
                 _ => {
                     links.insert(key, r);
                 }
@@ -404,8 +412,24 @@ impl World {
         self.dataplane.links.values().filter(|r| r.outside_ip == ip && r.broke_at.is_some()).map(|r| r.aws_detects_at).max()
     }
 
-    /// AWS's view of one of its tunnels (`VgwTelemetry`).
+    /// AWS's view of one of its tunnels (`VgwTelemetry`): on a dynamic VPN connection
+    /// the tunnel is UP only while its BGP session is established (`"{n} BGP ROUTES"`);
+    /// with IPsec up and BGP down it is DOWN with `"IPSEC IS UP"`, as AWS reports it.
     pub fn aws_tunnel_status(&self, vpn: &AwsVpnConnection, tunnel: &AwsTunnel) -> LinkStatus {
+        let s = self.aws_ipsec_status(vpn, tunnel);
+        match (s.state, self.aws_bgp_end(vpn, tunnel)) {
+            (LinkState::Up, Some(b)) if b.established => LinkStatus {
+                state: LinkState::Up,
+                message: format!("{} BGP ROUTES", b.learned.len()),
+                last_change_ms: b.since.or(s.last_change_ms),
+            },
+            (LinkState::Up, Some(b)) => LinkStatus::down(format!("IPSEC IS UP (BGP is down: {})", b.message), b.since.or(s.last_change_ms)),
+            _ => s,
+        }
+    }
+
+    /// AWS's view of one of its tunnels' IPsec.
+    fn aws_ipsec_status(&self, vpn: &AwsVpnConnection, tunnel: &AwsTunnel) -> LinkStatus {
         let s = self.aws_tunnel_truth(vpn, tunnel);
         if s.state != LinkState::Up
             && vpn.carries_traffic()
@@ -603,23 +627,44 @@ impl World {
         if g.phase.state != ProvisioningState::Succeeded && g.resizing().is_none() {
             return Err(format!("Azure VPN gateway {} is in state {:?}: it forwards nothing", g.name, g.phase.state));
         }
-        let routes: Vec<(&AzConnection, &AzLng, u8)> = self
+        let ours: Vec<(&AzConnection, &AzLng)> = self
             .azure
             .connections
             .values()
             .filter(|c| c.gateway_id == g.id && c.phase.state == ProvisioningState::Succeeded)
             .filter_map(|c| self.azure.local_network_gateways.get(&c.local_network_gateway_id).map(|l| (c, l)))
             .filter(|(_, l)| l.phase.state == ProvisioningState::Succeeded)
-            .filter_map(|(c, l)| longest_match(&l.address_prefixes, to).map(|len| (c, l, len)))
             .collect();
-        let Some(best) = routes.iter().map(|r| r.2).max() else {
+        // Static routes (LocalNetworkGateway prefixes, from any instance) and the routes
+        // each instance learned by BGP over a Connection.
+        let mut routes: Vec<(&AzConnection, &AzLng, Option<usize>, u8)> =
+            ours.iter().filter_map(|(c, l)| longest_match(&l.address_prefixes, to).map(|len| (*c, *l, None, len))).collect();
+        for (c, l) in &ours {
+            for k in 0..g.ip_configurations.len() {
+                if let Some(len) = self.azure_bgp_end(c, k).filter(|b| b.established).and_then(|b| longest_match(&b.learned, to)) {
+                    routes.push((c, l, Some(k), len));
+                }
+            }
+        }
+        let Some(best) = routes.iter().map(|r| r.3).max() else {
+            let bgp: Vec<&str> = ours.iter().filter(|(c, _)| c.enable_bgp).map(|(c, _)| c.name.as_str()).collect();
+            if !bgp.is_empty() {
+                return Err(format!(
+                    "gateway {} has learned no route to {to}: no BGP session of {} is established",
+                    g.name,
+                    bgp.join(", ")
+                ));
+            }
             return Err(format!("no LocalNetworkGateway of gateway {} has a prefix containing {to}: Azure has no route to it", g.name));
         };
-        let mut routes: Vec<_> = routes.into_iter().filter(|r| r.2 == best).collect();
-        routes.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let mut routes: Vec<_> = routes.into_iter().filter(|r| r.3 == best).collect();
+        routes.sort_by(|a, b| (&a.0.name, a.2).cmp(&(&b.0.name, b.2)));
         let chosen = routes
             .iter()
-            .flat_map(|(c, l, _)| (0..g.ip_configurations.len()).map(move |k| (*c, *l, k)))
+            .flat_map(|(c, l, k, _)| {
+                let ks: Vec<usize> = k.map_or_else(|| (0..g.ip_configurations.len()).collect(), |k| vec![k]);
+                ks.into_iter().map(move |k| (*c, *l, k))
+            })
             .find(|(c, _, k)| self.azure_tunnel_status(c, *k).is_up());
         let Some((conn, lng, k)) = chosen else {
             let names: Vec<&str> = routes.iter().map(|r| r.0.name.as_str()).collect();
@@ -654,9 +699,13 @@ impl World {
         let Some(table) = self.aws.route_tables.values().find(|t| t.vpc_id == vpc.id && t.main) else {
             return Err(format!("VPC {} has no main route table", vpc.id));
         };
+        // A static route wins over a propagated one for the same prefix (the
+        // propagated ones leave those out).
+        let propagated = self.propagated_routes(table);
         let route = table
             .routes
             .iter()
+            .chain(&propagated)
             .filter(|r| r.destination.contains(&IpNet::V4(Ipv4Net::from(to))))
             .max_by_key(|r| r.destination.prefix_len());
         let Some(route) = route else {
@@ -680,19 +729,43 @@ impl World {
             ));
         }
         path.push(format!("route table {}: {} -> {vgw_id}", table.id, route.destination));
-        let vpns: Vec<&AwsVpnConnection> = self
-            .aws
-            .vpn_connections
-            .values()
-            .filter(|v| v.vpn_gateway_id == vgw_id && v.carries_traffic())
-            .filter(|v| {
-                v.routes.iter().any(|r| r.phase.state == AwsState::Available && r.destination.contains(&IpNet::V4(Ipv4Net::from(to))))
-            })
-            .collect();
-        if vpns.is_empty() {
-            return Err(format!("no VPN connection of {vgw_id} has a static route containing {to}: the VGW drops it"));
+        let on_vgw: Vec<&AwsVpnConnection> =
+            self.aws.vpn_connections.values().filter(|v| v.vpn_gateway_id == vgw_id && v.carries_traffic()).collect();
+        let static_len = |v: &AwsVpnConnection| {
+            let live: Vec<IpNet> = v.routes.iter().filter(|r| r.phase.state == AwsState::Available).map(|r| r.destination).collect();
+            longest_match(&live, to)
+        };
+        // The VGW's routes: static ones per VPN connection (any of its tunnels that is
+        // UP) and those learned by BGP per tunnel; the longest prefix wins.
+        let mut candidates: Vec<(&AwsVpnConnection, &AwsTunnel, u8)> = Vec::new();
+        for v in &on_vgw {
+            for t in v.sorted_tunnels() {
+                let len = if v.static_routes_only {
+                    static_len(v)
+                } else {
+                    self.aws_bgp_end(v, t).filter(|b| b.established).and_then(|b| longest_match(&b.learned, to))
+                };
+                if let Some(len) = len {
+                    candidates.push((v, t, len));
+                }
+            }
         }
-        let chosen = vpns.iter().flat_map(|v| v.sorted_tunnels().map(move |t| (*v, t))).find(|(v, t)| self.aws_tunnel_status(v, t).is_up());
+        let Some(best) = candidates.iter().map(|c| c.2).max() else {
+            if on_vgw.iter().any(|v| !v.static_routes_only) {
+                return Err(format!("{vgw_id} has learned no route to {to} by BGP and has no static route to it: the VGW drops it"));
+            }
+            return Err(format!("no VPN connection of {vgw_id} has a static route containing {to}: the VGW drops it"));
+        };
+        let vpns: Vec<&AwsVpnConnection> = {
+            let mut v: Vec<&AwsVpnConnection> = candidates.iter().filter(|c| c.2 == best).map(|c| c.0).collect();
+            v.dedup_by(|a, b| a.id == b.id);
+            v
+        };
+        let chosen = candidates
+            .iter()
+            .filter(|c| c.2 == best)
+            .map(|c| (c.0, c.1))
+            .find(|(v, t)| self.aws_tunnel_status(v, t).is_up() || !v.static_routes_only);
         let Some((vpn, tunnel)) = chosen else {
             let ids: Vec<&str> = vpns.iter().map(|v| v.id.as_str()).collect();
             return Err(format!("no tunnel of VPN connection {} (routing {to}) is UP", ids.join(", ")));
@@ -721,9 +794,4 @@ impl World {
         ));
         Ok(vnet.id.clone())
     }
-}
-
-/// Length of the longest prefix in `prefixes` containing `ip`.
-fn longest_match(prefixes: &[IpNet], ip: Ipv4Addr) -> Option<u8> {
-    prefixes.iter().filter(|p| p.contains(&IpNet::V4(Ipv4Net::from(ip)))).map(IpNet::prefix_len).max()
 }

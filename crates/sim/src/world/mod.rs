@@ -16,11 +16,13 @@ use vpnbridge_core::model::{AttachmentState, AwsState, ProvisioningState};
 
 pub mod aws;
 pub mod azure;
+mod bgp;
 mod dataplane;
 mod ops;
 
 pub use aws::*;
 pub use azure::*;
+pub use bgp::BgpEnd;
 pub use dataplane::{AWS_DPD_MS, DataPlane, LinkState, LinkStatus, PingTrace, ProbeHost, SecurityGroup, SgRule};
 pub(crate) use ops::{AwsWait, AzureWait, Operation};
 pub use ops::{AzureKind, Completion, Goal};

@@ -100,8 +100,7 @@ fn gateway_op(sku: &str, generation: &str, pips: Vec<String>) -> AzureOp {
         sku: sku.into(),
         generation: generation.into(),
         public_ips: pips,
-        enable_bgp: false,
-        asn: None,
+        bgp: None,
         tags: owner().tags(&Role::VpnGateway),
     }
 }
@@ -177,6 +176,7 @@ async fn static_ha_topology_by_hand() {
         let (vgw, vpns) = build_aws(&aws, pips).await;
         for (k, (_, out)) in vpns.iter().enumerate() {
             let op = AzureOp::PutLocalNetworkGateway {
+                bgp: None,
                 name: format!("{DEPLOY}-lng-{k}-0"),
                 gateway_ip: first_tunnel(out).outside_ip,
                 address_prefixes: vec![net("10.2.0.0/16")],
@@ -210,7 +210,7 @@ async fn static_ha_topology_by_hand() {
             gateway: format!("{DEPLOY}-vpngw"),
             local_network_gateway: format!("{DEPLOY}-lng-{k}-0"),
             shared_key: first_tunnel(out).psk.clone().unwrap(),
-            enable_bgp: false,
+            bgp: None,
             dpd_timeout_seconds: 45,
             tags: owner().tags(&Role::Connection(k as u8, 0)),
         };
@@ -361,6 +361,7 @@ async fn azure_gateway_errors() {
     run_azure(
         &az,
         AzureOp::PutLocalNetworkGateway {
+            bgp: None,
             name: "lng".into(),
             gateway_ip: Ipv4Addr::new(3, 112, 0, 4),
             address_prefixes: vec![net("10.2.0.0/16")],
@@ -375,7 +376,7 @@ async fn azure_gateway_errors() {
         gateway: format!("{DEPLOY}-vpngw"),
         local_network_gateway: "lng".into(),
         shared_key: Psk::new("SomeKey_123").unwrap(),
-        enable_bgp: false,
+        bgp: None,
         dpd_timeout_seconds: 45,
         tags: owner().tags(&Role::Connection(0, 0)),
     };
