@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::endpoint::{CloudName, Tunnel, TunnelStatus};
+use crate::endpoint::{BgpPeer, BgpState, CloudName, Tunnel, TunnelStatus};
 use crate::model::{
     AwsObserved, AwsTunnelOptions, AzureObserved, Connection, CustomerGateway, LocalNetworkGateway, Owner, Role, TunnelState,
     VpnConnection, role_of,
@@ -258,13 +258,20 @@ pub struct TunnelHealth {
     pub azure_expected: Option<TunnelStatus>,
     /// The Azure end on the other instance: down by design (AWS refuses it).
     pub azure_other: Option<TunnelStatus>,
+    /// The BGP session over the tunnel (bgp-ha), as each end reports it: AWS's
+    /// telemetry, and Azure's peer status on the instance expected up.
+    pub bgp_aws: Option<BgpPeer>,
+    pub bgp_azure: Option<BgpPeer>,
 }
 
 impl TunnelHealth {
-    /// Both ends of the tunnel that should carry traffic are up.
+    /// Both ends of the tunnel that should carry traffic are up, and so is its BGP
+    /// session where an end reports one (AWS reports a dynamic tunnel UP only while its
+    /// session is established).
     pub fn is_up(&self) -> bool {
         let up = |s: &Option<TunnelStatus>| s.as_ref().is_some_and(|s| s.state == TunnelState::Up);
-        up(&self.aws) && up(&self.azure_expected)
+        let bgp = self.bgp_azure.as_ref().is_none_or(|b| b.state != BgpState::Down);
+        up(&self.aws) && up(&self.azure_expected) && bgp
     }
 }
 
@@ -274,22 +281,20 @@ pub fn health(joined: &[ObservedTunnel], ends: &[Box<dyn Tunnel>]) -> Vec<Tunnel
         .iter()
         .map(|t| {
             let slot = &t.slot;
-            let aws = t
-                .aws_outside_ip
-                .and_then(|ip| ends.iter().find(|e| e.cloud() == CloudName::Aws && e.outside_ip() == ip))
-                .map(|e| e.status().clone());
+            let aws_end = t.aws_outside_ip.and_then(|ip| ends.iter().find(|e| e.cloud() == CloudName::Aws && e.outside_ip() == ip));
             let azure = |instance: u8| {
-                ends.iter()
-                    .find(|e| {
-                        e.cloud() == CloudName::Azure && e.resource() == slot.azure_connection && e.instance() == usize::from(instance)
-                    })
-                    .map(|e| e.status().clone())
+                ends.iter().find(|e| {
+                    e.cloud() == CloudName::Azure && e.resource() == slot.azure_connection && e.instance() == usize::from(instance)
+                })
             };
+            let expected = azure(slot.expected_up_instance);
             TunnelHealth {
                 slot: slot.clone(),
-                aws,
-                azure_expected: azure(slot.expected_up_instance),
-                azure_other: azure(slot.expected_down_instance),
+                aws: aws_end.map(|e| e.status().clone()),
+                azure_expected: expected.map(|e| e.status().clone()),
+                azure_other: azure(slot.expected_down_instance).map(|e| e.status().clone()),
+                bgp_aws: aws_end.and_then(|e| e.bgp().cloned()),
+                bgp_azure: expected.and_then(|e| e.bgp().cloned()),
             }
         })
         .collect()

@@ -14,8 +14,8 @@ use std::net::Ipv4Addr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{Config, overlaps};
-use crate::endpoint::{Aws, Azure, CloudName, EndpointError, IkeSa, Tunnel, VpnEndpoint};
+use crate::config::{Config, Mode, overlaps};
+use crate::endpoint::{Aws, Azure, BgpPeer, BgpState, CloudName, EndpointError, IkeSa, Tunnel, VpnEndpoint};
 use crate::model::{AttachmentState, AwsState, Owner, ProvisioningState, Role, TunnelState, role_of};
 use crate::pairing::{self, ObservedTunnel, TunnelHealth, TunnelSlot};
 use crate::plan::{self, Observed};
@@ -99,6 +99,17 @@ pub struct TunnelReport {
     pub azure: Vec<AzureInstanceEnd>,
     /// The IKE SA of the instance expected up, as Azure reports it.
     pub ike_sa: Option<IkeSa>,
+    /// The BGP session over the tunnel (bgp-ha): `None` when neither end reports one.
+    pub bgp: Option<TunnelBgp>,
+}
+
+/// The BGP session over one tunnel, as each end reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct TunnelBgp {
+    /// AWS's telemetry (`UP` only while the session is established; accepted routes).
+    pub aws: Option<BgpPeer>,
+    /// Azure's peer status and learned routes on the instance expected up.
+    pub azure: Option<BgpPeer>,
 }
 
 /// An Azure end that is down because AWS refuses it, by design.
@@ -246,6 +257,9 @@ pub fn assess(
 
     // Routes on both sides.
     route_diagnoses(config, observed, vgw.map(|v| v.id.as_str()), &mut diagnoses);
+    if config.mode == Mode::BgpHa {
+        learned_everywhere(config, &tunnels, &mut diagnoses);
+    }
     // What the preflight would refuse now (overlaps introduced out of band, drift).
     for p in plan::preflight(config, observed) {
         diagnoses.push(p);
@@ -334,6 +348,7 @@ fn tunnel_report(observed: &Observed, t: &ObservedTunnel, h: &TunnelHealth, ends
     }
     azure.sort_by_key(|e| e.instance);
     let ike_sa = azure_end(t.slot.expected_up_instance).and_then(|e| e.ike_sa());
+    let bgp = (h.bgp_aws.is_some() || h.bgp_azure.is_some()).then(|| TunnelBgp { aws: h.bgp_aws.clone(), azure: h.bgp_azure.clone() });
     TunnelReport {
         name: tunnel_name(t),
         slot: t.slot.clone(),
@@ -344,6 +359,7 @@ fn tunnel_report(observed: &Observed, t: &ObservedTunnel, h: &TunnelHealth, ends
         aws,
         azure,
         ike_sa,
+        bgp,
     }
 }
 
@@ -385,8 +401,11 @@ fn tunnel_diagnoses(config: &Config, observed: &Observed, t: &ObservedTunnel, h:
     {
         out.push(format!("tunnel {name}: Azure connection {cn_name} is in state Failed: `vpnbridge apply` provisions it again"));
     }
+    if config.mode == Mode::BgpHa {
+        bgp_diagnoses(config, observed, t, h, out);
+    }
     // Static prefixes: Azure routes the VPC's CIDRs into this tunnel through the LNG.
-    if let Some(l) = lng {
+    if let Some(l) = lng.filter(|_| config.mode == Mode::StaticHa) {
         for c in &config.aws.cidrs {
             if !l.address_prefixes.iter().any(|p| p.contains(&IpNet::V4(*c))) {
                 out.push(format!(
@@ -408,7 +427,7 @@ fn tunnel_diagnoses(config: &Config, observed: &Observed, t: &ObservedTunnel, h:
             }
         }
     }
-    if let Some(v) = vpn {
+    if let Some(v) = vpn.filter(|_| config.mode == Mode::StaticHa) {
         for a in &config.azure.address_space {
             let routed = v.routes.iter().any(|r| r.state == AwsState::Available && r.destination.contains(&IpNet::V4(*a)));
             if !routed {
@@ -437,12 +456,27 @@ fn route_diagnoses(config: &Config, observed: &Observed, vgw: Option<&str>, out:
     } else {
         vpc.route_tables.iter().filter(|t| config.aws.route_tables.contains(&t.id)).collect()
     };
+    let bgp_ha = config.mode == Mode::BgpHa;
     let mut seen = BTreeSet::new();
     for table in tables {
+        let propagates = vgw.is_some_and(|v| table.propagating_vgws.iter().any(|p| p == v));
+        if bgp_ha && !propagates {
+            out.push(format!(
+                "route table {} does not propagate the routes of virtual private gateway {}: it learns no Azure prefix by BGP (`vpnbridge apply` enables propagation)",
+                table.id,
+                vgw.unwrap_or("(missing)")
+            ));
+        }
         for a in &config.azure.address_space {
             let dest = IpNet::V4(*a);
             let best = table.routes.iter().filter(|r| r.destination.contains(&dest.network())).max_by_key(|r| r.destination.prefix_len());
             match best {
+                None if bgp_ha && propagates => out.push(format!(
+                    "no propagated route to {a} in route table {}: virtual private gateway {} has not learned it by BGP over any tunnel",
+                    table.id,
+                    vgw.unwrap_or("-")
+                )),
+                None if bgp_ha => {}
                 None => out.push(format!("no VPC route to {a} via the VGW in route table {} (`vpnbridge apply` adds it)", table.id)),
                 Some(r) if r.gateway_id.is_some() && r.gateway_id.as_deref() == vgw => {
                     if r.state == "blackhole" {
@@ -464,6 +498,144 @@ fn route_diagnoses(config: &Config, observed: &Observed, vgw: Option<&str>, out:
                     }
                 }
             }
+        }
+    }
+}
+
+/// bgp-ha, one tunnel: the BGP settings both clouds hold for it (which end is off, and
+/// why), then the session and the routes it carries.
+fn bgp_diagnoses(config: &Config, observed: &Observed, t: &ObservedTunnel, h: &TunnelHealth, out: &mut Diagnoses) {
+    let name = tunnel_name(t);
+    let k = t.slot.expected_up_instance;
+    let vpn = t.vpn_connection_id.as_ref().and_then(|id| observed.aws.vpn_connections.iter().find(|v| &v.id == id));
+    let aws_t = vpn.and_then(|v| pairing::aws_tunnel(v, t.slot.tunnel, config.layout().pins(t.slot.connection)));
+    let cn = pairing::connection(&observed.azure, &t.slot.azure_connection);
+    let lng = pairing::local_network_gateway(&observed.azure, &t.slot.local_network_gateway);
+    let gw = observed.azure.vpn_gateway.as_ref();
+    let vgw = vpn.and_then(|v| observed.aws.vpn_gateways.iter().find(|g| g.id == v.vpn_gateway_id));
+    let cgw = vpn.and_then(|v| observed.aws.customer_gateways.iter().find(|c| c.id == v.customer_gateway_id));
+
+    if let Some(v) = vpn.filter(|v| v.static_routes_only) {
+        out.push(format!(
+            "tunnel {name}: VPN connection {} uses static routes only, so AWS speaks no BGP on it: bgp-ha needs a dynamic one (`vpnbridge apply` replaces it)",
+            v.id
+        ));
+    }
+    if let Some(g) = gw.filter(|g| !g.enable_bgp) {
+        out.push(format!("Azure VPN gateway {} has BGP off: bgp-ha needs it on (`vpnbridge apply` turns it on)", g.name));
+    }
+    if let (Some(c), Some(g)) = (cgw, gw)
+        && g.enable_bgp
+        && g.asn != Some(c.bgp_asn)
+    {
+        out.push(format!(
+            "tunnel {name}: wrong ASN: AWS expects its BGP peer to be ASN {} (customer gateway {}), but Azure gateway {} has ASN {}",
+            c.bgp_asn,
+            c.id,
+            g.name,
+            g.asn.map_or("(none)".to_owned(), |a| a.to_string())
+        ));
+    }
+    if let Some(c) = cn.filter(|c| !c.enable_bgp) {
+        out.push(format!("tunnel {name}: Azure connection {} has BGP off (`vpnbridge apply` turns it on)", c.name));
+    }
+    let inside = aws_t.and_then(|a| a.inside_cidr);
+    if let (Some(l), Some(inside)) = (lng, inside) {
+        let aws_ip = crate::bgp::aws_address(inside);
+        match l.bgp {
+            None => out.push(format!(
+                "tunnel {name}: LocalNetworkGateway {} has no BGP peer (bgpSettings): Azure does not answer AWS's BGP (`vpnbridge apply` sets it)",
+                l.name
+            )),
+            Some(b) if b.peering_address != aws_ip => out.push(format!(
+                "tunnel {name}: inside CIDR mismatch: LocalNetworkGateway {} expects its BGP peer at {}, but the AWS tunnel speaks from {aws_ip} (inside CIDR {inside})",
+                l.name, b.peering_address
+            )),
+            Some(b) if vgw.is_some_and(|v| v.amazon_asn != b.asn) => out.push(format!(
+                "tunnel {name}: wrong ASN: LocalNetworkGateway {} expects ASN {}, but virtual private gateway {} has Amazon ASN {}",
+                l.name,
+                b.asn,
+                vgw.map_or("-", |v| v.id.as_str()),
+                vgw.map_or(0, |v| v.amazon_asn)
+            )),
+            Some(_) => {}
+        }
+    }
+    if let (Some(c), Some(g), Some(inside)) = (cn, gw, inside) {
+        let want = crate::bgp::azure_address(inside);
+        let cfg = g.ip_configurations.get(usize::from(k));
+        let have = cfg.and_then(|cfg| c.custom_bgp_addresses.iter().find(|a| a.ip_configuration_id.eq_ignore_ascii_case(&cfg.id)));
+        if c.enable_bgp && have.map(|a| a.address) != Some(want) {
+            out.push(format!(
+                "tunnel {name}: wrong APIPA address: Azure connection {} has instance {k} speak BGP from {}, but the AWS tunnel expects its peer at {want} (inside CIDR {inside}) (`vpnbridge apply` sets it)",
+                c.name,
+                have.map_or("its default address".to_owned(), |a| a.address.to_string())
+            ));
+        }
+    }
+
+    // The session itself, when IPsec is up at both ends.
+    let ipsec_up = h.azure_expected.as_ref().is_some_and(|s| s.state == TunnelState::Up)
+        && h.aws.as_ref().is_some_and(|s| s.state == TunnelState::Up || s.reason.starts_with("IPSEC IS UP"));
+    let aws_established = h.aws.as_ref().is_some_and(|s| s.state == TunnelState::Up);
+    let azure_established = h.bgp_azure.as_ref().is_some_and(|b| b.state == BgpState::Established);
+    if ipsec_up && !(aws_established && azure_established) {
+        let aws = h.aws.as_ref().map_or("not reported".to_owned(), |s| format!("{} ({})", s.state, s.reason));
+        let az = h.bgp_azure.as_ref().map_or("not reported".to_owned(), |b| format!("{:?} ({})", b.state, b.reason));
+        let ends = match (aws_established, azure_established) {
+            (false, false) => "both ends",
+            (false, true) => "the AWS end",
+            _ => "the Azure end",
+        };
+        out.push(format!("tunnel {name}: IPsec is up but the BGP session is down at {ends}: AWS {aws}; Azure instance {k} {az}"));
+    }
+    if azure_established && let Some(learned) = h.bgp_azure.as_ref().and_then(|b| b.learned.as_ref()) {
+        for c in &config.aws.cidrs {
+            if !learned.iter().any(|p| p.contains(&IpNet::V4(*c))) {
+                out.push(format!(
+                    "tunnel {name}: Azure instance {k} has not learned VPC CIDR {c} over BGP (learned: {})",
+                    if learned.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        learned.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    if aws_established && let Some(n) = h.bgp_aws.as_ref().and_then(|b| b.routes_received) {
+        let announced = config.azure.address_space.len();
+        if (n as usize) < announced {
+            out.push(format!(
+                "tunnel {name}: AWS accepted {n} route(s) over BGP, but Azure announces {announced} (the VNet's address space {})",
+                config.azure.address_space.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+}
+
+/// bgp-ha: each VPC CIDR should be learned by Azure over every used tunnel; one learned
+/// over fewer leaves those tunnels unused for it (no failover onto them).
+fn learned_everywhere(config: &Config, tunnels: &[TunnelReport], out: &mut Diagnoses) {
+    let learned = |t: &TunnelReport, c: ipnet::Ipv4Net| {
+        t.bgp
+            .as_ref()
+            .and_then(|b| b.azure.as_ref())
+            .and_then(|a| a.learned.as_ref())
+            .is_some_and(|l| l.iter().any(|p| p.contains(&IpNet::V4(c))))
+    };
+    let reported: Vec<&TunnelReport> =
+        tunnels.iter().filter(|t| t.bgp.as_ref().and_then(|b| b.azure.as_ref()).is_some_and(|a| a.learned.is_some())).collect();
+    for c in &config.aws.cidrs {
+        let over: Vec<&str> = reported.iter().filter(|t| learned(t, *c)).map(|t| t.name.as_str()).collect();
+        if !over.is_empty() && over.len() < tunnels.len() {
+            let missing: Vec<&str> = tunnels.iter().filter(|t| !learned(t, *c)).map(|t| t.name.as_str()).collect();
+            out.push(format!(
+                "Azure learned VPC CIDR {c} over {} of {} tunnels (not over {}): traffic to it cannot fail over onto those",
+                over.len(),
+                tunnels.len(),
+                missing.join(", ")
+            ));
         }
     }
 }

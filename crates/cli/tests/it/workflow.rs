@@ -153,19 +153,61 @@ fn an_invalid_config_calls_no_cloud() {
     assert!(!exists(&s.sim_dir()), "the simulated clouds were never opened");
 }
 
+/// bgp-ha on the simulator, as a user runs it: init, plan, apply, verify (4 tunnels up,
+/// 4 BGP sessions established, routes learned on both sides, ping both ways), a drill
+/// of every tunnel, a second apply with zero calls, and a destroy that leaves nothing.
 #[test]
-fn bgp_ha_is_refused_until_it_is_built() {
+fn bgp_ha_lifecycle_on_the_simulator() {
     let s = Scratch::new("bgp");
-    s.init();
-    let text = std::fs::read_to_string(s.config())
-        .unwrap()
-        .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
-        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
-    s.write_config(&text);
-    let r = s.run(&["plan"], &[]);
-    assert_eq!(r.code(), 3, "{}", r.stderr());
-    assert!(r.stderr().contains("bgp-ha") && r.stderr().contains("static-ha"), "{}", r.stderr());
-    assert!(!exists(&s.sim_dir()));
+    let r = s.run(&["init", "--mode", "bgp-ha"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stderr().contains("bgp-ha"), "{}", r.stderr());
+    let plan = s.run(&["plan"], &[]);
+    assert_eq!(plan.code(), 0, "{}", plan.stderr());
+    for needle in ["enable_bgp             = true", "169.254.21.2, 169.254.22.2", "static_routes_only     = false", "route_propagation"] {
+        assert!(plan.stdout().contains(needle), "the plan lacks {needle:?}:\n{}", plan.stdout());
+    }
+    let doc = s.run(&["apply", "--output", "json"], &[]).json();
+    assert_eq!(doc["result"], "applied", "{doc:#}");
+    assert_eq!(doc["tunnels"].as_array().unwrap().len(), 4);
+
+    let r = s.run(&["verify", "--output", "json"], &[]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    let v = r.json();
+    assert_eq!(v["result"], "ok", "{v:#}");
+    let tunnels = v["tunnels"].as_array().unwrap();
+    assert_eq!(tunnels.iter().filter(|t| t["up"] == true).count(), 4);
+    for t in tunnels {
+        assert_eq!(t["bgp"]["azure"]["state"], "established", "{t:#}");
+        assert_eq!(t["bgp"]["aws"]["state"], "established", "{t:#}");
+        assert_eq!(t["bgp"]["azure"]["learned"], serde_json::json!(["10.2.0.0/16"]), "Azure learned the VPC: {t:#}");
+        assert_eq!(t["bgp"]["aws"]["routes_received"], 1, "AWS accepted the VNet's prefix: {t:#}");
+    }
+    assert_eq!(v["ping"]["azure_to_aws"]["replied"], true);
+    assert_eq!(v["ping"]["aws_to_azure"]["replied"], true);
+    let human = s.run(&["verify"], &[]).stdout();
+    assert!(human.contains("BGP, Azure end:                ESTABLISHED 169.254.21.2 -> 169.254.21.1 (ASN 64512)"), "{human}");
+
+    let d = s.run(&["drill", "--output", "json"], &[]);
+    assert_eq!(d.code(), 0, "{}\n{}", d.stdout(), d.stderr());
+    let d = d.json();
+    assert_eq!(d["result"], "passed", "{d:#}");
+    assert_eq!(d["tunnels"].as_array().unwrap().len(), 4);
+
+    let again = s.run(&["apply", "--output", "json"], &[]).json();
+    let mutations = again["calls"]["azure"]["mutations"].as_u64().unwrap() + again["calls"]["aws"]["mutations"].as_u64().unwrap();
+    assert_eq!(mutations, 0, "{again:#}");
+
+    let gone = s.run(&["destroy", "--yes", "--output", "json"], &[]);
+    assert_eq!(gone.code(), 0, "{}", gone.stderr());
+    let cloud = vpnbridge_sim::SimCloud::open(&s.sim_dir()).unwrap();
+    cloud.with_world(|w| {
+        let tagged = |t: &vpnbridge_core::model::Tags| t.contains_key(vpnbridge_core::model::TAG_DEPLOYMENT);
+        assert!(w.azure.gateways.values().all(|g| !tagged(&g.tags)) && w.azure.connections.is_empty() && w.azure.local_network_gateways.is_empty());
+        assert!(w.aws.vpn_connections.values().all(|v| v.phase.state.is_gone()));
+        assert!(w.aws.customer_gateways.values().all(|c| c.phase.state.is_gone()));
+        assert!(w.aws.route_tables.values().all(|t| t.propagating_vgws.is_empty()), "propagation from our VGW is removed");
+    });
 }
 
 #[test]

@@ -16,6 +16,16 @@ use super::schema::{Checker, path_of};
 /// the README's quickstart runs). It validates as is and runs on the embedded simulator.
 pub const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/vpnbridge.toml"));
 
+/// [`EXAMPLE`] for `mode` (`vpnbridge init --mode`): bgp-ha uses all four tunnels.
+pub fn example(mode: super::Mode) -> String {
+    match mode {
+        super::Mode::StaticHa => EXAMPLE.to_owned(),
+        super::Mode::BgpHa => EXAMPLE
+            .replacen("\nmode = \"static-ha\"\n", "\nmode = \"bgp-ha\"\n", 1)
+            .replacen("\ntunnels_per_connection = 1\n", "\ntunnels_per_connection = 2\n", 1),
+    }
+}
+
 /// Config files larger than this are refused before they are read: a vpnbridge config
 /// is a few kilobytes, and checking stays fast (linear) up to this size.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -276,6 +286,8 @@ mod tests {
         let c = loaded.config;
         assert_eq!(c.name, "azure-aws");
         assert_eq!(c.mode, Mode::StaticHa);
+        let bgp = parse(&example(Mode::BgpHa), Path::new("bgp.toml"), &|_| None).expect("the bgp-ha example is valid").config;
+        assert_eq!((bgp.mode, bgp.tunnels_per_connection, bgp.aws.tunnel_inside_cidrs.len()), (Mode::BgpHa, 2, 4));
         assert_eq!(c.tunnels_per_connection, 1);
         assert_eq!(c.psk, PskSource::Generate);
         assert_eq!(c.azure.backend, Backend::Sim);

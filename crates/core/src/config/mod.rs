@@ -41,7 +41,7 @@ pub mod schema;
 mod top;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, SHOWN_ERRORS};
-pub use load::{EXAMPLE, Loaded, MAX_CONFIG_BYTES, load, parse};
+pub use load::{EXAMPLE, Loaded, MAX_CONFIG_BYTES, example, load, parse};
 
 use std::fmt;
 use std::path::PathBuf;

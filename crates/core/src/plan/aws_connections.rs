@@ -35,6 +35,7 @@ pub(super) fn plan<'a>(
     let azure_prefixes = &cx.azure_prefixes;
     let instance_ip = &gateway.instance_ip;
     let (vgw_id, vgw_step) = (&vgw.id, vgw.step);
+    let static_routes_only = config.mode == crate::config::Mode::StaticHa;
     // ---- AWS: CGW k -> VPN connection k -> its static routes ------------------------
     let mut previous_swap: Option<StepId> = None;
     let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
@@ -54,6 +55,10 @@ pub(super) fn plan<'a>(
         // new one is built) carries nothing to our VPC: it is replaced by one on ours.
         let (vpns, misplaced): (Vec<_>, Vec<_>) =
             vpns.into_iter().partition(|v| matches!(vgw_id, Late::Known(id) if *id == v.vpn_gateway_id));
+        // One with the other routing (the mode changed): EC2 cannot change
+        // `StaticRoutesOnly` in place, so it is replaced, its successor created once it
+        // is gone (EC2 refuses a second one on the same CGW and VGW).
+        let (vpns, other_mode): (Vec<_>, Vec<_>) = vpns.into_iter().partition(|v| v.static_routes_only == static_routes_only);
         let vpn = vpns.first().copied();
         // Deletes of our other VPN connections k (misplaced ones, duplicates from an
         // ambiguous create): a CGW they use goes only after them.
@@ -69,6 +74,22 @@ pub(super) fn plan<'a>(
                 ),
             );
             vpn_deletes.push(Some(id));
+        }
+        let mut replaced: Vec<Option<StepId>> = Vec::new();
+        for v in &other_mode {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() };
+            let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("vpn-{k} {} (replaced)", v.id), StepOp::Aws(op), &[]);
+            let (from, to) = if v.static_routes_only { ("static", "dynamic (BGP)") } else { ("dynamic (BGP)", "static") };
+            b.disrupt(
+                id,
+                format!(
+                    "{} uses {from} routing and mode = \"{}\" wants {to}: AWS cannot change that in place, so it is replaced; \
+                     its tunnels are down until the new one is up, with new outside IPs and keys",
+                    v.id, config.mode
+                ),
+            );
+            vpn_deletes.push(Some(id));
+            replaced.push(Some(id));
         }
         for extra in vpns.iter().skip(1) {
             let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
@@ -147,11 +168,12 @@ pub(super) fn plan<'a>(
                 let op = AwsOp::CreateVpnConnection {
                     cgw_id: cgw_id.clone(),
                     vgw_id: vgw_id.clone(),
-                    static_routes_only: true,
+                    static_routes_only,
                     tunnels,
                     tags: owner.tags(&vpn_role),
                 };
-                let after: Vec<Option<StepId>> = [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).collect();
+                let after: Vec<Option<StepId>> =
+                    [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).chain(replaced.iter().copied()).collect();
                 let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &after);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {
@@ -198,10 +220,6 @@ pub(super) fn plan<'a>(
                     swap_step = Some(id);
                     previous_swap = Some(id);
                 }
-                if !v.static_routes_only {
-                    problems
-                        .push(format!("VPN connection {} uses dynamic (BGP) routing but mode is static-ha: destroy and re-apply", v.id));
-                }
                 for t in 0..config.tunnels_per_connection {
                     match pairing::aws_tunnel(v, t, pins) {
                         None => problems.push(format!("VPN connection {} reports fewer than {} tunnels", v.id, t + 1)),
@@ -235,17 +253,19 @@ pub(super) fn plan<'a>(
             b.push(Action::Delete, ResourceType::CustomerGateway, format!("{why} cgw-{k} {}", old.id), StepOp::Aws(op), &after);
         }
 
-        // Static routes of the VPN connection: one per Azure prefix.
+        // Static routes of the VPN connection: one per Azure prefix (none in bgp-ha:
+        // BGP carries the routes).
         let existing: Vec<IpNet> =
             vpn.map(|v| v.routes.iter().filter(|r| !r.state.is_gone()).map(|r| r.destination).collect()).unwrap_or_default();
-        for p in azure_prefixes {
+        let wanted_routes: &[IpNet] = if static_routes_only { azure_prefixes } else { &[] };
+        for p in wanted_routes {
             if !existing.contains(p) {
                 let op = AwsOp::CreateVpnConnectionRoute { vpn_id: vpn_id.clone(), destination: *p };
                 b.push(Action::Create, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[vpn_step]);
             }
         }
         if let Some(v) = vpn {
-            for p in existing.iter().filter(|p| !azure_prefixes.contains(p)) {
+            for p in existing.iter().filter(|p| !wanted_routes.contains(p)) {
                 let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
                 let id = b.push(Action::Delete, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);
                 b.disrupt(id, format!("AWS stops sending traffic for {p} through {}", v.id));

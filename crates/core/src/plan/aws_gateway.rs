@@ -98,10 +98,18 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
             vpc.route_tables.iter().filter(|t| config.aws.route_tables.contains(&t.id)).collect()
         };
         let our_vgw_id = vgw.map(|v| v.id.as_str());
+        // static-ha: a static route per Azure prefix; bgp-ha: route propagation from our
+        // VGW (a static route would win over the propagated one).
+        let bgp_ha = config.mode == crate::config::Mode::BgpHa;
         for table in &tables {
+            if bgp_ha && our_vgw_id.is_none_or(|v| !table.propagating_vgws.iter().any(|p| p == v)) {
+                let op = AwsOp::EnableVgwRoutePropagation { route_table_id: table.id.clone(), vgw_id: vgw_id.clone() };
+                b.push(Action::Create, ResourceType::RoutePropagation, table.id.clone(), StepOp::Aws(op), &[attach_step]);
+            }
             for p in azure_prefixes {
-                match table.routes.iter().find(|r| r.destination == *p) {
+                match table.routes.iter().find(|r| r.destination == *p && !r.propagated) {
                     Some(r) if r.gateway_id.as_deref() == our_vgw_id && our_vgw_id.is_some() => {}
+                    None if bgp_ha => {}
                     Some(r) => problems.push(format!(
                         "route table {} already sends {p} to {}, not to our virtual private gateway: remove that route or choose \
                          other tables in aws.route_tables",
@@ -118,8 +126,14 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AwsGateway {
         // Routes via our VGW that the config no longer wants: ours through the tagged VGW.
         if let Some(vid) = our_vgw_id {
             for table in &vpc.route_tables {
-                for r in &table.routes {
-                    let wanted = tables.iter().any(|t| t.id == table.id) && azure_prefixes.contains(&r.destination);
+                let listed = tables.iter().any(|t| t.id == table.id);
+                if table.propagating_vgws.iter().any(|p| p == vid) && !(bgp_ha && listed) {
+                    let op = AwsOp::DisableVgwRoutePropagation { route_table_id: table.id.clone(), vgw_id: vid.to_owned() };
+                    let id = b.push(Action::Delete, ResourceType::RoutePropagation, table.id.clone(), StepOp::Aws(op), &[]);
+                    b.disrupt(id, format!("{} stops learning the Azure prefixes from {vid} by BGP", table.id));
+                }
+                for r in table.routes.iter().filter(|r| !r.propagated) {
+                    let wanted = listed && !bgp_ha && azure_prefixes.contains(&r.destination);
                     if r.gateway_id.as_deref() == Some(vid) && !wanted {
                         let op = AwsOp::DeleteRoute { route_table_id: table.id.clone(), destination: r.destination };
                         let id =

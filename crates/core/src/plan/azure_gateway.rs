@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::model::{ProvisioningState, Role};
+use crate::model::{ProvisioningState, Role, VirtualNetworkGateway};
 use crate::ops::{AzureOp, AzureResourceKind, Late, OutputField, StepId};
 use crate::pairing::{self, INSTANCES};
 
@@ -116,6 +116,18 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                     ),
                 );
                 gw_step = Some(id);
+            } else if let Some(change) = bgp_change(gw, &gateway_put) {
+                // BGP on or off, another ASN or other custom addresses: a PUT of the
+                // whole gateway, in place (with the SKU wanted, resized at once).
+                let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(gateway_put), &pip_step);
+                b.disrupt(
+                    id,
+                    format!(
+                        "gateway \"{}\": {change}; Azure updates the gateway in place and every tunnel through it is down until the update ends",
+                        gw.name
+                    ),
+                );
+                gw_step = Some(id);
             } else if gw.sku != config.azure.gateway_sku.to_string() {
                 let op = AzureOp::ResizeVpnGateway { name: gw_name.clone(), sku: config.azure.gateway_sku.to_string() };
                 let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(op), &[]);
@@ -131,4 +143,44 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
         }
     }
     AzureGateway { name: gw_name, step: gw_step, instance_ip }
+}
+
+/// How the gateway's BGP settings differ from those `put` sets, in the user's words.
+fn bgp_change(gw: &VirtualNetworkGateway, put: &AzureOp<crate::ops::Planned>) -> Option<String> {
+    let AzureOp::CreateVpnGateway { bgp, .. } = put else { return None };
+    match bgp {
+        None if gw.enable_bgp => Some("BGP is turned off (mode = \"static-ha\")".to_owned()),
+        None => None,
+        Some(_) if !gw.enable_bgp => Some("BGP is turned on (mode = \"bgp-ha\")".to_owned()),
+        Some(want) => {
+            if gw.asn != Some(want.asn) {
+                return Some(format!("BGP ASN {} -> {}", gw.asn.map_or("(none)".to_owned(), |a| a.to_string()), want.asn));
+            }
+            let have: Vec<Vec<Ipv4Addr>> = gw
+                .ip_configurations
+                .iter()
+                .map(|c| {
+                    let p = gw.bgp_peering_addresses.iter().find(|p| p.ip_configuration_id.eq_ignore_ascii_case(&c.id));
+                    let mut a = p.map(|p| p.custom.clone()).unwrap_or_default();
+                    a.sort();
+                    a
+                })
+                .collect();
+            let wanted: Vec<Vec<Ipv4Addr>> = want
+                .custom_addresses
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    a.sort();
+                    a
+                })
+                .collect();
+            (have != wanted).then(|| {
+                let show = |v: &[Vec<Ipv4Addr>]| {
+                    v.iter().map(|a| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(" | ")
+                };
+                format!("custom BGP addresses {} -> {}", show(&have), show(&wanted))
+            })
+        }
+    }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::model::{ProvisioningState, Role};
-use crate::ops::{AzureOp, AzureResourceKind, Late, StepId};
+use crate::model::{AzureObserved, Connection, LngBgp, ProvisioningState, Role};
+use crate::ops::{AzureOp, AzureResourceKind, Late, Planned, StepId};
 use crate::pairing::{self, TunnelSlot};
 use crate::secret::Psk;
 
@@ -72,9 +72,14 @@ pub(super) fn plan(
                 };
                 let mut have = l.address_prefixes.clone();
                 have.sort();
-                let mut want = aws_prefixes.clone();
+                let mut want = if bgp_ha { Vec::new() } else { aws_prefixes.clone() };
                 want.sort();
-                if ip_differs || have != want || l.state == ProvisioningState::Failed {
+                let want_bgp = match &lng_op {
+                    AzureOp::PutLocalNetworkGateway { bgp, .. } => *bgp,
+                    _ => None,
+                };
+                let bgp_differs = l.bgp != want_bgp;
+                if ip_differs || have != want || bgp_differs || l.state == ProvisioningState::Failed {
                     let id = b.push(Action::Modify, ResourceType::LocalNetworkGateway, l.name.clone(), StepOp::Azure(lng_op), &[updating]);
                     if ip_differs {
                         b.disrupt(
@@ -83,6 +88,12 @@ pub(super) fn plan(
                                 "{} re-points from {} to the AWS tunnel's outside IP; its tunnel is down until it reconnects",
                                 l.name, l.gateway_ip
                             ),
+                        );
+                    } else if bgp_differs {
+                        let show = |b: Option<LngBgp>| b.map_or("none".to_owned(), |b| format!("{} (ASN {})", b.peering_address, b.asn));
+                        b.disrupt(
+                            id,
+                            format!("{}: BGP peer {} -> {}; its tunnel's BGP session restarts", l.name, show(l.bgp), show(want_bgp)),
                         );
                     } else if have != want {
                         b.disrupt(
@@ -131,6 +142,14 @@ pub(super) fn plan(
                     let op = AzureOp::Await { kind: AzureResourceKind::Connection, name: c.name.clone() };
                     b.push(Action::Wait, ResourceType::Connection, c.name.clone(), StepOp::Azure(op), &[])
                 });
+                // BGP on or off, or other custom addresses: the whole Connection is
+                // PUT again (with its key).
+                if let Some(change) = bgp_change(c, &connection_put, az) {
+                    let after = [gw_step, lng_step, key_changed.get(&(k, t)).copied(), updating];
+                    let id = b.push(Action::Modify, ResourceType::Connection, c.name.clone(), StepOp::Azure(connection_put), &after);
+                    b.disrupt(id, format!("{}: {change}; its tunnel reconnects", c.name));
+                    continue;
+                }
                 if key_changed.contains_key(&(k, t)) {
                     continue;
                 }
@@ -156,4 +175,29 @@ pub(super) fn plan(
         }
     }
     slots
+}
+
+/// How a Connection's BGP differs from what `put` sets, in the user's words.
+fn bgp_change(c: &Connection, put: &AzureOp<Planned>, az: &AzureObserved) -> Option<String> {
+    let AzureOp::PutConnection { bgp, .. } = put else { return None };
+    match bgp {
+        None if c.enable_bgp => Some("BGP is turned off".to_owned()),
+        None => None,
+        Some(_) if !c.enable_bgp => Some("BGP is turned on".to_owned()),
+        Some(want) => {
+            // By instance: the address the Connection gives each ipConfiguration.
+            let configs = az.vpn_gateway.as_ref().map(|g| g.ip_configurations.as_slice()).unwrap_or_default();
+            let have: Vec<Option<std::net::Ipv4Addr>> = configs
+                .iter()
+                .map(|cfg| c.custom_bgp_addresses.iter().find(|a| a.ip_configuration_id.eq_ignore_ascii_case(&cfg.id)).map(|a| a.address))
+                .collect();
+            let wanted: Vec<Option<std::net::Ipv4Addr>> = want.custom_addresses.iter().copied().map(Some).collect();
+            (have != wanted).then(|| {
+                let show = |v: &[Option<std::net::Ipv4Addr>]| {
+                    v.iter().map(|a| a.map_or("(default)".to_owned(), |a| a.to_string())).collect::<Vec<_>>().join(", ")
+                };
+                format!("custom BGP addresses {} -> {}", show(&have), show(&wanted))
+            })
+        }
+    }
 }

@@ -85,7 +85,13 @@ fn plan_destroy_here(config: &Config, observed: &Observed) -> Plan {
         let mut route_deletes = vpn_deletes.clone();
         if let Some(vpc) = &aws.vpc {
             for t in &vpc.route_tables {
-                for r in t.routes.iter().filter(|r| r.gateway_id.as_deref() == Some(v.id.as_str())) {
+                // Propagation from our VGW is ours (it has no tags of its own); the routes
+                // it put in the table go with it.
+                if t.propagating_vgws.contains(&v.id) {
+                    let op = AwsOp::DisableVgwRoutePropagation { route_table_id: t.id.clone(), vgw_id: v.id.clone() };
+                    route_deletes.push(Some(b.push(Action::Delete, ResourceType::RoutePropagation, t.id.clone(), StepOp::Aws(op), &[])));
+                }
+                for r in t.routes.iter().filter(|r| r.gateway_id.as_deref() == Some(v.id.as_str()) && !r.propagated) {
                     let op = AwsOp::DeleteRoute { route_table_id: t.id.clone(), destination: r.destination };
                     route_deletes.push(Some(b.push(
                         Action::Delete,

@@ -109,6 +109,8 @@ pub enum ResourceType {
     CustomerGateway,
     VpnGatewayAttachment,
     VpcRoute,
+    /// A route table's propagation of the VGW's BGP routes.
+    RoutePropagation,
     VpnConnection,
     VpnConnectionRoute,
     VpnTunnel,
@@ -124,6 +126,7 @@ impl ResourceType {
             Self::CustomerGateway => "customer_gateway",
             Self::VpnGatewayAttachment => "vpn_gateway_attachment",
             Self::VpcRoute => "vpc_route",
+            Self::RoutePropagation => "route_propagation",
             Self::VpnConnection => "vpn_connection",
             Self::VpnConnectionRoute => "vpn_connection_route",
             Self::VpnTunnel => "vpn_tunnel",
@@ -308,12 +311,14 @@ impl schemars::JsonSchema for Plan {
 #[error("{} problem(s) found before any change:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct PlanError(pub Vec<String>);
 
-/// Refuses what this version cannot build yet, before anything is observed.
+/// Refuses what this version cannot build, before anything is observed: bgp-ha needs
+/// a pinned inside CIDR for every tunnel (the config gives the defaults when the list
+/// is empty), as its BGP addresses are the CIDRs' hosts.
 pub fn check_supported(config: &Config) -> Result<(), PlanError> {
-    if config.mode == Mode::BgpHa {
+    if config.mode == Mode::BgpHa && crate::bgp::gateway(&config.layout(), config.azure.asn).is_none() {
         return Err(PlanError(vec![format!(
-            "{}: mode = \"bgp-ha\" is validated but not built yet by this version of vpnbridge (no half-built BGP deployments); \
-             use mode = \"static-ha\" for now",
+            "{}: mode = \"bgp-ha\" needs an inside CIDR for each of the 4 tunnels: list four /30s in aws.tunnel_inside_cidrs \
+             or leave it empty for the defaults",
             config.source.display()
         )]));
     }

@@ -119,7 +119,8 @@ impl Step {
                 }
                 AzureOp::ResizeVpnGateway { sku, .. } => vec![("sku", sku.clone())],
                 AzureOp::PutLocalNetworkGateway { gateway_ip, address_prefixes, bgp, .. } => {
-                    let mut v = vec![("gateway_ip_address", known_or(gateway_ip)), ("address_prefixes", list(address_prefixes))];
+                    let prefixes = if address_prefixes.is_empty() { "(none)".to_owned() } else { list(address_prefixes) };
+                    let mut v = vec![("gateway_ip_address", known_or(gateway_ip)), ("address_prefixes", prefixes)];
                     if let Some(b) = bgp {
                         v.push(("bgp_asn", b.asn.to_string()));
                         v.push(("bgp_peering_address", b.peering_address.to_string()));

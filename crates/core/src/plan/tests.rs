@@ -403,14 +403,75 @@ fn destroy_touches_only_tagged_resources_in_dependency_order() {
     insta::assert_snapshot!("destroy_plan", plan.to_string());
 }
 
-#[test]
-fn bgp_ha_is_refused_before_anything_is_observed() {
+fn bgp_config() -> Config {
     let text = config::EXAMPLE
         .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
-        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
-    let cfg = config::parse(&text, Path::new("vpnbridge.toml"), &|_| None).unwrap().config;
-    let err = check_supported(&cfg).unwrap_err();
-    assert!(err.to_string().contains("static-ha"));
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2")
+        .replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
+    config::parse(&text, Path::new("vpnbridge.toml"), &|k| (k == "VPN_PSK").then(|| "SameKey.123".to_owned())).unwrap().config
+}
+
+#[test]
+fn bgp_ha_builds_microsofts_layout_with_dynamic_connections_and_propagation() {
+    let plan = plan_apply(&bgp_config(), &prerequisites()).unwrap();
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let ops: Vec<&StepOp> = plan.steps.iter().map(|s| &s.op).collect();
+    let gateway = ops.iter().find_map(|o| match o {
+        StepOp::Azure(AzureOp::CreateVpnGateway { bgp, .. }) => Some(bgp.clone()),
+        _ => None,
+    });
+    let bgp = gateway.flatten().expect("the gateway has BGP on");
+    assert_eq!(bgp.asn, 65000);
+    assert_eq!(bgp.custom_addresses, vec![vec![ip("169.254.21.2"), ip("169.254.22.2")], vec![ip("169.254.21.6"), ip("169.254.22.6")]]);
+    let lngs: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match o {
+            StepOp::Azure(AzureOp::PutLocalNetworkGateway { address_prefixes, bgp, .. }) => Some((address_prefixes.len(), *bgp)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lngs.len(), 4);
+    assert!(lngs.iter().all(|(n, b)| *n == 0 && b.is_some_and(|b| b.asn == 64512)), "{lngs:?}");
+    let connections = ops.iter().filter(|o| matches!(o, StepOp::Azure(AzureOp::PutConnection { bgp: Some(b), .. }) if b.custom_addresses.len() == 2));
+    assert_eq!(connections.count(), 4);
+    let vpns: Vec<_> = ops
+        .iter()
+        .filter_map(|o| match o {
+            StepOp::Aws(AwsOp::CreateVpnConnection { static_routes_only, tunnels, .. }) => Some((*static_routes_only, tunnels.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vpns.len(), 2);
+    assert!(vpns.iter().all(|(s, t)| !s && t.iter().all(|t| t.inside_cidr.is_some())));
+    assert!(ops.iter().any(|o| matches!(o, StepOp::Aws(AwsOp::EnableVgwRoutePropagation { .. }))));
+    assert!(!ops.iter().any(|o| matches!(o, StepOp::Aws(AwsOp::CreateRoute { .. } | AwsOp::CreateVpnConnectionRoute { .. }))));
+    insta::assert_snapshot!("bgp_ha_fresh_plan", plan.to_string());
+}
+
+#[test]
+fn static_ha_to_bgp_ha_says_what_changes_in_place_and_what_is_replaced() {
+    let plan = plan_apply(&bgp_config(), &finished("SameKey.123")).unwrap();
+    let find = |t: ResourceType, n: &str| plan.steps.iter().filter(|s| s.resource_type == t && s.name.starts_with(n)).collect::<Vec<_>>();
+    let gw = find(ResourceType::VpnGateway, "azure-aws-vpngw");
+    assert_eq!(gw.len(), 1);
+    assert_eq!(gw[0].action, Action::Modify);
+    assert!(gw[0].disruption.as_deref().unwrap_or_default().contains("BGP is turned on"));
+    for k in 0..2 {
+        let vpn = find(ResourceType::VpnConnection, &format!("vpn-{k}"));
+        let actions: Vec<Action> = vpn.iter().map(|s| s.action).collect();
+        assert_eq!(actions, vec![Action::Delete, Action::Create], "vpn-{k}: {plan}");
+        assert!(vpn[0].disruption.as_deref().unwrap_or_default().contains("cannot change that in place"));
+        // The successor waits for its predecessor to be gone (same CGW and VGW).
+        assert!(vpn[1].depends_on.contains(&vpn[0].id));
+    }
+    // The LNGs of the kept tunnels get a BGP peer; the Connections BGP.
+    let lng = find(ResourceType::LocalNetworkGateway, "azure-aws-lng-0-0");
+    assert_eq!(lng[0].action, Action::Modify);
+    let cn = find(ResourceType::Connection, "azure-aws-cn-0-0");
+    assert!(cn.iter().any(|s| s.action == Action::Modify && s.disruption.as_deref().unwrap_or_default().contains("BGP is turned on")), "{plan}");
+    // Static VPC routes give way to propagation.
+    assert!(plan.steps.iter().any(|s| s.resource_type == ResourceType::VpcRoute && s.action == Action::Delete));
+    assert!(plan.steps.iter().any(|s| s.resource_type == ResourceType::RoutePropagation && s.action == Action::Create));
 }
 
 /// The steps of `plan` on the resource named `name` (its step name starts with it).

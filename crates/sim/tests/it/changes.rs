@@ -281,3 +281,52 @@ fn edit(text: &str, key: &str, old: &str, new: &str) -> String {
     let changed = part.replacen(old, new, 1);
     if in_tail { format!("{other}{changed}") } else { format!("{changed}{other}") }
 }
+
+/// `mode` between static-ha and bgp-ha, both ways (4 tunnels): the plan says what each
+/// step interrupts, applying it converges with nothing left behind, and the deployment
+/// then verifies (every tunnel up, BGP established in bgp-ha, ping both ways).
+#[tokio::test(start_paused = true)]
+async fn mode_changes_both_ways_converge_and_verify() {
+    let four = baseline()
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2")
+        .replace(PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"");
+    let static_ha = parse(&four).unwrap();
+    let bgp_ha = parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap();
+    let cloud = SimCloud::in_memory();
+    apply(&cloud, &static_ha).await;
+    cloud.ensure_probe_hosts(&ProbeHostSpec::from_config(&static_ha).expect("a [probe]")).unwrap();
+    let before = live_counts(&cloud);
+    for (config, bgp) in [(&bgp_ha, true), (&static_ha, false)] {
+        let p = plan::plan_apply(config, &observe(&cloud, config).await).unwrap();
+        let mode = config.mode;
+        assert!(!p.is_empty(), "{mode}: the mode change is ignored");
+        for s in p.steps.iter().filter(|s| matches!(s.action, Action::Modify | Action::Delete)) {
+            if s.resource_type != plan::ResourceType::CustomerGateway {
+                assert!(s.disruption.is_some(), "{mode}: {} {} says nothing of its disruption\n{p}", s.resource_type, s.name);
+            }
+        }
+        apply(&cloud, config).await;
+        let again = plan::plan_apply(config, &observe(&cloud, config).await).unwrap();
+        assert!(again.is_empty(), "{mode}: did not converge:\n{again}");
+        assert_eq!(live_counts(&cloud), before, "{mode}: one of each, nothing left behind");
+        let (propagating, static_routes) = cloud.with_world(|w| {
+            let t = w.aws.route_tables.values().find(|t| t.main).unwrap();
+            (t.propagating_vgws.len(), t.routes.iter().filter(|r| r.target.starts_with("vgw-")).count())
+        });
+        assert_eq!((propagating, static_routes), if bgp { (1, 0) } else { (0, 1) }, "{mode}");
+        // IKE negotiation and BGP.
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        let probe = SimProbe::for_config(cloud.clone(), config).unwrap();
+        let (aws, azure) = endpoints(&cloud, config);
+        let report =
+            vpnbridge_core::verify::verify(config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
+        assert!(report.is_ok(), "{mode}: {:?}", report.diagnoses);
+        assert_eq!(report.tunnels_up(), 4, "{mode}");
+        let sessions = report
+            .tunnels
+            .iter()
+            .filter(|t| t.bgp.as_ref().and_then(|b| b.azure.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established))
+            .count();
+        assert_eq!(sessions, if bgp { 4 } else { 0 }, "{mode}");
+    }
+}

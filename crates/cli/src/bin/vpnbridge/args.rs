@@ -168,6 +168,10 @@ pub enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// The routing mode the example uses: "static-ha" (static routes, 2 tunnels) or
+        /// "bgp-ha" (BGP over APIPA addresses on all 4 tunnels, Microsoft's AWS design).
+        #[arg(long, default_value = "static-ha", value_parser = ["static-ha", "bgp-ha"])]
+        mode: String,
     },
     /// Show what `apply` (or `destroy`) would change, without changing anything.
     #[command(after_help = "With --detailed-exitcode: exit 0 = no changes, 2 = changes pending, 1 = error.")]

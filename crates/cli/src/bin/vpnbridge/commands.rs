@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
     let g = &cli.global;
     let output = g.output.format();
     let job = match cli.command {
-        Command::Init { force } => return init(&g.config, force, output),
+        Command::Init { force, mode } => return init(&g.config, force, &mode, output),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();
@@ -107,15 +107,16 @@ fn latency_table(path: &Path) -> Result<LatencyTable, Failure> {
         .with_context(|| format!("the --sim-latency file {}: milliseconds per latency-table key expected", path.display()))?)
 }
 
-fn init(path: &Path, force: bool, output: Output) -> Result<u8, Failure> {
+fn init(path: &Path, force: bool, mode: &str, output: Output) -> Result<u8, Failure> {
     if path.exists() && !force {
         return Err(anyhow::anyhow!("{} already exists; pass --force to overwrite it", path.display()).into());
     }
-    std::fs::write(path, vpnbridge::EXAMPLE_CONFIG).with_context(|| format!("writing {}", path.display()))?;
+    let mode = if mode == "bgp-ha" { vpnbridge::core::config::Mode::BgpHa } else { vpnbridge::core::config::Mode::StaticHa };
+    std::fs::write(path, vpnbridge::core::config::example(mode)).with_context(|| format!("writing {}", path.display()))?;
     match output {
         Output::Json => println!("{}", report::to_json(&InitReport::new(path.to_owned()))),
         Output::Human => {
-            eprintln!("Wrote {}: a static-ha deployment on the simulator. Next: `vpnbridge plan`, then `vpnbridge apply`.", path.display())
+            eprintln!("Wrote {}: a {mode} deployment on the simulator. Next: `vpnbridge plan`, then `vpnbridge apply`.", path.display())
         }
     }
     Ok(exit::OK)

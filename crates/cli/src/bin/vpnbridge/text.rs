@@ -76,6 +76,9 @@ pub fn human_verify(r: &VerifyReport) -> String {
             Some(sa) => out.push_str(&format!("     IKE SA:                        local {} <-> remote {}\n", sa.local, sa.remote)),
             None => out.push_str("     IKE SA:                        none\n"),
         }
+        if let Some(b) = &t.bgp {
+            out.push_str(&bgp_lines(b));
+        }
     }
     out.push_str("Down by design:\n");
     for e in &r.expected_down {
@@ -233,4 +236,44 @@ fn calls_line(c: &Calls) -> String {
         "Calls: Azure {} mutating / {} reads, AWS {} mutating / {} reads.\n",
         c.azure.mutations, c.azure.reads, c.aws.mutations, c.aws.reads
     )
+}
+
+/// A tunnel's BGP session, each end as its cloud reports it.
+fn bgp_lines(b: &vpnbridge::core::verify::TunnelBgp) -> String {
+    let ip = |v: Option<std::net::Ipv4Addr>| v.map_or("-".to_owned(), |i| i.to_string());
+    let state = |s: vpnbridge::core::endpoint::BgpState| match s {
+        vpnbridge::core::endpoint::BgpState::Established => "ESTABLISHED",
+        vpnbridge::core::endpoint::BgpState::Down => "DOWN",
+        vpnbridge::core::endpoint::BgpState::Unknown => "UNKNOWN",
+    };
+    let mut out = String::new();
+    match &b.aws {
+        Some(a) => out.push_str(&format!(
+            "     BGP, AWS end:                  {} {} -> {}, {} route(s) accepted ({})\n",
+            state(a.state),
+            ip(a.local_address),
+            ip(a.peer_address),
+            a.routes_received.map_or("?".to_owned(), |n| n.to_string()),
+            a.reason
+        )),
+        None => out.push_str("     BGP, AWS end:                  not reported\n"),
+    }
+    match &b.azure {
+        Some(a) => {
+            let learned = a.learned.as_ref().map_or("(not listed)".to_owned(), |l| {
+                if l.is_empty() { "nothing".to_owned() } else { l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") }
+            });
+            out.push_str(&format!(
+                "     BGP, Azure end:                {} {} -> {} (ASN {}), learned {} ({})\n",
+                state(a.state),
+                ip(a.local_address),
+                ip(a.peer_address),
+                a.peer_asn.map_or("?".to_owned(), |n| n.to_string()),
+                learned,
+                a.reason
+            ));
+        }
+        None => out.push_str("     BGP, Azure end:                not reported\n"),
+    }
+    out
 }
