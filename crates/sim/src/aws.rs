@@ -126,7 +126,7 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
             let exists = match kind {
                 AwsResourceKind::VpnGateway | AwsResourceKind::VgwAttachment => w.aws.vpn_gateways.contains_key(id),
                 AwsResourceKind::CustomerGateway => w.aws.customer_gateways.contains_key(id),
-                AwsResourceKind::VpnConnection => w.aws.vpn_connections.contains_key(id),
+                AwsResourceKind::VpnConnection | AwsResourceKind::VpnConnectionRoute { .. } => w.aws.vpn_connections.contains_key(id),
             };
             if !exists {
                 return Err(EndpointError::new(
@@ -143,6 +143,9 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
                 }
                 AwsResourceKind::CustomerGateway => AwsWait::Cgw { id: id.clone(), goal: Goal::Settled },
                 AwsResourceKind::VpnConnection => AwsWait::Vpn { id: id.clone(), goal: Goal::Settled },
+                AwsResourceKind::VpnConnectionRoute { destination } => {
+                    AwsWait::VpnRoute { vpn_id: id.clone(), destination: *destination, goal: Goal::Settled }
+                }
             }
         }
     };

@@ -245,6 +245,13 @@ pub(super) fn plan<'a>(
             }
         }
         if let Some(v) = vpn {
+            // One still being added (an interrupted apply) is waited for: the plan is
+            // done only once the routes it relies on are.
+            for r in v.routes.iter().filter(|r| r.state == AwsState::Pending && azure_prefixes.contains(&r.destination)) {
+                let kind = AwsResourceKind::VpnConnectionRoute { destination: r.destination };
+                let op = AwsOp::Await { kind, id: v.id.clone() };
+                b.push(Action::Wait, ResourceType::VpnConnectionRoute, format!("vpn-{k} {}", r.destination), StepOp::Aws(op), &[]);
+            }
             for p in existing.iter().filter(|p| !azure_prefixes.contains(p)) {
                 let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
                 let id = b.push(Action::Delete, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);

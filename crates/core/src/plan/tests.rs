@@ -500,3 +500,20 @@ fn a_vpn_connection_on_a_vgw_not_ours_is_replaced() {
     // No key change on the connections being replaced.
     assert!(plan.steps.iter().all(|s| s.resource_type != ResourceType::VpnTunnel), "{plan}");
 }
+
+/// A static route of a VPN connection of ours found `pending` is waited for: the
+/// plan is done only when everything of ours it relies on is available.
+#[test]
+fn a_pending_vpn_connection_route_is_waited_for() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].routes[0].state = AwsState::Pending;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type.as_str(), s.name.as_str())).collect();
+    assert_eq!(kinds, [(Action::Wait, "vpn_connection_route", "vpn-0 10.1.0.0/16")], "{plan}");
+    let destination: IpNet = "10.1.0.0/16".parse().unwrap();
+    assert!(
+        matches!(&plan.steps[0].op, StepOp::Aws(AwsOp::Await { kind: crate::ops::AwsResourceKind::VpnConnectionRoute { destination: d }, id })
+            if id == "vpn-0" && *d == destination),
+        "{plan}"
+    );
+}
