@@ -517,3 +517,21 @@ fn a_pending_vpn_connection_route_is_waited_for() {
         "{plan}"
     );
 }
+
+/// A public IP of ours found `Updating` or `Failed` with its address allocated keeps
+/// that address (a static public IP keeps it across updates): its CGW still fits, so
+/// no new CGW and no swap are planned while the gateway is rebuilt on it.
+#[test]
+fn a_public_ip_changing_keeps_its_address_and_its_customer_gateway() {
+    for state in [ProvisioningState::Updating, ProvisioningState::Failed] {
+        let mut o = finished("SameKey.123");
+        o.azure.vpn_gateway = None;
+        o.azure.connections.clear();
+        o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().state = state;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let pip = steps_named(&plan, ResourceType::PublicIp, "azure-aws-pip-0");
+        assert_eq!(pip.len(), 1, "{plan}");
+        assert!(steps_named(&plan, ResourceType::CustomerGateway, "").is_empty(), "{state:?}: a CGW step:\n{plan}");
+        assert!(plan.steps.iter().all(|s| s.action != Action::Modify || s.resource_type == ResourceType::PublicIp), "{state:?}:\n{plan}");
+    }
+}

@@ -40,11 +40,6 @@ const CASES: u32 = 256;
 ///   the plan creates ours, `CreateCustomerGateway` returns the stranger's, and the
 ///   executor stops on it as a conflict, as it should; but the preflight does not look
 ///   for it, so the plan is not refused up front.
-/// - A public IP of ours found `Updating` or `Failed` (its address allocated): the plan
-///   waits for it or PUTs it again, takes its address as known only after that, and so
-///   plans a new CGW and a swap; `CreateCustomerGateway` then returns the existing CGW
-///   (same IP and ASN), and deleting the "replaced" one fails (`DependencyViolation`:
-///   it is still in use).
 const KNOWN_GAPS: &str = "VPNBRIDGE_PLANNER_KNOWN_GAPS";
 
 fn config() -> Config {
@@ -239,7 +234,6 @@ fn applicable(r: Ours, f: Fate, gaps: bool) -> Fate {
         // The known gaps (see [`KNOWN_GAPS`]).
         (Cgw(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
         (Vpn(_), Fate::Stranger(_)) if !gaps => Fate::Kept,
-        (PublicIp(_), Fate::InProgress(_) | Fate::Failed) if !gaps => Fate::Kept,
         _ => f,
     }
 }
@@ -717,5 +711,17 @@ fn vpn_connections_on_a_vgw_no_longer_ours_are_rebuilt_on_ours() {
     for attachment in [Fate::Gone, Fate::Deleting(100)] {
         let stranger = Fate::Stranger(Stranger::Untagged);
         run_case(only(&[(Vgw, stranger), (Attachment, attachment), (VpcRoutes, Fate::Gone)]), Outcome::Converged);
+    }
+}
+
+/// A public IP of ours found updating or Failed, its address allocated, while the
+/// gateway is rebuilt: the address stays, and so do the CGW and VPN connection on it.
+#[test]
+fn a_public_ip_found_changing_keeps_its_address_and_customer_gateway() {
+    for pip in [Fate::InProgress(300), Fate::Failed] {
+        run_case(
+            only(&[(PublicIp(0), pip), (Gateway, Fate::Gone), (Connection(0), Fate::Gone), (Connection(1), Fate::Gone)]),
+            Outcome::Converged,
+        );
     }
 }
