@@ -246,6 +246,18 @@ pub struct CustomerGateway {
     pub tags: Tags,
 }
 
+impl CustomerGateway {
+    /// Whether EC2 answers a `CreateCustomerGateway` for `ip`, `bgp_asn` and
+    /// `device_name` with this gateway instead of a new one: it is not deleted, has the
+    /// same IP and ASN, and the same device name or none. (EC2 documents only that an
+    /// identical request returns the existing gateway and that a unique device name
+    /// makes a new one; the simulator counts a gateway without a device name as
+    /// returned too, and so does this, to refuse rather than meet it mid-apply.)
+    pub fn returned_for(&self, ip: Ipv4Addr, bgp_asn: u32, device_name: &str) -> bool {
+        !self.state.is_gone() && self.ip == ip && self.bgp_asn == bgp_asn && self.device_name.as_deref().is_none_or(|d| d == device_name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpnConnection {
     pub id: String,

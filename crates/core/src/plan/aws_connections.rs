@@ -13,7 +13,7 @@ use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId, TunnelSpec};
 use crate::pairing::{self, INSTANCES};
 use crate::secret::Psk;
 
-use super::{Action, Ctx, ResourceType, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp, preflight};
 
 /// Per VPN connection: the one of ours kept (if any), the step that creates or waits
 /// for it, and per used tunnel its outside IP and key.
@@ -115,6 +115,9 @@ pub(super) fn plan<'a>(
                 Late::Known(c.id.clone())
             }
             None => {
+                if let Late::Known(ip) = want_ip {
+                    problems.extend(preflight::customer_gateway_in_the_way(config, aws, k, *ip));
+                }
                 let op = AwsOp::CreateCustomerGateway {
                     ip: want_ip.clone(),
                     bgp_asn: config.azure.asn,
@@ -133,6 +136,9 @@ pub(super) fn plan<'a>(
         let mut values = Vec::new();
         let vpn_id: Late<String> = match vpn {
             None => {
+                if let (Late::Known(cgw), Late::Known(vgw)) = (&cgw_id, vgw_id) {
+                    problems.extend(preflight::vpn_connections_between(config, aws, k, cgw, vgw, None));
+                }
                 let tunnels = pins
                     .iter()
                     .map(|pin| TunnelSpec {
@@ -171,6 +177,9 @@ pub(super) fn plan<'a>(
                         Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
+                    if let (Late::Known(cgw), Late::Known(vgw)) = (&cgw_id, vgw_id) {
+                        problems.extend(preflight::vpn_connections_between(config, aws, k, cgw, vgw, Some(&v.id)));
+                    }
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
                     // One VPN connection at a time: the next moves once this one's
                     // tunnel is up again at both ends.
@@ -226,6 +235,7 @@ pub(super) fn plan<'a>(
             }
         };
         for old in stale {
+            problems.extend(preflight::vpn_connections_on(config, aws, &old.id, "this plan"));
             // After the VPN connection has moved off it (a stale one), or at once (a
             // duplicate left by an ambiguous create).
             let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
