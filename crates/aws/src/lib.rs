@@ -120,17 +120,29 @@ impl AwsEndpoint {
 #[async_trait]
 impl VpnEndpoint<Aws> for AwsEndpoint {
     async fn observe(&self, owner: &Owner) -> Result<AwsObserved, EndpointError> {
-        let (vpc, vpn_gateways, foreign, customer_gateways, vpn_connections) = tokio::try_join!(
-            self.describe_vpc(),
-            self.our_vgws(owner),
-            self.foreign_vgw_on_vpc(owner),
-            self.our_cgws(owner),
-            self.our_vpns(owner),
-        )?;
+        let (vpc, vpn_gateways, foreign, (customer_gateways, foreign_customer_gateways), (vpn_connections, mut foreign_vpn_connections)) =
+            tokio::try_join!(
+                self.describe_vpc(),
+                self.our_vgws(owner),
+                self.foreign_vgw_on_vpc(owner),
+                self.all_cgws(owner),
+                self.all_vpns(owner),
+            )?;
+        foreign_vpn_connections.retain(|v| customer_gateways.iter().any(|c| c.id == v.customer_gateway_id));
         let elsewhere = if vpn_gateways.is_empty() { self.vgws_elsewhere(owner).await? } else { Vec::new() };
         let deployment_of = foreign.iter().filter_map(|(id, d)| Some((id.clone(), d.clone()?))).collect();
         let foreign_vgw_on_vpc = foreign.map(|(id, _)| id);
-        Ok(AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections, elsewhere, deployment_of })
+        Ok(AwsObserved {
+            vpc,
+            vpn_gateways,
+            foreign_vgw_on_vpc,
+            customer_gateways,
+            vpn_connections,
+            foreign_customer_gateways,
+            foreign_vpn_connections,
+            elsewhere,
+            deployment_of,
+        })
     }
 
     async fn start(&self, op: &AwsOp) -> Result<OpHandle, EndpointError> {

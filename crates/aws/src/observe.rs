@@ -9,8 +9,8 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use ipnet::IpNet;
 use vpnbridge_core::endpoint::{EndpointError, ErrorKind};
 use vpnbridge_core::model::{
-    AttachmentState, AwsState, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, Tags, TunnelState, VgwAttachment,
-    VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+    AttachmentState, AwsState, CustomerGateway, Elsewhere, ForeignVpnConnection, Owner, RouteTable, TAG_DEPLOYMENT, Tags, TunnelState,
+    VgwAttachment, VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
 
 use crate::AwsEndpoint;
@@ -287,6 +287,53 @@ impl AwsEndpoint {
             }
         }
         Ok(cgws)
+    }
+
+    /// Every customer gateway in the region, split by the ownership check: ours, and
+    /// the others (among which the planner looks for one EC2 would return for ours, by
+    /// IP, ASN and device name). One unfiltered describe, so observe stays one per kind.
+    pub(crate) async fn all_cgws(&self, owner: &Owner) -> Result<(Vec<CustomerGateway>, Vec<CustomerGateway>), EndpointError> {
+        let ours = OwnerTag(owner);
+        let out = self.client.describe_customer_gateways().send().await.map_err(|e| from_sdk("DescribeCustomerGateways", e))?;
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for c in out.customer_gateways() {
+            if ours.owns(c.tags()) {
+                mine.push(cgw_model(c)?);
+            } else if let Ok(cgw) = cgw_model(c) {
+                // Someone else's that does not read as one (no IPv4 address: a
+                // certificate-based gateway) is nothing EC2 would return for ours.
+                others.push(cgw);
+            }
+        }
+        let live = |c: &CustomerGateway| c.state != AwsState::Deleted;
+        Ok((mine.into_iter().filter(live).collect(), others.into_iter().filter(live).collect()))
+    }
+
+    /// Every VPN connection in the region, split by the ownership check: ours, and the
+    /// others (of which the planner needs those on a customer gateway of ours: EC2
+    /// refuses a second one between the same gateways, and a gateway's delete while in
+    /// use). One unfiltered describe.
+    pub(crate) async fn all_vpns(&self, owner: &Owner) -> Result<(Vec<VpnConnection>, Vec<ForeignVpnConnection>), EndpointError> {
+        let ours = OwnerTag(owner);
+        let out = self.client.describe_vpn_connections().send().await.map_err(|e| from_sdk("DescribeVpnConnections", e))?;
+        let (mut mine, mut others) = (Vec::new(), Vec::new());
+        for v in out.vpn_connections() {
+            if v.state().map(|s| s.as_str()) == Some("deleted") {
+                continue;
+            }
+            if ours.owns(v.tags()) {
+                mine.push(vpn_model(v)?);
+                continue;
+            }
+            others.push(ForeignVpnConnection {
+                id: v.vpn_connection_id().unwrap_or_default().to_owned(),
+                state: aws_state(v.state().map(|s| s.as_str()).unwrap_or("pending")),
+                customer_gateway_id: v.customer_gateway_id().unwrap_or_default().to_owned(),
+                vpn_gateway_id: v.vpn_gateway_id().unwrap_or_default().trim().to_owned(),
+                tags: tags_of(v.tags()),
+            });
+        }
+        Ok((mine, others))
     }
 
     pub(crate) async fn our_vpns(&self, owner: &Owner) -> Result<Vec<VpnConnection>, EndpointError> {

@@ -200,6 +200,9 @@ impl AwsEndpoint {
                 AwsResourceKind::VgwAttachment => Wait::Attachment { vgw_id: id.clone(), vpc_id: self.vpc_id.clone(), target },
                 AwsResourceKind::CustomerGateway => Wait::Cgw { id: id.clone(), target },
                 AwsResourceKind::VpnConnection => Wait::Vpn { id: id.clone(), target },
+                AwsResourceKind::VpnConnectionRoute { destination } => {
+                    Wait::VpnRoute { vpn_id: id.clone(), destination: destination.to_string(), target }
+                }
             },
         })
     }

@@ -129,12 +129,16 @@ impl Reconciled for Aws {
         }
         let id = out.id.as_deref().unwrap_or("(no id)");
         let whose = found.get(TAG_DEPLOYMENT).map_or_else(|| "untagged".to_owned(), |d| format!("tagged for deployment {d:?}"));
+        // EC2 changes nothing of a customer gateway but its tags: delete it, or tag it ours.
+        let ours = |k: &str| tags.get(k).map_or_else(String::new, |v| format!("{k}={v}"));
         Err(EndpointError::new(
             CloudName::Aws,
             ErrorKind::Conflict,
             "ForeignCustomerGateway",
             format!(
-                "CreateCustomerGateway for {ip} (ASN {bgp_asn}, device name {device_name:?}) returned the existing customer gateway {id} ({whose}), which is not this deployment's: delete it, or change its device name, before applying"
+                "CreateCustomerGateway for {ip} (ASN {bgp_asn}, device name {device_name:?}) returned the existing customer gateway {id} ({whose}), which is not this deployment's: delete it (after the VPN connections on it), or tag it {} and {} to let this deployment use it, then apply again",
+                ours(TAG_DEPLOYMENT),
+                ours(TAG_ROLE)
             ),
         ))
     }
@@ -280,6 +284,7 @@ mod tests {
         assert!(e.message.contains("cgw-theirs") && e.message.contains("untagged") && e.message.contains("20.0.113.10"), "{e}");
         let e = Aws::owned(&cgw_op(&owner), &out(Some(Owner::new("other").tags(&Role::CustomerGateway(0))))).unwrap_err();
         assert!(e.message.contains("tagged for deployment \"other\""), "{e}");
+        assert!(e.message.contains("tag it vpnbridge:deployment=t and vpnbridge:role=cgw-0"), "{e}");
         assert!(!e.may_have_committed);
     }
 

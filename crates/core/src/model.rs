@@ -160,6 +160,14 @@ pub struct AwsObserved {
     pub customer_gateways: Vec<CustomerGateway>,
     /// VPN connections tagged as ours.
     pub vpn_connections: Vec<VpnConnection>,
+    /// Customer gateways in the region that are not ours (deleted ones left out): EC2
+    /// answers a `CreateCustomerGateway` with the IP and ASN of one of them with that
+    /// one, so the planner does not plan ours beside it.
+    pub foreign_customer_gateways: Vec<CustomerGateway>,
+    /// VPN connections that are not ours on a customer gateway of ours (deleted ones
+    /// left out): EC2 refuses a second VPN connection between the same customer gateway
+    /// and VGW, and the delete of a customer gateway still in use.
+    pub foreign_vpn_connections: Vec<ForeignVpnConnection>,
     /// Ours by tag, but outside the configured region: the deployment was built
     /// elsewhere (the config's region changed). Never acted on in this scope.
     pub elsewhere: Vec<Elsewhere>,
@@ -241,6 +249,18 @@ pub struct CustomerGateway {
     pub tags: Tags,
 }
 
+impl CustomerGateway {
+    /// Whether EC2 answers a `CreateCustomerGateway` for `ip`, `bgp_asn` and
+    /// `device_name` with this gateway instead of a new one: it is not deleted, has the
+    /// same IP and ASN, and the same device name or none. (EC2 documents only that an
+    /// identical request returns the existing gateway and that a unique device name
+    /// makes a new one; the simulator counts a gateway without a device name as
+    /// returned too, and so does this, to refuse rather than meet it mid-apply.)
+    pub fn returned_for(&self, ip: Ipv4Addr, bgp_asn: u32, device_name: &str) -> bool {
+        !self.state.is_gone() && self.ip == ip && self.bgp_asn == bgp_asn && self.device_name.as_deref().is_none_or(|d| d == device_name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpnConnection {
     pub id: String,
@@ -252,6 +272,17 @@ pub struct VpnConnection {
     pub tunnels: Vec<AwsTunnelOptions>,
     pub routes: Vec<VpnConnectionRoute>,
     pub telemetry: Vec<VgwTelemetry>,
+    pub tags: Tags,
+}
+
+/// A VPN connection that is not ours, as much of it as the planner reads (its tunnels
+/// and routes are someone else's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignVpnConnection {
+    pub id: String,
+    pub state: AwsState,
+    pub customer_gateway_id: String,
+    pub vpn_gateway_id: String,
     pub tags: Tags,
 }
 

@@ -264,6 +264,8 @@ pub enum AwsOp<B: Binding = Bound> {
     /// Waits for a resource found pending (or deleting) to settle; starts nothing.
     Await {
         kind: AwsResourceKind,
+        /// The resource's id; for an attachment its VGW's, for a VPN connection's
+        /// static route its connection's.
         id: String,
     },
 }
@@ -275,6 +277,10 @@ pub enum AwsResourceKind {
     VgwAttachment,
     CustomerGateway,
     VpnConnection,
+    /// The static route to `destination` of a VPN connection.
+    VpnConnectionRoute {
+        destination: IpNet,
+    },
 }
 
 /// Operations on Azure. Resources are named; the adapter builds ARM ids from its

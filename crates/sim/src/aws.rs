@@ -7,14 +7,14 @@ use vpnbridge_core::endpoint::{
     Aws, BgpPeer, BgpState, CloudName, EndpointError, ErrorKind, OpHandle, OpStatus, Tunnel, TunnelEnd, TunnelStatus, VpnEndpoint,
 };
 use vpnbridge_core::model::{
-    AwsObserved, AwsState, CustomerGateway, Elsewhere, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment, VgwTelemetry, Vpc,
-    VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
+    AwsObserved, AwsState, CustomerGateway, Elsewhere, ForeignVpnConnection, Owner, RouteTable, TAG_DEPLOYMENT, TunnelState, VgwAttachment,
+    VgwTelemetry, Vpc, VpcRoute, VpnConnection, VpnConnectionRoute, VpnGateway,
 };
 use vpnbridge_core::ops::{AwsOp, AwsResourceKind};
 
 use crate::cloud::SimCloud;
 use crate::latency::ms;
-use crate::world::{ApiError, AwsTunnel, AwsVpnConnection, AwsWait, Goal, LinkState, World};
+use crate::world::{ApiError, AwsCgw, AwsTunnel, AwsVpnConnection, AwsWait, Goal, LinkState, World};
 use crate::{completion_to_status, saved};
 
 /// Where the AWS side lives: the region and the user's VPC.
@@ -134,7 +134,7 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
             let exists = match kind {
                 AwsResourceKind::VpnGateway | AwsResourceKind::VgwAttachment => w.aws.vpn_gateways.contains_key(id),
                 AwsResourceKind::CustomerGateway => w.aws.customer_gateways.contains_key(id),
-                AwsResourceKind::VpnConnection => w.aws.vpn_connections.contains_key(id),
+                AwsResourceKind::VpnConnection | AwsResourceKind::VpnConnectionRoute { .. } => w.aws.vpn_connections.contains_key(id),
             };
             if !exists {
                 return Err(EndpointError::new(
@@ -151,6 +151,9 @@ fn start_op(w: &mut World, target: &AwsTarget, op: &AwsOp) -> Result<AwsWait, En
                 }
                 AwsResourceKind::CustomerGateway => AwsWait::Cgw { id: id.clone(), goal: Goal::Settled },
                 AwsResourceKind::VpnConnection => AwsWait::Vpn { id: id.clone(), goal: Goal::Settled },
+                AwsResourceKind::VpnConnectionRoute { destination } => {
+                    AwsWait::VpnRoute { vpn_id: id.clone(), destination: *destination, goal: Goal::Settled }
+                }
             }
         }
     };
@@ -285,18 +288,28 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
                 })
         })
         .map(|g| g.id.clone());
-    let customer_gateways = w
+    let cgw = |c: &AwsCgw| CustomerGateway {
+        id: c.id.clone(),
+        state: c.phase.state,
+        ip: c.ip,
+        bgp_asn: c.bgp_asn,
+        device_name: c.device_name.clone(),
+        tags: c.tags.clone(),
+    };
+    let (customer_gateways, foreign_customer_gateways): (Vec<_>, Vec<_>) =
+        w.aws.customer_gateways.values().filter(|c| visible(c.phase.state) && here(&c.region)).map(cgw).partition(|c| owner.owns(&c.tags));
+    let foreign_vpn_connections = w
         .aws
-        .customer_gateways
+        .vpn_connections
         .values()
-        .filter(|c| owner.owns(&c.tags) && visible(c.phase.state) && here(&c.region))
-        .map(|c| CustomerGateway {
-            id: c.id.clone(),
-            state: c.phase.state,
-            ip: c.ip,
-            bgp_asn: c.bgp_asn,
-            device_name: c.device_name.clone(),
-            tags: c.tags.clone(),
+        .filter(|v| !owner.owns(&v.tags) && visible(v.phase.state) && here(&v.region))
+        .filter(|v| customer_gateways.iter().any(|c: &CustomerGateway| c.id == v.customer_gateway_id))
+        .map(|v| ForeignVpnConnection {
+            id: v.id.clone(),
+            state: v.described_state(w.now_ms),
+            customer_gateway_id: v.customer_gateway_id.clone(),
+            vpn_gateway_id: v.vpn_gateway_id.clone(),
+            tags: v.tags.clone(),
         })
         .collect();
     let vpn_connections = w
@@ -310,7 +323,17 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
         .iter()
         .filter_map(|id| Some((id.clone(), w.aws.vpn_gateways.get(id)?.tags.get(TAG_DEPLOYMENT)?.clone())))
         .collect();
-    AwsObserved { vpc, vpn_gateways, foreign_vgw_on_vpc, customer_gateways, vpn_connections, elsewhere, deployment_of }
+    AwsObserved {
+        vpc,
+        vpn_gateways,
+        foreign_vgw_on_vpc,
+        customer_gateways,
+        vpn_connections,
+        foreign_customer_gateways,
+        foreign_vpn_connections,
+        elsewhere,
+        deployment_of,
+    }
 }
 
 fn tunnel_ends(w: &World, target: &AwsTarget, owner: &Owner) -> Vec<Box<dyn Tunnel>> {

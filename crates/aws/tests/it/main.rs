@@ -182,6 +182,8 @@ async fn a_foreign_customer_gateway_is_a_conflict_never_ours() {
     assert!(!e.may_have_committed);
     let o = ep.observe(&owner).await.unwrap();
     assert!(o.customer_gateways.is_empty(), "a foreign CGW observed as ours");
+    // Reported as someone else's, for the planner to refuse before creating ours.
+    assert_eq!(o.foreign_customer_gateways.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [theirs.as_str()]);
 
     // A foreign gateway without a device name does not capture ours: the unique device
     // name makes EC2 create a new one.
@@ -192,6 +194,18 @@ async fn a_foreign_customer_gateway_is_a_conflict_never_ours() {
     let o = ep.observe(&owner).await.unwrap();
     assert_eq!(o.customer_gateways.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [ours.as_str()]);
     assert_eq!(o.customer_gateways[0].device_name.as_deref(), Some("vpnbridge-trap-cgw-1"));
+
+    // Someone else's VPN connection on our gateway is reported (the planner neither
+    // builds ours beside it nor deletes the gateway from under it); one on theirs is not.
+    let vgw = client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
+    let vgw = vgw.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
+    let vpn = |cgw: String| client.create_vpn_connection().r#type("ipsec.1").customer_gateway_id(cgw).vpn_gateway_id(&vgw).send();
+    let on_ours = vpn(ours.clone()).await.unwrap().vpn_connection().and_then(|v| v.vpn_connection_id()).unwrap().to_owned();
+    vpn(theirs.clone()).await.unwrap();
+    let o = ep.observe(&owner).await.unwrap();
+    assert!(o.vpn_connections.is_empty(), "a foreign VPN connection observed as ours");
+    let found: Vec<(&str, &str)> = o.foreign_vpn_connections.iter().map(|v| (v.id.as_str(), v.customer_gateway_id.as_str())).collect();
+    assert_eq!(found, [(on_ours.as_str(), ours.as_str())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use crate::ops::{AwsOp, AwsResourceKind, Late, OutputField, StepId, TunnelSpec};
 use crate::pairing::{self, INSTANCES};
 use crate::secret::Psk;
 
-use super::{Action, Ctx, ResourceType, StepOp};
+use super::{Action, Ctx, ResourceType, StepOp, preflight};
 
 /// Per VPN connection: the one of ours kept (if any), the step that creates or waits
 /// for it, and per used tunnel its outside IP and key.
@@ -136,6 +136,9 @@ pub(super) fn plan<'a>(
                 Late::Known(c.id.clone())
             }
             None => {
+                if let Late::Known(ip) = want_ip {
+                    problems.extend(preflight::customer_gateway_in_the_way(config, aws, k, *ip));
+                }
                 let op = AwsOp::CreateCustomerGateway {
                     ip: want_ip.clone(),
                     bgp_asn: config.azure.asn,
@@ -154,6 +157,9 @@ pub(super) fn plan<'a>(
         let mut values = Vec::new();
         let vpn_id: Late<String> = match vpn {
             None => {
+                if let (Late::Known(cgw), Late::Known(vgw)) = (&cgw_id, vgw_id) {
+                    problems.extend(preflight::vpn_connections_between(config, aws, k, cgw, vgw, None));
+                }
                 let tunnels = pins
                     .iter()
                     .map(|pin| TunnelSpec {
@@ -193,6 +199,9 @@ pub(super) fn plan<'a>(
                         Some(b.push(Action::Wait, ResourceType::VpnConnection, format!("vpn-{k} {}", v.id), StepOp::Aws(op), &[cgw_step]));
                 }
                 if cgw.is_none_or(|c| c.id != v.customer_gateway_id) {
+                    if let (Late::Known(cgw), Late::Known(vgw)) = (&cgw_id, vgw_id) {
+                        problems.extend(preflight::vpn_connections_between(config, aws, k, cgw, vgw, Some(&v.id)));
+                    }
                     let op = AwsOp::ModifyVpnConnection { vpn_id: v.id.clone(), cgw_id: cgw_id.clone() };
                     // One VPN connection at a time: the next moves once this one's
                     // tunnel is up again at both ends.
@@ -244,6 +253,7 @@ pub(super) fn plan<'a>(
             }
         };
         for old in stale {
+            problems.extend(preflight::vpn_connections_on(config, aws, &old.id, "this plan"));
             // After the VPN connection has moved off it (a stale one), or at once (a
             // duplicate left by an ambiguous create).
             let op = AwsOp::DeleteCustomerGateway { cgw_id: old.id.clone() };
@@ -265,6 +275,13 @@ pub(super) fn plan<'a>(
             }
         }
         if let Some(v) = vpn {
+            // One still being added (an interrupted apply) is waited for: the plan is
+            // done only once the routes it relies on are.
+            for r in v.routes.iter().filter(|r| r.state == AwsState::Pending && wanted_routes.contains(&r.destination)) {
+                let kind = AwsResourceKind::VpnConnectionRoute { destination: r.destination };
+                let op = AwsOp::Await { kind, id: v.id.clone() };
+                b.push(Action::Wait, ResourceType::VpnConnectionRoute, format!("vpn-{k} {}", r.destination), StepOp::Aws(op), &[]);
+            }
             for p in existing.iter().filter(|p| !wanted_routes.contains(p)) {
                 let op = AwsOp::DeleteVpnConnectionRoute { vpn_id: v.id.clone(), destination: *p };
                 let id = b.push(Action::Delete, ResourceType::VpnConnectionRoute, format!("vpn-{k} {p}"), StepOp::Aws(op), &[]);

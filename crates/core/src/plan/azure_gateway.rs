@@ -45,24 +45,24 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
             }
         }
     }
-    // Instance k's IP: from the existing gateway's k-th ipConfiguration, else from the
-    // public IP we create for instance k.
+    // Instance k's IP: from the existing gateway's k-th ipConfiguration, else public IP
+    // k's address: the one it has (a static public IP keeps its address while it is
+    // updated or provisioned again after Failed), or the one the step creating it gets.
     let gateway_going = az.vpn_gateway.as_ref().is_some_and(|g| g.state == ProvisioningState::Deleting);
     let instance_ip: Vec<Late<Ipv4Addr>> = (0..INSTANCES)
         .map(|k| {
-            let pip_going = az.public_ips.iter().any(|p| p.name == names.public_ip(k) && p.state == ProvisioningState::Deleting);
+            let pip = az.public_ips.iter().find(|p| p.name == names.public_ip(k));
+            let pip_going = pip.is_some_and(|p| p.state == ProvisioningState::Deleting);
             if !pip_going
                 && !gateway_going
                 && let Some(ip) = pairing::instance_ip(az, k)
             {
                 return Late::Known(ip);
             }
-            match pip_step[usize::from(k)] {
-                Some(s) => Late::After(s, OutputField::PublicIp),
-                None => {
-                    let ip = az.public_ips.iter().find(|p| p.name == names.public_ip(k)).and_then(|p| p.ip);
-                    ip.map_or(Late::Unavailable(OutputField::PublicIp), Late::Known)
-                }
+            match (pip.filter(|_| !pip_going).and_then(|p| p.ip), pip_step[usize::from(k)]) {
+                (Some(ip), _) => Late::Known(ip),
+                (None, Some(s)) => Late::After(s, OutputField::PublicIp),
+                (None, None) => Late::Unavailable(OutputField::PublicIp),
             }
         })
         .collect();

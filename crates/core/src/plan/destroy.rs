@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::model::{AttachmentState, AwsState, Owner, role_of};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, StepId};
 
-use super::preflight::{elsewhere_problems, moved_vpc_problems};
+use super::preflight::{elsewhere_problems, moved_vpc_problems, vpn_connections_on};
 use super::{Action, Builder, Observed, Plan, PlanError, PlanKind, ResourceType, StepOp, wait_if_updating};
 
 /// Plans the removal of everything this deployment owns, and nothing else: the
@@ -15,6 +15,12 @@ pub fn plan_destroy(config: &Config, observed: &Observed) -> Result<Plan, PlanEr
     // the deployment destroyed while it still runs (and costs) somewhere else.
     let mut blockers = elsewhere_problems(config, observed);
     blockers.extend(moved_vpc_problems(config, observed));
+    // EC2 would refuse to delete a customer gateway of ours that someone else's VPN
+    // connection uses, after everything else is gone.
+    let owner = Owner::new(&config.name);
+    for c in observed.aws.customer_gateways.iter().filter(|c| owner.owns(&c.tags) && !c.state.is_gone()) {
+        blockers.extend(vpn_connections_on(config, &observed.aws, &c.id, "destroy"));
+    }
     if !blockers.is_empty() {
         return Err(PlanError(blockers));
     }

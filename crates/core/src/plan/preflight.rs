@@ -1,11 +1,17 @@
 //! Cross-checks of the config against what the clouds hold, before any step: the
 //! declared networks against the real VNet and VPC, things in the way, and this
-//! deployment's resources found outside the scope the config now names.
+//! deployment's resources found outside the scope the config now names. Some things
+//! are in the way only of a step the plan takes (someone else's customer gateway EC2
+//! would return for ours, a VPN connection not ours on a gateway pair we connect or on
+//! a customer gateway we delete): the planner asks about those where it plans the
+//! step, and they are refused with the rest, before any change.
+
+use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::config::{Config, overlaps};
-use crate::model::{AttachmentState, Owner};
+use crate::model::{AttachmentState, AwsObserved, AwsState, Owner, Role, TAG_DEPLOYMENT, Tags};
 use crate::pairing::{self, INSTANCES, Names};
 
 use super::{Observed, join};
@@ -192,4 +198,113 @@ pub(super) fn elsewhere_problems(config: &Config, observed: &Observed) -> Vec<St
 /// Declared prefixes that the real network does not contain.
 fn undeclared<'a>(declared: &'a [Ipv4Net], actual: &'a [IpNet]) -> impl Iterator<Item = &'a Ipv4Net> {
     declared.iter().filter(|p| !actual.iter().any(|a| a.contains(&IpNet::V4(**p))))
+}
+
+/// Whose a resource that is not ours is, for a message, and what to say about a rename
+/// when it carries another deployment's tag.
+fn whose(config: &Config, tags: &Tags) -> (String, Option<String>) {
+    match tags.get(TAG_DEPLOYMENT) {
+        None => ("it has no vpnbridge:deployment tag".to_owned(), None),
+        Some(other) => (
+            format!("its vpnbridge:deployment tag names deployment \"{other}\", not \"{}\"", config.name),
+            Some(format!(
+                "If you renamed the deployment, set name = \"{other}\" back in {} (names cannot change in place), or run \
+                 `vpnbridge destroy` with name = \"{other}\" first",
+                config.source.display()
+            )),
+        ),
+    }
+}
+
+/// A customer gateway not ours that EC2 would return for the one of Azure instance `k`
+/// (its `ip`, the configured ASN, our device name): the plan would create ours and
+/// the executor stop on someone else's mid-apply, so it is refused here, before any
+/// change. (The executor keeps its check: one may appear between plan and apply.)
+pub(super) fn customer_gateway_in_the_way(config: &Config, aws: &AwsObserved, k: u8, ip: Ipv4Addr) -> Vec<String> {
+    let device_name = Names::new(&config.name).cgw_device_name(k);
+    let asn = config.azure.asn;
+    aws.foreign_customer_gateways
+        .iter()
+        .filter(|c| c.returned_for(ip, asn, &device_name))
+        .map(|c| {
+            let users: Vec<&str> =
+                aws.vpn_connections.iter().filter(|v| v.customer_gateway_id == c.id && !v.state.is_gone()).map(|v| v.id.as_str()).collect();
+            let users =
+                if users.is_empty() { String::new() } else { format!(" This deployment's VPN connection {} uses it.", users.join(", ")) };
+            let (whose, renamed) = whose(config, &c.tags);
+            let fix = renamed.map_or_else(
+                || {
+                    format!(
+                        "Tag it vpnbridge:deployment={} and vpnbridge:role={} to let this deployment use it, or delete it \
+                         (after the VPN connections on it)",
+                        config.name,
+                        Role::CustomerGateway(k)
+                    )
+                },
+                |r| format!("{r}; or delete it (after the VPN connections on it)"),
+            );
+            format!(
+                "customer gateway {} has the IP {ip} and ASN {asn} that this deployment needs for Azure instance {k}, but is \
+                 not this deployment's ({whose}): EC2 would return it for ours.{users} {fix}",
+                c.id
+            )
+        })
+        .collect()
+}
+
+/// VPN connections not ours between this deployment's customer gateway `cgw` (of Azure
+/// instance `k`) and its VGW `vgw`: EC2 allows one VPN connection between the same two
+/// gateways (`InvalidOption.Conflict`), so vpn-k cannot be created beside one, nor our
+/// `moved` one (on a customer gateway being replaced) moved onto `cgw`.
+pub(super) fn vpn_connections_between(config: &Config, aws: &AwsObserved, k: u8, cgw: &str, vgw: &str, moved: Option<&str>) -> Vec<String> {
+    let role = Role::VpnConnection(k);
+    let blocked =
+        moved.map_or_else(|| format!("{role} cannot be created beside it"), |id| format!("{id} ({role}) cannot be moved onto {cgw}"));
+    aws.foreign_vpn_connections
+        .iter()
+        .filter(|v| v.customer_gateway_id == cgw && v.vpn_gateway_id == vgw && v.state != AwsState::Deleted)
+        .map(|v| {
+            let (whose, renamed) = whose(config, &v.tags);
+            let fix = match (v.state, renamed) {
+                (AwsState::Deleting, _) => "It is being deleted: apply again once it is gone".to_owned(),
+                (_, Some(r)) => format!("{r}; or delete it"),
+                (_, None) => format!(
+                    "Delete it, or tag it vpnbridge:deployment={} and vpnbridge:role={} to let this deployment adopt it (its \
+                     tunnels are then set as {} says)",
+                    config.name,
+                    Role::VpnConnection(k),
+                    config.source.display()
+                ),
+            };
+            format!(
+                "VPN connection {} joins this deployment's customer gateway {cgw} (Azure instance {k}) and virtual private \
+                 gateway {vgw}, but is not this deployment's ({whose}): EC2 allows one VPN connection between the same two \
+                 gateways, so {blocked}. {fix}",
+                v.id
+            )
+        })
+        .collect()
+}
+
+/// VPN connections not ours on this deployment's customer gateway `cgw`, which `by`
+/// deletes ("this plan", "destroy"): EC2 does not delete a customer gateway in use
+/// (`DependencyViolation`), so the run would stop there.
+pub(super) fn vpn_connections_on(config: &Config, aws: &AwsObserved, cgw: &str, by: &str) -> Vec<String> {
+    aws.foreign_vpn_connections
+        .iter()
+        .filter(|v| v.customer_gateway_id == cgw && v.state != AwsState::Deleted)
+        .map(|v| {
+            let (whose, _) = whose(config, &v.tags);
+            let fix = if v.state == AwsState::Deleting {
+                "it is being deleted: run again once it is gone".to_owned()
+            } else {
+                "delete that VPN connection, or move it to another customer gateway (ModifyVpnConnection), first".to_owned()
+            };
+            format!(
+                "VPN connection {} uses this deployment's customer gateway {cgw}, which {by} deletes, but is not this \
+                 deployment's ({whose}): EC2 does not delete a customer gateway in use; {fix}",
+                v.id
+            )
+        })
+        .collect()
 }

@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::endpoint::CloudName;
-use crate::ops::{AwsOp, AzureOp, Late};
+use crate::ops::{AwsOp, AwsResourceKind, AzureOp, Late};
 use crate::secret::Psk;
 
 use super::{Plan, PlanKind, Step, StepOp};
@@ -86,6 +86,9 @@ impl Step {
                         v.push(("inside_cidr", c.to_string()));
                     }
                     v
+                }
+                AwsOp::Await { kind: AwsResourceKind::VpnConnectionRoute { destination }, id } => {
+                    vec![("kind", "VpnConnectionRoute".into()), ("vpn_connection_id", id.clone()), ("destination", destination.to_string())]
                 }
                 AwsOp::Await { kind, id } => vec![("kind", format!("{kind:?}")), ("id", id.clone())],
             },

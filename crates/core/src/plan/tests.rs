@@ -569,3 +569,152 @@ fn a_vpn_connection_on_a_vgw_not_ours_is_replaced() {
     // No key change on the connections being replaced.
     assert!(plan.steps.iter().all(|s| s.resource_type != ResourceType::VpnTunnel), "{plan}");
 }
+
+/// A static route of a VPN connection of ours found `pending` is waited for: the
+/// plan is done only when everything of ours it relies on is available.
+#[test]
+fn a_pending_vpn_connection_route_is_waited_for() {
+    let mut o = finished("SameKey.123");
+    o.aws.vpn_connections[0].routes[0].state = AwsState::Pending;
+    let plan = plan_apply(&config(None), &o).unwrap();
+    let kinds: Vec<(Action, &str, &str)> = plan.steps.iter().map(|s| (s.action, s.resource_type.as_str(), s.name.as_str())).collect();
+    assert_eq!(kinds, [(Action::Wait, "vpn_connection_route", "vpn-0 10.1.0.0/16")], "{plan}");
+    let destination: IpNet = "10.1.0.0/16".parse().unwrap();
+    assert!(
+        matches!(&plan.steps[0].op, StepOp::Aws(AwsOp::Await { kind: crate::ops::AwsResourceKind::VpnConnectionRoute { destination: d }, id })
+            if id == "vpn-0" && *d == destination),
+        "{plan}"
+    );
+}
+
+/// A public IP of ours found `Updating` or `Failed` with its address allocated keeps
+/// that address (a static public IP keeps it across updates): its CGW still fits, so
+/// no new CGW and no swap are planned while the gateway is rebuilt on it.
+#[test]
+fn a_public_ip_changing_keeps_its_address_and_its_customer_gateway() {
+    for state in [ProvisioningState::Updating, ProvisioningState::Failed] {
+        let mut o = finished("SameKey.123");
+        o.azure.vpn_gateway = None;
+        o.azure.connections.clear();
+        o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().state = state;
+        let plan = plan_apply(&config(None), &o).unwrap();
+        let pip = steps_named(&plan, ResourceType::PublicIp, "azure-aws-pip-0");
+        assert_eq!(pip.len(), 1, "{plan}");
+        assert!(steps_named(&plan, ResourceType::CustomerGateway, "").is_empty(), "{state:?}: a CGW step:\n{plan}");
+        assert!(plan.steps.iter().all(|s| s.action != Action::Modify || s.resource_type == ResourceType::PublicIp), "{state:?}:\n{plan}");
+    }
+}
+
+/// `finished`, with customer gateway `k` handed to a stranger: `tags` instead of ours,
+/// so it is observed as someone else's (with the IP and ASN instance k needs).
+fn cgw_not_ours(k: usize, tags: crate::model::Tags) -> Observed {
+    let mut o = finished("SameKey.123");
+    let mut cgw = o.aws.customer_gateways.remove(k);
+    cgw.tags = tags;
+    cgw.device_name = Some(format!("vpnbridge-azure-aws-cgw-{k}"));
+    o.aws.foreign_customer_gateways.push(cgw);
+    o
+}
+
+/// A customer gateway not ours with the IP and ASN of one we would create (and our
+/// device name, or none) is what EC2 returns for ours: the plan is refused up front,
+/// naming it and what to do, instead of the executor stopping on it mid-apply.
+#[test]
+fn a_customer_gateway_not_ours_with_our_ip_and_asn_is_refused_up_front() {
+    let err = plan_apply(&config(None), &cgw_not_ours(0, crate::model::Tags::new())).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let m = &err.0[0];
+    assert!(m.contains("customer gateway cgw-0") && m.contains("20.0.0.10") && m.contains("65000"), "{m}");
+    assert!(m.contains("vpnbridge:role=cgw-0") && m.contains("delete it"), "{m}");
+    assert!(m.contains("VPN connection vpn-0"), "says what uses it: {m}");
+
+    let err = plan_apply(&config(None), &cgw_not_ours(1, Owner::new("other").tags(&Role::CustomerGateway(1)))).unwrap_err();
+    assert!(
+        err.0.len() == 1
+            && err.0[0].contains("cgw-1")
+            && err.0[0].contains("deployment \"other\"")
+            && err.0[0].contains("set name = \"other\" back"),
+        "{err}"
+    );
+
+    // One without a device name is returned too; one with another device name is not
+    // (EC2 makes ours beside it), nor one on another address.
+    let mut o = cgw_not_ours(0, crate::model::Tags::new());
+    o.aws.foreign_customer_gateways[0].device_name = None;
+    assert!(plan_apply(&config(None), &o).is_err());
+    for other in [|c: &mut CustomerGateway| c.device_name = Some("their-router".into()), |c: &mut CustomerGateway| c.bgp_asn = 65010] {
+        let mut o = cgw_not_ours(0, crate::model::Tags::new());
+        other(&mut o.aws.foreign_customer_gateways[0]);
+        let plan = plan_apply(&config(None), &o).unwrap();
+        assert_eq!(steps_named(&plan, ResourceType::CustomerGateway, "cgw-0").len(), 1, "{plan}");
+    }
+}
+
+/// `finished`, with VPN connection 0 handed to a stranger (untagged), on `vgw`.
+fn vpn_not_ours(vgw: &str) -> Observed {
+    let mut o = finished("SameKey.123");
+    let v = o.aws.vpn_connections.remove(0);
+    o.aws.foreign_vpn_connections.push(crate::model::ForeignVpnConnection {
+        id: v.id,
+        state: v.state,
+        customer_gateway_id: v.customer_gateway_id,
+        vpn_gateway_id: vgw.into(),
+        tags: crate::model::Tags::new(),
+    });
+    o
+}
+
+/// A VPN connection not ours between our customer gateway and our VGW: EC2 refuses
+/// ours beside it (one per pair, `InvalidOption.Conflict`), so the plan is refused up
+/// front, naming it and what to do.
+#[test]
+fn a_vpn_connection_not_ours_between_our_gateways_is_refused_up_front() {
+    let err = plan_apply(&config(None), &vpn_not_ours("vgw-1")).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let m = &err.0[0];
+    assert!(m.contains("VPN connection vpn-0") && m.contains("cgw-0") && m.contains("vgw-1"), "{m}");
+    assert!(m.contains("Delete it") && m.contains("vpnbridge:role=vpn-0"), "{m}");
+    // One still being deleted is in the way until it is gone.
+    let mut o = vpn_not_ours("vgw-1");
+    o.aws.foreign_vpn_connections[0].state = AwsState::Deleting;
+    assert!(plan_apply(&config(None), &o).unwrap_err().0[0].contains("being deleted"));
+    // Nor can ours be moved there from a customer gateway being replaced.
+    let mut o = finished("SameKey.123");
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let mut new_cgw = o.aws.customer_gateways[0].clone();
+    (new_cgw.id, new_cgw.ip) = ("cgw-new".into(), Ipv4Addr::new(20, 0, 0, 99));
+    o.aws.customer_gateways.push(new_cgw);
+    o.aws.foreign_vpn_connections.push(crate::model::ForeignVpnConnection {
+        id: "vpn-theirs".into(),
+        state: AwsState::Available,
+        customer_gateway_id: "cgw-new".into(),
+        vpn_gateway_id: "vgw-1".into(),
+        tags: crate::model::Tags::new(),
+    });
+    let err = plan_apply(&config(None), &o).unwrap_err();
+    assert!(
+        err.0.len() == 1 && err.0[0].contains("vpn-theirs") && err.0[0].contains("vpn-0 (vpn-0) cannot be moved onto cgw-new"),
+        "{err}"
+    );
+}
+
+/// A VPN connection not ours on our customer gateway and someone else's VGW is no
+/// conflict while the gateway stays; but when it must be replaced (instance 0's IP
+/// changed), EC2 would refuse the delete (`DependencyViolation`): refused up front.
+#[test]
+fn a_vpn_connection_not_ours_on_a_customer_gateway_we_would_delete_is_refused_up_front() {
+    let plan = plan_apply(&config(None), &vpn_not_ours("vgw-theirs")).unwrap();
+    assert_eq!(steps_named(&plan, ResourceType::VpnConnection, "vpn-0")[0].action, Action::Create, "{plan}");
+    assert!(steps_named(&plan, ResourceType::CustomerGateway, "").is_empty(), "{plan}");
+
+    let mut o = vpn_not_ours("vgw-theirs");
+    o.azure.public_ips.iter_mut().find(|p| p.name == "azure-aws-pip-0").unwrap().ip = Some(Ipv4Addr::new(20, 0, 0, 99));
+    let err = plan_apply(&config(None), &o).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let m = &err.0[0];
+    assert!(m.contains("VPN connection vpn-0") && m.contains("cgw-0") && m.contains("in use"), "{m}");
+    assert!(m.contains("delete that VPN connection"), "{m}");
+    // Destroy would stop there too: refused before any change.
+    let err = plan_destroy(&config(None), &vpn_not_ours("vgw-theirs")).unwrap_err();
+    assert!(err.0.len() == 1 && err.0[0].contains("vpn-0") && err.0[0].contains("cgw-0"), "{err}");
+}
