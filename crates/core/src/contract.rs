@@ -67,6 +67,11 @@ fn outside_ips(tunnels: &[crate::model::AwsTunnelOptions]) -> Vec<Ipv4Addr> {
     ips
 }
 
+/// The VGWs route table `id` propagates, as observed (`None`: no such table).
+fn propagating(o: &crate::model::AwsObserved, id: &str) -> Option<Vec<String>> {
+    o.vpc.as_ref()?.route_tables.iter().find(|t| t.id == id).map(|t| t.propagating_vgws.clone())
+}
+
 /// Observes until `found` finds what a finished operation should have left, within
 /// `limit`: what an eventually consistent describe shows only after a while.
 async fn eventually<T: Clone>(
@@ -91,6 +96,10 @@ async fn eventually<T: Clone>(
 
 /// The AWS contract. `vpc_id` must name an existing VPC with a main route table and
 /// CIDR 10.2.0.0/16; the endpoint must be scoped to it. `limit` bounds each operation.
+/// Besides the static-ha life cycle it covers what bgp-ha adds: a dynamic VPN
+/// connection (`StaticRoutesOnly` false, both tunnels pinned, each end reporting a BGP
+/// session that is not established: nothing answers BGP) and route propagation enabled,
+/// observed, disabled, and disabled again.
 pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
     let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
     let call = |step: &str| {
@@ -139,6 +148,13 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     check(step, routes.iter().any(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())), || {
         format!("{routes:?}")
     })?;
+
+    // Route propagation (bgp-ha): the VGW's BGP routes into a table of the VPC.
+    let step = "EnableVgwRoutePropagation";
+    run_to_end(ep, &AwsOp::EnableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws == [vgw.clone()], || format!("propagating VGWs {vgws:?}, expected [{vgw}]"))?;
 
     // CGW, VPN connection, its route.
     let step = "CreateCustomerGateway";
@@ -194,6 +210,66 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     check(step, mine.len() == 2, || format!("{} ends for {vpn}", mine.len()))?;
     check(step, mine.iter().all(|e| e.cloud() == CloudName::Aws && e.peer_ip() == cgw_ip), || format!("{mine:?}"))?;
 
+    // A dynamic (BGP) VPN connection beside it, both tunnels pinned, as bgp-ha builds them.
+    let step = "CreateVpnConnection (dynamic)";
+    let bgp_cgw_ip = Ipv4Addr::new(20, 0, 113, 12);
+    let op = AwsOp::CreateCustomerGateway {
+        ip: bgp_cgw_ip,
+        bgp_asn: 65000,
+        device_name: format!("vpnbridge-{}-cgw-1", owner.deployment),
+        tags: owner.tags(&Role::CustomerGateway(1)),
+    };
+    let bgp_cgw = run_to_end(ep, &op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported for the CGW"))?;
+    let pins: [ipnet::Ipv4Net; 2] = ["169.254.21.4/30".parse().expect("literal"), "169.254.22.4/30".parse().expect("literal")];
+    let keys = [Psk::new("Contract.Key_0003").expect("valid"), Psk::new("Contract.Key_0004").expect("valid")];
+    let op = AwsOp::CreateVpnConnection {
+        cgw_id: bgp_cgw.clone(),
+        vgw_id: vgw.clone(),
+        static_routes_only: false,
+        tunnels: pins.iter().zip(&keys).map(|(c, k)| TunnelSpec { inside_cidr: Some(*c), psk: Some(k.clone()) }).collect(),
+        tags: owner.tags(&Role::VpnConnection(1)),
+    };
+    let bgp_out = run_to_end(ep, &op, step, limit).await?;
+    let bgp_vpn = bgp_out.id.clone().ok_or_else(|| broken(step, "no id reported"))?;
+    let mut got: Vec<_> = bgp_out.tunnels.iter().filter_map(|t| t.inside_cidr).collect();
+    got.sort();
+    check(step, got == pins, || format!("inside CIDRs {got:?}, expected {pins:?}"))?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == bgp_vpn).ok_or_else(|| broken(step, "the new VPN connection is not observed"))?;
+    check(step, v.state == AwsState::Available && !v.static_routes_only, || {
+        format!("state {:?}, static {}", v.state, v.static_routes_only)
+    })?;
+    // Nothing answers BGP here: no route is propagated into the table.
+    let table = o.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| t.id == main)).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, !table.routes.iter().any(|r| r.propagated), || format!("routes propagated without a BGP session: {:?}", table.routes))?;
+    let step = "tunnel_ends (dynamic)";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let dynamic: Vec<_> = ends.iter().filter(|e| e.resource() == bgp_vpn).collect();
+    check(step, dynamic.len() == 2, || format!("{} ends for {bgp_vpn}", dynamic.len()))?;
+    for e in &dynamic {
+        let inside = e.inside_cidr().ok_or_else(|| broken(step, format!("no inside CIDR reported for {}", e.outside_ip())))?;
+        let b = e.bgp().ok_or_else(|| broken(step, format!("no BGP session reported on dynamic tunnel {}", e.outside_ip())))?;
+        check(
+            step,
+            b.local_address == Some(crate::bgp::aws_address(inside))
+                && b.peer_address == Some(crate::bgp::azure_address(inside))
+                && b.state != crate::endpoint::BgpState::Established,
+            || format!("{b:?} on tunnel {inside}"),
+        )?;
+    }
+    check(step, ends.iter().filter(|e| e.resource() == vpn).all(|e| e.bgp().is_none()), || {
+        "a static VPN connection's tunnel reports a BGP session".into()
+    })?;
+
+    let step = "DisableVgwRoutePropagation";
+    let disable = AwsOp::DisableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_to_end(ep, &disable, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, !vgws.contains(&vgw), || format!("propagating VGWs {vgws:?} after the disable"))?;
+    let step = "DisableVgwRoutePropagation (already disabled)";
+    run_to_end(ep, &disable, step, limit).await?;
+
     let step = "ModifyVpnTunnelOptions";
     let new_key = Psk::new("Contract.Key_0002").expect("valid");
     let first_ip = out.tunnels[0].outside_ip;
@@ -231,6 +307,8 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 
     // Teardown in the destroy plan's order; each observed gone; repeat deletes succeed.
     for (step, op) in [
+        ("DeleteVpnConnection (dynamic)", AwsOp::DeleteVpnConnection { vpn_id: bgp_vpn }),
+        ("DeleteCustomerGateway (dynamic)", AwsOp::DeleteCustomerGateway { cgw_id: bgp_cgw }),
         ("DeleteVpnConnectionRoute", AwsOp::DeleteVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }),
         ("DeleteVpnConnection", AwsOp::DeleteVpnConnection { vpn_id: vpn.clone() }),
         ("DeleteCustomerGateway", AwsOp::DeleteCustomerGateway { cgw_id: cgw.clone() }),
@@ -255,8 +333,20 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 /// Runs `op` the way the executor runs a step (`exec::run_op`): core, not the
 /// endpoint, decides whether a refused or repeated call already did the job.
 async fn run_judged(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, op: AwsOp, step: &str, limit: Duration) -> Result<OpOutput, ContractFailure> {
+    run_judged_as(ep, owner, op, crate::plan::Action::Create, step, limit).await
+}
+
+/// [`run_judged`] for a step of another action (a delete is not looked for before a repeat).
+async fn run_judged_as(
+    ep: &dyn VpnEndpoint<Aws>,
+    owner: &Owner,
+    op: AwsOp,
+    action: crate::plan::Action,
+    step: &str,
+    limit: Duration,
+) -> Result<OpOutput, ContractFailure> {
     let settings = crate::exec::ExecSettings::default();
-    match tokio::time::timeout(limit, crate::exec::run_op(ep, owner, op, crate::plan::Action::Create, &settings)).await {
+    match tokio::time::timeout(limit, crate::exec::run_op(ep, owner, op, action, &settings)).await {
         Err(_) => Err(ContractFailure::Timeout { step: step.to_owned(), limit }),
         Ok(Ok(out)) => Ok(out),
         Ok(Err(crate::exec::StepError::Cloud(error))) => Err(ContractFailure::Call { step: step.to_owned(), error }),
@@ -265,9 +355,10 @@ async fn run_judged(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, op: AwsOp, step: &
 }
 
 /// The AWS repeat contract: the calls whose answer may be lost and that the executor
-/// then repeats, as EC2 answers them (an attachment and a route already there, a
-/// customer gateway that EC2 returns again for the same IP, ASN and device name,
-/// whoever's it is), judged by core through `exec::run_op`. Same VPC as [`aws`];
+/// then repeats, as EC2 answers them (an attachment and a route already there, route
+/// propagation enabled or disabled a second time, a customer gateway that EC2 returns
+/// again for the same IP, ASN and device name, whoever's it is), judged by core through
+/// `exec::run_op`. Same VPC as [`aws`];
 /// `owner` must have nothing yet.
 pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
     let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
@@ -309,6 +400,23 @@ pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str,
         table.routes.iter().filter(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())).count() == 1,
         || format!("{:?}", table.routes),
     )?;
+
+    // Route propagation: enabling it again, or disabling it again, is no error and
+    // leaves one entry, or none.
+    let enable = AwsOp::EnableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_judged(ep, owner, enable.clone(), "EnableVgwRoutePropagation", limit).await?;
+    let step = "EnableVgwRoutePropagation (repeated)";
+    run_judged(ep, owner, enable, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws == [vgw.clone()], || format!("propagating VGWs {vgws:?}, expected [{vgw}] once"))?;
+    let disable = AwsOp::DisableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_judged_as(ep, owner, disable.clone(), crate::plan::Action::Delete, "DisableVgwRoutePropagation", limit).await?;
+    let step = "DisableVgwRoutePropagation (repeated)";
+    run_judged_as(ep, owner, disable, crate::plan::Action::Delete, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws.is_empty(), || format!("propagating VGWs {vgws:?} after the disable"))?;
 
     let step = "CreateCustomerGateway (repeated)";
     let ours = |ip: Ipv4Addr, device: &str| AwsOp::CreateCustomerGateway {

@@ -37,16 +37,19 @@ async fn contract_passes_on_moto() {
     moto.clear_requests();
     contract::aws(&ep, &Owner::new("contract"), &vpc, LIMIT).await.unwrap();
     // From the server's side: every create exactly once (no SDK retry, no repeat); the
-    // contract makes two customer gateways (the second for the ModifyVpnConnection swap).
+    // contract makes three customer gateways (one for the dynamic VPN connection, one for
+    // the ModifyVpnConnection swap) and disables route propagation twice on purpose.
     let log = moto.requests();
     let c = counts(&log);
     for (op, n) in [
         ("CreateVpnGateway", 1),
-        ("CreateCustomerGateway", 2),
+        ("CreateCustomerGateway", 3),
         ("ModifyVpnConnection", 1),
-        ("CreateVpnConnection", 1),
+        ("CreateVpnConnection", 2),
         ("CreateVpnConnectionRoute", 1),
         ("CreateRoute", 1),
+        ("EnableVgwRoutePropagation", 1),
+        ("DisableVgwRoutePropagation", 2),
     ] {
         assert_eq!(c.get(op), Some(&n), "{op}: {c:?}");
     }
