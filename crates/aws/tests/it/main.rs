@@ -631,7 +631,8 @@ async fn propagated_routes_and_bgp_telemetry_with_a_scripted_peer() {
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "Gateway.NotAttached"), "{e}");
     run_to_end(&ep, &AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc.clone() }, "attach", LIMIT).await.unwrap();
     run_to_end(&ep, &enable, "enable", LIMIT).await.unwrap();
-    let cgw = run_to_end(&ep, &create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 30), "vpnbridge-bgp-cgw-0"), "cgw", LIMIT).await.unwrap().id.unwrap();
+    let cgw =
+        run_to_end(&ep, &create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 30), "vpnbridge-bgp-cgw-0"), "cgw", LIMIT).await.unwrap().id.unwrap();
     let tunnels = ["169.254.21.0/30", "169.254.22.0/30"]
         .iter()
         .map(|c| vpnbridge_core::ops::TunnelSpec { inside_cidr: Some(c.parse().unwrap()), psk: None })
