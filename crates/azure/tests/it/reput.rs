@@ -129,6 +129,22 @@ async fn a_prefix_change_of_a_local_network_gateway_keeps_its_tags_and_sets_its_
     assert!(props(&l).get("bgpSettings").is_none(), "{l}");
 }
 
+/// A static LNG PUT again as bgp-ha wants it (a BGP peer, no prefixes): the merge onto
+/// what GET returned must not keep the old prefixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lng_put_again_with_a_bgp_peer_and_no_prefixes_loses_its_prefixes() {
+    let fake = fake().await;
+    let ep = endpoint(&fake);
+    let owner = Owner::new("t");
+    run(&ep, &lng(&owner, Ipv4Addr::new(3, 0, 113, 5))).await;
+    let AzureOp::PutLocalNetworkGateway { name, gateway_ip, tags, .. } = lng(&owner, Ipv4Addr::new(3, 0, 113, 5)) else { unreachable!() };
+    let bgp = vpnbridge_core::model::LngBgp { asn: 64512, peering_address: Ipv4Addr::new(169, 254, 21, 1) };
+    run(&ep, &AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes: Vec::new(), bgp: Some(bgp), tags }).await;
+    let l = fake.resource("localNetworkGateways", "t-lng-0-0").expect("lng");
+    assert_eq!(props(&l)["localNetworkAddressSpace"]["addressPrefixes"], json!([]), "{l}");
+    assert_eq!(props(&l)["bgpSettings"], json!({ "asn": 64512, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 }), "{l}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_reputs_of_a_connection_and_a_public_ip_keep_their_tags_and_policies() {
     let fake = fake().await;
