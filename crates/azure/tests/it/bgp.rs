@@ -168,6 +168,19 @@ pub(super) async fn bgp_world(aws: bool, slots: &[(u8, u8)]) -> BgpWorld {
     world
 }
 
+/// `tunnel_ends` once `n` of its ends report an established session (or at the limit).
+pub(super) async fn until_established(w: &BgpWorld, n: usize) -> Vec<Box<dyn vpnbridge_core::endpoint::Tunnel>> {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let ends = w.azure.tunnel_ends(&w.owner).await.expect("tunnel ends");
+        let established = ends.iter().filter(|e| e.bgp().is_some_and(|b| b.state == BgpState::Established)).count();
+        if established >= n || tokio::time::Instant::now() >= deadline {
+            return ends;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// What the adapter built reads back: the gateway's ASN and custom addresses per
 /// instance (with ARM's default ones beside them), the LNG's BGP peer, the
 /// Connection's `enableBgp` and its address for each ipConfiguration.
@@ -240,15 +253,7 @@ async fn tunnel_ends_read_the_bgp_sessions_and_survive_failed_reads() {
 async fn an_established_session_reads_back_in_tunnel_ends() {
     let w = bgp_world(true, &[(0, 0), (1, 1)]).await;
     let vpc: IpNet = "10.2.0.0/16".parse().expect("net");
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let ends = loop {
-        let ends = w.azure.tunnel_ends(&w.owner).await.expect("tunnel ends");
-        let established = ends.iter().filter(|e| e.bgp().is_some_and(|b| b.state == BgpState::Established)).count();
-        if established == 2 || tokio::time::Instant::now() >= deadline {
-            break ends;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ends = until_established(&w, 2).await;
     assert_eq!(ends.len(), 4);
     for (k, t, local, neighbor) in [(0, 0, "169.254.21.2", "169.254.21.1"), (1, 1, "169.254.22.6", "169.254.22.5")] {
         let cn = w.connection(k, t);
