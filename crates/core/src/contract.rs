@@ -472,7 +472,11 @@ pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str,
 }
 
 /// The Azure contract. The endpoint must be scoped to a resource group holding VNet
-/// `vnet` with a GatewaySubnet, where `owner` has nothing yet.
+/// `vnet` with a GatewaySubnet, where `owner` has nothing yet. After the static-ha life
+/// cycle it turns BGP on in place as bgp-ha builds it (the gateway's custom APIPA
+/// addresses, the LNG's BGP peer, the Connection's address per instance), reads each
+/// back, sees a wrong address refused, and finds each end's BGP session in
+/// `tunnel_ends` (not established: nothing answers on the AWS side).
 pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit: Duration) -> Result<(), ContractFailure> {
     let call = |step: &str| {
         let step = step.to_owned();
@@ -509,15 +513,16 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
         || format!("{:?}", o.public_ips),
     )?;
 
-    let gateway = |sku: &str, generation: &str| AzureOp::CreateVpnGateway {
+    let gateway_with = |sku: &str, generation: &str, bgp: Option<crate::ops::GatewayBgp>| AzureOp::CreateVpnGateway {
         name: format!("{d}-vpngw"),
         vnet: vnet.to_owned(),
         sku: sku.into(),
         generation: generation.into(),
         public_ips: vec![format!("{d}-pip-0"), format!("{d}-pip-1")],
-        bgp: None,
+        bgp,
         tags: owner.tags(&Role::VpnGateway),
     };
+    let gateway = |sku: &str, generation: &str| gateway_with(sku, generation, None);
     let step = "CreateVpnGateway (VpnGw1AZ + Generation2)";
     match ep.start(&gateway("VpnGw1AZ", "Generation2")).await {
         Err(e) => check(
@@ -595,6 +600,82 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
     let mine: Vec<_> = ends.iter().filter(|e| e.resource() == cn).collect();
     check(step, mine.len() == 2, || format!("{} ends for {cn}: one per gateway instance expected", mine.len()))?;
     check(step, mine.iter().all(|e| e.peer_ip() == remote && ips.contains(&e.outside_ip())), || format!("{mine:?}"))?;
+    check(step, mine.iter().all(|e| e.bgp().is_none()), || "a Connection without BGP reports a BGP session".into())?;
+
+    // bgp-ha, in place: BGP on the gateway (the layout's custom APIPA addresses), a BGP
+    // peer on the LNG, BGP on the Connection; each read back, a wrong address refused.
+    let ip = |s: &str| s.parse::<Ipv4Addr>().expect("literal");
+    let custom = vec![vec![ip("169.254.21.2"), ip("169.254.22.2")], vec![ip("169.254.21.6"), ip("169.254.22.6")]];
+    let step = "CreateVpnGateway (BGP on)";
+    let bgp_gateway =
+        gateway_with("VpnGw1AZ", "Generation1", Some(crate::ops::GatewayBgp { asn: 65000, custom_addresses: custom.clone() }));
+    run_to_end(ep, &bgp_gateway, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let gw = o.vpn_gateway.ok_or_else(|| broken(step, "the gateway is not observed"))?;
+    check(step, gw.bgp_peering_addresses.len() == 2, || format!("{:?}", gw.bgp_peering_addresses))?;
+    for (k, p) in gw.bgp_peering_addresses.iter().enumerate() {
+        let cfg = &gw.ip_configurations[k].id;
+        check(step, p.ip_configuration_id.eq_ignore_ascii_case(cfg) && p.custom == custom[k] && !p.default.is_empty(), || {
+            format!("instance {k}: {p:?}")
+        })?;
+    }
+    let step = "PutLocalNetworkGateway (BGP peer)";
+    let peer = crate::model::LngBgp { asn: 64512, peering_address: ip("169.254.21.1") };
+    let op = AzureOp::PutLocalNetworkGateway {
+        name: format!("{d}-lng-0-0"),
+        gateway_ip: remote,
+        address_prefixes: Vec::new(),
+        bgp: Some(peer),
+        tags: owner.tags(&Role::LocalNetworkGateway(0, 0)),
+    };
+    run_to_end(ep, &op, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.local_network_gateways.iter().any(|l| l.bgp == Some(peer) && l.address_prefixes.is_empty()), || {
+        format!("{:?}", o.local_network_gateways)
+    })?;
+    let bgp_connection = |addresses: Vec<Ipv4Addr>| AzureOp::PutConnection {
+        name: cn.clone(),
+        gateway: format!("{d}-vpngw"),
+        local_network_gateway: format!("{d}-lng-0-0"),
+        shared_key: new_key.clone(),
+        bgp: Some(crate::ops::ConnectionBgp { custom_addresses: addresses }),
+        dpd_timeout_seconds: 45,
+        tags: owner.tags(&Role::Connection(0, 0)),
+    };
+    let step = "PutConnection (an address the instance does not have)";
+    match ep.start(&bgp_connection(vec![ip("169.254.21.6"), ip("169.254.21.2")])).await {
+        Err(e) => check(step, e.kind == ErrorKind::Permanent, || format!("{e}"))?,
+        Ok(h) => match ep.poll(&h).await.map_err(call(step))? {
+            OpStatus::Failed(e) => check(step, e.kind == ErrorKind::Permanent, || format!("{e}"))?,
+            other => return Err(broken(step, format!("accepted instance 1's address for instance 0: {other:?}"))),
+        },
+    }
+    let step = "PutConnection (BGP)";
+    run_to_end(ep, &bgp_connection(vec![ip("169.254.21.2"), ip("169.254.21.6")]), step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let c = o.connections.iter().find(|c| c.name == cn).ok_or_else(|| broken(step, "the connection is not observed"))?;
+    let addresses: Vec<Ipv4Addr> = gw
+        .ip_configurations
+        .iter()
+        .filter_map(|g| c.custom_bgp_addresses.iter().find(|a| a.ip_configuration_id.eq_ignore_ascii_case(&g.id)).map(|a| a.address))
+        .collect();
+    check(step, c.enable_bgp && addresses == [ip("169.254.21.2"), ip("169.254.21.6")], || format!("{c:?}"))?;
+    let step = "tunnel_ends (BGP)";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let mine: Vec<_> = ends.iter().filter(|e| e.resource() == cn).collect();
+    check(step, mine.len() == 2, || format!("{} ends for {cn}", mine.len()))?;
+    for e in &mine {
+        let want = if e.instance() == 0 { ip("169.254.21.2") } else { ip("169.254.21.6") };
+        let b = e.bgp().ok_or_else(|| broken(step, format!("no BGP session reported for instance {}", e.instance())))?;
+        // Nothing answers on the AWS side: the session is not established.
+        check(
+            step,
+            b.peer_address == Some(peer.peering_address)
+                && b.local_address == Some(want)
+                && b.state != crate::endpoint::BgpState::Established,
+            || format!("instance {}: {b:?}", e.instance()),
+        )?;
+    }
 
     for (step, op) in [
         ("DeleteConnection", AzureOp::DeleteConnection { name: cn.clone() }),
