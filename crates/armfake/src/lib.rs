@@ -8,12 +8,31 @@
 //! - `GET`/`PUT`/`DELETE` and list (`{value:[...]}`) of `publicIPAddresses`,
 //!   `virtualNetworkGateways`, `localNetworkGateways`, `connections`; `GET`
 //!   `virtualNetworks/{name}` (with subnets and their `ipConfigurations`); `GET`/`PUT`
-//!   `connections/{n}/sharedkey`; `POST connections/{n}/getikesas`.
+//!   `connections/{n}/sharedkey`; `POST connections/{n}/getikesas`; `POST
+//!   virtualNetworkGateways/{n}/getBgpPeerStatus[?peer=ip]` and `.../getLearnedRoutes`.
 //! - `PUT` answers 201 (create) or 200 (update) with `Azure-AsyncOperation` and
 //!   `Retry-After`; the operation URL answers `{status: InProgress|Succeeded|Failed,
 //!   error}`. `DELETE` answers 202 with `Location` (and `Azure-AsyncOperation`), or 204
 //!   when the resource is already gone. `POST getikesas` answers 202 with `Location`;
 //!   the final 200 body is a JSON *string* holding a JSON document, as ARM does.
+//!   `getBgpPeerStatus` / `getLearnedRoutes` answer 202 with `Location` (final-state-via
+//!   `location` in the spec) and `Azure-AsyncOperation` (which the spec's example
+//!   shows); the `Location` result is `BgpPeerStatusListResult` /
+//!   `GatewayRouteListResult` (`{value: [...]}`), computed from the simulator's BGP
+//!   sessions (`World::azure_bgp_end` per BGP Connection and instance): peers
+//!   `Connected` or `Connecting`, learned routes `EBgp` from the neighbor plus each
+//!   instance's VNet prefixes as `Network`.
+//! - BGP shapes: a gateway's `enableBgp` and `bgpSettings {asn, bgpPeeringAddress
+//!   (the legacy comma-joined default addresses), peerWeight, bgpPeeringAddresses[]
+//!   {ipconfigurationId, defaultBgpIpAddresses, customBgpIpAddresses,
+//!   tunnelIpAddresses}}` (the spec's Get example), an LNG's `bgpSettings {asn,
+//!   bgpPeeringAddress, peerWeight}` when it has a peer, a Connection's `enableBgp` and
+//!   `gatewayCustomBgpIpAddresses[]` (in GET and list, as both examples show them). The
+//!   simulator's BGP checks (`BgpPeeringAddressesCountNotCorrect`, `InvalidBgpAsn`,
+//!   `InvalidCustomBgpIpAddress`, `BgpNotEnabledOnGateway`,
+//!   `LocalNetworkGatewayBgpSettingsMissing`, `InvalidResourceReference`) answer as ARM
+//!   errors (400); all but the first are the simulator's own codes (ARM's are
+//!   unconfirmed, docs/bgp-ha.md).
 //! - Connections carry id-only references (`virtualNetworkGateway1: {id}`,
 //!   `localNetworkGateway2: {id}`). Their GET carries the runtime fields
 //!   (`connectionStatus`, `tunnelConnectionStatus`) and `sharedKey`, as the spec's
@@ -33,7 +52,7 @@
 //! - A PUT replaces the resource, as in ARM: tags and every property it leaves out are
 //!   gone. What a PUT carries beyond the simulator's model (a gateway's `natRules`,
 //!   `customRoutes`, `vpnClientConfiguration`, a Connection's `ipsecPolicies`,
-//!   `trafficSelectorPolicies`, NAT rules, an LNG's `bgpSettings`…) is kept as sent and
+//!   `trafficSelectorPolicies`, NAT rules, an LNG's `fqdn`…) is kept as sent and
 //!   returned by GET and the list, unvalidated.
 //! - A deleted gateway's public IPs stay in use for
 //!   [`LatencyTable::azure_public_ip_release`] after the delete finishes: a DELETE of
@@ -46,8 +65,13 @@
 //! VNet is read-only (seeded from the config), `getikesas` reports one SA per gateway
 //! instance whose tunnel the simulator considers up (none when the AWS side is not in
 //! the same world), tags PATCH is not served. Properties beyond the model are stored
-//! unvalidated (ARM validates a NAT rule or an IPsec policy), and a gateway's
-//! `bgpSettings` are the model's (custom BGP addresses sent in a PUT are not kept).
+//! unvalidated (ARM validates a NAT rule or an IPsec policy), and BGP settings are the
+//! model's (`peerWeight` always reads 0). BGP reads: `getBgpPeerStatus`' `localAddress`
+//! is the address the instance speaks from on the Connection (its custom APIPA
+//! address), where live answers have been seen to show the instance's default BGP
+//! address; `connectedDuration` is left out of a peer that is not Connected; a gateway
+//! without BGP answers both reads with an empty list (ARM's answer is unconfirmed); the
+//! peer state is never Unknown, Stopped or Idle; `getAdvertisedRoutes` is not served.
 //! References are rendered id-only (`{id}`) where the spec's examples show
 //! `{id, properties: {}}`: the stricter of the two for a client. The
 //! `tunnelConnectionStatus[].tunnel` names are the fake's own (ARM documents no
@@ -147,6 +171,8 @@ pub struct Faults {
     /// Subscription-wide lists are answered 403 `AuthorizationFailed`, as ARM does for a
     /// role assigned on the resource group only.
     pub forbid_subscription_lists: bool,
+    /// The next N `getBgpPeerStatus` / `getLearnedRoutes` POSTs are answered 500.
+    pub fail_bgp_reads: u32,
 }
 
 /// One request as the fake received it.
@@ -265,7 +291,7 @@ struct Shared {
 /// The parts of a PUT body the simulator's model does not hold: other top-level keys
 /// and other `properties` (a gateway's `natRules`, `customRoutes`,
 /// `vpnClientConfiguration`, a Connection's `ipsecPolicies`, `trafficSelectorPolicies`,
-/// NAT rules, an LNG's `bgpSettings`…). ARM keeps what a PUT says and drops what it
+/// NAT rules, an LNG's `fqdn`…). ARM keeps what a PUT says and drops what it
 /// leaves out, so the fake stores them per PUT (replacing the last) and lays them
 /// over the rendered resource; it does not validate them.
 #[derive(Debug, Clone, Default)]
@@ -296,7 +322,7 @@ impl Extras {
                 "bgpSettings",
                 "ipConfigurations",
             ],
-            Kind::Lng => &["provisioningState", "resourceGuid", "gatewayIpAddress", "localNetworkAddressSpace"],
+            Kind::Lng => &["provisioningState", "resourceGuid", "gatewayIpAddress", "localNetworkAddressSpace", "bgpSettings"],
             Kind::Connection => &[
                 "provisioningState",
                 "resourceGuid",
@@ -306,6 +332,7 @@ impl Extras {
                 "connectionProtocol",
                 "sharedKey",
                 "enableBgp",
+                "gatewayCustomBgpIpAddresses",
                 "dpdTimeoutSeconds",
                 "connectionStatus",
                 "tunnelConnectionStatus",

@@ -20,6 +20,42 @@ pub(crate) fn get_ike_sas(s: &Shared, id: &str, name: &str, rg: &str) -> Answer 
     s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location))
 }
 
+/// `POST virtualNetworkGateways/{n}/getBgpPeerStatus[?peer=ip]` and
+/// `.../getLearnedRoutes`: long-running with final-state-via `location` in the spec
+/// (2024-03-01), answered 202 with `Location` (and `Azure-AsyncOperation`, which the
+/// spec's example shows); the `Location` URL answers the result, `{value: [...]}`.
+/// The result is what the world says when the POST arrives.
+pub(crate) fn gateway_read(s: &Shared, id: &str, name: &str, rg: &str, action: GatewayRead) -> Answer {
+    {
+        let mut f = lock(&s.faults);
+        if f.fail_bgp_reads > 0 {
+            f.fail_bgp_reads -= 1;
+            return arm_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "An error occurred while reading the gateway's BGP state.",
+            );
+        }
+    }
+    let value = s.cloud.with_world(|w| {
+        let g = w.azure.gateways.get(id)?;
+        Some(match action {
+            GatewayRead::BgpPeerStatus { peer } => shapes::bgp_peer_status(w, g, peer),
+            GatewayRead::LearnedRoutes => shapes::learned_routes(w, g),
+        })
+    });
+    let Some(value) = value else { return not_found("virtualNetworkGateways", name, rg) };
+    let (op, location) = s.op_urls(Operation::Finished { body: json!({ "value": value }) });
+    s.with_retry_after(Answer::empty(StatusCode::ACCEPTED).header("Location", location).header("Azure-AsyncOperation", op))
+}
+
+/// Which read of a gateway's BGP state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GatewayRead {
+    BgpPeerStatus { peer: Option<std::net::Ipv4Addr> },
+    LearnedRoutes,
+}
+
 /// Where an operation stands: (status, error) in ARM's words.
 pub(crate) fn op_state(s: &Shared, op: &Operation) -> (&'static str, Option<(String, String)>) {
     match op {

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 use vpnbridge_sim::world::arm_id;
 
-use crate::operations::{get_ike_sas, operation_result, operation_status};
+use crate::operations::{GatewayRead, gateway_read, get_ike_sas, operation_result, operation_status};
 use crate::resources::{delete, get, list, put, put_shared_key, stored_id};
 use crate::{Answer, Kind, SUBSCRIPTIONS_API_VERSION, Shared, arm_error, compute, lock, not_found, shapes};
 
@@ -89,7 +89,7 @@ pub(crate) fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap
     }
     let answer = match compute::route(s, method, uri, body) {
         Some(a) => a,
-        None => route(s, method, uri.path(), body),
+        None => route(s, method, uri.path(), uri.query(), body),
     };
     if is_write(method) && answer.status.is_success() {
         let mut f = lock(&s.faults);
@@ -101,7 +101,7 @@ pub(crate) fn answer(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap
     answer
 }
 
-pub(crate) fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> Answer {
+pub(crate) fn route(s: &Shared, method: &Method, path: &str, query: Option<&str>, body: &Bytes) -> Answer {
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     // /subscriptions/{s}/providers/Microsoft.Network/locations/{loc}/(operations|operationResults)/{id}
@@ -197,6 +197,24 @@ pub(crate) fn route(s: &Shared, method: &Method, path: &str, body: &Bytes) -> An
             }
             None => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("The resource type '{k}' is not served.")),
         },
+        [k, name, action] if Kind::from_segment(k) == Some(Kind::Gateway) => {
+            let id = stored_id(s, Kind::Gateway, &arm_id(sub, rg, "virtualNetworkGateways", name));
+            match (action.to_ascii_lowercase().as_str(), method) {
+                ("getbgppeerstatus", &Method::POST) => {
+                    let peer = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("peer=")));
+                    match peer.map(str::parse::<std::net::Ipv4Addr>).transpose() {
+                        Ok(peer) => gateway_read(s, &id, name, rg, GatewayRead::BgpPeerStatus { peer }),
+                        Err(_) => arm_error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidRequestFormat",
+                            format!("Cannot parse the request: peer '{}' is not an IP address.", peer.unwrap_or_default()),
+                        ),
+                    }
+                }
+                ("getlearnedroutes", &Method::POST) => gateway_read(s, &id, name, rg, GatewayRead::LearnedRoutes),
+                _ => arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", format!("'{action}' is not served ({method}).")),
+            }
+        }
         [k, name, action] if Kind::from_segment(k) == Some(Kind::Connection) => {
             let id = stored_id(s, Kind::Connection, &arm_id(sub, rg, "connections", name));
             match (action.to_ascii_lowercase().as_str(), method) {

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Value, json};
 use vpnbridge_core::model::ProvisioningState;
 use vpnbridge_sim::World;
-use vpnbridge_sim::world::{AzConnection, AzGateway, AzLng, AzPublicIp, AzVnet, LinkState};
+use vpnbridge_sim::world::{AZURE_DEFAULT_ASN, AzConnection, AzGateway, AzLng, AzPublicIp, AzVnet, LinkState};
 
 fn state(s: ProvisioningState) -> &'static str {
     match s {
@@ -114,6 +114,30 @@ fn default_bgp_ip(w: &World, subnet_id: &str, k: usize) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(base + 4 + u32::try_from(k).ok()?))
 }
 
+fn strings(ips: &[Ipv4Addr]) -> Vec<String> {
+    ips.iter().map(ToString::to_string).collect()
+}
+
+/// Instance `k`'s stored `bgpPeeringAddresses` entry, if the gateway has one.
+fn peering_of(g: &AzGateway, k: usize) -> Option<&vpnbridge_core::model::BgpPeeringAddress> {
+    let cfg = g.ip_configurations.get(k)?;
+    g.bgp_peering_addresses.iter().find(|p| p.ip_configuration_id.eq_ignore_ascii_case(&cfg.id))
+}
+
+/// Instance `k`'s default BGP addresses: as the simulator stored them, else the
+/// GatewaySubnet address ARM gives the instance (a gateway without BGP has them too).
+pub(crate) fn default_bgp_ips(w: &World, g: &AzGateway, k: usize) -> Vec<Ipv4Addr> {
+    match peering_of(g, k).filter(|p| !p.default.is_empty()) {
+        Some(p) => p.default.clone(),
+        None => g.ip_configurations.get(k).and_then(|c| default_bgp_ip(w, &c.subnet_id, k)).into_iter().collect(),
+    }
+}
+
+/// Instance `k`'s custom (APIPA) BGP addresses.
+fn custom_bgp_ips(g: &AzGateway, k: usize) -> Vec<Ipv4Addr> {
+    peering_of(g, k).map(|p| p.custom.clone()).unwrap_or_default()
+}
+
 pub(crate) fn gateway(w: &World, g: &AzGateway) -> Value {
     let ip_configurations: Vec<Value> = g
         .ip_configurations
@@ -132,6 +156,8 @@ pub(crate) fn gateway(w: &World, g: &AzGateway) -> Value {
             })
         })
         .collect();
+    // One entry per ipConfiguration (the spec's Get example), with the custom addresses
+    // the gateway's last PUT gave each instance.
     let peering: Vec<Value> = g
         .ip_configurations
         .iter()
@@ -139,14 +165,13 @@ pub(crate) fn gateway(w: &World, g: &AzGateway) -> Value {
         .map(|(k, c)| {
             json!({
                 "ipconfigurationId": c.id,
-                "defaultBgpIpAddresses": default_bgp_ip(w, &c.subnet_id, k).map(|ip| vec![ip.to_string()]).unwrap_or_default(),
-                "customBgpIpAddresses": [],
+                "defaultBgpIpAddresses": strings(&default_bgp_ips(w, g, k)),
+                "customBgpIpAddresses": strings(&custom_bgp_ips(g, k)),
                 "tunnelIpAddresses": w.instance_ip(g, k).map(|ip| vec![ip.to_string()]).unwrap_or_default(),
             })
         })
         .collect();
-    let legacy: Vec<String> =
-        g.ip_configurations.iter().enumerate().filter_map(|(k, c)| default_bgp_ip(w, &c.subnet_id, k).map(|ip| ip.to_string())).collect();
+    let legacy: Vec<String> = (0..g.ip_configurations.len()).flat_map(|k| default_bgp_ips(w, g, k)).map(|ip| ip.to_string()).collect();
     let tier = g.sku.clone();
     json!({
         "id": g.id,
@@ -172,7 +197,7 @@ pub(crate) fn gateway(w: &World, g: &AzGateway) -> Value {
             "activeActive": g.active_active,
             "disableIPSecReplayProtection": false,
             "bgpSettings": {
-                "asn": g.asn.unwrap_or(65515),
+                "asn": g.asn.unwrap_or(AZURE_DEFAULT_ASN),
                 "bgpPeeringAddress": legacy.join(","),
                 "peerWeight": 0,
                 "bgpPeeringAddresses": peering,
@@ -185,6 +210,19 @@ pub(crate) fn gateway(w: &World, g: &AzGateway) -> Value {
 }
 
 pub(crate) fn lng(l: &AzLng) -> Value {
+    let mut props = json!({
+        "provisioningState": state(l.phase.state),
+        "resourceGuid": guid(&l.id),
+        "localNetworkAddressSpace": {
+            "addressPrefixes": l.address_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "gatewayIpAddress": l.gateway_ip.to_string(),
+    });
+    // `BgpSettings` as an LNG carries it: the peer's ASN and address (no per-instance
+    // `bgpPeeringAddresses`: those are a gateway's). Left out when there is no peer.
+    if let Some(b) = l.bgp {
+        props["bgpSettings"] = json!({ "asn": b.asn, "bgpPeeringAddress": b.peering_address.to_string(), "peerWeight": 0 });
+    }
     json!({
         "id": l.id,
         "name": l.name,
@@ -192,14 +230,7 @@ pub(crate) fn lng(l: &AzLng) -> Value {
         "location": l.location,
         "tags": l.tags,
         "etag": etag(&l.id, l.phase.since),
-        "properties": {
-            "provisioningState": state(l.phase.state),
-            "resourceGuid": guid(&l.id),
-            "localNetworkAddressSpace": {
-                "addressPrefixes": l.address_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            },
-            "gatewayIpAddress": l.gateway_ip.to_string(),
-        },
+        "properties": props,
     })
 }
 
@@ -260,6 +291,12 @@ pub(crate) fn connection(w: &World, c: &AzConnection, view: View) -> Value {
         "dpdTimeoutSeconds": c.dpd_timeout_seconds,
         "connectionMode": "Default",
         "enableBgp": c.enable_bgp,
+        // In the Get and the List examples alike.
+        "gatewayCustomBgpIpAddresses": c
+            .custom_bgp_addresses
+            .iter()
+            .map(|a| json!({ "ipConfigurationId": a.ip_configuration_id, "customBgpIpAddress": a.address.to_string() }))
+            .collect::<Vec<_>>(),
         "useLocalAzureIpAddress": false,
         "usePolicyBasedTrafficSelectors": false,
         "ipsecPolicies": [],
@@ -338,4 +375,103 @@ pub(crate) fn ike_sas(w: &World, c: &AzConnection) -> Value {
         })
         .collect();
     Value::Array(sas)
+}
+
+/// A duration as .NET's `TimeSpan` prints it (`hh:mm:ss`, `d.hh:mm:ss` from a day on),
+/// the form `connectedDuration` takes in live answers.
+fn timespan(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 { format!("{d}.{h:02}:{m:02}:{s:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
+}
+
+/// The BGP sessions of gateway `g`, one per BGP Connection and gateway instance, as the
+/// simulator's Azure end sees them: (the Connection, the instance, its end).
+fn bgp_ends<'w>(w: &'w World, g: &AzGateway) -> Vec<(&'w AzConnection, usize, vpnbridge_sim::world::BgpEnd)> {
+    if !g.enable_bgp {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for c in w.azure.connections.values().filter(|c| c.gateway_id.eq_ignore_ascii_case(&g.id)) {
+        for k in 0..g.ip_configurations.len() {
+            if let Some(end) = w.azure_bgp_end(c, k) {
+                out.push((c, k, end));
+            }
+        }
+    }
+    out
+}
+
+/// `getBgpPeerStatus`' result, `BgpPeerStatusListResult.value`: one `BgpPeerStatus` per
+/// session (`localAddress` is the address the instance speaks from on that
+/// Connection), only those with `neighbor` = `peer` when asked. `state` is Azure's
+/// word: Connected, or Connecting while the session is not up (the simulator does not
+/// tell Idle from Connecting). Keepalives every 10 s make the message counters.
+pub(crate) fn bgp_peer_status(w: &World, g: &AzGateway, peer: Option<Ipv4Addr>) -> Vec<Value> {
+    bgp_ends(w, g)
+        .into_iter()
+        .filter_map(|(_, _, end)| {
+            let (local, neighbor) = (end.local?, end.neighbor?);
+            if peer.is_some_and(|p| p != neighbor) {
+                return None;
+            }
+            let up_ms = if end.established { w.now_ms.saturating_sub(end.since.unwrap_or(w.now_ms)) } else { 0 };
+            let routes = end.learned.len();
+            let keepalives = if end.established { 1 + up_ms / 10_000 } else { 0 };
+            let mut v = json!({
+                "localAddress": local.to_string(),
+                "neighbor": neighbor.to_string(),
+                "asn": end.neighbor_asn,
+                "state": if end.established { "Connected" } else { "Connecting" },
+                "routesReceived": routes,
+                "messagesSent": keepalives,
+                "messagesReceived": keepalives + if end.established { routes as u64 } else { 0 },
+            });
+            if end.established {
+                v["connectedDuration"] = json!(timespan(up_ms));
+            }
+            Some(v)
+        })
+        .collect()
+}
+
+/// `getLearnedRoutes`' result, `GatewayRouteListResult.value`: each instance's own
+/// VNet prefixes (origin `Network`, from the instance's default BGP address, as live
+/// answers show them), then every prefix learned over an established session (origin
+/// `EBgp`, from the neighbor, AS path its ASN).
+pub(crate) fn learned_routes(w: &World, g: &AzGateway) -> Vec<Value> {
+    let vnet =
+        g.ip_configurations.first().and_then(|c| w.azure.virtual_networks.values().find(|v| v.subnets.iter().any(|s| s.id == c.subnet_id)));
+    let mut out = Vec::new();
+    if g.enable_bgp {
+        for k in 0..g.ip_configurations.len() {
+            let Some(local) = default_bgp_ips(w, g, k).first().copied() else { continue };
+            for p in vnet.iter().flat_map(|v| &v.address_space) {
+                out.push(json!({
+                    "localAddress": local.to_string(),
+                    "network": p.to_string(),
+                    "nextHop": null,
+                    "sourcePeer": local.to_string(),
+                    "origin": "Network",
+                    "asPath": "",
+                    "weight": 32768,
+                }));
+            }
+        }
+    }
+    for (_, _, end) in bgp_ends(w, g).into_iter().filter(|(_, _, e)| e.established) {
+        let (Some(local), Some(neighbor)) = (end.local, end.neighbor) else { continue };
+        for p in &end.learned {
+            out.push(json!({
+                "localAddress": local.to_string(),
+                "network": p.to_string(),
+                "nextHop": neighbor.to_string(),
+                "sourcePeer": neighbor.to_string(),
+                "origin": "EBgp",
+                "asPath": end.neighbor_asn.map(|a| a.to_string()).unwrap_or_default(),
+                "weight": 32768,
+            }));
+        }
+    }
+    out
 }

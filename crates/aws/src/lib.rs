@@ -223,6 +223,7 @@ mod tests {
         }
         assert!(called.contains("ec2:ModifyVpnConnection") && called.contains("ec2:DescribeSecurityGroups"), "{called:?}");
         assert!(called.contains("ssm:SendCommand") && called.contains("ec2:DescribeInstances"), "{called:?}");
+        assert!(called.contains("ec2:EnableVgwRoutePropagation") && called.contains("ec2:DisableVgwRoutePropagation"), "{called:?}");
         let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("iam-policy.json")).unwrap()).unwrap();
         let mut allowed = BTreeSet::new();
         for st in policy["Statement"].as_array().unwrap() {

@@ -71,7 +71,9 @@ impl AwsEndpoint {
             Wait::Route { route_table_id, destination, target } => {
                 let dest: IpNet = destination.parse().map_err(|_| bad_handle(destination))?;
                 let table = self.route_table_by_id(route_table_id).await?;
-                let present = table.as_ref().is_some_and(|t| t.routes.iter().any(|r| r.destination == dest));
+                // The route CreateRoute/DeleteRoute act on, not one a VGW propagates to
+                // the same destination (which a deleted static route uncovers).
+                let present = table.as_ref().is_some_and(|t| t.routes.iter().any(|r| r.destination == dest && !r.propagated));
                 match judge(*target, if present { Phase::Ready } else { Phase::Absent }) {
                     Verdict::Done => done(route_table_id, None),
                     Verdict::NotYet => running(POLL_GATEWAY),

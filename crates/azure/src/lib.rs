@@ -15,8 +15,9 @@
 //!   vpnbridge owns changed (`merge`): someone's tags stay (ours are set), and so do
 //!   properties we do not model (a gateway's `natRules`, `customRoutes`,
 //!   `vpnClientConfiguration`; a Connection's `ipsecPolicies`,
-//!   `trafficSelectorPolicies`, NAT rules; an LNG's `bgpSettings`…). A PUT is 2
-//!   requests: the GET and the PUT.
+//!   `trafficSelectorPolicies`, NAT rules; an LNG's `fqdn`…). BGP is ours (bgp-ha): an
+//!   LNG's `bgpSettings` and a Connection's `gatewayCustomBgpIpAddresses` are what the
+//!   operation says, none without BGP. A PUT is 2 requests: the GET and the PUT.
 //! - **A public IP still held by a deleted gateway** (DELETE answered 400
 //!   `PublicIPAddressInUse` or `PublicIPAddressCannotBeDeleted` while its holder is a
 //!   gateway that is gone or being deleted) is `Transient`: ARM releases a gateway's IPs
@@ -47,7 +48,16 @@
 //!   `tunnelConnectionStatus` entry is attributed to a gateway instance by the IKE SAs
 //!   (and, as an extra, an instance IP in its name), never by the name alone: ARM
 //!   documents no format for it. An end that cannot be attributed reads Unknown and
-//!   says why.
+//!   says why. When our gateway has `enableBgp` (bgp-ha), the same call also reads the
+//!   gateway's `getBgpPeerStatus` and `getLearnedRoutes` once (in parallel with the
+//!   IKE SAs, each bounded the same way) and gives each end of a BGP Connection its
+//!   session: the peer whose `neighbor` is the LNG's `bgpSettings.bgpPeeringAddress`
+//!   and whose `localAddress` is the instance's address on that Connection (its
+//!   `gatewayCustomBgpIpAddresses` entry, else, and also accepted, the instance's
+//!   default BGP address); Connected is established, any other word down (Unknown
+//!   unknown), with Azure's word first in the reason; the learned prefixes are the
+//!   `EBgp` routes from that neighbor to that instance. A read that fails leaves the
+//!   session Unknown with the reason; `tunnel_ends` does not fail on it.
 //!
 //! **The id-only trap.** azure_mgmt_network's `VirtualNetworkGatewayConnection` model
 //! needs gateway objects with `properties` in `virtualNetworkGateway1`/`localNetworkGateway2`;
@@ -108,7 +118,7 @@ use arm::{Arm, StaticToken};
 
 pub use cloud::AUTHORITY_ENV;
 pub use probe::{AzureTestVm, COMPUTE_API_VERSION};
-pub use tunnels::IKE_SA_DEADLINE;
+pub use tunnels::{GatewayRead, IKE_SA_DEADLINE};
 pub use wire::{IkeSa, parse_ike_sas};
 
 /// Environment variable holding a static bearer token; used only when set (the ARM
@@ -282,8 +292,16 @@ impl VpnEndpoint<Azure> for AzureEndpoint {
         let scope = self.scope();
         let names = snap.our_connection_names(scope, owner);
         let reads = names.iter().map(|n| async move { (n.to_ascii_lowercase(), self.ike_sas_bounded(n).await) });
-        let sas: HashMap<String, Vec<IkeSa>> =
-            futures::future::join_all(reads).await.into_iter().filter_map(|(n, sas)| Some((n, sas?))).collect();
-        Ok(snap.tunnel_ends(scope, owner, &sas))
+        // The gateway's BGP state, once per call, when its BGP is on.
+        let bgp_gateway = snap.our_gateway(scope, owner).filter(|g| g.properties.enable_bgp).map(|g| g.name.clone());
+        let bgp = async {
+            match &bgp_gateway {
+                Some(name) => Some(self.bgp_reading(name).await),
+                None => None,
+            }
+        };
+        let (sas, bgp) = tokio::join!(futures::future::join_all(reads), bgp);
+        let sas: HashMap<String, Vec<IkeSa>> = sas.into_iter().filter_map(|(n, sas)| Some((n, sas?))).collect();
+        Ok(snap.tunnel_ends(scope, owner, &sas, bgp.as_ref()))
     }
 }

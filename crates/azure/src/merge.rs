@@ -6,8 +6,10 @@
 //! it only what vpnbridge owns ([`merged`]). Tags: ours are set, anyone else's kept.
 //! Everything vpnbridge does not model goes back as it was: a gateway's `natRules`,
 //! `customRoutes`, `vpnClientConfiguration`, custom BGP addresses; a Connection's
-//! `ipsecPolicies`, `trafficSelectorPolicies`, NAT rules; an LNG's `bgpSettings`; a
-//! public IP's `dnsSettings`, `ddosSettings`, `ipTags`…
+//! `ipsecPolicies`, `trafficSelectorPolicies`, NAT rules; an LNG's `fqdn`; a public
+//! IP's `dnsSettings`, `ddosSettings`, `ipTags`… (BGP is ours since bgp-ha: an LNG's
+//! `bgpSettings` and a Connection's `gatewayCustomBgpIpAddresses` go as our part says,
+//! an explicit none without BGP, see `start`.)
 //!
 //! The merge works on JSON, not on azure_mgmt_network's models: those would drop any
 //! field they do not know (and cannot read a Connection at all, see `wire`). Our part

@@ -212,11 +212,16 @@ impl AzureEndpoint {
         l.resource.location = Some(self.location.clone());
         l.resource.tags = Some(tags_json(tags));
         let mut body = to_json(&l)?;
-        if bgp.is_none() {
-            // The LNG is ours alone: no BGP peer means none, not "keep the one GET
-            // returned" (see `merge`; an explicit null overrides it).
-            if let Some(p) = body.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+        if let Some(p) = body.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+            if bgp.is_none() {
+                // The LNG is ours alone: no BGP peer means none, not "keep the one GET
+                // returned" (see `merge`; an explicit null overrides it).
                 p.insert("bgpSettings".to_owned(), serde_json::Value::Null);
+            }
+            // No prefixes (bgp-ha: routes come by BGP) means none: the SDK leaves an
+            // empty list out, and the merge would then keep the ones GET returned.
+            if address_prefixes.is_empty() {
+                p.insert("localNetworkAddressSpace".to_owned(), serde_json::json!({ "addressPrefixes": [] }));
             }
         }
         Ok(body)

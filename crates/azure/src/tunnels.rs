@@ -19,14 +19,17 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpnbridge_core::endpoint::{CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, Tunnel, TunnelEnd, WithIkeSa};
+use ipnet::IpNet;
+use vpnbridge_core::endpoint::{
+    BgpPeer, BgpState, CloudName, EndpointError, ErrorKind, IkeSa as CoreIkeSa, OpHandle, Tunnel, TunnelEnd, WithIkeSa,
+};
 use vpnbridge_core::model::{AzureScope, Owner};
 
 use crate::AzureEndpoint;
 use crate::arm::{self, Raw, RawCall, call_arm};
 use crate::handle::{Handle, Kind, bad_handle, decode, encode};
 use crate::observe::{Snapshot, same_id};
-use crate::wire::{IkeSa, parse_ike_sas};
+use crate::wire::{self, IkeSa, parse_ike_sas};
 
 use vpnbridge_core::endpoint::TunnelStatus;
 use vpnbridge_core::model::TunnelState;
@@ -235,10 +238,44 @@ fn listing(entries: &[TunnelHealth], which: &[usize]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Reading the tunnel ends: the IKE SAs (`getikesas`) and each instance's end
+// Reading the tunnel ends: the IKE SAs (`getikesas`), the gateway's BGP state
+// (`getBgpPeerStatus`, `getLearnedRoutes`) and each instance's end
 // ---------------------------------------------------------------------------
 
+/// A read of the gateway's BGP state: POST actions whose result comes at their
+/// `Location` (final-state-via `location` in the spec, 2024-03-01).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayRead {
+    /// `POST virtualNetworkGateways/{n}/getBgpPeerStatus`: every BGP peer's session.
+    BgpPeerStatus,
+    /// `POST virtualNetworkGateways/{n}/getLearnedRoutes`: the routes the gateway knows.
+    LearnedRoutes,
+}
+
+/// What `tunnel_ends` read of the gateway's BGP state, each part or why it could not.
+#[derive(Debug, Clone)]
+pub(crate) struct BgpReading {
+    pub peers: Result<Vec<wire::BgpPeerStatus>, String>,
+    pub routes: Result<Vec<wire::GatewayRoute>, String>,
+}
+
 impl AzureEndpoint {
+    /// The handle of a POST action's first answer: its `Location` to poll, or the body
+    /// of a 200. A 202 without `Location` (the spec's BGP examples show only
+    /// `Azure-AsyncOperation`) is not followed.
+    fn action_handle(raw: Raw, kind: Kind, name: &str, what: &str) -> Result<OpHandle, EndpointError> {
+        match raw.header("location") {
+            Some(url) => Ok(encode(&Handle::Location { url, kind, name: name.to_owned() })),
+            None if raw.status == 200 => Ok(encode(&Handle::Result { body: String::from_utf8_lossy(&raw.body).into_owned() })),
+            None => Err(EndpointError::new(
+                CloudName::Azure,
+                ErrorKind::Permanent,
+                "UnexpectedResponse",
+                format!("ARM answered {what} with HTTP {} and no Location header: there is no result to read", raw.status),
+            )),
+        }
+    }
+
     /// Starts `getikesas` on Connection `name` (a POST answered 202 + `Location`).
     pub async fn start_get_ike_sas(&self, name: &str) -> Result<OpHandle, EndpointError> {
         let c = &self.arm.client;
@@ -247,62 +284,237 @@ impl AzureEndpoint {
             c.virtual_network_gateway_connections_client().get_ike_sas(&self.resource_group, name, &self.subscription).send(),
         )
         .await?;
-        let raw = Raw::read(r.into_raw_response()).await?;
-        match raw.header("location") {
-            Some(url) => Ok(encode(&Handle::Location { url, kind: Kind::Connection, name: name.to_owned() })),
-            None => Ok(encode(&Handle::Result { body: String::from_utf8_lossy(&raw.body).into_owned() })),
-        }
+        Self::action_handle(Raw::read(r.into_raw_response()).await?, Kind::Connection, name, "getikesas")
+    }
+
+    /// Starts a read of gateway `gateway`'s BGP state (a POST answered 202 +
+    /// `Location`); poll it with [`AzureEndpoint::poll_gateway_read`]. A read, though
+    /// ARM's request log counts the POST as a write.
+    pub async fn start_gateway_read(&self, gateway: &str, read: GatewayRead) -> Result<OpHandle, EndpointError> {
+        let c = &self.arm.client;
+        let (rg, sub) = (&self.resource_group, &self.subscription);
+        let raw = match read {
+            GatewayRead::BgpPeerStatus => {
+                call_arm(true, c.virtual_network_gateways_client().get_bgp_peer_status(rg, gateway, sub).send()).await?.into_raw_response()
+            }
+            GatewayRead::LearnedRoutes => {
+                call_arm(true, c.virtual_network_gateways_client().get_learned_routes(rg, gateway, sub).send()).await?.into_raw_response()
+            }
+        };
+        let what = match read {
+            GatewayRead::BgpPeerStatus => "getBgpPeerStatus",
+            GatewayRead::LearnedRoutes => "getLearnedRoutes",
+        };
+        Self::action_handle(Raw::read(raw).await?, Kind::VpnGateway, gateway, what)
     }
 
     /// Polls a [`AzureEndpoint::start_get_ike_sas`] handle: `None` while running.
     pub async fn poll_ike_sas(&self, handle: &OpHandle) -> Result<Option<Vec<IkeSa>>, EndpointError> {
-        self.poll_ike_sas_once(handle).await.map(|(sas, _)| sas)
+        match self.poll_action_once(handle).await?.0 {
+            Some(body) => parse_ike_sas(&body).map(Some).map_err(|e| unreadable("the IKE SAs", &e)),
+            None => Ok(None),
+        }
     }
 
-    /// One poll of a `getikesas` handle, with ARM's `Retry-After` while it runs.
-    pub(crate) async fn poll_ike_sas_once(&self, handle: &OpHandle) -> Result<(Option<Vec<IkeSa>>, Option<Duration>), EndpointError> {
-        let body = match decode(handle)? {
-            Handle::Result { body } => body.into_bytes(),
+    /// Polls a [`AzureEndpoint::start_gateway_read`] handle of `getBgpPeerStatus`:
+    /// `None` while running, then the JSON of the result (`{value: [...]}`).
+    pub async fn poll_gateway_read(&self, handle: &OpHandle) -> Result<Option<serde_json::Value>, EndpointError> {
+        match self.poll_action_once(handle).await?.0 {
+            Some(body) => serde_json::from_slice(&body).map(Some).map_err(|e| unreadable("the gateway's BGP state", &e)),
+            None => Ok(None),
+        }
+    }
+
+    /// One poll of a POST action's handle: its result body once there (`None` while
+    /// ARM answers 202), with ARM's `Retry-After`.
+    pub(crate) async fn poll_action_once(&self, handle: &OpHandle) -> Result<(Option<Vec<u8>>, Option<Duration>), EndpointError> {
+        match decode(handle)? {
+            Handle::Result { body } => Ok((Some(body.into_bytes()), None)),
             Handle::Location { url, .. } => {
                 let raw = self.arm.get(RawCall::OperationResult, &url).await?;
                 if raw.status == 202 {
                     return Ok((None, arm::retry_after(&raw.headers)));
                 }
-                raw.body.to_vec()
+                Ok((Some(raw.body.to_vec()), None))
             }
-            _ => return Err(bad_handle("not an IKE SA handle")),
-        };
-        parse_ike_sas(&body).map(|sas| (Some(sas), None)).map_err(|e| {
-            EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "UnexpectedResponse", format!("cannot read the IKE SAs: {e}"))
-        })
+            _ => Err(bad_handle("not a handle of a POST action")),
+        }
     }
 
-    /// A Connection's IKE SAs for `tunnel_ends`, best effort: start `getikesas` and poll
-    /// it (honouring `Retry-After`, capped) for at most [`IKE_SA_DEADLINE`]. Any error or
-    /// the deadline gives `None`: the ends are then reported without SAs. This is a
-    /// read for display, not an operation of the plan, so the bound lives here.
-    pub(crate) async fn ike_sas_bounded(&self, name: &str) -> Option<Vec<IkeSa>> {
+    /// A POST action run to its result for `tunnel_ends`, best effort: start it and
+    /// poll it (honouring `Retry-After`, capped) for at most [`IKE_SA_DEADLINE`]. An
+    /// error or the deadline gives the reason instead. This is a read for display, not
+    /// an operation of the plan, so the bound lives here.
+    async fn action_bounded(
+        &self,
+        what: &str,
+        start: impl std::future::Future<Output = Result<OpHandle, EndpointError>>,
+    ) -> Result<Vec<u8>, String> {
         let read = async {
-            let h = self.start_get_ike_sas(name).await?;
+            let h = start.await?;
             loop {
-                let (sas, retry_after) = self.poll_ike_sas_once(&h).await?;
-                if let Some(sas) = sas {
-                    return Ok::<_, EndpointError>(sas);
+                let (body, retry_after) = self.poll_action_once(&h).await?;
+                if let Some(body) = body {
+                    return Ok::<_, EndpointError>(body);
                 }
                 let wait = retry_after.unwrap_or(IKE_SA_POLL_DEFAULT).clamp(IKE_SA_POLL_MIN, IKE_SA_POLL_MAX);
                 tokio::time::sleep(wait).await;
             }
         };
-        // Errors and the deadline both mean "no SAs reported": tunnel_ends never fails on them.
-        tokio::time::timeout(IKE_SA_DEADLINE, read).await.ok()?.ok()
+        match tokio::time::timeout(IKE_SA_DEADLINE, read).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => Err(format!("{what} could not be read: {e}")),
+            Err(_) => Err(format!("{what} did not answer within {} s", IKE_SA_DEADLINE.as_secs())),
+        }
+    }
+
+    /// A Connection's IKE SAs for `tunnel_ends`, best effort ([`Self::action_bounded`]):
+    /// any error or the deadline gives `None`, and the ends are reported without SAs.
+    pub(crate) async fn ike_sas_bounded(&self, name: &str) -> Option<Vec<IkeSa>> {
+        let body = self.action_bounded("getikesas", self.start_get_ike_sas(name)).await.ok()?;
+        parse_ike_sas(&body).ok()
+    }
+
+    /// The gateway's BGP state for `tunnel_ends`: both reads at once, each best effort
+    /// ([`Self::action_bounded`]); a part that fails is kept as the reason.
+    pub(crate) async fn bgp_reading(&self, gateway: &str) -> BgpReading {
+        fn value<T: serde::de::DeserializeOwned>(what: &str, body: Result<Vec<u8>, String>) -> Result<Vec<T>, String> {
+            let body = body?;
+            serde_json::from_slice::<wire::List<T>>(&body).map(|l| l.value).map_err(|e| format!("{what}'s result cannot be read: {e}"))
+        }
+        let (peers, routes) = tokio::join!(
+            self.action_bounded("getBgpPeerStatus", self.start_gateway_read(gateway, GatewayRead::BgpPeerStatus)),
+            self.action_bounded("getLearnedRoutes", self.start_gateway_read(gateway, GatewayRead::LearnedRoutes)),
+        );
+        BgpReading { peers: value("getBgpPeerStatus", peers), routes: value("getLearnedRoutes", routes) }
     }
 }
 
-/// How long `tunnel_ends` waits for one Connection's `getikesas` (they run in parallel).
+fn unreadable(what: &str, e: &serde_json::Error) -> EndpointError {
+    EndpointError::new(CloudName::Azure, ErrorKind::Permanent, "UnexpectedResponse", format!("cannot read {what}: {e}"))
+}
+
+/// How long `tunnel_ends` waits for one Connection's `getikesas`, and for each of the
+/// gateway's BGP reads (they all run in parallel).
 pub const IKE_SA_DEADLINE: Duration = Duration::from_secs(30);
 const IKE_SA_POLL_DEFAULT: Duration = Duration::from_secs(2);
 const IKE_SA_POLL_MIN: Duration = Duration::from_millis(100);
 const IKE_SA_POLL_MAX: Duration = Duration::from_secs(10);
+
+fn ip(s: Option<&str>) -> Option<Ipv4Addr> {
+    s?.trim().parse().ok()
+}
+
+/// Instance `k`'s BGP addresses on Connection `c`: the one it speaks from (the
+/// Connection's `gatewayCustomBgpIpAddresses` entry for its ipConfiguration, else its
+/// first default address), and all it may be reported under (that one and its default
+/// addresses: live `getBgpPeerStatus` answers have been seen to give the default
+/// address as `localAddress` of an APIPA session).
+fn instance_addresses(gw: &wire::Gateway, c: &wire::Connection, k: usize) -> (Option<Ipv4Addr>, Vec<Ipv4Addr>) {
+    let Some(cfg) = gw.properties.ip_configurations.get(k) else { return (None, Vec::new()) };
+    let custom = c
+        .properties
+        .gateway_custom_bgp_ip_addresses
+        .iter()
+        .find(|a| same_id(&a.ip_configuration_id, &cfg.id))
+        .and_then(|a| ip(Some(&a.custom_bgp_ip_address)));
+    let defaults: Vec<Ipv4Addr> = gw
+        .properties
+        .bgp_settings
+        .iter()
+        .flat_map(|b| &b.bgp_peering_addresses)
+        .filter(|p| p.ipconfiguration_id.as_deref().is_some_and(|id| same_id(id, &cfg.id)))
+        .flat_map(|p| p.default_bgp_ip_addresses.iter().filter_map(|a| ip(Some(a))))
+        .collect();
+    let speaks = custom.or_else(|| defaults.first().copied());
+    (speaks, speaks.into_iter().chain(defaults).collect())
+}
+
+/// The BGP session of Connection `c` from gateway instance `k`, from the gateway's
+/// reads: the `getBgpPeerStatus` entry whose `neighbor` is the LNG's
+/// `bgpSettings.bgpPeeringAddress` and whose `localAddress` is the instance's (the
+/// address it speaks from first, then its default ones), and the `EBgp` routes of
+/// `getLearnedRoutes` from that neighbor to that instance. `None` when the Connection
+/// does not enable BGP; a session that cannot be read is `Unknown`, with the reason.
+pub(crate) fn bgp_peer(
+    gw: &wire::Gateway,
+    c: &wire::Connection,
+    lng: Option<&wire::Lng>,
+    k: usize,
+    reading: Option<&BgpReading>,
+) -> Option<BgpPeer> {
+    if !c.properties.enable_bgp {
+        return None;
+    }
+    let settings = lng.and_then(|l| l.properties.bgp_settings.as_ref());
+    let neighbor = settings.and_then(|b| ip(b.bgp_peering_address.as_deref()));
+    let lng_asn = settings.and_then(|b| b.asn).and_then(|a| u32::try_from(a).ok());
+    let (speaks, addresses) = instance_addresses(gw, c, k);
+    let unknown = |reason: String| BgpPeer {
+        local_address: speaks,
+        peer_address: neighbor,
+        peer_asn: lng_asn,
+        state: BgpState::Unknown,
+        reason,
+        routes_received: None,
+        learned: None,
+    };
+    let Some(neighbor) = neighbor else {
+        let name = lng.map_or("(not found)", |l| l.name.as_str());
+        return Some(unknown(format!("local network gateway {name} has no BGP peer (bgpSettings.bgpPeeringAddress)")));
+    };
+    let Some(reading) = reading else {
+        return Some(unknown(format!("gateway {} does not have BGP enabled (enableBgp is off)", gw.name)));
+    };
+    let peers = match &reading.peers {
+        Ok(p) => p,
+        Err(why) => return Some(unknown(why.clone())),
+    };
+    let with_neighbor = || peers.iter().filter(|p| ip(p.neighbor.as_deref()) == Some(neighbor));
+    let Some(entry) = with_neighbor()
+        .find(|p| ip(p.local_address.as_deref()).is_some_and(|a| Some(a) == speaks))
+        .or_else(|| with_neighbor().find(|p| ip(p.local_address.as_deref()).is_some_and(|a| addresses.contains(&a))))
+    else {
+        let from = addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ");
+        return Some(unknown(format!("getBgpPeerStatus lists no session with {neighbor} from instance {k} ({from})")));
+    };
+    let word = entry.state.as_deref().unwrap_or("Unknown");
+    let state = match word {
+        w if w.eq_ignore_ascii_case("Connected") => BgpState::Established,
+        w if w.eq_ignore_ascii_case("Unknown") => BgpState::Unknown,
+        _ => BgpState::Down,
+    };
+    let local = ip(entry.local_address.as_deref()).or(speaks);
+    let mine = |r: &&wire::GatewayRoute| {
+        r.origin.as_deref().is_some_and(|o| o.eq_ignore_ascii_case("EBgp"))
+            && ip(r.source_peer.as_deref()) == Some(neighbor)
+            && ip(r.local_address.as_deref()).is_some_and(|a| addresses.contains(&a))
+    };
+    let learned = reading.routes.as_ref().ok().map(|routes| {
+        let mut nets: Vec<IpNet> = routes.iter().filter(mine).filter_map(|r| r.network.as_deref()?.trim().parse().ok()).collect();
+        nets.sort();
+        nets.dedup();
+        nets
+    });
+    let routes_received = entry.routes_received.and_then(|n| u32::try_from(n).ok());
+    let peer_asn = entry.asn.and_then(|a| u32::try_from(a).ok()).or(lng_asn);
+    let mut reason = format!(
+        "{word} (neighbor {neighbor}{}, from {}",
+        peer_asn.map(|a| format!(" AS {a}")).unwrap_or_default(),
+        local.map_or_else(|| "?".to_owned(), |a| a.to_string())
+    );
+    if let Some(n) = routes_received {
+        reason.push_str(&format!("; {n} routes received"));
+    }
+    if let Some(d) = entry.connected_duration.as_deref().filter(|_| state == BgpState::Established) {
+        reason.push_str(&format!("; up {d}"));
+    }
+    reason.push(')');
+    if let Err(why) = &reading.routes {
+        reason.push_str(&format!("; learned routes not read: {why}"));
+    }
+    Some(BgpPeer { local_address: local, peer_address: Some(neighbor), peer_asn, state, reason, routes_received, learned })
+}
 
 impl Snapshot {
     /// The names of our Connections (whose IKE SAs `tunnel_ends` reads).
@@ -315,16 +527,21 @@ impl Snapshot {
     /// the Connections whose `getikesas` answered (by lower-cased name); each end gets
     /// the SA whose local endpoint is its instance's public IP, and its status from the
     /// `tunnelConnectionStatus` entry attributed to it (see [`tunnels`]).
-    pub(crate) fn tunnel_ends(&self, scope: AzureScope<'_>, owner: &Owner, sas: &HashMap<String, Vec<IkeSa>>) -> Vec<Box<dyn Tunnel>> {
+    pub(crate) fn tunnel_ends(
+        &self,
+        scope: AzureScope<'_>,
+        owner: &Owner,
+        sas: &HashMap<String, Vec<IkeSa>>,
+        bgp: Option<&BgpReading>,
+    ) -> Vec<Box<dyn Tunnel>> {
         let ours = self.ours(scope, owner);
         let our_gw = self.our_gateway(scope, owner);
         let instances: Vec<(usize, Ipv4Addr)> = self.instances(our_gw).into_iter().filter_map(|(k, ip)| Some((k, ip?))).collect();
         let mut out: Vec<Box<dyn Tunnel>> = Vec::new();
         for c in self.connections.iter().filter(|c| ours(&c.id)) {
             let lng_id = c.properties.local_network_gateway2.as_ref().map(|r| r.id.as_str()).unwrap_or_default();
-            let Some(peer) =
-                self.lngs.iter().find(|l| same_id(&l.id, lng_id)).and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok())
-            else {
+            let lng = self.lngs.iter().find(|l| same_id(&l.id, lng_id));
+            let Some(peer) = lng.and_then(|l| l.properties.gateway_ip_address.as_deref()?.parse().ok()) else {
                 continue;
             };
             let psk = self.keys.get(&c.id.to_ascii_lowercase()).cloned().flatten();
@@ -353,7 +570,7 @@ impl Snapshot {
                     inside_cidr: None,
                     psk: psk.clone(),
                     status,
-                    bgp: None,
+                    bgp: our_gw.and_then(|g| bgp_peer(g, c, lng, i.index, bgp)),
                 };
                 out.push(Box::new(WithIkeSa { end, sa }));
             }
@@ -450,6 +667,118 @@ mod tests {
         assert_eq!(ip_in_name("3.0.0.5_20.0.0.2", &ips), Some(ips[1]));
         assert_eq!(ip_in_name("Tunnel0", &ips), None);
         assert_eq!(ip_in_name("tunnel-1a2b3c4d", &ips), None);
+    }
+
+    fn bgp_fixture() -> (wire::Gateway, wire::Connection, wire::Lng) {
+        let cfg = |k: usize| format!("/s/gw/ipConfigurations/ipconfig{k}");
+        let gw: wire::Gateway = serde_json::from_value(serde_json::json!({ "id": "/s/gw", "name": "gw", "properties": {
+            "enableBgp": true,
+            "ipConfigurations": [{ "id": cfg(0), "name": "ipconfig0" }, { "id": cfg(1), "name": "ipconfig1" }],
+            "bgpSettings": { "asn": 65000, "bgpPeeringAddresses": [
+                { "ipconfigurationId": cfg(0), "defaultBgpIpAddresses": ["10.1.255.4"], "customBgpIpAddresses": ["169.254.21.2", "169.254.22.2"] },
+                { "ipconfigurationId": cfg(1), "defaultBgpIpAddresses": ["10.1.255.5"], "customBgpIpAddresses": ["169.254.21.6", "169.254.22.6"] } ] } } }))
+        .expect("gateway");
+        let cn: wire::Connection = serde_json::from_value(serde_json::json!({ "id": "/s/cn", "name": "cn", "properties": {
+            "enableBgp": true, "localNetworkGateway2": { "id": "/s/lng" },
+            "gatewayCustomBgpIpAddresses": [
+                { "ipConfigurationId": cfg(0), "customBgpIpAddress": "169.254.21.2" },
+                { "ipConfigurationId": cfg(1), "customBgpIpAddress": "169.254.21.6" } ] } }))
+        .expect("connection");
+        let lng: wire::Lng = serde_json::from_value(serde_json::json!({ "id": "/s/lng", "name": "lng", "properties": {
+            "gatewayIpAddress": "3.0.0.1", "bgpSettings": { "asn": 64512, "bgpPeeringAddress": "169.254.21.1" } } }))
+        .expect("lng");
+        (gw, cn, lng)
+    }
+
+    fn peer(local: &str, neighbor: &str, state: &str, routes: i64) -> wire::BgpPeerStatus {
+        serde_json::from_value(serde_json::json!({ "localAddress": local, "neighbor": neighbor, "asn": 64512, "state": state,
+            "routesReceived": routes, "connectedDuration": "00:05:00" }))
+        .expect("peer")
+    }
+
+    fn route(local: &str, network: &str, source: &str, origin: &str) -> wire::GatewayRoute {
+        serde_json::from_value(serde_json::json!({ "localAddress": local, "network": network, "sourcePeer": source, "origin": origin }))
+            .expect("route")
+    }
+
+    fn ip4(s: &str) -> Ipv4Addr {
+        s.parse().expect("ip")
+    }
+
+    /// Each instance's session is the entry with the LNG's peer as neighbor and the
+    /// instance's address on the Connection as local address; its learned prefixes are
+    /// the EBgp routes from that neighbor to that instance.
+    #[test]
+    fn each_instance_gets_its_own_bgp_session_and_learned_routes() {
+        let (gw, cn, lng) = bgp_fixture();
+        let reading = BgpReading {
+            peers: Ok(vec![
+                peer("169.254.21.6", "169.254.21.1", "Connecting", 0),
+                peer("169.254.22.2", "169.254.22.1", "Connected", 3),
+                peer("169.254.21.2", "169.254.21.1", "Connected", 1),
+            ]),
+            routes: Ok(vec![
+                route("10.1.255.4", "10.1.0.0/16", "10.1.255.4", "Network"),
+                route("169.254.21.2", "10.2.0.0/16", "169.254.21.1", "EBgp"),
+                route("169.254.22.2", "10.9.0.0/16", "169.254.22.1", "EBgp"),
+                route("169.254.21.6", "10.8.0.0/16", "169.254.21.1", "EBgp"),
+            ]),
+        };
+        let b0 = bgp_peer(&gw, &cn, Some(&lng), 0, Some(&reading)).expect("a BGP Connection");
+        assert_eq!(b0.state, BgpState::Established, "{b0:?}");
+        assert_eq!((b0.local_address, b0.peer_address, b0.peer_asn), (Some(ip4("169.254.21.2")), Some(ip4("169.254.21.1")), Some(64512)));
+        assert_eq!(b0.routes_received, Some(1));
+        assert_eq!(b0.learned, Some(vec!["10.2.0.0/16".parse().expect("net")]));
+        assert!(b0.reason.starts_with("Connected (neighbor 169.254.21.1 AS 64512, from 169.254.21.2"), "{}", b0.reason);
+        let b1 = bgp_peer(&gw, &cn, Some(&lng), 1, Some(&reading)).expect("a BGP Connection");
+        assert_eq!((b1.state, b1.local_address), (BgpState::Down, Some(ip4("169.254.21.6"))), "{b1:?}");
+        assert!(b1.reason.starts_with("Connecting"), "{}", b1.reason);
+        assert_eq!(b1.learned, Some(vec!["10.8.0.0/16".parse().expect("net")]));
+    }
+
+    /// Live answers have shown an APIPA session under the instance's default address.
+    #[test]
+    fn a_session_reported_from_the_default_address_is_the_instances() {
+        let (gw, cn, lng) = bgp_fixture();
+        let reading = BgpReading {
+            peers: Ok(vec![peer("10.1.255.5", "169.254.21.1", "Idle", 0), peer("10.1.255.4", "169.254.21.1", "Connected", 1)]),
+            routes: Ok(vec![route("10.1.255.4", "10.2.0.0/16", "169.254.21.1", "EBgp")]),
+        };
+        let b0 = bgp_peer(&gw, &cn, Some(&lng), 0, Some(&reading)).expect("BGP");
+        assert_eq!((b0.state, b0.local_address), (BgpState::Established, Some(ip4("10.1.255.4"))));
+        assert_eq!(b0.learned.as_ref().map(Vec::len), Some(1));
+        let b1 = bgp_peer(&gw, &cn, Some(&lng), 1, Some(&reading)).expect("BGP");
+        assert_eq!(b1.state, BgpState::Down);
+        assert!(b1.reason.starts_with("Idle"), "{}", b1.reason);
+    }
+
+    /// A read that failed leaves the session Unknown with the reason (tunnel_ends does
+    /// not fail); failed learned routes leave only `learned` unknown.
+    #[test]
+    fn unreadable_bgp_state_is_unknown_with_the_reason() {
+        let (gw, cn, lng) = bgp_fixture();
+        let failed = BgpReading { peers: Err("getBgpPeerStatus could not be read: HTTP 500".into()), routes: Err("no".into()) };
+        let b = bgp_peer(&gw, &cn, Some(&lng), 0, Some(&failed)).expect("BGP");
+        assert_eq!((b.state, b.reason.as_str()), (BgpState::Unknown, "getBgpPeerStatus could not be read: HTTP 500"));
+        assert_eq!((b.local_address, b.peer_address), (Some(ip4("169.254.21.2")), Some(ip4("169.254.21.1"))));
+        let half = BgpReading { peers: Ok(vec![peer("169.254.21.2", "169.254.21.1", "Connected", 1)]), routes: Err("timed out".into()) };
+        let b = bgp_peer(&gw, &cn, Some(&lng), 0, Some(&half)).expect("BGP");
+        assert_eq!((b.state, b.learned.clone()), (BgpState::Established, None));
+        assert!(b.reason.ends_with("learned routes not read: timed out"), "{}", b.reason);
+        let none = BgpReading { peers: Ok(Vec::new()), routes: Ok(Vec::new()) };
+        let b = bgp_peer(&gw, &cn, Some(&lng), 0, Some(&none)).expect("BGP");
+        assert_eq!(b.state, BgpState::Unknown);
+        assert!(b.reason.contains("lists no session with 169.254.21.1 from instance 0 (169.254.21.2 or 10.1.255.4)"), "{}", b.reason);
+        // No reading at all: the gateway has BGP off.
+        assert!(bgp_peer(&gw, &cn, Some(&lng), 0, None).expect("BGP").reason.contains("does not have BGP enabled"));
+        // An LNG without a peer.
+        let mut bare = lng;
+        bare.properties.bgp_settings = None;
+        assert!(bgp_peer(&gw, &cn, Some(&bare), 0, Some(&none)).expect("BGP").reason.contains("has no BGP peer"));
+        // A Connection without BGP has no session.
+        let mut plain = cn;
+        plain.properties.enable_bgp = false;
+        assert!(bgp_peer(&gw, &plain, Some(&bare), 0, Some(&none)).is_none());
     }
 
     /// Each instance gets the SA whose local endpoint is its public IP; an SA with an

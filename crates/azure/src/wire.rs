@@ -301,6 +301,35 @@ pub struct IkeSa {
     pub elapsed_time_inseconds: Option<i64>,
 }
 
+/// One entry of `getBgpPeerStatus`' result (`BgpPeerStatusListResult.value`; the
+/// message counters are not read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BgpPeerStatus {
+    /// The address the gateway instance speaks from.
+    pub local_address: Option<String>,
+    pub neighbor: Option<String>,
+    pub asn: Option<u64>,
+    /// Unknown | Stopped | Idle | Connecting | Connected.
+    pub state: Option<String>,
+    /// A .NET `TimeSpan` (`hh:mm:ss`, `d.hh:mm:ss.fffffff`).
+    pub connected_duration: Option<String>,
+    pub routes_received: Option<i64>,
+}
+
+/// One entry of `getLearnedRoutes`' result (`GatewayRouteListResult.value`; `nextHop`,
+/// `asPath` and `weight` are not read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GatewayRoute {
+    pub local_address: Option<String>,
+    pub network: Option<String>,
+    /// The peer the route came from (the instance's own address for a `Network` route).
+    pub source_peer: Option<String>,
+    /// Network (the VNet's own), EBgp, IBgp, Static…
+    pub origin: Option<String>,
+}
+
 /// Parses `getikesas`' final body: a JSON *string* holding a JSON document, which is
 /// either an array of SAs or a status object (`{"Status":"Successful","Data":…}`,
 /// whose `Data` may be null, an array, or again a string). The spec's example
@@ -357,6 +386,28 @@ mod tests {
         assert_eq!(sas[0].local_endpoint.as_deref(), Some("20.0.0.1"));
         let status = serde_json::to_vec(&serde_json::Value::String(r#"{"Status":"Successful","Data":null}"#.to_owned())).expect("json");
         assert!(parse_ike_sas(&status).expect("parses").is_empty());
+    }
+
+    /// The shapes live answers show (`az network vnet-gateway list-bgp-peer-status` /
+    /// `list-learned-routes`): a `TimeSpan` duration, a `null` next hop and an empty AS
+    /// path for the VNet's own routes.
+    #[test]
+    fn bgp_reads_parse() {
+        let peers: List<BgpPeerStatus> = serde_json::from_str(
+            r#"{"value":[{"asn":64512,"connectedDuration":"3.03:14:13.1796961","localAddress":"169.254.21.2",
+            "messagesReceived":4995,"messagesSent":5157,"neighbor":"169.254.21.1","routesReceived":1,"state":"Connected"}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(peers.value[0].state.as_deref(), Some("Connected"));
+        assert_eq!(peers.value[0].routes_received, Some(1));
+        let routes: List<GatewayRoute> = serde_json::from_str(
+            r#"{"value":[{"asPath":"","localAddress":"10.1.255.4","network":"10.1.0.0/16","nextHop":null,"origin":"Network",
+            "sourcePeer":"10.1.255.4","weight":32768},{"asPath":"64512","localAddress":"169.254.21.2","network":"10.2.0.0/16",
+            "nextHop":"169.254.21.1","origin":"EBgp","sourcePeer":"169.254.21.1","weight":32768}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(routes.value[0].origin.as_deref(), Some("Network"));
+        assert_eq!(routes.value[1].source_peer.as_deref(), Some("169.254.21.1"));
     }
 
     #[test]

@@ -67,6 +67,11 @@ fn outside_ips(tunnels: &[crate::model::AwsTunnelOptions]) -> Vec<Ipv4Addr> {
     ips
 }
 
+/// The VGWs route table `id` propagates, as observed (`None`: no such table).
+fn propagating(o: &crate::model::AwsObserved, id: &str) -> Option<Vec<String>> {
+    o.vpc.as_ref()?.route_tables.iter().find(|t| t.id == id).map(|t| t.propagating_vgws.clone())
+}
+
 /// Observes until `found` finds what a finished operation should have left, within
 /// `limit`: what an eventually consistent describe shows only after a while.
 async fn eventually<T: Clone>(
@@ -91,6 +96,10 @@ async fn eventually<T: Clone>(
 
 /// The AWS contract. `vpc_id` must name an existing VPC with a main route table and
 /// CIDR 10.2.0.0/16; the endpoint must be scoped to it. `limit` bounds each operation.
+/// Besides the static-ha life cycle it covers what bgp-ha adds: a dynamic VPN
+/// connection (`StaticRoutesOnly` false, both tunnels pinned, each end reporting a BGP
+/// session that is not established: nothing answers BGP) and route propagation enabled,
+/// observed, disabled, and disabled again.
 pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
     let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
     let call = |step: &str| {
@@ -139,6 +148,13 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     check(step, routes.iter().any(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())), || {
         format!("{routes:?}")
     })?;
+
+    // Route propagation (bgp-ha): the VGW's BGP routes into a table of the VPC.
+    let step = "EnableVgwRoutePropagation";
+    run_to_end(ep, &AwsOp::EnableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() }, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws == [vgw.clone()], || format!("propagating VGWs {vgws:?}, expected [{vgw}]"))?;
 
     // CGW, VPN connection, its route.
     let step = "CreateCustomerGateway";
@@ -194,6 +210,66 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
     check(step, mine.len() == 2, || format!("{} ends for {vpn}", mine.len()))?;
     check(step, mine.iter().all(|e| e.cloud() == CloudName::Aws && e.peer_ip() == cgw_ip), || format!("{mine:?}"))?;
 
+    // A dynamic (BGP) VPN connection beside it, both tunnels pinned, as bgp-ha builds them.
+    let step = "CreateVpnConnection (dynamic)";
+    let bgp_cgw_ip = Ipv4Addr::new(20, 0, 113, 12);
+    let op = AwsOp::CreateCustomerGateway {
+        ip: bgp_cgw_ip,
+        bgp_asn: 65000,
+        device_name: format!("vpnbridge-{}-cgw-1", owner.deployment),
+        tags: owner.tags(&Role::CustomerGateway(1)),
+    };
+    let bgp_cgw = run_to_end(ep, &op, step, limit).await?.id.ok_or_else(|| broken(step, "no id reported for the CGW"))?;
+    let pins: [ipnet::Ipv4Net; 2] = ["169.254.21.4/30".parse().expect("literal"), "169.254.22.4/30".parse().expect("literal")];
+    let keys = [Psk::new("Contract.Key_0003").expect("valid"), Psk::new("Contract.Key_0004").expect("valid")];
+    let op = AwsOp::CreateVpnConnection {
+        cgw_id: bgp_cgw.clone(),
+        vgw_id: vgw.clone(),
+        static_routes_only: false,
+        tunnels: pins.iter().zip(&keys).map(|(c, k)| TunnelSpec { inside_cidr: Some(*c), psk: Some(k.clone()) }).collect(),
+        tags: owner.tags(&Role::VpnConnection(1)),
+    };
+    let bgp_out = run_to_end(ep, &op, step, limit).await?;
+    let bgp_vpn = bgp_out.id.clone().ok_or_else(|| broken(step, "no id reported"))?;
+    let mut got: Vec<_> = bgp_out.tunnels.iter().filter_map(|t| t.inside_cidr).collect();
+    got.sort();
+    check(step, got == pins, || format!("inside CIDRs {got:?}, expected {pins:?}"))?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let v = o.vpn_connections.iter().find(|v| v.id == bgp_vpn).ok_or_else(|| broken(step, "the new VPN connection is not observed"))?;
+    check(step, v.state == AwsState::Available && !v.static_routes_only, || {
+        format!("state {:?}, static {}", v.state, v.static_routes_only)
+    })?;
+    // Nothing answers BGP here: no route is propagated into the table.
+    let table = o.vpc.as_ref().and_then(|v| v.route_tables.iter().find(|t| t.id == main)).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, !table.routes.iter().any(|r| r.propagated), || format!("routes propagated without a BGP session: {:?}", table.routes))?;
+    let step = "tunnel_ends (dynamic)";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let dynamic: Vec<_> = ends.iter().filter(|e| e.resource() == bgp_vpn).collect();
+    check(step, dynamic.len() == 2, || format!("{} ends for {bgp_vpn}", dynamic.len()))?;
+    for e in &dynamic {
+        let inside = e.inside_cidr().ok_or_else(|| broken(step, format!("no inside CIDR reported for {}", e.outside_ip())))?;
+        let b = e.bgp().ok_or_else(|| broken(step, format!("no BGP session reported on dynamic tunnel {}", e.outside_ip())))?;
+        check(
+            step,
+            b.local_address == Some(crate::bgp::aws_address(inside))
+                && b.peer_address == Some(crate::bgp::azure_address(inside))
+                && b.state != crate::endpoint::BgpState::Established,
+            || format!("{b:?} on tunnel {inside}"),
+        )?;
+    }
+    check(step, ends.iter().filter(|e| e.resource() == vpn).all(|e| e.bgp().is_none()), || {
+        "a static VPN connection's tunnel reports a BGP session".into()
+    })?;
+
+    let step = "DisableVgwRoutePropagation";
+    let disable = AwsOp::DisableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_to_end(ep, &disable, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, !vgws.contains(&vgw), || format!("propagating VGWs {vgws:?} after the disable"))?;
+    let step = "DisableVgwRoutePropagation (already disabled)";
+    run_to_end(ep, &disable, step, limit).await?;
+
     let step = "ModifyVpnTunnelOptions";
     let new_key = Psk::new("Contract.Key_0002").expect("valid");
     let first_ip = out.tunnels[0].outside_ip;
@@ -231,6 +307,8 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 
     // Teardown in the destroy plan's order; each observed gone; repeat deletes succeed.
     for (step, op) in [
+        ("DeleteVpnConnection (dynamic)", AwsOp::DeleteVpnConnection { vpn_id: bgp_vpn }),
+        ("DeleteCustomerGateway (dynamic)", AwsOp::DeleteCustomerGateway { cgw_id: bgp_cgw }),
         ("DeleteVpnConnectionRoute", AwsOp::DeleteVpnConnectionRoute { vpn_id: vpn.clone(), destination: azure_prefix }),
         ("DeleteVpnConnection", AwsOp::DeleteVpnConnection { vpn_id: vpn.clone() }),
         ("DeleteCustomerGateway", AwsOp::DeleteCustomerGateway { cgw_id: cgw.clone() }),
@@ -255,8 +333,20 @@ pub async fn aws(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: 
 /// Runs `op` the way the executor runs a step (`exec::run_op`): core, not the
 /// endpoint, decides whether a refused or repeated call already did the job.
 async fn run_judged(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, op: AwsOp, step: &str, limit: Duration) -> Result<OpOutput, ContractFailure> {
+    run_judged_as(ep, owner, op, crate::plan::Action::Create, step, limit).await
+}
+
+/// [`run_judged`] for a step of another action (a delete is not looked for before a repeat).
+async fn run_judged_as(
+    ep: &dyn VpnEndpoint<Aws>,
+    owner: &Owner,
+    op: AwsOp,
+    action: crate::plan::Action,
+    step: &str,
+    limit: Duration,
+) -> Result<OpOutput, ContractFailure> {
     let settings = crate::exec::ExecSettings::default();
-    match tokio::time::timeout(limit, crate::exec::run_op(ep, owner, op, crate::plan::Action::Create, &settings)).await {
+    match tokio::time::timeout(limit, crate::exec::run_op(ep, owner, op, action, &settings)).await {
         Err(_) => Err(ContractFailure::Timeout { step: step.to_owned(), limit }),
         Ok(Ok(out)) => Ok(out),
         Ok(Err(crate::exec::StepError::Cloud(error))) => Err(ContractFailure::Call { step: step.to_owned(), error }),
@@ -265,9 +355,10 @@ async fn run_judged(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, op: AwsOp, step: &
 }
 
 /// The AWS repeat contract: the calls whose answer may be lost and that the executor
-/// then repeats, as EC2 answers them (an attachment and a route already there, a
-/// customer gateway that EC2 returns again for the same IP, ASN and device name,
-/// whoever's it is), judged by core through `exec::run_op`. Same VPC as [`aws`];
+/// then repeats, as EC2 answers them (an attachment and a route already there, route
+/// propagation enabled or disabled a second time, a customer gateway that EC2 returns
+/// again for the same IP, ASN and device name, whoever's it is), judged by core through
+/// `exec::run_op`. Same VPC as [`aws`];
 /// `owner` must have nothing yet.
 pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str, limit: Duration) -> Result<(), ContractFailure> {
     let azure_prefix: IpNet = "10.1.0.0/16".parse().expect("literal");
@@ -309,6 +400,23 @@ pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str,
         table.routes.iter().filter(|r| r.destination == azure_prefix && r.gateway_id.as_deref() == Some(vgw.as_str())).count() == 1,
         || format!("{:?}", table.routes),
     )?;
+
+    // Route propagation: enabling it again, or disabling it again, is no error and
+    // leaves one entry, or none.
+    let enable = AwsOp::EnableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_judged(ep, owner, enable.clone(), "EnableVgwRoutePropagation", limit).await?;
+    let step = "EnableVgwRoutePropagation (repeated)";
+    run_judged(ep, owner, enable, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws == [vgw.clone()], || format!("propagating VGWs {vgws:?}, expected [{vgw}] once"))?;
+    let disable = AwsOp::DisableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    run_judged_as(ep, owner, disable.clone(), crate::plan::Action::Delete, "DisableVgwRoutePropagation", limit).await?;
+    let step = "DisableVgwRoutePropagation (repeated)";
+    run_judged_as(ep, owner, disable, crate::plan::Action::Delete, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let vgws = propagating(&o, &main).ok_or_else(|| broken(step, "main table gone"))?;
+    check(step, vgws.is_empty(), || format!("propagating VGWs {vgws:?} after the disable"))?;
 
     let step = "CreateCustomerGateway (repeated)";
     let ours = |ip: Ipv4Addr, device: &str| AwsOp::CreateCustomerGateway {
@@ -364,7 +472,11 @@ pub async fn aws_repeats(ep: &dyn VpnEndpoint<Aws>, owner: &Owner, vpc_id: &str,
 }
 
 /// The Azure contract. The endpoint must be scoped to a resource group holding VNet
-/// `vnet` with a GatewaySubnet, where `owner` has nothing yet.
+/// `vnet` with a GatewaySubnet, where `owner` has nothing yet. After the static-ha life
+/// cycle it turns BGP on in place as bgp-ha builds it (the gateway's custom APIPA
+/// addresses, the LNG's BGP peer, the Connection's address per instance), reads each
+/// back, sees a wrong address refused, and finds each end's BGP session in
+/// `tunnel_ends` (not established: nothing answers on the AWS side).
 pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit: Duration) -> Result<(), ContractFailure> {
     let call = |step: &str| {
         let step = step.to_owned();
@@ -401,15 +513,16 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
         || format!("{:?}", o.public_ips),
     )?;
 
-    let gateway = |sku: &str, generation: &str| AzureOp::CreateVpnGateway {
+    let gateway_with = |sku: &str, generation: &str, bgp: Option<crate::ops::GatewayBgp>| AzureOp::CreateVpnGateway {
         name: format!("{d}-vpngw"),
         vnet: vnet.to_owned(),
         sku: sku.into(),
         generation: generation.into(),
         public_ips: vec![format!("{d}-pip-0"), format!("{d}-pip-1")],
-        bgp: None,
+        bgp,
         tags: owner.tags(&Role::VpnGateway),
     };
+    let gateway = |sku: &str, generation: &str| gateway_with(sku, generation, None);
     let step = "CreateVpnGateway (VpnGw1AZ + Generation2)";
     match ep.start(&gateway("VpnGw1AZ", "Generation2")).await {
         Err(e) => check(
@@ -487,6 +600,82 @@ pub async fn azure(ep: &dyn VpnEndpoint<Azure>, owner: &Owner, vnet: &str, limit
     let mine: Vec<_> = ends.iter().filter(|e| e.resource() == cn).collect();
     check(step, mine.len() == 2, || format!("{} ends for {cn}: one per gateway instance expected", mine.len()))?;
     check(step, mine.iter().all(|e| e.peer_ip() == remote && ips.contains(&e.outside_ip())), || format!("{mine:?}"))?;
+    check(step, mine.iter().all(|e| e.bgp().is_none()), || "a Connection without BGP reports a BGP session".into())?;
+
+    // bgp-ha, in place: BGP on the gateway (the layout's custom APIPA addresses), a BGP
+    // peer on the LNG, BGP on the Connection; each read back, a wrong address refused.
+    let ip = |s: &str| s.parse::<Ipv4Addr>().expect("literal");
+    let custom = vec![vec![ip("169.254.21.2"), ip("169.254.22.2")], vec![ip("169.254.21.6"), ip("169.254.22.6")]];
+    let step = "CreateVpnGateway (BGP on)";
+    let bgp_gateway =
+        gateway_with("VpnGw1AZ", "Generation1", Some(crate::ops::GatewayBgp { asn: 65000, custom_addresses: custom.clone() }));
+    run_to_end(ep, &bgp_gateway, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let gw = o.vpn_gateway.ok_or_else(|| broken(step, "the gateway is not observed"))?;
+    check(step, gw.bgp_peering_addresses.len() == 2, || format!("{:?}", gw.bgp_peering_addresses))?;
+    for (k, p) in gw.bgp_peering_addresses.iter().enumerate() {
+        let cfg = &gw.ip_configurations[k].id;
+        check(step, p.ip_configuration_id.eq_ignore_ascii_case(cfg) && p.custom == custom[k] && !p.default.is_empty(), || {
+            format!("instance {k}: {p:?}")
+        })?;
+    }
+    let step = "PutLocalNetworkGateway (BGP peer)";
+    let peer = crate::model::LngBgp { asn: 64512, peering_address: ip("169.254.21.1") };
+    let op = AzureOp::PutLocalNetworkGateway {
+        name: format!("{d}-lng-0-0"),
+        gateway_ip: remote,
+        address_prefixes: Vec::new(),
+        bgp: Some(peer),
+        tags: owner.tags(&Role::LocalNetworkGateway(0, 0)),
+    };
+    run_to_end(ep, &op, step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    check(step, o.local_network_gateways.iter().any(|l| l.bgp == Some(peer) && l.address_prefixes.is_empty()), || {
+        format!("{:?}", o.local_network_gateways)
+    })?;
+    let bgp_connection = |addresses: Vec<Ipv4Addr>| AzureOp::PutConnection {
+        name: cn.clone(),
+        gateway: format!("{d}-vpngw"),
+        local_network_gateway: format!("{d}-lng-0-0"),
+        shared_key: new_key.clone(),
+        bgp: Some(crate::ops::ConnectionBgp { custom_addresses: addresses }),
+        dpd_timeout_seconds: 45,
+        tags: owner.tags(&Role::Connection(0, 0)),
+    };
+    let step = "PutConnection (an address the instance does not have)";
+    match ep.start(&bgp_connection(vec![ip("169.254.21.6"), ip("169.254.21.2")])).await {
+        Err(e) => check(step, e.kind == ErrorKind::Permanent, || format!("{e}"))?,
+        Ok(h) => match ep.poll(&h).await.map_err(call(step))? {
+            OpStatus::Failed(e) => check(step, e.kind == ErrorKind::Permanent, || format!("{e}"))?,
+            other => return Err(broken(step, format!("accepted instance 1's address for instance 0: {other:?}"))),
+        },
+    }
+    let step = "PutConnection (BGP)";
+    run_to_end(ep, &bgp_connection(vec![ip("169.254.21.2"), ip("169.254.21.6")]), step, limit).await?;
+    let o = ep.observe(owner).await.map_err(call(step))?;
+    let c = o.connections.iter().find(|c| c.name == cn).ok_or_else(|| broken(step, "the connection is not observed"))?;
+    let addresses: Vec<Ipv4Addr> = gw
+        .ip_configurations
+        .iter()
+        .filter_map(|g| c.custom_bgp_addresses.iter().find(|a| a.ip_configuration_id.eq_ignore_ascii_case(&g.id)).map(|a| a.address))
+        .collect();
+    check(step, c.enable_bgp && addresses == [ip("169.254.21.2"), ip("169.254.21.6")], || format!("{c:?}"))?;
+    let step = "tunnel_ends (BGP)";
+    let ends = ep.tunnel_ends(owner).await.map_err(call(step))?;
+    let mine: Vec<_> = ends.iter().filter(|e| e.resource() == cn).collect();
+    check(step, mine.len() == 2, || format!("{} ends for {cn}", mine.len()))?;
+    for e in &mine {
+        let want = if e.instance() == 0 { ip("169.254.21.2") } else { ip("169.254.21.6") };
+        let b = e.bgp().ok_or_else(|| broken(step, format!("no BGP session reported for instance {}", e.instance())))?;
+        // Nothing answers on the AWS side: the session is not established.
+        check(
+            step,
+            b.peer_address == Some(peer.peering_address)
+                && b.local_address == Some(want)
+                && b.state != crate::endpoint::BgpState::Established,
+            || format!("instance {}: {b:?}", e.instance()),
+        )?;
+    }
 
     for (step, op) in [
         ("DeleteConnection", AzureOp::DeleteConnection { name: cn.clone() }),

@@ -337,6 +337,7 @@ async fn a_put_keeps_what_it_says_and_drops_what_it_leaves_out() {
             "properties": { "gatewayIpAddress": "3.0.113.5", "localNetworkAddressSpace": { "addressPrefixes": ["10.2.0.0/16"] } } });
         if extra {
             b["tags"]["owner"] = json!("alice");
+            b["properties"]["fqdn"] = json!("site1.contoso.com");
             b["properties"]["bgpSettings"] = json!({ "asn": 65050, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 });
         }
         b
@@ -344,13 +345,15 @@ async fn a_put_keeps_what_it_says_and_drops_what_it_leaves_out() {
     arm.settle(&header(&arm.put(&url, body(true)).await, "azure-asyncoperation").expect("op")).await;
     let got: Value = arm.get(&url).await.json().await.expect("json");
     assert_eq!(got["tags"]["owner"], "alice");
-    assert_eq!(got["properties"]["bgpSettings"]["asn"], 65050);
+    assert_eq!(got["properties"]["fqdn"], "site1.contoso.com");
+    assert_eq!(got["properties"]["bgpSettings"], json!({ "asn": 65050, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 }));
     assert_eq!(got["properties"]["gatewayIpAddress"], "3.0.113.5");
     let list: Value = arm.get(&arm.collection("localNetworkGateways")).await.json().await.expect("json");
     assert_eq!(list["value"][0]["properties"]["bgpSettings"]["bgpPeeringAddress"], "169.254.21.1");
     arm.settle(&header(&arm.put(&url, body(false)).await, "azure-asyncoperation").expect("op")).await;
     let got: Value = arm.get(&url).await.json().await.expect("json");
     assert!(got["tags"].get("owner").is_none(), "{got}");
+    assert!(got["properties"].get("fqdn").is_none(), "{got}");
     assert!(got["properties"].get("bgpSettings").is_none(), "{got}");
 }
 
@@ -392,4 +395,226 @@ async fn ids_are_case_insensitive_and_subscription_lists_see_every_group() {
         ))
         .await;
     assert_eq!(error_code(r).await, "ResourceGroupNotFound");
+}
+
+/// The bgp-ha layout's Azure side for VPN connection 0, tunnel 0: a BGP gateway (ASN
+/// 65000; instance 0 custom 169.254.21.2 and 169.254.22.2, instance 1 169.254.21.6 and
+/// 169.254.22.6), an LNG with the AWS end as its BGP peer (ASN 64512 at 169.254.21.1)
+/// and a BGP Connection naming an address for both ipConfigurations.
+async fn build_bgp_connection(arm: &Arm) {
+    for p in ["p0", "p1"] {
+        let op = header(&arm.put_public_ip(p).await, "azure-asyncoperation").expect("op");
+        arm.settle(&op).await;
+    }
+    let r = arm
+        .put(
+            &arm.url("virtualNetworkGateways", "gw"),
+            bgp_gateway(arm, &[&["169.254.21.2", "169.254.22.2"], &["169.254.21.6", "169.254.22.6"]]),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    arm.settle(&header(&r, "azure-asyncoperation").expect("op")).await;
+    let r = arm.put(&arm.url("localNetworkGateways", "lng"), bgp_lng(json!({ "asn": 64512, "bgpPeeringAddress": "169.254.21.1" }))).await;
+    arm.settle(&header(&r, "azure-asyncoperation").expect("op")).await;
+    let r = arm.put(&arm.url("connections", "cn"), bgp_connection(arm, &["169.254.21.2", "169.254.21.6"])).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    arm.settle(&header(&r, "azure-asyncoperation").expect("op")).await;
+}
+
+fn ipconfig_id(arm: &Arm, k: usize) -> String {
+    format!("{}/ipConfigurations/ipconfig{k}", arm.fake.id("virtualNetworkGateways", "gw"))
+}
+
+fn bgp_gateway(arm: &Arm, custom: &[&[&str]]) -> Value {
+    let subnet = format!("{}/subnets/GatewaySubnet", arm.fake.id("virtualNetworks", "vnet-hub"));
+    let cfg = |k: usize| {
+        json!({ "name": format!("ipconfig{k}"), "properties": { "privateIPAllocationMethod": "Dynamic", "subnet": { "id": subnet },
+            "publicIPAddress": { "id": arm.fake.id("publicIPAddresses", &format!("p{k}")) } } })
+    };
+    let peering: Vec<Value> =
+        custom.iter().enumerate().map(|(k, a)| json!({ "ipconfigurationId": ipconfig_id(arm, k), "customBgpIpAddresses": a })).collect();
+    json!({ "location": "japaneast", "properties": { "gatewayType": "Vpn", "vpnType": "RouteBased",
+        "vpnGatewayGeneration": "Generation1", "sku": { "name": "VpnGw1AZ", "tier": "VpnGw1AZ" }, "activeActive": true,
+        "enableBgp": true, "bgpSettings": { "asn": 65000, "bgpPeeringAddresses": peering },
+        "ipConfigurations": [cfg(0), cfg(1)] } })
+}
+
+fn bgp_lng(bgp: Value) -> Value {
+    json!({ "location": "japaneast", "properties": { "gatewayIpAddress": "3.0.113.5",
+        "localNetworkAddressSpace": { "addressPrefixes": [] }, "bgpSettings": bgp } })
+}
+
+fn bgp_connection(arm: &Arm, custom: &[&str]) -> Value {
+    let addresses: Vec<Value> =
+        custom.iter().enumerate().map(|(k, a)| json!({ "ipConfigurationId": ipconfig_id(arm, k), "customBgpIpAddress": a })).collect();
+    json!({ "location": "japaneast", "properties": {
+        "virtualNetworkGateway1": { "id": arm.fake.id("virtualNetworkGateways", "gw"), "properties": {} },
+        "localNetworkGateway2": { "id": arm.fake.id("localNetworkGateways", "lng"), "properties": {} },
+        "connectionType": "IPsec", "connectionProtocol": "IKEv2", "sharedKey": "Wire.Key_0001", "dpdTimeoutSeconds": 45,
+        "enableBgp": true, "gatewayCustomBgpIpAddresses": addresses } })
+}
+
+/// The BGP fields as the spec's examples show them: the gateway's `bgpSettings` with
+/// one `bgpPeeringAddresses` entry per ipConfiguration (default, custom and tunnel
+/// addresses), the LNG's `bgpSettings`, the Connection's `gatewayCustomBgpIpAddresses`
+/// in GET and in the list.
+#[tokio::test]
+async fn bgp_settings_have_arm_shapes() {
+    let arm = Arm::start(|_| {}).await;
+    build_bgp_connection(&arm).await;
+    let g: Value = arm.get(&arm.url("virtualNetworkGateways", "gw")).await.json().await.expect("json");
+    let p = &g["properties"];
+    assert_eq!(p["enableBgp"], true);
+    let b = &p["bgpSettings"];
+    assert_eq!(
+        (b["asn"].as_u64(), b["bgpPeeringAddress"].as_str(), b["peerWeight"].as_u64()),
+        (Some(65000), Some("10.1.255.4,10.1.255.5"), Some(0))
+    );
+    let pip0: Value = arm.get(&arm.url("publicIPAddresses", "p0")).await.json().await.expect("json");
+    assert_eq!(
+        b["bgpPeeringAddresses"][0],
+        json!({ "ipconfigurationId": ipconfig_id(&arm, 0), "defaultBgpIpAddresses": ["10.1.255.4"],
+            "customBgpIpAddresses": ["169.254.21.2", "169.254.22.2"], "tunnelIpAddresses": [pip0["properties"]["ipAddress"]] })
+    );
+    assert_eq!(b["bgpPeeringAddresses"][1]["customBgpIpAddresses"], json!(["169.254.21.6", "169.254.22.6"]));
+    assert_eq!(b["bgpPeeringAddresses"][1]["defaultBgpIpAddresses"], json!(["10.1.255.5"]));
+    let l: Value = arm.get(&arm.url("localNetworkGateways", "lng")).await.json().await.expect("json");
+    assert_eq!(l["properties"]["bgpSettings"], json!({ "asn": 64512, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 }));
+    let want = json!([
+        { "ipConfigurationId": ipconfig_id(&arm, 0), "customBgpIpAddress": "169.254.21.2" },
+        { "ipConfigurationId": ipconfig_id(&arm, 1), "customBgpIpAddress": "169.254.21.6" },
+    ]);
+    let c: Value = arm.get(&arm.url("connections", "cn")).await.json().await.expect("json");
+    assert_eq!((&c["properties"]["enableBgp"], &c["properties"]["gatewayCustomBgpIpAddresses"]), (&json!(true), &want));
+    let list: Value = arm.get(&arm.collection("connections")).await.json().await.expect("json");
+    assert_eq!(list["value"][0]["properties"]["gatewayCustomBgpIpAddresses"], want);
+    // A gateway without BGP still reads ARM's default ASN and each instance's default address.
+    let arm = Arm::start(|_| {}).await;
+    build_connection(&arm).await;
+    let g: Value = arm.get(&arm.url("virtualNetworkGateways", "gw")).await.json().await.expect("json");
+    assert_eq!((&g["properties"]["enableBgp"], &g["properties"]["bgpSettings"]["asn"]), (&json!(false), &json!(65515)));
+    assert_eq!(g["properties"]["bgpSettings"]["bgpPeeringAddresses"][1]["customBgpIpAddresses"], json!([]));
+    let c: Value = arm.get(&arm.url("connections", "cn")).await.json().await.expect("json");
+    assert_eq!(c["properties"]["gatewayCustomBgpIpAddresses"], json!([]));
+}
+
+/// A re-PUT that sends a gateway back as GET showed it (the default ASN and addresses,
+/// as the Azure adapter's resize does) is a resize, not a change of its BGP settings.
+#[tokio::test]
+async fn a_gateway_sent_back_as_read_is_resized_not_reconfigured() {
+    let arm = Arm::start(|_| {}).await;
+    build_connection(&arm).await;
+    let mut g: Value = arm.get(&arm.url("virtualNetworkGateways", "gw")).await.json().await.expect("json");
+    g["properties"]["sku"] = json!({ "name": "VpnGw2AZ", "tier": "VpnGw2AZ" });
+    let r = arm.put(&arm.url("virtualNetworkGateways", "gw"), g).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = arm.fake.id("virtualNetworkGateways", "gw");
+    let (resize, enable_bgp) = arm.fake.cloud().with_world(|w| (w.azure.gateways[&id].resize.is_some(), w.azure.gateways[&id].enable_bgp));
+    assert!(resize && !enable_bgp, "the SKU change is a resize");
+}
+
+#[tokio::test]
+async fn bgp_rule_violations_are_arm_errors() {
+    let arm = Arm::start(|_| {}).await;
+    for p in ["p0", "p1"] {
+        let op = header(&arm.put_public_ip(p).await, "azure-asyncoperation").expect("op");
+        arm.settle(&op).await;
+    }
+    let gw = arm.url("virtualNetworkGateways", "gw");
+    let expect = |r: Response, code: &'static str| async move {
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let body: Value = r.json().await.expect("an ARM error body");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    };
+    // Active-active takes one bgpPeeringAddresses entry per ipConfiguration.
+    expect(arm.put(&gw, bgp_gateway(&arm, &[&["169.254.21.2"]])).await, "BgpPeeringAddressesCountNotCorrect").await;
+    // Custom addresses only in 169.254.21.0 - 169.254.22.255.
+    expect(arm.put(&gw, bgp_gateway(&arm, &[&["169.254.30.2"], &["169.254.21.6"]])).await, "InvalidCustomBgpIpAddress").await;
+    let mut reserved = bgp_gateway(&arm, &[&["169.254.21.2"], &["169.254.21.6"]]);
+    reserved["properties"]["bgpSettings"]["asn"] = json!(65517);
+    expect(arm.put(&gw, reserved).await, "InvalidBgpAsn").await;
+    let r = arm.put(&gw, bgp_gateway(&arm, &[&["169.254.21.2", "169.254.22.2"], &["169.254.21.6", "169.254.22.6"]])).await;
+    arm.settle(&header(&r, "azure-asyncoperation").expect("op")).await;
+    let lng = arm.url("localNetworkGateways", "lng");
+    expect(arm.put(&lng, bgp_lng(json!({ "asn": 65515, "bgpPeeringAddress": "169.254.21.1" }))).await, "InvalidBgpAsn").await;
+    expect(arm.put(&lng, bgp_lng(json!({ "asn": 64512 }))).await, "InvalidRequestFormat").await;
+    // An LNG without a peer: no BGP Connection to it.
+    let mut plain = bgp_lng(Value::Null);
+    plain["properties"]["localNetworkAddressSpace"]["addressPrefixes"] = json!(["10.2.0.0/16"]);
+    arm.settle(&header(&arm.put(&lng, plain).await, "azure-asyncoperation").expect("op")).await;
+    let cn = arm.url("connections", "cn");
+    expect(arm.put(&cn, bgp_connection(&arm, &["169.254.21.2", "169.254.21.6"])).await, "LocalNetworkGatewayBgpSettingsMissing").await;
+    arm.settle(
+        &header(&arm.put(&lng, bgp_lng(json!({ "asn": 64512, "bgpPeeringAddress": "169.254.21.1" }))).await, "azure-asyncoperation")
+            .expect("op"),
+    )
+    .await;
+    // An address the gateway does not have for that ipConfiguration.
+    expect(arm.put(&cn, bgp_connection(&arm, &["169.254.21.6", "169.254.21.2"])).await, "InvalidCustomBgpIpAddress").await;
+    let mut unknown = bgp_connection(&arm, &["169.254.21.2"]);
+    unknown["properties"]["gatewayCustomBgpIpAddresses"][0]["ipConfigurationId"] =
+        json!(format!("{}/ipConfigurations/nope", arm.fake.id("virtualNetworkGateways", "gw")));
+    expect(arm.put(&cn, unknown).await, "InvalidResourceReference").await;
+    assert_eq!(arm.put(&cn, bgp_connection(&arm, &["169.254.21.2", "169.254.21.6"])).await.status(), StatusCode::CREATED);
+}
+
+/// `getBgpPeerStatus` / `getLearnedRoutes`: 202 with `Location` (final-state-via
+/// location), the result `{value: [...]}` there.
+#[tokio::test]
+async fn bgp_reads_answer_through_location() {
+    let arm = Arm::start(|_| {}).await;
+    build_bgp_connection(&arm).await;
+    let action = |what: &str| format!("{}{}/{what}", arm.fake.url, arm.fake.id("virtualNetworkGateways", "gw"));
+    let read = |url: String| {
+        let arm = &arm;
+        async move {
+            let r = arm.send(reqwest::Method::POST, &url, None).await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            assert!(header(&r, "azure-asyncoperation").is_some());
+            let loc = header(&r, "location").expect("Location");
+            assert!(loc.contains("/operationResults/"), "{loc}");
+            let r = arm.get(&loc).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.expect("json")["value"].as_array().expect("value").clone()
+        }
+    };
+    // No AWS side in this world: both instances' sessions to the peer are Connecting.
+    let peers = read(format!("{}?api-version={API_VERSION}", action("getBgpPeerStatus"))).await;
+    let mut locals: Vec<&str> = peers.iter().filter_map(|p| p["localAddress"].as_str()).collect();
+    locals.sort_unstable();
+    assert_eq!(locals, ["169.254.21.2", "169.254.21.6"], "{peers:?}");
+    for p in &peers {
+        assert_eq!(
+            (p["neighbor"].as_str(), p["asn"].as_u64(), p["state"].as_str()),
+            (Some("169.254.21.1"), Some(64512), Some("Connecting"))
+        );
+        assert_eq!((p["routesReceived"].as_u64(), p["messagesSent"].as_u64()), (Some(0), Some(0)));
+    }
+    let peers = read(format!("{}?peer=169.254.21.1&api-version={API_VERSION}", action("getBgpPeerStatus"))).await;
+    assert_eq!(peers.len(), 2);
+    assert!(read(format!("{}?peer=169.254.22.1&api-version={API_VERSION}", action("getBgpPeerStatus"))).await.is_empty());
+    let r = arm.send(reqwest::Method::POST, &format!("{}?peer=nope&api-version={API_VERSION}", action("getBgpPeerStatus")), None).await;
+    assert_eq!(error_code(r).await, "InvalidRequestFormat");
+    // Learned: only each instance's own VNet prefix, from its default address.
+    let routes = read(format!("{}?api-version={API_VERSION}", action("getLearnedRoutes"))).await;
+    assert_eq!(routes.len(), 2, "{routes:?}");
+    for (r, local) in routes.iter().zip(["10.1.255.4", "10.1.255.5"]) {
+        assert_eq!(
+            r,
+            &json!({ "localAddress": local, "network": "10.1.0.0/16", "nextHop": null, "sourcePeer": local, "origin": "Network",
+                "asPath": "", "weight": 32768 })
+        );
+    }
+    arm.fake.faults(|f| f.fail_bgp_reads = 1);
+    let r = arm.send(reqwest::Method::POST, &format!("{}?api-version={API_VERSION}", action("getLearnedRoutes")), None).await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let r = arm
+        .send(
+            reqwest::Method::POST,
+            &format!("{}{}/getBgpPeerStatus?api-version={API_VERSION}", arm.fake.url, arm.fake.id("virtualNetworkGateways", "nope")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -37,16 +37,19 @@ async fn contract_passes_on_moto() {
     moto.clear_requests();
     contract::aws(&ep, &Owner::new("contract"), &vpc, LIMIT).await.unwrap();
     // From the server's side: every create exactly once (no SDK retry, no repeat); the
-    // contract makes two customer gateways (the second for the ModifyVpnConnection swap).
+    // contract makes three customer gateways (one for the dynamic VPN connection, one for
+    // the ModifyVpnConnection swap) and disables route propagation twice on purpose.
     let log = moto.requests();
     let c = counts(&log);
     for (op, n) in [
         ("CreateVpnGateway", 1),
-        ("CreateCustomerGateway", 2),
+        ("CreateCustomerGateway", 3),
         ("ModifyVpnConnection", 1),
-        ("CreateVpnConnection", 1),
+        ("CreateVpnConnection", 2),
         ("CreateVpnConnectionRoute", 1),
         ("CreateRoute", 1),
+        ("EnableVgwRoutePropagation", 1),
+        ("DisableVgwRoutePropagation", 2),
     ] {
         assert_eq!(c.get(op), Some(&n), "{op}: {c:?}");
     }
@@ -616,4 +619,78 @@ async fn repeated_route_and_attach_are_done_but_a_foreign_route_conflicts() {
     let theirs = AwsOp::CreateRoute { route_table_id: main, destination: "10.9.0.0/16".parse().unwrap(), vgw_id: vgw };
     let e = judged(&ep, &owner, theirs).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Conflict, "RouteAlreadyExists"), "{e}");
+}
+
+/// bgp-ha on moto with the peer scripted up (`VPNBRIDGE_MOTO_TELEMETRY_UP`, moto has no
+/// BGP): a dynamic VPN connection's tunnels report their sessions established with the
+/// accepted routes, and the route table propagating our VGW holds the peer's prefix as a
+/// propagated route, until a static route to it wins or the propagation is disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagated_routes_and_bgp_telemetry_with_a_scripted_peer() {
+    let moto = Moto::start_with(&[("VPNBRIDGE_MOTO_TELEMETRY_UP", "1"), ("VPNBRIDGE_MOTO_BGP_PREFIXES", "10.1.0.0/16")]);
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let ep = AwsEndpoint::from_client(client, &vpc);
+    let owner = Owner::new("bgp");
+    let azure: ipnet::IpNet = "10.1.0.0/16".parse().unwrap();
+    let main = ep.observe(&owner).await.unwrap().vpc.unwrap().main_route_table().unwrap().id.clone();
+    let vgw = run_to_end(&ep, &AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) }, "vgw", LIMIT)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    let enable = AwsOp::EnableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw.clone() };
+    // Not attached yet: refused, and the adapter keeps EC2's code.
+    let e = ep.start(&enable).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "Gateway.NotAttached"), "{e}");
+    run_to_end(&ep, &AwsOp::AttachVpnGateway { vgw_id: vgw.clone(), vpc_id: vpc.clone() }, "attach", LIMIT).await.unwrap();
+    run_to_end(&ep, &enable, "enable", LIMIT).await.unwrap();
+    let cgw =
+        run_to_end(&ep, &create_cgw(&owner, Ipv4Addr::new(20, 0, 113, 30), "vpnbridge-bgp-cgw-0"), "cgw", LIMIT).await.unwrap().id.unwrap();
+    let tunnels = ["169.254.21.0/30", "169.254.22.0/30"]
+        .iter()
+        .map(|c| vpnbridge_core::ops::TunnelSpec { inside_cidr: Some(c.parse().unwrap()), psk: None })
+        .collect();
+    let op = AwsOp::CreateVpnConnection {
+        cgw_id: cgw,
+        vgw_id: vgw.clone(),
+        static_routes_only: false,
+        tunnels,
+        tags: owner.tags(&Role::VpnConnection(0)),
+    };
+    let vpn = run_to_end(&ep, &op, "vpn", LIMIT).await.unwrap().id.unwrap();
+
+    let o = ep.observe(&owner).await.unwrap();
+    let v = o.vpn_connections.iter().find(|v| v.id == vpn).unwrap();
+    assert!(!v.static_routes_only);
+    assert!(v.telemetry.iter().all(|t| t.accepted_route_count == Some(1) && t.status_message == "1 BGP ROUTES"), "{:?}", v.telemetry);
+    let table = o.vpc.as_ref().unwrap().route_tables.iter().find(|t| t.id == main).unwrap();
+    assert_eq!(table.propagating_vgws, [vgw.clone()]);
+    let propagated: Vec<_> = table.routes.iter().filter(|r| r.propagated).collect();
+    assert_eq!(propagated.len(), 1, "{:?}", table.routes);
+    assert_eq!((propagated[0].destination, propagated[0].gateway_id.as_deref()), (azure, Some(vgw.as_str())));
+    let ends = ep.tunnel_ends(&owner).await.unwrap();
+    assert_eq!(ends.len(), 2);
+    for e in &ends {
+        let b = e.bgp().expect("a dynamic tunnel reports its session");
+        assert_eq!(b.state, vpnbridge_core::endpoint::BgpState::Established, "{b:?}");
+        assert_eq!(b.routes_received, Some(1));
+        assert_eq!(b.local_address, e.inside_cidr().map(vpnbridge_core::bgp::aws_address));
+    }
+
+    // A static route to the same prefix wins over the propagated one.
+    run_to_end(&ep, &AwsOp::CreateRoute { route_table_id: main.clone(), destination: azure, vgw_id: vgw.clone() }, "route", LIMIT)
+        .await
+        .unwrap();
+    let o = ep.observe(&owner).await.unwrap();
+    let table = o.vpc.as_ref().unwrap().route_tables.iter().find(|t| t.id == main).unwrap();
+    let to_azure: Vec<_> = table.routes.iter().filter(|r| r.destination == azure).collect();
+    assert!(to_azure.len() == 1 && !to_azure[0].propagated, "{:?}", table.routes);
+    run_to_end(&ep, &AwsOp::DeleteRoute { route_table_id: main.clone(), destination: azure }, "unroute", LIMIT).await.unwrap();
+
+    // Disabled: the propagated route goes with it.
+    run_to_end(&ep, &AwsOp::DisableVgwRoutePropagation { route_table_id: main.clone(), vgw_id: vgw }, "disable", LIMIT).await.unwrap();
+    let o = ep.observe(&owner).await.unwrap();
+    let table = o.vpc.as_ref().unwrap().route_tables.iter().find(|t| t.id == main).unwrap();
+    assert!(table.propagating_vgws.is_empty() && !table.routes.iter().any(|r| r.destination == azure), "{table:?}");
 }

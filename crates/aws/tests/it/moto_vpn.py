@@ -63,6 +63,23 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
      (Linux) and Windows PowerShell 5.1 `Test-Connection` (Windows) print it; the ping
      itself is scripted, not sent: moto has no data plane.
 
+10. VGW route propagation (bgp-ha; moto 5.2.5 implements neither call, and upstream moto
+   has no `PropagatingVgws` either): EnableVgwRoutePropagation / DisableVgwRoutePropagation
+   on a route table, after the EC2 API reference. Enable needs the route table
+   (`InvalidRouteTableID.NotFound`) and the VGW (`InvalidVpnGatewayID.NotFound`), attached
+   or attaching to the table's VPC (`Gateway.NotAttached`, the simulator's code: AWS's is
+   unconfirmed); enabling twice changes nothing. Disable needs the route table only, and
+   disabling what is not enabled is no error (as on the simulator). DescribeRouteTables
+   lists the table's `PropagatingVgws[]{GatewayId}`. moto has no BGP, so a dynamic
+   connection (`StaticRoutesOnly` false) has no session unless the peer is scripted up
+   (`VPNBRIDGE_MOTO_TELEMETRY_UP=1`): then its tunnels are UP with `"{n} BGP ROUTES"` and
+   `AcceptedRouteCount` n, n being the prefixes the scripted Azure peer announces
+   (`VPNBRIDGE_MOTO_BGP_PREFIXES`, comma-separated, default `10.1.0.0/16`, the ARM fake's
+   VNet), and each table propagating a VGW attached to its VPC that has such a connection
+   lists a route per prefix (`Origin` `EnableVgwRoutePropagation`, `State` active), except
+   where a static route has the same destination. A dynamic tunnel that is not scripted
+   up is DOWN with `AcceptedRouteCount` 0.
+
 Every create stays immediately `available` (moto's behaviour); pending states are
 covered by the adapter's replay tests instead.
 """
@@ -91,6 +108,7 @@ _seed = int(os.environ.get("VPNBRIDGE_MOTO_SEED", "1"))
 MODIFY_LAG = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_LAG", "1"))
 MODIFY_SECONDS = float(os.environ.get("VPNBRIDGE_MOTO_MODIFY_SECONDS", "2"))
 TELEMETRY_UP = os.environ.get("VPNBRIDGE_MOTO_TELEMETRY_UP") == "1"
+BGP_PREFIXES = [p.strip() for p in os.environ.get("VPNBRIDGE_MOTO_BGP_PREFIXES", "10.1.0.0/16").split(",") if p.strip()]
 
 
 def _outside_ips():
@@ -173,13 +191,15 @@ def create_vpn_connection(self):
     static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
     conn.options = {"StaticRoutesOnly": static, "TunnelInsideIpVersion": "ipv4", "TunnelOptions": tunnels}
     conn.routes = []
+    # A dynamic tunnel is UP only with its BGP session (10): "{n} BGP ROUTES".
+    accepted = 0 if static or not TELEMETRY_UP else len(BGP_PREFIXES)
     conn.vgw_telemetry = [
         {
             "OutsideIpAddress": t["OutsideIpAddress"],
             "Status": "UP" if TELEMETRY_UP else "DOWN",
-            "StatusMessage": "" if TELEMETRY_UP else "IPSEC IS DOWN",
+            "StatusMessage": ("" if static else f"{accepted} BGP ROUTES") if TELEMETRY_UP else "IPSEC IS DOWN",
             "LastStatusChange": _now(),
-            "AcceptedRouteCount": 0,
+            "AcceptedRouteCount": accepted,
         }
         for t in tunnels
     ]
@@ -577,6 +597,73 @@ def get_command_invocation(self):
 SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
 SimpleSystemManagerResponse.send_command = send_command
 SimpleSystemManagerResponse.get_command_invocation = get_command_invocation
+
+
+# -- 10: VGW route propagation ---------------------------------------------------------
+
+from moto.ec2.exceptions import InvalidVpnGatewayIdError
+from moto.ec2.models.route_tables import RouteTable
+from moto.ec2.responses.route_tables import RouteTables
+
+
+def _propagating(table):
+    return table.__dict__.setdefault("_vpnbridge_propagating_vgws", [])
+
+
+def _attached_to(vgw, vpc_id, states=("attached",)):
+    return any(a.vpc_id == vpc_id and a.state in states for a in vgw.attachments.values())
+
+
+def enable_vgw_route_propagation(self):
+    table = self.ec2_backend.get_route_table(self._get_param("RouteTableId"))  # InvalidRouteTableID.NotFound
+    vgw_id = self._get_param("GatewayId")
+    vgw = self.ec2_backend.vpn_gateways.get(vgw_id)
+    if vgw is None or vgw.state in ("deleting", "deleted"):
+        raise InvalidVpnGatewayIdError(vgw_id)
+    if not _attached_to(vgw, table.vpc_id, ("attaching", "attached")):
+        raise EC2ClientError("Gateway.NotAttached", f"resource {vgw_id} is not attached to network {table.vpc_id}")
+    with _lock:
+        if vgw_id not in _propagating(table):
+            _propagating(table).append(vgw_id)
+    return EmptyResult()
+
+
+def disable_vgw_route_propagation(self):
+    table = self.ec2_backend.get_route_table(self._get_param("RouteTableId"))  # InvalidRouteTableID.NotFound
+    vgw_id = self._get_param("GatewayId")
+    with _lock:
+        table.__dict__["_vpnbridge_propagating_vgws"] = [v for v in _propagating(table) if v != vgw_id]
+    return EmptyResult()
+
+
+def _has_bgp_session(backend, vgw_id):
+    """A dynamic, available connection on the VGW whose peer is scripted up."""
+    return TELEMETRY_UP and any(
+        c.vpn_gateway_id == vgw_id
+        and c.state == "available"
+        and not (getattr(c, "options", None) or {}).get("StaticRoutesOnly", True)
+        for c in backend.vpn_connections.values()
+    )
+
+
+def _table_routes(table):
+    routes = list(table._routes.values())
+    static = {r.destination_cidr_block for r in routes}
+    for vgw_id in _propagating(table):
+        vgw = table.ec2_backend.vpn_gateways.get(vgw_id)
+        if vgw is None or not _attached_to(vgw, table.vpc_id) or not _has_bgp_session(table.ec2_backend, vgw_id):
+            continue
+        for prefix in BGP_PREFIXES:
+            if prefix not in static:
+                static.add(prefix)
+                routes.append({"DestinationCidrBlock": prefix, "GatewayId": vgw_id, "Origin": "EnableVgwRoutePropagation", "State": "active"})
+    return routes
+
+
+RouteTable.routes = property(_table_routes)
+RouteTable.propagating_vgws = property(lambda table: [{"GatewayId": v} for v in _propagating(table)])
+RouteTables.enable_vgw_route_propagation = enable_vgw_route_propagation
+RouteTables.disable_vgw_route_propagation = disable_vgw_route_propagation
 
 
 if __name__ == "__main__":

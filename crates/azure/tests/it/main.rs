@@ -13,6 +13,7 @@ use vpnbridge_core::ops::{AzureOp, AzureResourceKind, OpOutput};
 use vpnbridge_core::secret::Psk;
 use vpnbridge_sim::LatencyTable;
 
+mod bgp;
 mod logging;
 mod probe;
 mod python_models;

@@ -285,3 +285,169 @@ async fn shapes_read_through_microsofts_python_models() {
     eprintln!("{text}");
     assert!(out.status.success(), "{text}");
 }
+
+/// bgp-ha's shapes through Microsoft's models: the gateway, LNG and Connection the
+/// adapter sends and the fake answers with, and the results of `getBgpPeerStatus` and
+/// `getLearnedRoutes` over an established session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bgp_shapes_read_through_microsofts_python_models() {
+    use vpnbridge_azure::GatewayRead;
+    use vpnbridge_core::endpoint::VpnEndpoint;
+
+    let w = super::bgp::bgp_world(true, &[(0, 0)]).await;
+    super::bgp::until_established(&w, 1).await;
+    let o = w.azure.observe(&w.owner).await.expect("observe");
+    let gw = o.vpn_gateway.clone().expect("gateway");
+    let (cfg0, cfg1) = (gw.ip_configurations[0].id.clone(), gw.ip_configurations[1].id.clone());
+    let ip0 =
+        o.public_ips.iter().find(|p| p.id.eq_ignore_ascii_case(&gw.ip_configurations[0].public_ip_id)).and_then(|p| p.ip).expect("ip");
+    let (lng, cn) = (w.lng(0, 0), w.connection(0, 0));
+    let get = |kind: &str, name: &str| w.fake.resource(kind, name).unwrap_or_else(|| panic!("{kind}/{name}"));
+    let log = w.fake.requests();
+    let put = |kind: &str, name: &str| {
+        log.iter()
+            .find(|r| r.method == "PUT" && r.path.ends_with(&format!("/{kind}/{name}")))
+            .and_then(|r| r.body.clone())
+            .unwrap_or_else(|| panic!("no PUT of {kind}/{name}"))
+    };
+    let read = |what: GatewayRead| {
+        let (azure, name) = (&w.azure, w.gateway());
+        async move {
+            let h = azure.start_gateway_read(&name, what).await.expect("the read starts");
+            loop {
+                if let Some(v) = azure.poll_gateway_read(&h).await.expect("poll") {
+                    break v;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let peers = read(GatewayRead::BgpPeerStatus).await;
+    let routes = read(GatewayRead::LearnedRoutes).await;
+    let connected = peers["value"].as_array().expect("value").iter().position(|p| p["state"] == "Connected").expect("a Connected peer");
+    let ebgp = routes["value"].as_array().expect("value").iter().position(|r| r["origin"] == "EBgp").expect("an EBgp route");
+    let at = |i: usize, field: &str| format!("value[{i}].{field}");
+    let docs = vec![
+        doc(
+            "GET gateway (BGP)",
+            "VirtualNetworkGateway",
+            get("virtualNetworkGateways", &gw.name),
+            vec![
+                ("properties.enable_bgp", json!(true)),
+                ("properties.bgp_settings.asn", json!(65000)),
+                ("properties.bgp_settings.bgp_peering_address", json!("10.1.255.4,10.1.255.5")),
+                ("properties.bgp_settings.peer_weight", json!(0)),
+                ("properties.bgp_settings.bgp_peering_addresses[0].ipconfiguration_id", json!(cfg0)),
+                ("properties.bgp_settings.bgp_peering_addresses[0].default_bgp_ip_addresses[0]", json!("10.1.255.4")),
+                ("properties.bgp_settings.bgp_peering_addresses[0].custom_bgp_ip_addresses", json!(["169.254.21.2", "169.254.22.2"])),
+                ("properties.bgp_settings.bgp_peering_addresses[0].tunnel_ip_addresses[0]", json!(ip0.to_string())),
+                ("properties.bgp_settings.bgp_peering_addresses[1].ipconfiguration_id", json!(cfg1)),
+                ("properties.bgp_settings.bgp_peering_addresses[1].custom_bgp_ip_addresses", json!(["169.254.21.6", "169.254.22.6"])),
+            ],
+        ),
+        doc(
+            "GET local network gateway (BGP)",
+            "LocalNetworkGateway",
+            get("localNetworkGateways", &lng),
+            vec![
+                ("properties.bgp_settings.asn", json!(64512)),
+                ("properties.bgp_settings.bgp_peering_address", json!("169.254.21.1")),
+                ("properties.bgp_settings.peer_weight", json!(0)),
+                ("properties.local_network_address_space.address_prefixes", json!([])),
+            ],
+        ),
+        doc(
+            "GET connection (BGP)",
+            "VirtualNetworkGatewayConnection",
+            get("connections", &cn),
+            vec![
+                ("properties.enable_bgp", json!(true)),
+                ("properties.gateway_custom_bgp_ip_addresses[0].ip_configuration_id", json!(cfg0)),
+                ("properties.gateway_custom_bgp_ip_addresses[0].custom_bgp_ip_address", json!("169.254.21.2")),
+                ("properties.gateway_custom_bgp_ip_addresses[1].ip_configuration_id", json!(cfg1)),
+                ("properties.gateway_custom_bgp_ip_addresses[1].custom_bgp_ip_address", json!("169.254.21.6")),
+                ("properties.connection_status", json!("Connected")),
+            ],
+        ),
+        doc(
+            "PUT gateway (BGP)",
+            "VirtualNetworkGateway",
+            put("virtualNetworkGateways", &gw.name),
+            vec![
+                ("properties.enable_bgp", json!(true)),
+                ("properties.active_active", json!(true)),
+                ("properties.bgp_settings.asn", json!(65000)),
+                ("properties.bgp_settings.bgp_peering_addresses[0].ipconfiguration_id", json!(cfg0)),
+                ("properties.bgp_settings.bgp_peering_addresses[0].custom_bgp_ip_addresses", json!(["169.254.21.2", "169.254.22.2"])),
+                ("properties.bgp_settings.bgp_peering_addresses[1].ipconfiguration_id", json!(cfg1)),
+                ("properties.bgp_settings.bgp_peering_addresses[1].custom_bgp_ip_addresses", json!(["169.254.21.6", "169.254.22.6"])),
+            ],
+        ),
+        doc(
+            "PUT local network gateway (BGP)",
+            "LocalNetworkGateway",
+            put("localNetworkGateways", &lng),
+            vec![
+                ("properties.bgp_settings.asn", json!(64512)),
+                ("properties.bgp_settings.bgp_peering_address", json!("169.254.21.1")),
+                ("properties.local_network_address_space.address_prefixes", json!([])),
+            ],
+        ),
+        doc(
+            "PUT connection (BGP)",
+            "VirtualNetworkGatewayConnection",
+            put("connections", &cn),
+            vec![
+                ("properties.enable_bgp", json!(true)),
+                ("properties.gateway_custom_bgp_ip_addresses[0].ip_configuration_id", json!(cfg0)),
+                ("properties.gateway_custom_bgp_ip_addresses[0].custom_bgp_ip_address", json!("169.254.21.2")),
+                ("properties.gateway_custom_bgp_ip_addresses[1].ip_configuration_id", json!(cfg1)),
+                ("properties.gateway_custom_bgp_ip_addresses[1].custom_bgp_ip_address", json!("169.254.21.6")),
+            ],
+        ),
+        doc(
+            "getBgpPeerStatus result",
+            "BgpPeerStatusListResult",
+            peers.clone(),
+            vec![
+                (&at(connected, "local_address"), json!("169.254.21.2")),
+                (&at(connected, "neighbor"), json!("169.254.21.1")),
+                (&at(connected, "asn"), json!(64512)),
+                (&at(connected, "state"), json!("Connected")),
+                (&at(connected, "routes_received"), json!(1)),
+                (&at(connected, "connected_duration"), peers["value"][connected]["connectedDuration"].clone()),
+                (&at(connected, "messages_sent"), peers["value"][connected]["messagesSent"].clone()),
+            ],
+        ),
+        doc(
+            "getLearnedRoutes result",
+            "GatewayRouteListResult",
+            routes.clone(),
+            vec![
+                ("value[0].origin", json!("Network")),
+                ("value[0].network", json!("10.1.0.0/16")),
+                ("value[0].next_hop", Value::Null),
+                ("value[0].as_path", json!("")),
+                (&at(ebgp, "local_address"), json!("169.254.21.2")),
+                (&at(ebgp, "network"), json!("10.2.0.0/16")),
+                (&at(ebgp, "next_hop"), json!("169.254.21.1")),
+                (&at(ebgp, "source_peer"), json!("169.254.21.1")),
+                (&at(ebgp, "as_path"), json!("64512")),
+                (&at(ebgp, "weight"), json!(32768)),
+            ],
+        ),
+    ];
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_models.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().expect("stdin").write_all(Value::Array(docs).to_string().as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3 finishes");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "{text}");
+}

@@ -104,14 +104,18 @@ async fn a_resize_and_a_failed_gateway_reput_keep_its_tags_and_what_we_do_not_mo
     kept(&g);
 }
 
+/// An LNG's BGP peer is vpnbridge's to set since bgp-ha (`PutLocalNetworkGateway.bgp`):
+/// a re-PUT without one removes someone else's, while their tags and the properties
+/// vpnbridge does not model stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prefix_change_of_a_local_network_gateway_keeps_its_tags_and_bgp_settings() {
+async fn a_prefix_change_of_a_local_network_gateway_keeps_its_tags_and_sets_its_bgp_peer() {
     let fake = fake().await;
     let ep = endpoint(&fake);
     let owner = Owner::new("t");
     run(&ep, &lng(&owner, Ipv4Addr::new(3, 0, 113, 5))).await;
     edit(&fake, "localNetworkGateways", "t-lng-0-0", |l| {
         l["tags"]["owner"] = json!("alice");
+        l["properties"]["fqdn"] = json!("site1.contoso.com");
         l["properties"]["bgpSettings"] = json!({ "asn": 65050, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 });
     })
     .await;
@@ -121,7 +125,24 @@ async fn a_prefix_change_of_a_local_network_gateway_keeps_its_tags_and_bgp_setti
     let l = fake.resource("localNetworkGateways", "t-lng-0-0").expect("lng");
     assert_eq!(props(&l)["localNetworkAddressSpace"]["addressPrefixes"], json!(["10.2.0.0/16", "10.3.0.0/16"]));
     assert_tags(&l, &owner);
-    assert_eq!(props(&l)["bgpSettings"]["asn"], 65050, "{l}");
+    assert_eq!(props(&l)["fqdn"], "site1.contoso.com", "{l}");
+    assert!(props(&l).get("bgpSettings").is_none(), "{l}");
+}
+
+/// A static LNG PUT again as bgp-ha wants it (a BGP peer, no prefixes): the merge onto
+/// what GET returned must not keep the old prefixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lng_put_again_with_a_bgp_peer_and_no_prefixes_loses_its_prefixes() {
+    let fake = fake().await;
+    let ep = endpoint(&fake);
+    let owner = Owner::new("t");
+    run(&ep, &lng(&owner, Ipv4Addr::new(3, 0, 113, 5))).await;
+    let AzureOp::PutLocalNetworkGateway { name, gateway_ip, tags, .. } = lng(&owner, Ipv4Addr::new(3, 0, 113, 5)) else { unreachable!() };
+    let bgp = vpnbridge_core::model::LngBgp { asn: 64512, peering_address: Ipv4Addr::new(169, 254, 21, 1) };
+    run(&ep, &AzureOp::PutLocalNetworkGateway { name, gateway_ip, address_prefixes: Vec::new(), bgp: Some(bgp), tags }).await;
+    let l = fake.resource("localNetworkGateways", "t-lng-0-0").expect("lng");
+    assert_eq!(props(&l)["localNetworkAddressSpace"]["addressPrefixes"], json!([]), "{l}");
+    assert_eq!(props(&l)["bgpSettings"], json!({ "asn": 64512, "bgpPeeringAddress": "169.254.21.1", "peerWeight": 0 }), "{l}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

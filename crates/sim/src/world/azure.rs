@@ -418,6 +418,17 @@ fn peering_addresses(id: &str, body: &GatewayPut, ip_config_ids: &[String], az: 
     Ok(out)
 }
 
+/// What of a gateway's BGP settings a PUT changes: `enableBgp`, the ASN (ARM's default
+/// when none is given) and each instance's custom addresses. A re-PUT that sends back
+/// what GET showed (a gateway without BGP reads ASN 65515 and its default addresses)
+/// changes none of them.
+fn bgp_key(enable_bgp: bool, asn: Option<u32>, peering: &[BgpPeeringAddress]) -> (bool, u32, Vec<(String, Vec<Ipv4Addr>)>) {
+    let mut custom: Vec<(String, Vec<Ipv4Addr>)> =
+        peering.iter().filter(|p| !p.custom.is_empty()).map(|p| (p.ip_configuration_id.to_ascii_lowercase(), p.custom.clone())).collect();
+    custom.sort();
+    (enable_bgp, asn.unwrap_or(AZURE_DEFAULT_ASN), custom)
+}
+
 /// A Connection PUT's BGP as ARM checks it: `enableBgp` needs BGP on the gateway and a
 /// BGP peer on the LocalNetworkGateway with another ASN; each
 /// `gatewayCustomBgpIpAddresses` entry names one of the gateway's ipConfigurations and
@@ -667,7 +678,8 @@ impl World {
             }
             let ip_config_ids: Vec<String> = existing.ip_configurations.iter().map(|c| c.id.clone()).collect();
             let bgp = gateway_bgp(id, body, &ip_config_ids, &self.azure)?;
-            let bgp_changed = (existing.enable_bgp, existing.asn, &existing.bgp_peering_addresses) != (body.enable_bgp, bgp.0, &bgp.1);
+            let bgp_changed =
+                bgp_key(existing.enable_bgp, existing.asn, &existing.bgp_peering_addresses) != bgp_key(body.enable_bgp, bgp.0, &bgp.1);
             let dur = ms(self.latency.azure_vpn_gateway_resize);
             let update = ms(self.latency.azure_vpn_gateway_update);
             let g = self.azure.gateways.get_mut(id).expect("checked");
@@ -676,7 +688,6 @@ impl World {
                 // BGP settings change in place (Azure: "Configure BGP" on an existing
                 // gateway); the gateway is Updating and carries nothing meanwhile.
                 g.enable_bgp = body.enable_bgp;
-                (g.asn, g.bgp_peering_addresses) = bgp;
                 g.sku = body.sku.clone();
                 g.resize = None;
                 g.phase.go(ProvisioningState::Updating, now, update);
@@ -690,6 +701,9 @@ impl World {
                 g.resize = Some(Resize { start: now, end: now.saturating_add(dur), provisioned_since: g.phase.since });
                 g.phase.go(ProvisioningState::Updating, now, dur);
             }
+            // Stored as sent; settings sent back as GET showed them (the default ASN and
+            // addresses) are no BGP change above.
+            (g.asn, g.bgp_peering_addresses) = bgp;
             return Ok(g.clone());
         }
         if body.gateway_type != "Vpn" || body.vpn_type != "RouteBased" {
