@@ -136,6 +136,45 @@ const REAL_DEPENDENCIES: &[(&str, &str, &[&str])] = &[
     ("azure connection 1", "azure_connection", &["azure vpn gateway", "azure lng 1"]),
 ];
 
+/// The same for bgp-ha (Microsoft's AWS-BGP layout, 4 tunnels): the gateway is created
+/// with BGP on, the VPN connections are dynamic (no VPN connection routes), the VGW
+/// propagates into the route table (it must be attached; EC2 answers at once) instead
+/// of a static route, and each of the 4 LNGs needs its tunnel's outside and inside
+/// addresses, which only the VPN connection knows.
+const REAL_DEPENDENCIES_BGP_HA: &[(&str, &str, &[&str])] = &[
+    ("azure public ip 0", "azure_public_ip", &[]),
+    ("azure public ip 1", "azure_public_ip", &[]),
+    ("azure vpn gateway", "azure_vpn_gateway", &["azure public ip 0", "azure public ip 1"]),
+    ("aws vgw", "aws_vpn_gateway", &[]),
+    ("aws vgw attach", "aws_vgw_attach", &["aws vgw"]),
+    ("aws route propagation", "none", &["aws vgw attach"]),
+    ("aws cgw 0", "aws_customer_gateway", &["azure public ip 0"]),
+    ("aws cgw 1", "aws_customer_gateway", &["azure public ip 1"]),
+    ("aws vpn connection 0", "aws_vpn_connection", &["aws cgw 0", "aws vgw"]),
+    ("aws vpn connection 1", "aws_vpn_connection", &["aws cgw 1", "aws vgw"]),
+    ("azure lng 0", "azure_local_network_gateway", &["aws vpn connection 0"]),
+    ("azure lng 1", "azure_local_network_gateway", &["aws vpn connection 0"]),
+    ("azure lng 2", "azure_local_network_gateway", &["aws vpn connection 1"]),
+    ("azure lng 3", "azure_local_network_gateway", &["aws vpn connection 1"]),
+    ("azure connection 0", "azure_connection", &["azure vpn gateway", "azure lng 0"]),
+    ("azure connection 1", "azure_connection", &["azure vpn gateway", "azure lng 1"]),
+    ("azure connection 2", "azure_connection", &["azure vpn gateway", "azure lng 2"]),
+    ("azure connection 3", "azure_connection", &["azure vpn gateway", "azure lng 3"]),
+];
+
+/// A mode the bench builds: its name, how `init` is asked for it, and the clouds'
+/// dependencies in that mode.
+struct BenchMode {
+    name: &'static str,
+    init_mode: &'static str,
+    dependencies: &'static [(&'static str, &'static str, &'static [&'static str])],
+}
+
+const BENCH_MODES: &[BenchMode] = &[
+    BenchMode { name: "static-ha, 2 tunnels", init_mode: "static-ha", dependencies: REAL_DEPENDENCIES },
+    BenchMode { name: "bgp-ha, 4 tunnels", init_mode: "bgp-ha", dependencies: REAL_DEPENDENCIES_BGP_HA },
+];
+
 /// Seconds per latency key: the simulator's default table, and the range each one is
 /// drawn from in the randomised trials (the clouds publish no distributions; these are
 /// plausible spreads around their documented figures).
@@ -150,21 +189,22 @@ const LATENCIES: &[(&str, f64, f64, f64)] = &[
     ("aws_vpc_route", 2.0, 1.0, 5.0),
     ("aws_vpn_connection", 360.0, 180.0, 600.0),
     ("aws_vpn_connection_route", 15.0, 5.0, 30.0),
+    ("none", 0.0, 0.0, 0.0),
 ];
 
 type Latencies = std::collections::BTreeMap<&'static str, f64>;
 
-fn lower_bound(lat: &Latencies) -> f64 {
+fn lower_bound(mode: &BenchMode, lat: &Latencies) -> f64 {
     let mut finish: Vec<(&str, f64)> = Vec::new();
-    for (name, key, deps) in REAL_DEPENDENCIES {
+    for (name, key, deps) in mode.dependencies {
         let start = deps.iter().map(|d| finish.iter().find(|(n, _)| n == d).expect("deps listed first").1).fold(0.0, f64::max);
         finish.push((name, start + lat[key]));
     }
     finish.iter().map(|(_, f)| *f).fold(0.0, f64::max)
 }
 
-fn manual_sequential(lat: &Latencies) -> f64 {
-    REAL_DEPENDENCIES.iter().map(|(_, key, _)| lat[key]).sum()
+fn manual_sequential(mode: &BenchMode, lat: &Latencies) -> f64 {
+    mode.dependencies.iter().map(|(_, key, _)| lat[key]).sum()
 }
 
 /// A small deterministic generator for the trials (xorshift64*).
@@ -185,43 +225,45 @@ fn bench() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vpnbridge-bench-{}", std::process::id()));
     let defaults: Latencies = LATENCIES.iter().map(|(k, d, _, _)| (*k, *d)).collect();
 
-    println!("vpnbridge bench (simulator, static-ha, 2 tunnels)");
-    let first = trial(&bin, &dir, &defaults)?;
-    let m = |s: f64| format!("{:.1} min", s / 60.0);
-    println!("Default latency table (gateway 45 min):");
-    println!("  lower bound (independent dependency table)   {}", m(first.bound));
-    println!("  modelled: last Connection created             {}  ({:+.2}% vs bound)", m(first.last_connection), first.overhead_pct());
-    println!("  modelled: whole apply                         {}", m(first.makespan));
-    println!(
-        "  manual order, every wait in sequence          {}  (vpnbridge saves {})",
-        m(first.manual),
-        m(first.manual - first.last_connection)
-    );
-    println!("  steps                                         {}", first.steps);
-    println!("  calls during apply                            {}", first.calls);
-    println!("  re-apply                                      {}", first.reapply);
-    println!("  destroy                                       {}", first.destroy);
-    println!("  wall time of the simulated apply              {:.2} s (process start to exit)", first.wall);
+    for mode in BENCH_MODES {
+        println!("vpnbridge bench (simulator, {})", mode.name);
+        let first = trial(&bin, &dir, mode, &defaults)?;
+        let m = |s: f64| format!("{:.1} min", s / 60.0);
+        println!("Default latency table (gateway 45 min):");
+        println!("  lower bound (independent dependency table)   {}", m(first.bound));
+        println!("  modelled: last Connection created             {}  ({:+.2}% vs bound)", m(first.last_connection), first.overhead_pct());
+        println!("  modelled: whole apply                         {}", m(first.makespan));
+        println!(
+            "  manual order, every wait in sequence          {}  (vpnbridge saves {})",
+            m(first.manual),
+            m(first.manual - first.last_connection)
+        );
+        println!("  steps                                         {}", first.steps);
+        println!("  calls during apply                            {}", first.calls);
+        println!("  re-apply                                      {}", first.reapply);
+        println!("  destroy                                       {}", first.destroy);
+        println!("  wall time of the simulated apply              {:.2} s (process start to exit)", first.wall);
 
-    let trials = 20;
-    let mut draw = Draw(0x5EED_2026_1125);
-    let mut over = Vec::new();
-    let mut saved = Vec::new();
-    for _ in 0..trials {
-        let lat: Latencies = LATENCIES.iter().map(|(k, _, lo, hi)| (*k, (lo + (hi - lo) * draw.next()).round())).collect();
-        let t = trial(&bin, &dir, &lat)?;
-        over.push(t.overhead_pct());
-        saved.push((t.manual - t.last_connection) / t.manual * 100.0);
+        let trials = 20;
+        let mut draw = Draw(0x5EED_2026_1125);
+        let mut over = Vec::new();
+        let mut saved = Vec::new();
+        for _ in 0..trials {
+            let lat: Latencies = LATENCIES.iter().map(|(k, _, lo, hi)| (*k, (lo + (hi - lo) * draw.next()).round())).collect();
+            let t = trial(&bin, &dir, mode, &lat)?;
+            over.push(t.overhead_pct());
+            saved.push((t.manual - t.last_connection) / t.manual * 100.0);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+        println!("{trials} trials with latencies drawn uniformly from plausible ranges (gateway 30-60 min, VPN connection 3-10 min, ...):");
+        println!(
+            "  last Connection vs lower bound                mean {:+.2}%, worst {:+.2}% (polling: Azure Retry-After 10 s, EC2 back-off 2-15 s)",
+            mean(&over),
+            max(&over)
+        );
+        println!("  time saved vs the manual order                mean {:.0}%", mean(&saved));
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
-    println!("{trials} trials with latencies drawn uniformly from plausible ranges (gateway 30-60 min, VPN connection 3-10 min, ...):");
-    println!(
-        "  last Connection vs lower bound                mean {:+.2}%, worst {:+.2}% (polling: Azure Retry-After 10 s, EC2 back-off 2-15 s)",
-        mean(&over),
-        max(&over)
-    );
-    println!("  time saved vs the manual order                mean {:.0}%", mean(&saved));
     traffic(&bin, &dir)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -305,7 +347,7 @@ impl Trial {
 }
 
 /// A fresh simulated deployment built with `lat`: apply, re-apply, destroy.
-fn trial(bin: &Path, dir: &Path, lat: &Latencies) -> Result<Trial> {
+fn trial(bin: &Path, dir: &Path, mode: &BenchMode, lat: &Latencies) -> Result<Trial> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let config = dir.join("vpnbridge.toml");
@@ -326,7 +368,7 @@ fn trial(bin: &Path, dir: &Path, lat: &Latencies) -> Result<Trial> {
         }
         Ok(serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
     };
-    run(&["init", "--output", "json"])?;
+    run(&["init", "--mode", mode.init_mode, "--output", "json"])?;
     let wall = std::time::Instant::now();
     let apply = run(&["apply", "--yes", "--output", "json"])?;
     let wall = wall.elapsed().as_secs_f64();
@@ -339,10 +381,10 @@ fn trial(bin: &Path, dir: &Path, lat: &Latencies) -> Result<Trial> {
         .filter_map(|s| s["finished_at"].as_f64())
         .fold(0.0, f64::max);
     Ok(Trial {
-        bound: lower_bound(lat),
+        bound: lower_bound(mode, lat),
         last_connection,
         makespan: apply["modelled_seconds"].as_f64().unwrap_or(f64::NAN),
-        manual: manual_sequential(lat),
+        manual: manual_sequential(mode, lat),
         steps: steps.len(),
         calls: apply["calls"].clone(),
         reapply: format!("result {}, calls {}", again["result"], again["calls"]),

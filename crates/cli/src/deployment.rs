@@ -49,6 +49,9 @@ pub enum Error {
     /// The data plane cannot be observed for what was asked (a drill on mixed backends).
     #[error("{0}")]
     NotObservable(String),
+    /// The caller asked for something that does not exist (a drill of tunnel 5 of 4).
+    #[error("{0}")]
+    Usage(String),
     /// Anything else: a cloud call that failed for good, an I/O error.
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
@@ -64,6 +67,7 @@ impl Error {
             Error::NotConfirmed(_) => "not_confirmed",
             Error::Locked(_) => "locked",
             Error::NotObservable(_) => "not_observable",
+            Error::Usage(_) => "usage",
             Error::Other(_) => "error",
         }
     }
@@ -73,7 +77,7 @@ impl Error {
         match self {
             Error::Config(e) => e.messages(),
             Error::Preflight(e) | Error::Unsupported(e) => e.0.clone(),
-            Error::NotConfirmed(m) | Error::NotObservable(m) => vec![m.clone()],
+            Error::NotConfirmed(m) | Error::NotObservable(m) | Error::Usage(m) => vec![m.clone()],
             Error::Locked(e) => vec![e.to_string()],
             Error::Other(e) => vec![format!("{e:#}")],
         }
@@ -662,6 +666,9 @@ impl Deployment {
         .map_err(|e| match e {
             DrillError::CannotReplan(e) => Error::Preflight(e),
             DrillError::Verify(VerifyError::ProbePreflight(errors)) => Error::Preflight(PlanError(errors)),
+            DrillError::NoSuchTunnel(n, count) => Error::Usage(format!(
+                "there is no used tunnel {n}: this deployment has {count}; pass --tunnel 1 to {count}, in the order `vpnbridge verify` lists them"
+            )),
             e => Error::Other(anyhow::Error::new(e).context("running the drill")),
         })?;
         Ok(DrillReport::new(self.simulated(), report))

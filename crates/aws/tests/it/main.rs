@@ -665,7 +665,7 @@ async fn propagated_routes_and_bgp_telemetry_with_a_scripted_peer() {
     assert!(!v.static_routes_only);
     assert!(v.telemetry.iter().all(|t| t.accepted_route_count == Some(1) && t.status_message == "1 BGP ROUTES"), "{:?}", v.telemetry);
     let table = o.vpc.as_ref().unwrap().route_tables.iter().find(|t| t.id == main).unwrap();
-    assert_eq!(table.propagating_vgws, [vgw.clone()]);
+    assert_eq!(table.propagating_vgws, std::slice::from_ref(&vgw));
     let propagated: Vec<_> = table.routes.iter().filter(|r| r.propagated).collect();
     assert_eq!(propagated.len(), 1, "{:?}", table.routes);
     assert_eq!((propagated[0].destination, propagated[0].gateway_id.as_deref()), (azure, Some(vgw.as_str())));

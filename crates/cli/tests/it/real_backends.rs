@@ -5,6 +5,8 @@
 
 use vpnbridge_armfake::{ArmFake, ArmFakeConfig, ArmFakeHandle, PingScript, TestVmSpec};
 
+use vpnbridge_core::config::Mode;
+
 use crate::{Run, Scratch};
 
 const CANARY: &str = "Real.Backend_Canary_77";
@@ -145,7 +147,12 @@ impl Moto {
 }
 
 fn config(azure: Option<&Arm>, aws: Option<&Moto>) -> String {
-    let mut text = vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
+    config_in(Mode::StaticHa, azure, aws)
+}
+
+/// The example in `mode` with the named sides on their fakes.
+fn config_in(mode: Mode, azure: Option<&Arm>, aws: Option<&Moto>) -> String {
+    let mut text = vpnbridge_core::config::example(mode).replace("psk = \"generate\"", "psk = \"env:VPN_PSK\"");
     if let Some(arm) = azure {
         text = text
             .replace(
@@ -280,6 +287,132 @@ fn both_adapters_on_both_fakes() {
     assert!(r.code() == 6 || r.code() == 7, "{}", r.stdout());
     let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!transcript.contains(CANARY));
+}
+
+/// bgp-ha through the Azure adapter on the ARM fake (AWS simulated): the gateway is
+/// created once with BGP on (no second PUT to turn it on), the four LNGs carry a BGP
+/// peer and no prefixes, the four Connections BGP with an address for both instances;
+/// then the same life cycle as static-ha.
+#[test]
+fn bgp_ha_azure_adapter_on_the_arm_fake() {
+    let arm = Arm::start();
+    let s = Scratch::new("bgp-azure");
+    s.write_config(&config_in(Mode::BgpHa, Some(&arm), None));
+    let env = env(&s);
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let puts: Vec<(String, serde_json::Value)> =
+        arm.handle.requests().iter().filter(|r| r.method == "PUT").map(|r| (r.path.clone(), r.body.clone().unwrap_or_default())).collect();
+    let gateway: Vec<_> = puts.iter().filter(|(p, _)| p.contains("/virtualNetworkGateways/")).collect();
+    assert_eq!(gateway.len(), 1, "BGP is on from the create: {puts:?}");
+    let body = gateway[0].1.to_string();
+    assert!(body.contains("\"enableBgp\":true") && body.contains("169.254.21.6"), "{body}");
+    let lngs: Vec<_> = puts.iter().filter(|(p, _)| p.contains("/localNetworkGateways/")).collect();
+    assert_eq!(lngs.len(), 4, "{lngs:?}");
+    for (_, doc) in &lngs {
+        let props = &doc["properties"];
+        assert_eq!(props["bgpSettings"]["asn"], 64512, "{doc}");
+        assert!(props["bgpSettings"]["bgpPeeringAddress"].as_str().unwrap().starts_with("169.254.2"), "{doc}");
+        assert_eq!(props["localNetworkAddressSpace"]["addressPrefixes"], serde_json::json!([]), "{doc}");
+    }
+    let connections: Vec<_> = puts.iter().filter(|(p, _)| p.contains("/connections/") && !p.ends_with("/sharedkey")).collect();
+    assert_eq!(connections.len(), 4, "{connections:?}");
+    for (_, doc) in &connections {
+        assert_eq!(doc["properties"]["enableBgp"], true, "{doc}");
+        assert_eq!(doc["properties"]["gatewayCustomBgpIpAddresses"].as_array().map(Vec::len), Some(2), "{doc}");
+    }
+    let r = run(&s, &["status", "--output", "json"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let again = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
+    assert_eq!(again.json()["calls"]["azure"]["mutations"], 0, "{}", again.stdout());
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(&s, &["plan", "--destroy", "--detailed-exitcode"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "nothing of ours is left: {}", r.stdout());
+    assert!(!transcript.contains(CANARY));
+}
+
+/// bgp-ha through the AWS adapter on moto (Azure simulated): two dynamic VPN
+/// connections with both tunnels pinned, route propagation instead of a static route,
+/// and after destroy no table propagates a VGW of ours and someone else's resources
+/// are untouched.
+#[test]
+fn bgp_ha_aws_adapter_on_moto() {
+    let moto = Moto::start();
+    let s = Scratch::new("bgp-aws");
+    s.write_config(&config_in(Mode::BgpHa, None, Some(&moto)));
+    let (foreign_before, _) = moto.census();
+    let env = env(&s);
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let (vpns, tables) = moto.rt.block_on(async {
+        let ec2 = moto.server.client();
+        let vpns = ec2.describe_vpn_connections().send().await.unwrap().vpn_connections.unwrap_or_default();
+        let tables = ec2.describe_route_tables().send().await.unwrap().route_tables.unwrap_or_default();
+        (vpns, tables)
+    });
+    let live: Vec<_> = vpns.iter().filter(|v| v.state().map(|s| s.as_str()) == Some("available")).collect();
+    assert_eq!(live.len(), 2);
+    for v in &live {
+        assert_eq!(v.options().and_then(|o| o.static_routes_only()), Some(false), "dynamic: {v:?}");
+        assert!(v.routes().is_empty(), "no VPN connection routes in bgp-ha: {v:?}");
+        let inside: Vec<_> = v.options().unwrap().tunnel_options().iter().filter_map(|t| t.tunnel_inside_cidr()).collect();
+        assert_eq!(inside.len(), 2, "{v:?}");
+        assert!(inside.iter().all(|c| c.starts_with("169.254.21.") || c.starts_with("169.254.22.")), "{inside:?}");
+    }
+    let vgw = live[0].vpn_gateway_id().unwrap();
+    let table = tables.iter().find(|t| t.vpc_id() == Some(moto.vpc_id.as_str())).unwrap();
+    assert!(table.propagating_vgws().iter().any(|p| p.gateway_id() == Some(vgw)), "{table:?}");
+    assert!(
+        table.routes().iter().all(|r| r.gateway_id() != Some(vgw) || r.origin().map(|o| o.as_str()) != Some("CreateRoute")),
+        "{table:?}"
+    );
+    let again = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
+    assert_eq!(again.json()["calls"]["aws"]["mutations"], 0, "{}", again.stdout());
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let tables =
+        moto.rt.block_on(async { moto.server.client().describe_route_tables().send().await.unwrap().route_tables.unwrap_or_default() });
+    for t in &tables {
+        assert!(t.propagating_vgws().iter().all(|p| p.gateway_id() != Some(vgw)), "propagation of our VGW is left: {t:?}");
+    }
+    let (foreign_after, ours) = moto.census();
+    assert_eq!(ours, 0, "moto holds none of our resources after destroy");
+    assert_eq!(foreign_after, foreign_before);
+    assert!(!transcript.contains(CANARY));
+}
+
+/// bgp-ha with both real adapters on both fakes: apply pairs every tunnel, verify
+/// checks the control plane (the data plane of real clouds is not observable without
+/// test VMs), destroy leaves nothing.
+#[test]
+fn bgp_ha_both_adapters_on_both_fakes() {
+    let arm = Arm::start();
+    let moto = Moto::start();
+    let s = Scratch::new("bgp-both");
+    s.write_config(&config_in(Mode::BgpHa, Some(&arm), Some(&moto)));
+    let env = env(&s);
+    let mut transcript = String::new();
+    let r = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let doc = r.json();
+    assert_eq!(doc["tunnels"].as_array().map(Vec::len), Some(4), "{doc}");
+    for t in doc["tunnels"].as_array().unwrap() {
+        assert!(t["problems"].as_array().unwrap().is_empty(), "the pairing holds across both real adapters: {t}");
+    }
+    let r = run(&s, &["verify", "--output", "json"], &env, &mut transcript);
+    assert!(r.code() == 6 || r.code() == 7, "{}", r.stdout());
+    let doc = r.json();
+    for t in doc["tunnels"].as_array().unwrap() {
+        assert!(t["bgp"].is_object(), "verify reports BGP for each tunnel: {t}");
+    }
+    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(&s, &["plan", "--destroy", "--detailed-exitcode"], &env, &mut transcript);
+    assert_eq!(r.code(), 0, "nothing of ours is left: {}", r.stdout());
     assert!(!transcript.contains(CANARY));
 }
 

@@ -67,9 +67,13 @@ fn drill_passes_for_every_tunnel_and_prints_the_table() {
     }
     assert!(out.contains("azure-aws-cn-1-0") && !out.contains("azure-aws-cn-0-0"), "{out}");
     assert!(out.contains("Drill PASSED"), "{out}");
+    // A tunnel this deployment does not use is a usage error that says which exist.
     let none = s.run(&["drill", "--tunnel", "3"], &[]);
-    assert_eq!(none.code(), 1, "{}", none.stderr());
-    assert!(none.stderr().contains("there is no used tunnel 3"), "{}", none.stderr());
+    assert_eq!(none.code(), 64, "{}", none.stderr());
+    assert!(none.stderr().contains("there is no used tunnel 3: this deployment has 2; pass --tunnel 1 to 2"), "{}", none.stderr());
+    let never = s.run(&["drill", "--tunnel", "0"], &[]);
+    assert_eq!(never.code(), 64, "{}", never.stderr());
+    assert!(never.stderr().contains("1..=4"), "{}", never.stderr());
 }
 
 #[test]

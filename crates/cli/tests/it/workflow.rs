@@ -203,7 +203,11 @@ fn bgp_ha_lifecycle_on_the_simulator() {
     let cloud = vpnbridge_sim::SimCloud::open(&s.sim_dir()).unwrap();
     cloud.with_world(|w| {
         let tagged = |t: &vpnbridge_core::model::Tags| t.contains_key(vpnbridge_core::model::TAG_DEPLOYMENT);
-        assert!(w.azure.gateways.values().all(|g| !tagged(&g.tags)) && w.azure.connections.is_empty() && w.azure.local_network_gateways.is_empty());
+        assert!(
+            w.azure.gateways.values().all(|g| !tagged(&g.tags))
+                && w.azure.connections.is_empty()
+                && w.azure.local_network_gateways.is_empty()
+        );
         assert!(w.aws.vpn_connections.values().all(|v| v.phase.state.is_gone()));
         assert!(w.aws.customer_gateways.values().all(|c| c.phase.state.is_gone()));
         assert!(w.aws.route_tables.values().all(|t| t.propagating_vgws.is_empty()), "propagation from our VGW is removed");

@@ -20,9 +20,11 @@ pub const EXAMPLE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../
 pub fn example(mode: super::Mode) -> String {
     match mode {
         super::Mode::StaticHa => EXAMPLE.to_owned(),
-        super::Mode::BgpHa => EXAMPLE
-            .replacen("\nmode = \"static-ha\"\n", "\nmode = \"bgp-ha\"\n", 1)
-            .replacen("\ntunnels_per_connection = 1\n", "\ntunnels_per_connection = 2\n", 1),
+        super::Mode::BgpHa => EXAMPLE.replacen("\nmode = \"static-ha\"\n", "\nmode = \"bgp-ha\"\n", 1).replacen(
+            "\ntunnels_per_connection = 1\n",
+            "\ntunnels_per_connection = 2\n",
+            1,
+        ),
     }
 }
 

@@ -16,6 +16,9 @@ pub(super) struct AzureGateway {
     pub step: Option<StepId>,
     /// Each instance's public IP: known, or the output of the step that creates it.
     pub instance_ip: Vec<Late<Ipv4Addr>>,
+    /// The step that updates the existing gateway with every tunnel through it down
+    /// (its BGP settings changed, or a Failed gateway provisioned again), if any.
+    pub outage: Option<StepId>,
 }
 
 pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
@@ -70,6 +73,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
     let bgp_ha = config.mode == crate::config::Mode::BgpHa;
     let gw_name = names.gateway();
     let mut gw_step = None;
+    let mut outage = None;
     let gateway_put = AzureOp::CreateVpnGateway {
         name: gw_name.clone(),
         vnet: config.azure.vnet.clone(),
@@ -116,6 +120,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                     ),
                 );
                 gw_step = Some(id);
+                outage = Some(id);
             } else if let Some(change) = bgp_change(gw, &gateway_put) {
                 // BGP on or off, another ASN or other custom addresses: a PUT of the
                 // whole gateway, in place (with the SKU wanted, resized at once).
@@ -128,6 +133,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                     ),
                 );
                 gw_step = Some(id);
+                outage = Some(id);
             } else if gw.sku != config.azure.gateway_sku.to_string() {
                 let op = AzureOp::ResizeVpnGateway { name: gw_name.clone(), sku: config.azure.gateway_sku.to_string() };
                 let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(op), &[]);
@@ -142,7 +148,7 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
             }
         }
     }
-    AzureGateway { name: gw_name, step: gw_step, instance_ip }
+    AzureGateway { name: gw_name, step: gw_step, instance_ip, outage }
 }
 
 /// How the gateway's BGP settings differ from those `put` sets, in the user's words.

@@ -397,6 +397,7 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
     let key_changed = tunnel_changes::plan(&mut cx, &connections);
     let slots = azure_tunnels::plan(&mut cx, &gateway, &connections.tunnel_values, &key_changed);
     prune::plan(&mut cx, &slots);
+    settle_gates(&mut cx.b.steps, &cx.names, gateway.outage);
 
     // Values that are unavailable (`Late::Unavailable`) were reported as problems above.
     if !cx.problems.is_empty() {
@@ -411,6 +412,86 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
         );
     }
     Ok(Plan { deployment: config.name.clone(), kind: PlanKind::Apply, mode: config.mode, steps: cx.b.steps, tunnels: slots, notes })
+}
+
+/// A step done only once its tunnels are up again ([`Step::until_up`]) must be the last
+/// of those tunnels' change, and must not wait while the gateway is down for everyone:
+/// - when the Azure end of the same tunnel changes after it (in bgp-ha a new inside CIDR
+///   also moves the LNG's BGP peer and the Connection's BGP address, without which the
+///   tunnel cannot come up), the wait moves to the last of those steps, and the steps
+///   that waited for the first (the next tunnel's change) wait for that one;
+/// - when the existing gateway is updated with every tunnel down (`outage`: its BGP
+///   settings, or a Failed gateway provisioned again), the waiting step starts only once
+///   the update is over (a customer gateway swap for a new ASN in bgp-ha, say).
+fn settle_gates(steps: &mut [Step], names: &Names, outage: Option<StepId>) {
+    // Whether step `a` comes after step `b` (depends on it, directly or not). Step ids
+    // are in order: a step depends only on earlier ones.
+    fn after(steps: &[Step], a: StepId, b: StepId) -> bool {
+        let mut seen = vec![false; steps.len()];
+        let mut todo = vec![a];
+        while let Some(s) = todo.pop() {
+            for &d in steps[s].depends_on.iter().filter(|&&d| d >= b) {
+                if d == b {
+                    return true;
+                }
+                if !std::mem::replace(&mut seen[d], true) {
+                    todo.push(d);
+                }
+            }
+        }
+        false
+    }
+    fn add_dependency(step: &mut Step, on: StepId) {
+        step.depends_on.push(on);
+        step.depends_on.sort_unstable();
+        step.depends_on.dedup();
+    }
+    for g in 0..steps.len() {
+        if steps[g].until_up.is_empty() {
+            continue;
+        }
+        let tunnel_names: Vec<String> = steps[g]
+            .until_up
+            .iter()
+            .flat_map(|u| [names.local_network_gateway(u.connection, u.tunnel), names.connection(u.connection, u.tunnel)])
+            .collect();
+        let of_the_tunnel = |s: &Step| {
+            s.cloud() == CloudName::Azure
+                && matches!(s.resource_type, ResourceType::LocalNetworkGateway | ResourceType::Connection)
+                && tunnel_names.contains(&s.name)
+        };
+        let last = (g + 1..steps.len()).filter(|&s| of_the_tunnel(&steps[s]) && after(steps, s, g)).max();
+        let holder = match last {
+            None => g,
+            Some(l) => {
+                let moved = std::mem::take(&mut steps[g].until_up);
+                steps[l].until_up.extend(moved);
+                const NEXT: &str = "; the next tunnel is touched only once this one is up again at both ends";
+                if let Some(d) = steps[g].disruption.as_mut()
+                    && let Some(i) = d.find(NEXT)
+                {
+                    d.replace_range(i..i + NEXT.len(), "");
+                }
+                if let Some(d) = steps[l].disruption.as_mut().filter(|d| !d.contains(NEXT)) {
+                    d.push_str(NEXT);
+                }
+                let waiters: Vec<StepId> = (g + 1..steps.len())
+                    .filter(|&s| s != l && steps[s].depends_on.contains(&g) && !of_the_tunnel(&steps[s]) && !after(steps, l, s))
+                    .collect();
+                for s in waiters {
+                    add_dependency(&mut steps[s], l);
+                }
+                l
+            }
+        };
+        if let Some(o) = outage
+            && o != holder
+            && !after(steps, holder, o)
+            && !after(steps, o, holder)
+        {
+            add_dependency(&mut steps[holder], o);
+        }
+    }
 }
 
 fn join<T: fmt::Display>(v: &[T]) -> String {

@@ -432,7 +432,8 @@ fn bgp_ha_builds_microsofts_layout_with_dynamic_connections_and_propagation() {
         .collect();
     assert_eq!(lngs.len(), 4);
     assert!(lngs.iter().all(|(n, b)| *n == 0 && b.is_some_and(|b| b.asn == 64512)), "{lngs:?}");
-    let connections = ops.iter().filter(|o| matches!(o, StepOp::Azure(AzureOp::PutConnection { bgp: Some(b), .. }) if b.custom_addresses.len() == 2));
+    let connections =
+        ops.iter().filter(|o| matches!(o, StepOp::Azure(AzureOp::PutConnection { bgp: Some(b), .. }) if b.custom_addresses.len() == 2));
     assert_eq!(connections.count(), 4);
     let vpns: Vec<_> = ops
         .iter()
@@ -468,7 +469,10 @@ fn static_ha_to_bgp_ha_says_what_changes_in_place_and_what_is_replaced() {
     let lng = find(ResourceType::LocalNetworkGateway, "azure-aws-lng-0-0");
     assert_eq!(lng[0].action, Action::Modify);
     let cn = find(ResourceType::Connection, "azure-aws-cn-0-0");
-    assert!(cn.iter().any(|s| s.action == Action::Modify && s.disruption.as_deref().unwrap_or_default().contains("BGP is turned on")), "{plan}");
+    assert!(
+        cn.iter().any(|s| s.action == Action::Modify && s.disruption.as_deref().unwrap_or_default().contains("BGP is turned on")),
+        "{plan}"
+    );
     // Static VPC routes give way to propagation.
     assert!(plan.steps.iter().any(|s| s.resource_type == ResourceType::VpcRoute && s.action == Action::Delete));
     assert!(plan.steps.iter().any(|s| s.resource_type == ResourceType::RoutePropagation && s.action == Action::Create));

@@ -325,8 +325,64 @@ async fn mode_changes_both_ways_converge_and_verify() {
         let sessions = report
             .tunnels
             .iter()
-            .filter(|t| t.bgp.as_ref().and_then(|b| b.azure.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established))
+            .filter(|t| {
+                t.bgp.as_ref().and_then(|b| b.azure.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established)
+            })
             .count();
         assert_eq!(sessions, if bgp { 4 } else { 0 }, "{mode}");
+    }
+}
+
+/// In bgp-ha, each in-place edit converges and the deployment verifies afterwards (4
+/// tunnels up, 4 BGP sessions established, ping both ways). A new inside CIDR also moves
+/// the gateway's custom address, the LNG's peer and the Connection's address, and a new
+/// ASN the gateway's BGP settings (every tunnel down while Azure updates it): the wait
+/// for each tunnel comes after all of them, never before what brings the tunnel up.
+#[tokio::test(start_paused = true)]
+async fn bgp_ha_in_place_edits_converge_and_verify() {
+    let base = baseline()
+        .replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2")
+        .replace(PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"");
+    let edits: &[(&str, &str, &str)] = &[
+        (
+            "aws.tunnel_inside_cidrs",
+            "tunnel_inside_cidrs = []",
+            "tunnel_inside_cidrs = [\"169.254.21.8/30\", \"169.254.22.0/30\", \"169.254.21.4/30\", \"169.254.22.12/30\"]",
+        ),
+        ("azure.asn", "asn = 65000", "asn = 65001"),
+        ("psk", "psk = \"env:CHANGES_PSK\"", "psk = \"env:CHANGES_PSK_NEW\""),
+        ("azure.gateway_sku", "gateway_sku = \"VpnGw1AZ\"", "gateway_sku = \"VpnGw2AZ\""),
+    ];
+    for (key, old, new) in edits {
+        let before = parse(&base).unwrap();
+        let cloud = SimCloud::in_memory();
+        apply(&cloud, &before).await;
+        cloud.ensure_probe_hosts(&ProbeHostSpec::from_config(&before).expect("a [probe]")).unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        let config = parse(&edit(&base, key, old, new)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let p = plan::plan_apply(&config, &observe(&cloud, &config).await).unwrap();
+        assert!(!p.is_empty(), "{key}: the edit is ignored");
+        for s in p.steps.iter().filter(|s| s.action == Action::Modify) {
+            assert!(s.disruption.is_some(), "{key}: {} {} says nothing of its disruption\n{p}", s.resource_type, s.name);
+        }
+        // `apply` fails if a tunnel it waits for does not come back within its limit.
+        apply(&cloud, &config).await;
+        let again = plan::plan_apply(&config, &observe(&cloud, &config).await).unwrap();
+        assert!(again.is_empty(), "{key}: did not converge:\n{again}");
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        let probe = SimProbe::for_config(cloud.clone(), &config).unwrap();
+        let (aws, azure) = endpoints(&cloud, &config);
+        let report =
+            vpnbridge_core::verify::verify(&config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
+        assert!(report.is_ok(), "{key}: {:?}", report.diagnoses);
+        let sessions = report
+            .tunnels
+            .iter()
+            .filter(|t| {
+                t.bgp.as_ref().and_then(|b| b.aws.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established)
+            })
+            .count();
+        assert_eq!(sessions, 4, "{key}");
     }
 }

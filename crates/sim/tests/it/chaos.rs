@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vpnbridge_core::config::Config;
+use vpnbridge_core::config::{Config, Mode};
 use vpnbridge_core::endpoint::{Aws, Azure, CloudName, VpnEndpoint};
 use vpnbridge_core::exec::{ExecSettings, Executor};
 use vpnbridge_core::model::{AwsState, Owner, TAG_DEPLOYMENT, TAG_ROLE};
@@ -24,9 +24,14 @@ use vpnbridge_sim::{AwsTarget, AzureTarget, Fault, FaultInjector, FaultPlan, Sim
 /// The PSK of every tunnel in these scenarios: it must never appear in any output.
 const CANARY: &str = "Chaos.Canary_Key_4242";
 const RESTART_DELAY: Duration = Duration::from_secs(60);
+/// Mutating calls of a fresh bgp-ha apply of the example: 2 public IPs, the gateway,
+/// the VGW and its attachment, route propagation into the one route table, 2 CGWs, 2
+/// VPN connections, 4 LNGs and 4 Connections (no VPC or VPN connection routes).
+const BGP_HA_MUTATING_CALLS: u64 = 18;
 
-fn config() -> Config {
-    let text = vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:CHAOS_PSK\"");
+/// The example config in `mode` (bgp-ha: four tunnels with BGP).
+fn config(mode: Mode) -> Config {
+    let text = vpnbridge_core::config::example(mode).replace("psk = \"generate\"", "psk = \"env:CHAOS_PSK\"");
     vpnbridge_core::config::parse(&text, Path::new("chaos.toml"), &|k| (k == "CHAOS_PSK").then(|| CANARY.to_owned())).unwrap().config
 }
 
@@ -80,12 +85,12 @@ enum Outcome {
 }
 
 impl Rig {
-    fn new() -> Self {
-        Self::with_transcript(Transcript::default())
+    fn new(mode: Mode) -> Self {
+        Self::with_transcript(Transcript::default(), mode)
     }
 
-    fn with_transcript(transcript: Transcript) -> Self {
-        let config = config();
+    fn with_transcript(transcript: Transcript, mode: Mode) -> Self {
+        let config = config(mode);
         let cloud = SimCloud::in_memory();
         cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
         // Someone else's resources beside ours, including a CGW and an LNG that look
@@ -254,6 +259,9 @@ impl Rig {
             .cloud
             .with_world(|w| w.aws.route_tables.values().flat_map(|t| t.routes.iter()).filter(|r| ours.contains(&r.target)).count());
         assert_eq!(routes_left, 0, "a route via our VGW is left");
+        let propagating =
+            self.cloud.with_world(|w| w.aws.route_tables.values().filter(|t| t.propagating_vgws.iter().any(|v| ours.contains(v))).count());
+        assert_eq!(propagating, 0, "a route table still propagates our VGW");
         self.assert_common();
     }
 
@@ -326,8 +334,8 @@ mod erased {
 }
 
 /// Calls a fault-free apply makes, to crash after each of them.
-async fn calls_of_a_clean_run(destroy_after_apply: bool) -> u64 {
-    let mut rig = Rig::new();
+async fn calls_of_a_clean_run(mode: Mode, destroy_after_apply: bool) -> u64 {
+    let mut rig = Rig::new(mode);
     if destroy_after_apply {
         rig.converge(false, FaultPlan::none(), 1).await;
     }
@@ -341,15 +349,14 @@ async fn calls_of_a_clean_run(destroy_after_apply: bool) -> u64 {
     injector.calls()
 }
 
-#[tokio::test(start_paused = true)]
-async fn apply_converges_after_a_crash_after_any_call() {
-    let total = calls_of_a_clean_run(false).await;
+async fn apply_converges_after_a_crash_after_any_call(mode: Mode) {
+    let total = calls_of_a_clean_run(mode, false).await;
     assert!(total > 100, "a full apply makes {total} calls");
-    println!("crashing after each of the {total} calls of an apply");
+    println!("{mode}: crashing after each of the {total} calls of an apply");
     for i in 0..total {
         let transcript = Transcript::default();
         let _logs = transcript.capture();
-        let mut rig = Rig::with_transcript(transcript);
+        let mut rig = Rig::with_transcript(transcript, mode);
         let crash = FaultPlan { crash_after: Some(i), ..FaultPlan::none() };
         rig.converge(false, crash, 3).await;
         rig.assert_converged().await;
@@ -357,11 +364,20 @@ async fn apply_converges_after_a_crash_after_any_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn destroy_converges_after_a_crash_after_any_call() {
-    let total = calls_of_a_clean_run(true).await;
-    println!("crashing after each of the {total} calls of a destroy");
+async fn static_ha_apply_converges_after_a_crash_after_any_call() {
+    apply_converges_after_a_crash_after_any_call(Mode::StaticHa).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bgp_ha_apply_converges_after_a_crash_after_any_call() {
+    apply_converges_after_a_crash_after_any_call(Mode::BgpHa).await;
+}
+
+async fn destroy_converges_after_a_crash_after_any_call(mode: Mode) {
+    let total = calls_of_a_clean_run(mode, true).await;
+    println!("{mode}: crashing after each of the {total} calls of a destroy");
     for i in 0..total {
-        let mut rig = Rig::new();
+        let mut rig = Rig::new(mode);
         rig.converge(false, FaultPlan::none(), 1).await;
         let crash = FaultPlan { crash_after: Some(i), ..FaultPlan::none() };
         rig.converge(true, crash, 3).await;
@@ -370,14 +386,23 @@ async fn destroy_converges_after_a_crash_after_any_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_timeout_after_every_create_never_duplicates_anything() {
-    // Call i, in turn, is carried out by the cloud but answered with a timeout (only
-    // mutating calls can be: on reads the scripted fault does not apply); on top of
-    // that, lists lag 10 s behind creates.
-    let total = calls_of_a_clean_run(false).await;
+async fn static_ha_destroy_converges_after_a_crash_after_any_call() {
+    destroy_converges_after_a_crash_after_any_call(Mode::StaticHa).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bgp_ha_destroy_converges_after_a_crash_after_any_call() {
+    destroy_converges_after_a_crash_after_any_call(Mode::BgpHa).await;
+}
+
+/// Call i, in turn, is carried out by the cloud but answered with a timeout (only
+/// mutating calls can be: on reads the scripted fault does not apply); on top of that,
+/// lists lag 10 s behind creates. Returns the timeouts injected.
+async fn a_timeout_after_every_create_never_duplicates_anything(mode: Mode) -> u64 {
+    let total = calls_of_a_clean_run(mode, false).await;
     let mut timeouts = 0;
     for i in 0..total {
-        let mut rig = Rig::new();
+        let mut rig = Rig::new(mode);
         let faults = FaultPlan {
             scripted: BTreeMap::from([(i, Fault::TimeoutAfterCommit)]),
             consistency_delay: Duration::from_secs(10),
@@ -387,23 +412,34 @@ async fn a_timeout_after_every_create_never_duplicates_anything() {
         rig.assert_converged().await;
         timeouts += rig.faults_injected.get(&Fault::TimeoutAfterCommit).copied().unwrap_or(0);
     }
+    timeouts
+}
+
+#[tokio::test(start_paused = true)]
+async fn static_ha_a_timeout_after_every_create_never_duplicates_anything() {
+    let timeouts = a_timeout_after_every_create_never_duplicates_anything(Mode::StaticHa).await;
     assert_eq!(timeouts, 16, "one per mutating call of the apply");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bgp_ha_a_timeout_after_every_create_never_duplicates_anything() {
+    let timeouts = a_timeout_after_every_create_never_duplicates_anything(Mode::BgpHa).await;
+    assert_eq!(timeouts, BGP_HA_MUTATING_CALLS, "one per mutating call of the apply");
 }
 
 /// The drill takes real Connections down on purpose, so it is the command most likely
 /// to be interrupted: a crash after each of its calls, then `apply` (which finishes what
 /// the drill left: a Connection deleting or gone), then `verify` passes.
-#[tokio::test(start_paused = true)]
-async fn an_interrupted_drill_is_finished_by_the_next_apply() {
-    let mut clean = Rig::new();
+async fn an_interrupted_drill_is_finished_by_the_next_apply(mode: Mode) {
+    let mut clean = Rig::new(mode);
     clean.converge(false, FaultPlan::none(), 1).await;
     tokio::time::sleep(RESTART_DELAY * 5).await;
     let (outcome, total) = clean.drill(FaultPlan::none()).await;
     assert_eq!(outcome, Outcome::Done, "{}", clean.transcript.text());
     assert!(total > 20, "a drill makes {total} calls");
-    println!("crashing after each of the {total} calls of a drill");
+    println!("{mode}: crashing after each of the {total} calls of a drill");
     for i in 0..total {
-        let mut rig = Rig::new();
+        let mut rig = Rig::new(mode);
         rig.converge(false, FaultPlan::none(), 1).await;
         tokio::time::sleep(RESTART_DELAY * 5).await;
         let (outcome, _) = rig.drill(FaultPlan { crash_after: Some(i), ..FaultPlan::none() }).await;
@@ -416,9 +452,19 @@ async fn an_interrupted_drill_is_finished_by_the_next_apply() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn static_ha_an_interrupted_drill_is_finished_by_the_next_apply() {
+    an_interrupted_drill_is_finished_by_the_next_apply(Mode::StaticHa).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bgp_ha_an_interrupted_drill_is_finished_by_the_next_apply() {
+    an_interrupted_drill_is_finished_by_the_next_apply(Mode::BgpHa).await;
+}
+
 /// The randomised campaign: `VPNBRIDGE_CHAOS_SCHEDULES` schedules (default 1000) of
 /// random faults over apply -> drill -> apply -> destroy, with the invariants checked
-/// after each.
+/// after each; each schedule is in static-ha or bgp-ha at random.
 #[test]
 fn fault_campaign() {
     let schedules: u32 = std::env::var("VPNBRIDGE_CHAOS_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
@@ -432,9 +478,12 @@ fn fault_campaign() {
         rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     };
-    proptest!(config, |(plan in fault_plans())| {
+    let modes = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let m = modes.clone();
+    proptest!(config, |(plan in fault_plans(), mode in prop_oneof![Just(Mode::StaticHa), Just(Mode::BgpHa)])| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-        let (faults, checks) = rt.block_on(schedule(plan));
+        let (faults, checks) = rt.block_on(schedule(mode, plan));
+        *m.lock().unwrap().entry(mode.to_string()).or_default() += 1;
         let mut totals = t.lock().unwrap();
         totals.0 += 1;
         for (f, n) in faults {
@@ -444,8 +493,10 @@ fn fault_campaign() {
     });
     let (runs, faults, checks) = totals.lock().unwrap().clone();
     let injected: u64 = faults.values().sum();
-    println!("fault campaign: {runs} schedules, {injected} faults injected {faults:?}, {checks} invariant checks passed");
+    let modes = modes.lock().unwrap().clone();
+    println!("fault campaign: {runs} schedules {modes:?}, {injected} faults injected {faults:?}, {checks} invariant checks passed");
     assert!(injected > runs, "the campaign injected faults");
+    assert!(runs < 20 || modes.len() == 2, "both modes ran: {modes:?}");
 }
 
 fn fault_plans() -> impl Strategy<Value = FaultPlan> {
@@ -465,10 +516,10 @@ fn fault_plans() -> impl Strategy<Value = FaultPlan> {
 
 /// apply -> apply -> destroy under `plan`; returns the faults injected and the number
 /// of invariant checks passed.
-async fn schedule(plan: FaultPlan) -> (BTreeMap<Fault, u64>, u64) {
+async fn schedule(mode: Mode, plan: FaultPlan) -> (BTreeMap<Fault, u64>, u64) {
     let transcript = Transcript::default();
     let _logs = transcript.capture();
-    let mut rig = Rig::with_transcript(transcript);
+    let mut rig = Rig::with_transcript(transcript, mode);
     rig.converge(false, plan.clone(), 6).await;
     rig.assert_converged().await;
     // A drill under the same faults (it may fail or crash: the next apply finishes it).
@@ -487,7 +538,7 @@ async fn schedule(plan: FaultPlan) -> (BTreeMap<Fault, u64>, u64) {
 
 #[tokio::test(start_paused = true)]
 async fn a_changed_azure_ip_moves_the_vpn_connection_to_a_new_customer_gateway_in_place() {
-    let mut rig = Rig::new();
+    let mut rig = Rig::new(Mode::StaticHa);
     rig.converge(false, FaultPlan::none(), 1).await;
     let before = rig.observe().await;
     let vpn_id = vpnbridge_core::pairing::vpn_connection(&rig.owner, &before.aws, 0).unwrap().id.clone();

@@ -209,7 +209,7 @@ pub enum Command {
     )]
     Drill {
         /// Drill only this tunnel (1-based, in the order `verify` lists them).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4))]
         tunnel: Option<u64>,
         /// Do not ask for confirmation before deleting real Azure Connections.
         #[arg(short, long)]

@@ -274,6 +274,12 @@ async fn verify(d: &Deployment, output: Output) -> Result<u8, Failure> {
 
 async fn drill(d: &Deployment, output: Output, tunnel: Option<usize>, yes: bool) -> Result<u8, Failure> {
     let human = output == Output::Human;
+    // What the drill waits out before checking traffic: in bgp-ha the BGP hold time
+    // runs out first, and traffic must have moved by then.
+    let waited = match d.config().mode {
+        vpnbridge_core::config::Mode::BgpHa => "the BGP hold time and dead peer detection",
+        vpnbridge_core::config::Mode::StaticHa => "dead peer detection",
+    };
     let progress = Progress::new(move |e| {
         let Event::Drill(e) = e else { return };
         // Progress, not the result (the table is): `-q` keeps only failures.
@@ -284,7 +290,7 @@ async fn drill(d: &Deployment, output: Output, tunnel: Option<usize>, yes: bool)
         match e {
             DrillEvent::Down { tunnel, at } => eprintln!("  t+{:>9}  {tunnel}: Azure Connection deleted", t(at)),
             DrillEvent::TrafficChecked { tunnel, at, kept } => eprintln!(
-                "  t+{:>9}  {tunnel}: after dead peer detection, traffic {}",
+                "  t+{:>9}  {tunnel}: after {waited}, traffic {}",
                 t(at),
                 match kept {
                     Some(true) => "flows both ways",

@@ -52,6 +52,7 @@ impl Failure {
             Failure::Api(E::NotConfirmed(_)) => exit::NOT_CONFIRMED,
             Failure::Api(E::Locked(_)) => exit::LOCKED,
             Failure::Api(E::NotObservable(_)) => exit::NOT_OBSERVABLE,
+            Failure::Api(E::Usage(_)) => exit::USAGE,
             Failure::Api(_) | Failure::StepsFailed => exit::FAILED,
         }
     }

@@ -168,6 +168,31 @@ impl Progress {
 }
 
 /// The tunnel table: how the two clouds pair up and what each end reports.
+/// One end's BGP session in a line: state, addresses, the peer's ASN, routes.
+pub fn bgp(b: &Option<vpnbridge::core::endpoint::BgpPeer>) -> String {
+    use vpnbridge::core::endpoint::BgpState;
+    let Some(b) = b else { return "not reported".to_owned() };
+    let state = match b.state {
+        BgpState::Established => "ESTABLISHED",
+        BgpState::Down => "DOWN",
+        BgpState::Unknown => "UNKNOWN",
+    };
+    let mut out = state.to_owned();
+    if let (Some(l), Some(p)) = (b.local_address, b.peer_address) {
+        out.push_str(&format!(" {l} -> {p}"));
+    }
+    if let Some(a) = b.peer_asn {
+        out.push_str(&format!(" (peer ASN {a})"));
+    }
+    if let Some(n) = b.routes_received {
+        out.push_str(&format!(", {n} route(s) received"));
+    }
+    if b.state != BgpState::Established && !b.reason.is_empty() {
+        out.push_str(&format!(" ({})", b.reason));
+    }
+    out
+}
+
 pub fn tunnels(joined: &[ObservedTunnel], health: &[TunnelHealth]) -> String {
     let mut out = String::new();
     let opt = |v: Option<std::net::Ipv4Addr>| v.map_or("-".to_owned(), |ip| ip.to_string());
@@ -193,6 +218,14 @@ pub fn tunnels(joined: &[ObservedTunnel], health: &[TunnelHealth]) -> String {
                 "     Azure instance {} end: {other}, down by design (AWS accepts this tunnel only from its CGW's IP)\n",
                 s.expected_down_instance
             ));
+            if h.bgp_aws.is_some() || h.bgp_azure.is_some() {
+                out.push_str(&format!(
+                    "     BGP: AWS {}; Azure instance {} {}\n",
+                    bgp(&h.bgp_aws),
+                    s.expected_up_instance,
+                    bgp(&h.bgp_azure)
+                ));
+            }
         }
         for p in &t.problems {
             out.push_str(&format!("     ! {p}\n"));
@@ -214,11 +247,13 @@ pub fn resources(o: &Observed) -> String {
         ));
     }
     if let Some(g) = &o.azure.vpn_gateway {
-        let desc = format!("{} {}{}", g.sku, g.generation, if g.active_active { " active-active" } else { "" });
+        let bgp = if g.enable_bgp { g.asn.map_or(" BGP".to_owned(), |a| format!(" BGP ASN {a}")) } else { String::new() };
+        let desc = format!("{} {}{}{bgp}", g.sku, g.generation, if g.active_active { " active-active" } else { "" });
         out.push_str(&format!("  vpn_gateway            {:<28} {:<16} {:?}\n", g.name, desc, g.state));
     }
     for l in &o.azure.local_network_gateways {
-        out.push_str(&format!("  local_network_gateway  {:<28} {:<16} {:?}\n", l.name, l.gateway_ip, l.state));
+        let peer = l.bgp.map_or(String::new(), |b| format!(" BGP peer {} ASN {}", b.peering_address, b.asn));
+        out.push_str(&format!("  local_network_gateway  {:<28} {:<16} {:?}{peer}\n", l.name, l.gateway_ip, l.state));
     }
     for c in &o.azure.connections {
         out.push_str(&format!("  connection             {:<28} {:<16} {:?}\n", c.name, c.connection_status, c.state));
@@ -238,8 +273,12 @@ pub fn resources(o: &Observed) -> String {
     if let Some(vpc) = &o.aws.vpc {
         let vgw_ids: Vec<&str> = o.aws.vpn_gateways.iter().map(|v| v.id.as_str()).collect();
         for t in &vpc.route_tables {
+            for v in t.propagating_vgws.iter().filter(|v| vgw_ids.contains(&v.as_str())) {
+                out.push_str(&format!("  route_propagation      {:<28} {:<16} enabled\n", t.id, v));
+            }
             for r in t.routes.iter().filter(|r| r.gateway_id.as_deref().is_some_and(|g| vgw_ids.contains(&g))) {
-                out.push_str(&format!("  vpc_route              {:<28} {:<16} {}\n", t.id, r.destination, r.state));
+                let origin = if r.propagated { " (propagated)" } else { "" };
+                out.push_str(&format!("  vpc_route              {:<28} {:<16} {}{origin}\n", t.id, r.destination, r.state));
             }
         }
     }

@@ -249,10 +249,11 @@ fn bgp_lines(b: &vpnbridge::core::verify::TunnelBgp) -> String {
     let mut out = String::new();
     match &b.aws {
         Some(a) => out.push_str(&format!(
-            "     BGP, AWS end:                  {} {} -> {}, {} route(s) accepted ({})\n",
+            "     BGP, AWS end:                  {} {} -> {} (ASN {}), {} route(s) accepted ({})\n",
             state(a.state),
             ip(a.local_address),
             ip(a.peer_address),
+            a.peer_asn.map_or("?".to_owned(), |n| n.to_string()),
             a.routes_received.map_or("?".to_owned(), |n| n.to_string()),
             a.reason
         )),
