@@ -290,6 +290,15 @@ fn both_adapters_on_both_fakes() {
     assert!(!transcript.contains(CANARY));
 }
 
+/// destroy, after which a destroy plan finds nothing of ours; no key in any output.
+fn destroyed(s: &Scratch, env: &[(&'static str, String)], mut transcript: String) {
+    let r = run(s, &["destroy", "--yes"], env, &mut transcript);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = run(s, &["plan", "--destroy", "--detailed-exitcode"], env, &mut transcript);
+    assert_eq!(r.code(), 0, "nothing of ours is left: {}", r.stdout());
+    assert!(!transcript.contains(CANARY), "the PSK leaked into the output");
+}
+
 /// bgp-ha through the Azure adapter on the ARM fake (AWS simulated): the gateway is
 /// created once with BGP on (no second PUT to turn it on), the four LNGs carry a BGP
 /// peer and no prefixes, the four Connections BGP with an address for both instances;
@@ -327,11 +336,7 @@ fn bgp_ha_azure_adapter_on_the_arm_fake() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let again = run(&s, &["apply", "--yes", "--output", "json"], &env, &mut transcript);
     assert_eq!(again.json()["calls"]["azure"]["mutations"], 0, "{}", again.stdout());
-    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "{}", r.stderr());
-    let r = run(&s, &["plan", "--destroy", "--detailed-exitcode"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "nothing of ours is left: {}", r.stdout());
-    assert!(!transcript.contains(CANARY));
+    destroyed(&s, &env, transcript);
 }
 
 /// bgp-ha through the AWS adapter on moto (Azure simulated): two dynamic VPN
@@ -409,11 +414,7 @@ fn bgp_ha_both_adapters_on_both_fakes() {
     for t in doc["tunnels"].as_array().unwrap() {
         assert!(t["bgp"].is_object(), "verify reports BGP for each tunnel: {t}");
     }
-    let r = run(&s, &["destroy", "--yes"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "{}", r.stderr());
-    let r = run(&s, &["plan", "--destroy", "--detailed-exitcode"], &env, &mut transcript);
-    assert_eq!(r.code(), 0, "nothing of ours is left: {}", r.stdout());
-    assert!(!transcript.contains(CANARY));
+    destroyed(&s, &env, transcript);
 }
 
 /// Issue 11 on real Azure: the deployment's resources are found wherever their tag is

@@ -315,22 +315,28 @@ async fn mode_changes_both_ways_converge_and_verify() {
         });
         assert_eq!((propagating, static_routes), if bgp { (1, 0) } else { (0, 1) }, "{mode}");
         // IKE negotiation and BGP.
-        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
-        let probe = SimProbe::for_config(cloud.clone(), config).unwrap();
-        let (aws, azure) = endpoints(&cloud, config);
-        let report =
-            vpnbridge_core::verify::verify(config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
-        assert!(report.is_ok(), "{mode}: {:?}", report.diagnoses);
-        assert_eq!(report.tunnels_up(), 4, "{mode}");
-        let sessions = report
-            .tunnels
-            .iter()
-            .filter(|t| {
-                t.bgp.as_ref().and_then(|b| b.azure.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established)
-            })
-            .count();
+        let (up, sessions) = verified(&cloud, config, &mode.to_string()).await;
+        assert_eq!(up, 4, "{mode}");
         assert_eq!(sessions, if bgp { 4 } else { 0 }, "{mode}");
     }
+}
+
+/// After IKE and BGP have had time, `verify` passes (ping both ways through the test
+/// VMs); returns the tunnels up and the BGP sessions established at both ends.
+async fn verified(cloud: &SimCloud, config: &Config, what: &str) -> (usize, usize) {
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    let probe = SimProbe::for_config(cloud.clone(), config).unwrap();
+    let (aws, azure) = endpoints(cloud, config);
+    let report = vpnbridge_core::verify::verify(config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
+    assert!(report.is_ok(), "{what}: {:?}", report.diagnoses);
+    let established =
+        |p: Option<&vpnbridge_core::endpoint::BgpPeer>| p.is_some_and(|p| p.state == vpnbridge_core::endpoint::BgpState::Established);
+    let sessions = report
+        .tunnels
+        .iter()
+        .filter(|t| t.bgp.as_ref().is_some_and(|b| established(b.aws.as_ref()) && established(b.azure.as_ref())))
+        .count();
+    (report.tunnels_up(), sessions)
 }
 
 /// In bgp-ha, each in-place edit converges and the deployment verifies afterwards (4
@@ -370,19 +376,7 @@ async fn bgp_ha_in_place_edits_converge_and_verify() {
         apply(&cloud, &config).await;
         let again = plan::plan_apply(&config, &observe(&cloud, &config).await).unwrap();
         assert!(again.is_empty(), "{key}: did not converge:\n{again}");
-        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
-        let probe = SimProbe::for_config(cloud.clone(), &config).unwrap();
-        let (aws, azure) = endpoints(&cloud, &config);
-        let report =
-            vpnbridge_core::verify::verify(&config, &*aws, &*azure, vpnbridge_core::verify::DataPlane::Probe(&probe)).await.unwrap();
-        assert!(report.is_ok(), "{key}: {:?}", report.diagnoses);
-        let sessions = report
-            .tunnels
-            .iter()
-            .filter(|t| {
-                t.bgp.as_ref().and_then(|b| b.aws.as_ref()).is_some_and(|a| a.state == vpnbridge_core::endpoint::BgpState::Established)
-            })
-            .count();
+        let (_, sessions) = verified(&cloud, &config, key).await;
         assert_eq!(sessions, 4, "{key}");
     }
 }
