@@ -663,6 +663,7 @@ fn vpn_not_ours(vgw: &str) -> Observed {
         state: v.state,
         customer_gateway_id: v.customer_gateway_id,
         vpn_gateway_id: vgw.into(),
+        inside_cidrs: v.tunnels.iter().filter_map(|t| t.inside_cidr).collect(),
         tags: crate::model::Tags::new(),
     });
     o
@@ -693,6 +694,7 @@ fn a_vpn_connection_not_ours_between_our_gateways_is_refused_up_front() {
         state: AwsState::Available,
         customer_gateway_id: "cgw-new".into(),
         vpn_gateway_id: "vgw-1".into(),
+        inside_cidrs: Vec::new(),
         tags: crate::model::Tags::new(),
     });
     let err = plan_apply(&config(None), &o).unwrap_err();
