@@ -15,7 +15,11 @@
 //! else's gateway in our VNet, unrelated IPs, gateways and routes). A stranger's CGW or
 //! VPN connection stays where ours was: a CGW with our Azure address and ASN (which EC2
 //! returns for ours), a VPN connection on our CGW (EC2 allows one per CGW and VGW, and
-//! deletes no CGW in use).
+//! deletes no CGW in use) or on our VGW (in bgp-ha it holds the inside CIDRs the plan
+//! pins for ours, which EC2 gives to one VPN connection per VGW). Route propagation
+//! (bgp-ha) is kept or disabled out of band, whatever becomes of the attachment (EC2
+//! does not document whether a VGW's detachment ends its propagation, so both are
+//! cases).
 //!
 //! No state the cases can reach is left out as a known gap of the planner. One found
 //! that the planner cannot handle yet would be listed here with why, and left out in
@@ -336,15 +340,20 @@ struct Strangers {
 /// Whether our CGW or VPN connection `r`, handed to a stranger, is in the way of the
 /// plan: a CGW with instance k's address (unchanged) and our ASN is what EC2 returns for
 /// ours; a VPN connection on our CGW k either joins it to our VGW again (EC2 allows one
-/// per pair) or sits on a CGW the plan replaces (EC2 does not delete one in use).
-fn aws_stranger_in_the_way(case: &Case, r: Ours) -> bool {
+/// per pair) or sits on a CGW the plan replaces (EC2 does not delete one in use); one
+/// still on our VGW holds the inside CIDRs that `config` pins for vpn-k (bgp-ha always
+/// does), which EC2 gives to one VPN connection per VGW.
+fn aws_stranger_in_the_way(config: &Config, case: &Case, r: Ours) -> bool {
     // Instance k keeps its address unless its public IP is made anew (gone, being
     // deleted, or its name taken by a stranger).
     let address_kept = |k: u8| !matches!(case.fates[&PublicIp(k)], Fate::Gone | Fate::Deleting(_) | Fate::Stranger(_));
     let stranger = |r: Ours| matches!(case.fates[&r], Fate::Stranger(_));
     match r {
         Cgw(k) => address_kept(k),
-        Vpn(k) => !stranger(Cgw(k)) && (!stranger(Vgw) || !address_kept(k)),
+        Vpn(k) => {
+            let pinned = config.layout().pins(k).iter().any(Option::is_some);
+            (!stranger(Cgw(k)) && (!stranger(Vgw) || !address_kept(k))) || (pinned && !stranger(Vgw))
+        }
         _ => false,
     }
 }
@@ -369,7 +378,7 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
                 // An Azure name taken by a stranger, and a VGW of a stranger's on our
                 // VPC, are in the way (the VGW only while it is attached: see below);
                 // so are a stranger's CGW or VPN connection where the plan needs ours.
-                if r.is_azure() || aws_stranger_in_the_way(case, r) {
+                if r.is_azure() || aws_stranger_in_the_way(config, case, r) {
                     strangers.in_the_way.push(id);
                 }
             }
@@ -836,4 +845,20 @@ fn a_vpn_connection_not_ours_on_our_customer_gateway_is_refused_when_in_the_way(
     let gone = Fate::Gone;
     let new_address = [(PublicIp(0), gone), (Gateway, gone), (Connection(0, 0), gone), (Connection(1, 0), gone)];
     run_case(only(&[&their_vgw[..], &new_address[..]].concat()), Outcome::Refused);
+}
+
+/// A VPN connection of ours handed to a stranger on our VGW, its customer gateway too
+/// (instance 0's new address leaves that one out of the way): in bgp-ha it still holds
+/// the inside CIDRs vpn-0 pins, which EC2 gives to one VPN connection per VGW
+/// (`InvalidCidr.InUse`), so the plan is refused up front naming it. In static-ha AWS
+/// chooses the new connection's CIDRs, and ours is built beside it.
+#[test]
+fn a_vpn_connection_not_ours_holding_our_pinned_inside_cidrs_is_refused_up_front() {
+    let (gone, stranger) = (Fate::Gone, Fate::Stranger(Stranger::Untagged));
+    let new_address = [(PublicIp(0), gone), (Gateway, gone)];
+    let theirs = [(Cgw(0), stranger), (Vpn(0), stranger)];
+    let bgp_connections = [(Connection(0, 0), gone), (Connection(0, 1), gone), (Connection(1, 0), gone), (Connection(1, 1), gone)];
+    run_case(only_in(Mode::BgpHa, &[&new_address[..], &bgp_connections, &theirs].concat()), Outcome::Refused);
+    let connections = [(Connection(0, 0), gone), (Connection(1, 0), gone)];
+    run_case(only(&[&new_address[..], &connections, &theirs].concat()), Outcome::Converged);
 }
