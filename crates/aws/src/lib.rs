@@ -128,7 +128,9 @@ impl VpnEndpoint<Aws> for AwsEndpoint {
                 self.all_cgws(owner),
                 self.all_vpns(owner),
             )?;
-        foreign_vpn_connections.retain(|v| customer_gateways.iter().any(|c| c.id == v.customer_gateway_id));
+        foreign_vpn_connections.retain(|v| {
+            customer_gateways.iter().any(|c| c.id == v.customer_gateway_id) || vpn_gateways.iter().any(|g| g.id == v.vpn_gateway_id)
+        });
         let elsewhere = if vpn_gateways.is_empty() { self.vgws_elsewhere(owner).await? } else { Vec::new() };
         let deployment_of = foreign.iter().filter_map(|(id, d)| Some((id.clone(), d.clone()?))).collect();
         let foreign_vgw_on_vpc = foreign.map(|(id, _)| id);

@@ -6,7 +6,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::Region;
 use aws_sdk_ec2::primitives::DateTimeFormat;
 use aws_sdk_ec2::types::{Filter, Tag};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use vpnbridge_core::endpoint::{EndpointError, ErrorKind};
 use vpnbridge_core::model::{
     AttachmentState, AwsState, CustomerGateway, Elsewhere, ForeignVpnConnection, Owner, RouteTable, TAG_DEPLOYMENT, Tags, TunnelState,
@@ -101,6 +101,18 @@ pub(crate) fn cgw_model(c: &aws_sdk_ec2::types::CustomerGateway) -> Result<Custo
         device_name: c.device_name().map(str::to_owned).filter(|d| !d.is_empty()),
         tags: tags_of(c.tags()),
     })
+}
+
+/// The inside CIDRs of someone else's VPN connection's tunnels, as far as it tells: its
+/// keys kept in Secrets Manager, or a configuration document we cannot read, are no
+/// reason to fail (the planner only looks for the CIDRs it pins).
+fn foreign_inside_cidrs(v: &aws_sdk_ec2::types::VpnConnection) -> Vec<Ipv4Net> {
+    let options: Vec<Ipv4Net> =
+        v.options().map(|o| o.tunnel_options()).unwrap_or_default().iter().filter_map(|t| t.tunnel_inside_cidr()?.parse().ok()).collect();
+    if !options.is_empty() {
+        return options;
+    }
+    tunnels_of(v).map(|ts| ts.into_iter().filter_map(|t| t.inside_cidr).collect()).unwrap_or_default()
 }
 
 pub(crate) fn vpn_model(v: &aws_sdk_ec2::types::VpnConnection) -> Result<VpnConnection, EndpointError> {
@@ -330,6 +342,7 @@ impl AwsEndpoint {
                 state: aws_state(v.state().map(|s| s.as_str()).unwrap_or("pending")),
                 customer_gateway_id: v.customer_gateway_id().unwrap_or_default().to_owned(),
                 vpn_gateway_id: v.vpn_gateway_id().unwrap_or_default().trim().to_owned(),
+                inside_cidrs: foreign_inside_cidrs(v),
                 tags: tags_of(v.tags()),
             });
         }

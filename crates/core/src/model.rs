@@ -164,9 +164,10 @@ pub struct AwsObserved {
     /// answers a `CreateCustomerGateway` with the IP and ASN of one of them with that
     /// one, so the planner does not plan ours beside it.
     pub foreign_customer_gateways: Vec<CustomerGateway>,
-    /// VPN connections that are not ours on a customer gateway of ours (deleted ones
-    /// left out): EC2 refuses a second VPN connection between the same customer gateway
-    /// and VGW, and the delete of a customer gateway still in use.
+    /// VPN connections that are not ours on a customer gateway or a VGW of ours
+    /// (deleted ones left out): EC2 refuses a second VPN connection between the same
+    /// customer gateway and VGW, the delete of a customer gateway still in use, and a
+    /// tunnel inside CIDR already used on the same VGW.
     pub foreign_vpn_connections: Vec<ForeignVpnConnection>,
     /// Ours by tag, but outside the configured region: the deployment was built
     /// elsewhere (the config's region changed). Never acted on in this scope.
@@ -275,7 +276,7 @@ pub struct VpnConnection {
     pub tags: Tags,
 }
 
-/// A VPN connection that is not ours, as much of it as the planner reads (its tunnels
+/// A VPN connection that is not ours, as much of it as the planner reads (its keys
 /// and routes are someone else's business).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignVpnConnection {
@@ -283,6 +284,9 @@ pub struct ForeignVpnConnection {
     pub state: AwsState,
     pub customer_gateway_id: String,
     pub vpn_gateway_id: String,
+    /// Its tunnels' inside CIDRs, as described: EC2 gives an inside CIDR to one VPN
+    /// connection per VGW (`InvalidCidr.InUse`).
+    pub inside_cidrs: Vec<Ipv4Net>,
     pub tags: Tags,
 }
 

@@ -259,7 +259,7 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
         }),
     )
     .collect();
-    let vpn_gateways = w
+    let vpn_gateways: Vec<VpnGateway> = w
         .aws
         .vpn_gateways
         .values()
@@ -303,12 +303,16 @@ fn observe(w: &World, target: &AwsTarget, owner: &Owner) -> AwsObserved {
         .vpn_connections
         .values()
         .filter(|v| !owner.owns(&v.tags) && visible(v.phase.state) && here(&v.region))
-        .filter(|v| customer_gateways.iter().any(|c: &CustomerGateway| c.id == v.customer_gateway_id))
+        .filter(|v| {
+            customer_gateways.iter().any(|c: &CustomerGateway| c.id == v.customer_gateway_id)
+                || vpn_gateways.iter().any(|g| g.id == v.vpn_gateway_id)
+        })
         .map(|v| ForeignVpnConnection {
             id: v.id.clone(),
             state: v.described_state(w.now_ms),
             customer_gateway_id: v.customer_gateway_id.clone(),
             vpn_gateway_id: v.vpn_gateway_id.clone(),
+            inside_cidrs: v.tunnels.iter().map(|t| t.inside_cidr).collect(),
             tags: v.tags.clone(),
         })
         .collect();

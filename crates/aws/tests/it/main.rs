@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{GatewayType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    GatewayType, ResourceType, Tag, TagSpecification, VpnConnectionOptionsSpecification, VpnTunnelOptionsSpecification,
+};
 use vpnbridge_aws::{AwsEndpoint, QuotaNeed, Quotas};
 use vpnbridge_core::contract::{self, run_to_end};
 use vpnbridge_core::endpoint::{ErrorKind, OpStatus, VpnEndpoint};
@@ -209,6 +211,51 @@ async fn a_foreign_customer_gateway_is_a_conflict_never_ours() {
     assert!(o.vpn_connections.is_empty(), "a foreign VPN connection observed as ours");
     let found: Vec<(&str, &str)> = o.foreign_vpn_connections.iter().map(|v| (v.id.as_str(), v.customer_gateway_id.as_str())).collect();
     assert_eq!(found, [(on_ours.as_str(), ours.as_str())]);
+}
+
+/// A VPN connection of `cgw` and `vgw` with its first tunnel's inside CIDR pinned, made
+/// by someone else.
+async fn foreign_pinned_vpn(client: &aws_sdk_ec2::Client, cgw: &str, vgw: &str, cidr: &str) -> Result<String, String> {
+    let tunnel = VpnTunnelOptionsSpecification::builder().tunnel_inside_cidr(cidr).build();
+    let out = client
+        .create_vpn_connection()
+        .r#type("ipsec.1")
+        .customer_gateway_id(cgw)
+        .vpn_gateway_id(vgw)
+        .options(VpnConnectionOptionsSpecification::builder().tunnel_options(tunnel).build())
+        .send()
+        .await
+        .map_err(|e| aws_sdk_ec2::error::ProvideErrorMetadata::code(&e).unwrap_or_default().to_owned())?;
+    Ok(out.vpn_connection().and_then(|v| v.vpn_connection_id()).unwrap().to_owned())
+}
+
+/// Someone else's VPN connection on our VGW (between it and their customer gateway) is
+/// reported with its tunnels' inside CIDRs: EC2 gives an inside CIDR to one VPN
+/// connection per VGW, so the planner pins none of them for ours. One on their VGW is
+/// not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vpn_connection_not_ours_on_our_vgw_is_reported_with_its_inside_cidrs() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let vpc = create_vpc(&client).await;
+    let owner = Owner::new("trap");
+    let ep = AwsEndpoint::from_client(client.clone(), &vpc);
+    let create_ours = AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: owner.tags(&Role::VirtualPrivateGateway) };
+    let ours = run_to_end(&ep, &create_ours, "vgw", LIMIT).await.unwrap().id.unwrap();
+    let theirs = client.create_vpn_gateway().r#type(GatewayType::Ipsec1).send().await.unwrap();
+    let theirs = theirs.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
+    let cgw = foreign_cgw(&client, "20.0.113.20", None).await;
+    let on_ours = foreign_pinned_vpn(&client, &cgw, &ours, "169.254.21.0/30").await.unwrap();
+    foreign_pinned_vpn(&client, &cgw, &theirs, "169.254.21.4/30").await.unwrap();
+    // The harness refuses a /30 held on the same VGW, as EC2 does.
+    let other_cgw = foreign_cgw(&client, "20.0.113.21", None).await;
+    assert_eq!(foreign_pinned_vpn(&client, &other_cgw, &ours, "169.254.21.0/30").await.unwrap_err(), "InvalidCidr.InUse");
+    let o = ep.observe(&owner).await.unwrap();
+    assert!(o.vpn_connections.is_empty(), "a foreign VPN connection observed as ours");
+    let found: Vec<(&str, &str)> = o.foreign_vpn_connections.iter().map(|v| (v.id.as_str(), v.vpn_gateway_id.as_str())).collect();
+    assert_eq!(found, [(on_ours.as_str(), ours.as_str())]);
+    let cidrs = &o.foreign_vpn_connections[0].inside_cidrs;
+    assert!(cidrs.len() == 2 && cidrs.contains(&"169.254.21.0/30".parse().unwrap()), "{cidrs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,9 @@ test sees what real EC2 sends and never special-cases moto. Gaps filled (moto 5.
 1. CreateVpnConnection ignores `Options`: we keep `Options.StaticRoutesOnly` and answer
    with `Options.TunnelOptions[]` (OutsideIpAddress, TunnelInsideCidr, PreSharedKey,
    IkeVersions), one per tunnel, filling what the caller left out the way AWS does
-   (random 32-character key, a free /30 in 169.254.0.0/16). Each connection gets two
+   (random 32-character key, a free /30 in 169.254.0.0/16). A pinned TunnelInsideCidr
+   that another connection on the same VGW holds is refused (`InvalidCidr.InUse`; the
+   API reference: unique across the VPN connections of a VGW). Each connection gets two
    distinct outside IPs (moto's template document has one IP for both tunnels). AWS
    promises no order (terraform-provider-aws #5809, #19079): a seeded choice per
    connection (`VPNBRIDGE_MOTO_SEED`, default 1) decides whether `TunnelOptions[0]`
@@ -140,6 +142,15 @@ def _used_inside_cidrs(backend):
     return used
 
 
+def _inside_cidrs_on(backend, vgw_id):
+    used = set()
+    for c in backend.vpn_connections.values():
+        if c.vpn_gateway_id == vgw_id and c.state != "deleted":
+            for t in (getattr(c, "options", None) or {}).get("TunnelOptions", []):
+                used.add(t["TunnelInsideCidr"])
+    return used
+
+
 def _free_inside_cidr(backend):
     used = _used_inside_cidrs(backend)
     while True:
@@ -173,6 +184,12 @@ def create_vpn_connection(self):
     specs = list(options.get("TunnelOptions") or [])
     while len(specs) < 2:
         specs.append({})
+    vgw_id = self._get_param("VpnGatewayId")
+    held = _inside_cidrs_on(self.ec2_backend, vgw_id)
+    for spec in specs:
+        cidr = spec.get("TunnelInsideCidr")
+        if cidr and cidr in held:
+            raise EC2ClientError("InvalidCidr.InUse", f"The tunnel inside CIDR {cidr} is already in use on {vgw_id}.")
     result = _orig_create_vpn(self)
     conn = result.result["VpnConnection"]
     tunnels = []

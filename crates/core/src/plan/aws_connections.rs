@@ -160,6 +160,16 @@ pub(super) fn plan<'a>(
                 if let (Late::Known(cgw), Late::Known(vgw)) = (&cgw_id, vgw_id) {
                     problems.extend(preflight::vpn_connections_between(config, aws, k, cgw, vgw, None));
                 }
+                if let Late::Known(vgw) = vgw_id {
+                    let pinned: Vec<_> = pins.iter().flatten().copied().collect();
+                    problems.extend(preflight::inside_cidrs_in_use(
+                        config,
+                        aws,
+                        vgw,
+                        &pinned,
+                        &format!("the new VPN connection {vpn_role}"),
+                    ));
+                }
                 let tunnels = pins
                     .iter()
                     .map(|pin| TunnelSpec {

@@ -2,9 +2,10 @@
 //! declared networks against the real VNet and VPC, things in the way, and this
 //! deployment's resources found outside the scope the config now names. Some things
 //! are in the way only of a step the plan takes (someone else's customer gateway EC2
-//! would return for ours, a VPN connection not ours on a gateway pair we connect or on
-//! a customer gateway we delete): the planner asks about those where it plans the
-//! step, and they are refused with the rest, before any change.
+//! would return for ours, a VPN connection not ours on a gateway pair we connect, on
+//! a customer gateway we delete, or holding an inside CIDR we pin on our VGW): the
+//! planner asks about those where it plans the step, and they are refused with the
+//! rest, before any change.
 
 use std::net::Ipv4Addr;
 
@@ -282,6 +283,41 @@ pub(super) fn vpn_connections_between(config: &Config, aws: &AwsObserved, k: u8,
                  gateways, so {blocked}. {fix}",
                 v.id
             )
+        })
+        .collect()
+}
+
+/// VPN connections not ours on this deployment's VGW `vgw` whose tunnels hold one of
+/// the inside CIDRs `wanted` that `what` pins there (vpn-k's create, or one tunnel's
+/// modification): EC2 gives an inside CIDR to one VPN connection per VGW
+/// (`InvalidCidr.InUse`), so the run would stop there.
+pub(super) fn inside_cidrs_in_use(config: &Config, aws: &AwsObserved, vgw: &str, wanted: &[Ipv4Net], what: &str) -> Vec<String> {
+    let file = config.source.display();
+    aws.foreign_vpn_connections
+        .iter()
+        .filter(|v| v.vpn_gateway_id == vgw && v.state != AwsState::Deleted)
+        .filter_map(|v| {
+            let held: Vec<&Ipv4Net> = v.inside_cidrs.iter().filter(|c| wanted.contains(c)).collect();
+            if held.is_empty() {
+                return None;
+            }
+            let (whose, renamed) = whose(config, &v.tags);
+            let fix = match (v.state, renamed) {
+                (AwsState::Deleting, _) => "It is being deleted: apply again once it is gone".to_owned(),
+                (_, Some(r)) => format!("{r}; or delete it, or list other /30s in aws.tunnel_inside_cidrs"),
+                (_, None) => format!(
+                    "Delete it or give its tunnels other inside CIDRs, or list other /30s in aws.tunnel_inside_cidrs in {file}{}",
+                    if config.mode == crate::config::Mode::BgpHa { " (bgp-ha: inside 169.254.21.0-169.254.22.255)" } else { "" }
+                ),
+            };
+            Some(format!(
+                "VPN connection {} on this deployment's virtual private gateway {vgw} holds the tunnel inside {} {} that {what} \
+                 needs, but is not this deployment's ({whose}): EC2 gives an inside CIDR to one VPN connection per virtual \
+                 private gateway. {fix}",
+                v.id,
+                if held.len() == 1 { "CIDR" } else { "CIDRs" },
+                join(&held)
+            ))
         })
         .collect()
 }

@@ -663,6 +663,7 @@ fn vpn_not_ours(vgw: &str) -> Observed {
         state: v.state,
         customer_gateway_id: v.customer_gateway_id,
         vpn_gateway_id: vgw.into(),
+        inside_cidrs: v.tunnels.iter().filter_map(|t| t.inside_cidr).collect(),
         tags: crate::model::Tags::new(),
     });
     o
@@ -693,6 +694,7 @@ fn a_vpn_connection_not_ours_between_our_gateways_is_refused_up_front() {
         state: AwsState::Available,
         customer_gateway_id: "cgw-new".into(),
         vpn_gateway_id: "vgw-1".into(),
+        inside_cidrs: Vec::new(),
         tags: crate::model::Tags::new(),
     });
     let err = plan_apply(&config(None), &o).unwrap_err();
@@ -721,4 +723,61 @@ fn a_vpn_connection_not_ours_on_a_customer_gateway_we_would_delete_is_refused_up
     // Destroy would stop there too: refused before any change.
     let err = plan_destroy(&config(None), &vpn_not_ours("vgw-theirs")).unwrap_err();
     assert!(err.0.len() == 1 && err.0[0].contains("vpn-0") && err.0[0].contains("cgw-0"), "{err}");
+}
+
+/// `finished_with_pins` (two tunnels per connection) with VPN connection 0 handed to a
+/// stranger on our VGW and someone else's customer gateway, in `state`.
+fn pinned_vpn_not_ours(state: AwsState) -> (Config, Observed) {
+    let four = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"];
+    let (config, mut o) = finished_with_pins(2, &four, [false, false]);
+    let v = o.aws.vpn_connections.remove(0);
+    o.aws.foreign_vpn_connections.push(crate::model::ForeignVpnConnection {
+        id: v.id,
+        state,
+        customer_gateway_id: "cgw-theirs".into(),
+        vpn_gateway_id: v.vpn_gateway_id,
+        inside_cidrs: v.tunnels.iter().filter_map(|t| t.inside_cidr).collect(),
+        tags: crate::model::Tags::new(),
+    });
+    (config, o)
+}
+
+/// EC2 gives a tunnel inside CIDR to one VPN connection per VGW (`InvalidCidr.InUse`):
+/// one not ours on our VGW holding a /30 the plan pins (on a new vpn-k, or on a tunnel
+/// it modifies) is refused up front, naming it, the /30s and what to do. One on our VGW
+/// holding other /30s is no conflict.
+#[test]
+fn a_vpn_connection_not_ours_holding_a_pinned_inside_cidr_is_refused_up_front() {
+    let (config, o) = pinned_vpn_not_ours(AwsState::Available);
+    let err = plan_apply(&config, &o).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let m = &err.0[0];
+    assert!(m.contains("VPN connection vpn-0") && m.contains("vgw-1") && m.contains("the new VPN connection vpn-0"), "{m}");
+    assert!(m.contains("169.254.10.0/30, 169.254.11.0/30") && m.contains("aws.tunnel_inside_cidrs"), "{m}");
+    let (config, mut o) = pinned_vpn_not_ours(AwsState::Deleting);
+    assert!(plan_apply(&config, &o).unwrap_err().0[0].contains("being deleted"));
+    o.aws.foreign_vpn_connections[0].state = AwsState::Available;
+    o.aws.foreign_vpn_connections[0].inside_cidrs = vec!["169.254.30.0/30".parse().unwrap(), "169.254.30.4/30".parse().unwrap()];
+    let plan = plan_apply(&config, &o).unwrap();
+    assert_eq!(steps_named(&plan, ResourceType::VpnConnection, "vpn-0")[0].action, Action::Create, "{plan}");
+    // A kept connection's tunnel moved onto a /30 someone else's holds.
+    let four = ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30"];
+    let (_, mut o) = finished_with_pins(2, &four, [false, false]);
+    o.aws.foreign_vpn_connections.push(crate::model::ForeignVpnConnection {
+        id: "vpn-theirs".into(),
+        state: AwsState::Available,
+        customer_gateway_id: "cgw-theirs".into(),
+        vpn_gateway_id: "vgw-1".into(),
+        inside_cidrs: vec!["169.254.30.0/30".parse().unwrap()],
+        tags: crate::model::Tags::new(),
+    });
+    let text = config::EXAMPLE.replace("tunnels_per_connection = 1", "tunnels_per_connection = 2").replace(
+        "tunnel_inside_cidrs = []",
+        "tunnel_inside_cidrs = [\"169.254.10.0/30\", \"169.254.11.0/30\", \"169.254.30.0/30\", \"169.254.13.0/30\"]",
+    );
+    let moved = config::parse(&text, Path::new("vpnbridge.toml"), &|_| None).expect("valid").config;
+    let err = plan_apply(&moved, &o).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let m = &err.0[0];
+    assert!(m.contains("vpn-theirs") && m.contains("inside CIDR 169.254.30.0/30 that tunnel") && m.contains("of vpn-1 (vpn-1)"), "{m}");
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::PskSource;
+use crate::model::Role;
 use crate::ops::{AwsOp, AzureOp, Late, StepId};
 use crate::pairing::{self, INSTANCES};
 
@@ -35,6 +36,10 @@ pub(super) fn plan(cx: &mut Ctx<'_>, connections: &AwsConnections<'_>) -> BTreeM
             let new_cidr = pins[usize::from(t)].filter(|c| tun.inside_cidr != Some(*c));
             if new_psk.is_none() && new_cidr.is_none() {
                 continue;
+            }
+            if let Some(c) = new_cidr {
+                let what = format!("tunnel {} of {} ({})", tun.outside_ip, v.id, Role::VpnConnection(k));
+                cx.problems.extend(super::preflight::inside_cidrs_in_use(config, cx.aws, &v.vpn_gateway_id, &[c], &what));
             }
             let op = AwsOp::ModifyVpnTunnelOptions {
                 vpn_id: v.id.clone(),

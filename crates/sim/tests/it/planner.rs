@@ -3,7 +3,10 @@
 //! having made no call, or its plan, once executed, leaves nothing to do; and no step
 //! touches anything that is not ours.
 //!
-//! A case starts from a correct deployment, applied by vpnbridge on the simulator. Then
+//! A case starts from a correct deployment, applied by vpnbridge on the simulator, in
+//! either mode: static-ha (the example: one tunnel per VPN connection, static routes) or
+//! bgp-ha (the example's bgp-ha variant: four tunnels, BGP over APIPA, dynamic VPN
+//! connections, our VGW's routes propagated into the route table). Then
 //! each of its resources is kept, taken away (with what cannot exist without it: a
 //! Connection without its gateway, a VPN connection without its VGW), left in progress
 //! (Azure `Updating`, AWS `pending` / `attaching`), `Failed` (Azure), being deleted, or
@@ -12,7 +15,11 @@
 //! else's gateway in our VNet, unrelated IPs, gateways and routes). A stranger's CGW or
 //! VPN connection stays where ours was: a CGW with our Azure address and ASN (which EC2
 //! returns for ours), a VPN connection on our CGW (EC2 allows one per CGW and VGW, and
-//! deletes no CGW in use).
+//! deletes no CGW in use) or on our VGW (in bgp-ha it holds the inside CIDRs the plan
+//! pins for ours, which EC2 gives to one VPN connection per VGW). Route propagation
+//! (bgp-ha) is kept or disabled out of band, whatever becomes of the attachment (EC2
+//! does not document whether a VGW's detachment ends its propagation, so both are
+//! cases).
 //!
 //! No state the cases can reach is left out as a known gap of the planner. One found
 //! that the planner cannot handle yet would be listed here with why, and left out in
@@ -24,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use vpnbridge_core::config::Config;
+use vpnbridge_core::config::{Config, Mode};
 use vpnbridge_core::endpoint::{Aws, Azure, VpnEndpoint};
 use vpnbridge_core::exec::{ExecSettings, Executor};
 use vpnbridge_core::model::{AttachmentState, AwsState, Owner, ProvisioningState, Role, TAG_DEPLOYMENT, Tags};
@@ -34,69 +41,80 @@ use vpnbridge_core::verify::{DataPlane, VerifyResult};
 use vpnbridge_sim::world::{AwsCgw, AwsVgw, AwsVpnConnection, AzConnection, AzGateway, AzLng, AzPublicIp, Phase};
 use vpnbridge_sim::{AwsTarget, AzureTarget, SimAws, SimAzure, SimCloud, SimProbe, VnetSpec, VpcSpec};
 
-/// Cases run (each applies a deployment, plans and executes once more);
-/// `VPNBRIDGE_PLANNER_CASES` runs more, `VPNBRIDGE_PLANNER_SEED` others.
+/// Cases run, of both modes together (each applies a deployment, plans and executes
+/// once more); `VPNBRIDGE_PLANNER_CASES` runs more, `VPNBRIDGE_PLANNER_SEED` others.
 const CASES: u32 = 256;
 
-fn config() -> Config {
-    let text = vpnbridge_core::config::EXAMPLE.replace("psk = \"generate\"", "psk = \"env:PLANNER_PSK\"");
+/// The example config in `mode` (bgp-ha: four tunnels with BGP).
+fn config(mode: Mode) -> Config {
+    let text = vpnbridge_core::config::example(mode).replace("psk = \"generate\"", "psk = \"env:PLANNER_PSK\"");
     vpnbridge_core::config::parse(&text, Path::new("planner.toml"), &|k| (k == "PLANNER_PSK").then(|| "Planner.Key_0001".to_owned()))
         .unwrap()
         .config
 }
 
-/// One resource of the example deployment (static-ha, one tunnel per VPN connection).
+/// One resource of the example deployment in either mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ours {
     PublicIp(u8),
     Gateway,
-    Lng(u8),
-    Connection(u8),
+    /// The LocalNetworkGateway of tunnel t of VPN connection k.
+    Lng(u8, u8),
+    /// The Connection of tunnel t of VPN connection k.
+    Connection(u8, u8),
     Vgw,
     /// The VGW's attachment to the VPC.
     Attachment,
-    /// The VPC routes to the Azure prefixes via our VGW.
+    /// static-ha: the VPC routes to the Azure prefixes via our VGW.
     VpcRoutes,
+    /// bgp-ha: the route table's propagation of our VGW's routes (its
+    /// `PropagatingVgws` entry: untaggable, ours through the VGW, no state of its own).
+    Propagation,
     Cgw(u8),
     Vpn(u8),
-    /// A VPN connection's static routes.
+    /// static-ha: a VPN connection's static routes.
     VpnRoutes(u8),
 }
 
-use Ours::{Attachment, Cgw, Connection, Gateway, Lng, PublicIp, Vgw, VpcRoutes, Vpn, VpnRoutes};
+use Ours::{Attachment, Cgw, Connection, Gateway, Lng, Propagation, PublicIp, Vgw, VpcRoutes, Vpn, VpnRoutes};
 
-const ALL: [Ours; 16] = [
-    PublicIp(0),
-    PublicIp(1),
-    Gateway,
-    Lng(0),
-    Lng(1),
-    Connection(0),
-    Connection(1),
-    Vgw,
-    Attachment,
-    VpcRoutes,
-    Cgw(0),
-    Cgw(1),
-    Vpn(0),
-    Vpn(1),
-    VpnRoutes(0),
-    VpnRoutes(1),
-];
+/// Every resource of the example deployment in `mode`: the Azure tunnels' LNGs and
+/// Connections for each used tunnel, and the routes its mode uses (static routes in
+/// the VPC and on the VPN connections, or route propagation).
+fn all(mode: Mode) -> Vec<Ours> {
+    let tunnels = config(mode).tunnels_per_connection;
+    let mut out = vec![PublicIp(0), PublicIp(1), Gateway];
+    for k in 0..2 {
+        out.extend((0..tunnels).flat_map(|t| [Lng(k, t), Connection(k, t)]));
+    }
+    out.extend([Vgw, Attachment]);
+    out.push(match mode {
+        Mode::StaticHa => VpcRoutes,
+        Mode::BgpHa => Propagation,
+    });
+    for k in 0..2 {
+        out.extend([Cgw(k), Vpn(k)]);
+        if mode == Mode::StaticHa {
+            out.push(VpnRoutes(k));
+        }
+    }
+    out
+}
 
 impl Ours {
-    /// What cannot exist without it.
-    fn dependents(self) -> Vec<Ours> {
-        match self {
-            PublicIp(_) => vec![Gateway],
-            Gateway => vec![Connection(0), Connection(1)],
-            Lng(k) => vec![Connection(k)],
-            Vgw => vec![Attachment, VpcRoutes, Vpn(0), Vpn(1)],
-            Attachment => vec![VpcRoutes],
-            Cgw(k) => vec![Vpn(k)],
-            Vpn(k) => vec![VpnRoutes(k)],
-            Connection(_) | VpcRoutes | VpnRoutes(_) => vec![],
-        }
+    /// What cannot exist without it, of the resources `all`.
+    fn dependents(self, all: &[Ours]) -> Vec<Ours> {
+        all.iter()
+            .copied()
+            .filter(|&d| match (self, d) {
+                (PublicIp(_), Gateway) | (Gateway, Connection(..)) => true,
+                (Lng(k, t), Connection(j, u)) => (k, t) == (j, u),
+                (Vgw, Attachment | VpcRoutes | Propagation | Vpn(_)) => true,
+                (Attachment, VpcRoutes) => true,
+                (Cgw(k), Vpn(j)) | (Vpn(k), VpnRoutes(j)) => k == j,
+                _ => false,
+            })
+            .collect()
     }
 
     /// The longest the clouds usually take to create or delete it, in seconds (well
@@ -104,14 +122,14 @@ impl Ours {
     fn longest_change(self) -> u64 {
         match self {
             Gateway => 45 * 60,
-            PublicIp(_) | Lng(_) | Connection(_) | Vgw | Vpn(_) => 10 * 60,
+            PublicIp(_) | Lng(..) | Connection(..) | Vgw | Vpn(_) => 10 * 60,
             Attachment | Cgw(_) => 2 * 60,
-            VpcRoutes | VpnRoutes(_) => 60,
+            VpcRoutes | Propagation | VpnRoutes(_) => 60,
         }
     }
 
     fn is_azure(self) -> bool {
-        matches!(self, PublicIp(_) | Gateway | Lng(_) | Connection(_))
+        matches!(self, PublicIp(_) | Gateway | Lng(..) | Connection(..))
     }
 
     /// The Azure name of an Azure resource.
@@ -119,8 +137,8 @@ impl Ours {
         match self {
             PublicIp(k) => names.public_ip(k),
             Gateway => names.gateway(),
-            Lng(k) => names.local_network_gateway(k, 0),
-            Connection(k) => names.connection(k, 0),
+            Lng(k, t) => names.local_network_gateway(k, t),
+            Connection(k, t) => names.connection(k, t),
             _ => unreachable!("{self:?} is not an Azure resource"),
         }
     }
@@ -168,6 +186,8 @@ enum Extra {
 
 #[derive(Debug, Clone)]
 struct Case {
+    mode: Mode,
+    /// What becomes of each of [`all`]`(mode)`.
     fates: BTreeMap<Ours, Fate>,
     extras: Vec<Extra>,
 }
@@ -197,20 +217,26 @@ fn extra() -> impl Strategy<Value = Extra> {
 }
 
 fn cases() -> impl Strategy<Value = Case> {
-    (proptest::collection::vec(fate(), ALL.len()), proptest::collection::btree_set(extra(), 0..3)).prop_map(|(fates, extras)| {
-        let mut fates: BTreeMap<Ours, Fate> = ALL.into_iter().zip(fates).map(|(r, f)| (r, applicable(r, f))).collect();
-        // What cannot exist without a resource goes with it.
-        for r in ALL {
-            if matches!(fates[&r], Fate::Gone | Fate::Deleting(_)) {
-                let mut stack = r.dependents();
-                while let Some(d) = stack.pop() {
-                    fates.insert(d, Fate::Gone);
-                    stack.extend(d.dependents());
+    prop_oneof![Just(Mode::StaticHa), Just(Mode::BgpHa)]
+        .prop_flat_map(|mode| {
+            let ours = all(mode);
+            let fates = proptest::collection::vec(fate(), ours.len());
+            (Just(mode), Just(ours), fates, proptest::collection::btree_set(extra(), 0..3))
+        })
+        .prop_map(|(mode, ours, fates, extras)| {
+            let mut fates: BTreeMap<Ours, Fate> = ours.iter().zip(fates).map(|(&r, f)| (r, applicable(r, f))).collect();
+            // What cannot exist without a resource goes with it.
+            for &r in &ours {
+                if matches!(fates[&r], Fate::Gone | Fate::Deleting(_)) {
+                    let mut stack = r.dependents(&ours);
+                    while let Some(d) = stack.pop() {
+                        fates.insert(d, Fate::Gone);
+                        stack.extend(d.dependents(&ours));
+                    }
                 }
             }
-        }
-        Case { fates, extras: extras.into_iter().collect() }
-    })
+            Case { mode, fates, extras: extras.into_iter().collect() }
+        })
 }
 
 /// `f`, or the nearest fate the resource can have.
@@ -221,9 +247,10 @@ fn applicable(r: Ours, f: Fate) -> Fate {
         f => f,
     };
     match (r, f) {
-        // Routes have no state of their own and no tags.
-        (VpcRoutes, Fate::Deleting(_)) => Fate::Gone,
-        (VpcRoutes, Fate::InProgress(_) | Fate::Failed | Fate::Stranger(_)) => Fate::Kept,
+        // Routes and route propagation have no state of their own and no tags (EC2
+        // enables and disables propagation at once).
+        (VpcRoutes | Propagation, Fate::Deleting(_)) => Fate::Gone,
+        (VpcRoutes | Propagation, Fate::InProgress(_) | Fate::Failed | Fate::Stranger(_)) => Fate::Kept,
         (Attachment | VpnRoutes(_), Fate::Failed | Fate::Stranger(_)) => Fate::Kept,
         // AWS has no Failed state for these.
         (_, Fate::Failed) if !r.is_azure() => Fate::Kept,
@@ -313,15 +340,20 @@ struct Strangers {
 /// Whether our CGW or VPN connection `r`, handed to a stranger, is in the way of the
 /// plan: a CGW with instance k's address (unchanged) and our ASN is what EC2 returns for
 /// ours; a VPN connection on our CGW k either joins it to our VGW again (EC2 allows one
-/// per pair) or sits on a CGW the plan replaces (EC2 does not delete one in use).
-fn aws_stranger_in_the_way(case: &Case, r: Ours) -> bool {
+/// per pair) or sits on a CGW the plan replaces (EC2 does not delete one in use); one
+/// still on our VGW holds the inside CIDRs that `config` pins for vpn-k (bgp-ha always
+/// does), which EC2 gives to one VPN connection per VGW.
+fn aws_stranger_in_the_way(config: &Config, case: &Case, r: Ours) -> bool {
     // Instance k keeps its address unless its public IP is made anew (gone, being
     // deleted, or its name taken by a stranger).
     let address_kept = |k: u8| !matches!(case.fates[&PublicIp(k)], Fate::Gone | Fate::Deleting(_) | Fate::Stranger(_));
     let stranger = |r: Ours| matches!(case.fates[&r], Fate::Stranger(_));
     match r {
         Cgw(k) => address_kept(k),
-        Vpn(k) => !stranger(Cgw(k)) && (!stranger(Vgw) || !address_kept(k)),
+        Vpn(k) => {
+            let pinned = config.layout().pins(k).iter().any(Option::is_some);
+            (!stranger(Cgw(k)) && (!stranger(Vgw) || !address_kept(k))) || (pinned && !stranger(Vgw))
+        }
         _ => false,
     }
 }
@@ -346,7 +378,7 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
                 // An Azure name taken by a stranger, and a VGW of a stranger's on our
                 // VPC, are in the way (the VGW only while it is attached: see below);
                 // so are a stranger's CGW or VPN connection where the plan needs ours.
-                if r.is_azure() || aws_stranger_in_the_way(case, r) {
+                if r.is_azure() || aws_stranger_in_the_way(config, case, r) {
                     strangers.in_the_way.push(id);
                 }
             }
@@ -359,11 +391,11 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
                     let id = by_name(&w.azure.gateways, &r.azure_name(&names), |g| &g.name);
                     azure_fate(&mut w.azure.gateways, &id, fate, now);
                 }
-                Lng(_) => {
+                Lng(..) => {
                     let id = by_name(&w.azure.local_network_gateways, &r.azure_name(&names), |l| &l.name);
                     azure_fate(&mut w.azure.local_network_gateways, &id, fate, now);
                 }
-                Connection(_) => {
+                Connection(..) => {
                     let id = by_name(&w.azure.connections, &r.azure_name(&names), |c| &c.name);
                     azure_fate(&mut w.azure.connections, &id, fate, now);
                 }
@@ -382,6 +414,14 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
                     if fate == Fate::Gone {
                         for t in w.aws.route_tables.values_mut() {
                             t.routes.retain(|r| r.target != vgw);
+                        }
+                    }
+                }
+                // Disabled out of band.
+                Propagation => {
+                    if fate == Fate::Gone {
+                        for t in w.aws.route_tables.values_mut() {
+                            t.propagating_vgws.retain(|v| *v != vgw);
                         }
                     }
                 }
@@ -457,7 +497,8 @@ fn stage(cloud: &SimCloud, config: &Config, case: &Case) -> Strangers {
 }
 
 /// Everything in the world that is not ours: every resource without our deployment
-/// tag, and every route not via a VGW of ours.
+/// tag, every route not via a VGW of ours, and every route table's propagation of a
+/// VGW not ours.
 fn foreign(cloud: &SimCloud, owner: &Owner) -> serde_json::Value {
     cloud.with_world(|w| foreign_in(w, owner))
 }
@@ -492,27 +533,39 @@ fn foreign_in(w: &vpnbridge_sim::world::World, owner: &Owner) -> serde_json::Val
         for r in t.routes.iter().filter(|r| !our_vgws.contains(&&r.target)) {
             out.insert(format!("{} {}", t.id, r.destination), json(serde_json::to_value(r)));
         }
+        for v in t.propagating_vgws.iter().filter(|v| !our_vgws.contains(v)) {
+            out.insert(format!("{} propagates {v}", t.id), serde_json::Value::Bool(true));
+        }
     }
     serde_json::to_value(out).unwrap()
 }
 
 /// What the deployment is made of, without ids and addresses (which a re-created
-/// resource changes): our live resources by name or role, with their settled state,
-/// the VPN connections' routes and the VPC routes via our VGW.
+/// resource changes, unlike the BGP addresses, which come from the config): our live
+/// resources by name or role, with their settled state and BGP settings, the VPN
+/// connections' routing and routes, the VPC routes via our VGW and the route tables
+/// that propagate it.
 fn shape(cloud: &SimCloud, owner: &Owner) -> Vec<String> {
     cloud.with_world(|w| {
         let mut out = Vec::new();
         let role = |t: &Tags| t.get(vpnbridge_core::model::TAG_ROLE).cloned().unwrap_or_default();
         out.extend(w.azure.public_ips.values().filter(|p| owner.owns(&p.tags)).map(|p| format!("{} {:?}", p.name, p.phase.state)));
-        out.extend(w.azure.gateways.values().filter(|g| owner.owns(&g.tags)).map(|g| format!("{} {:?} {}", g.name, g.phase.state, g.sku)));
+        for g in w.azure.gateways.values().filter(|g| owner.owns(&g.tags)) {
+            let custom: Vec<_> = g.bgp_peering_addresses.iter().map(|a| &a.custom).collect();
+            out.push(format!("{} {:?} {} bgp {} {:?} {custom:?}", g.name, g.phase.state, g.sku, g.enable_bgp, g.asn));
+        }
         out.extend(
             w.azure
                 .local_network_gateways
                 .values()
                 .filter(|l| owner.owns(&l.tags))
-                .map(|l| format!("{} {:?} {:?}", l.name, l.phase.state, l.address_prefixes)),
+                .map(|l| format!("{} {:?} {:?} {:?}", l.name, l.phase.state, l.address_prefixes, l.bgp)),
         );
-        out.extend(w.azure.connections.values().filter(|c| owner.owns(&c.tags)).map(|c| format!("{} {:?}", c.name, c.phase.state)));
+        for c in w.azure.connections.values().filter(|c| owner.owns(&c.tags)) {
+            let mut custom: Vec<_> = c.custom_bgp_addresses.iter().map(|a| a.address).collect();
+            custom.sort();
+            out.push(format!("{} {:?} bgp {} {custom:?}", c.name, c.phase.state, c.enable_bgp));
+        }
         let vgws: Vec<&AwsVgw> = w.aws.vpn_gateways.values().filter(|v| owner.owns(&v.tags) && !v.phase.state.is_gone()).collect();
         for v in &vgws {
             let attached: Vec<String> = v
@@ -532,12 +585,15 @@ fn shape(cloud: &SimCloud, owner: &Owner) -> Vec<String> {
         );
         for v in w.aws.vpn_connections.values().filter(|v| owner.owns(&v.tags) && !v.phase.state.is_gone()) {
             let routes: Vec<String> = v.routes.iter().map(|r| format!("{} {:?}", r.destination, r.phase.state)).collect();
-            out.push(format!("{} {:?} {routes:?}", role(&v.tags), v.phase.state));
+            out.push(format!("{} {:?} static {} {routes:?}", role(&v.tags), v.phase.state, v.static_routes_only));
         }
         for t in w.aws.route_tables.values() {
             out.extend(
                 t.routes.iter().filter(|r| vgws.iter().any(|v| v.id == r.target)).map(|r| format!("route {} via our VGW", r.destination)),
             );
+            if t.propagating_vgws.iter().any(|p| vgws.iter().any(|v| v.id == *p)) {
+                out.push(format!("{} propagates our VGW", t.id));
+            }
         }
         out.sort();
         out
@@ -573,13 +629,22 @@ enum Outcome {
 }
 
 async fn check(case: Case) -> Result<Outcome, TestCaseError> {
-    let config = config();
+    let config = config(case.mode);
     let owner = Owner::new(&config.name);
     let cloud = SimCloud::in_memory();
     cloud.ensure_prerequisites(&VnetSpec::from_config(&config), &VpcSpec::from_config(&config)).unwrap();
     let first = plan::plan_apply(&config, &observe(&cloud, &config).await).unwrap();
     apply(&cloud, &config, &first).await;
     let base = shape(&cloud, &owner);
+    // bgp-ha routes by propagation only, static-ha by static routes only.
+    let propagates = base.iter().any(|l| l.ends_with("propagates our VGW"));
+    prop_assert_eq!(propagates, case.mode == Mode::BgpHa, "the deployment first applied: {:?}", base);
+    prop_assert_eq!(
+        base.iter().any(|l| l.contains("via our VGW")),
+        case.mode == Mode::StaticHa,
+        "the deployment first applied: {:?}",
+        base
+    );
 
     let strangers = stage(&cloud, &config, &case);
     // The world as it was, to tell what the plan did from what time did (a stranger's
@@ -653,24 +718,42 @@ fn any_observed_state_is_planned_to_convergence_or_refused_naming_what_is_in_the
         ),
         ..ProptestConfig::default()
     };
-    let outcomes = Arc::new(std::sync::Mutex::new(BTreeMap::<Outcome, u32>::new()));
+    // By mode (as its name: `Mode` has no order).
+    let outcomes = Arc::new(std::sync::Mutex::new(BTreeMap::<String, BTreeMap<Outcome, u32>>::new()));
     let seen = outcomes.clone();
     proptest!(config, |(case in cases())| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let mode = case.mode.to_string();
         let outcome = rt.block_on(check(case))?;
-        *seen.lock().unwrap().entry(outcome).or_default() += 1;
+        *seen.lock().unwrap().entry(mode).or_default().entry(outcome).or_default() += 1;
     });
     let outcomes = outcomes.lock().unwrap().clone();
     println!("planner property: {count} cases {outcomes:?}");
-    assert!(outcomes.get(&Outcome::Refused).is_some_and(|n| *n > 0), "no case was refused: {outcomes:?}");
-    assert!(outcomes.get(&Outcome::Converged).is_some_and(|n| *n >= count / 4), "too few cases were planned and run: {outcomes:?}");
+    for mode in [Mode::StaticHa, Mode::BgpHa] {
+        let of_mode = outcomes.get(&mode.to_string()).cloned().unwrap_or_default();
+        let cases: u32 = of_mode.values().sum();
+        assert!(cases >= count / 4, "too few {mode} cases: {outcomes:?}");
+        assert!(of_mode.get(&Outcome::Refused).is_some_and(|n| *n > 0), "no {mode} case was refused: {outcomes:?}");
+        assert!(
+            of_mode.get(&Outcome::Converged).is_some_and(|n| *n >= cases / 4),
+            "too few {mode} cases were planned and run: {outcomes:?}"
+        );
+    }
 }
 
-/// A case with every resource kept but `fates`, and no extras.
+/// A static-ha case with every resource kept but `fates`, and no extras.
 fn only(fates: &[(Ours, Fate)]) -> Case {
-    let mut all: BTreeMap<Ours, Fate> = ALL.into_iter().map(|r| (r, Fate::Kept)).collect();
+    only_in(Mode::StaticHa, fates)
+}
+
+/// A case in `mode` with every resource kept but `fates` (each one of [`all`]`(mode)`),
+/// and no extras.
+fn only_in(mode: Mode, fates: &[(Ours, Fate)]) -> Case {
+    let ours = all(mode);
+    assert!(fates.iter().all(|(r, _)| ours.contains(r)), "{fates:?} are not all resources of {mode}");
+    let mut all: BTreeMap<Ours, Fate> = ours.into_iter().map(|r| (r, Fate::Kept)).collect();
     all.extend(fates.iter().copied());
-    Case { fates: all, extras: Vec::new() }
+    Case { mode, fates: all, extras: Vec::new() }
 }
 
 /// Runs one case on a paused clock; panics with the property's message unless it ends
@@ -688,7 +771,7 @@ fn run_case(case: Case, want: Outcome) {
 fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available() {
     let gone = Fate::Gone;
     run_case(
-        only(&[(PublicIp(0), gone), (Gateway, gone), (Connection(0), gone), (Connection(1), gone), (Vpn(0), Fate::InProgress(300))]),
+        only(&[(PublicIp(0), gone), (Gateway, gone), (Connection(0, 0), gone), (Connection(1, 0), gone), (Vpn(0), Fate::InProgress(300))]),
         Outcome::Converged,
     );
 }
@@ -698,7 +781,7 @@ fn a_pending_vpn_connection_is_moved_to_its_new_customer_gateway_once_available(
 #[test]
 fn a_vpn_connection_gone_beside_its_local_network_gateway_is_rebuilt_with_the_lng_re_pointed() {
     run_case(only(&[(Vpn(0), Fate::Gone), (VpnRoutes(0), Fate::Gone)]), Outcome::Converged);
-    run_case(only(&[(Vpn(1), Fate::Gone), (VpnRoutes(1), Fate::Gone), (Lng(1), Fate::InProgress(120))]), Outcome::Converged);
+    run_case(only(&[(Vpn(1), Fate::Gone), (VpnRoutes(1), Fate::Gone), (Lng(1, 0), Fate::InProgress(120))]), Outcome::Converged);
 }
 
 /// A VPN connection of ours found `deleting` (an interrupted destroy): its successor
@@ -730,7 +813,7 @@ fn vpn_connections_on_a_vgw_no_longer_ours_are_rebuilt_on_ours() {
 fn a_public_ip_found_changing_keeps_its_address_and_customer_gateway() {
     for pip in [Fate::InProgress(300), Fate::Failed] {
         run_case(
-            only(&[(PublicIp(0), pip), (Gateway, Fate::Gone), (Connection(0), Fate::Gone), (Connection(1), Fate::Gone)]),
+            only(&[(PublicIp(0), pip), (Gateway, Fate::Gone), (Connection(0, 0), Fate::Gone), (Connection(1, 0), Fate::Gone)]),
             Outcome::Converged,
         );
     }
@@ -745,7 +828,7 @@ fn a_customer_gateway_not_ours_with_our_address_is_refused_up_front() {
         run_case(only(&[(Cgw(0), Fate::Stranger(s))]), Outcome::Refused);
     }
     let gone = Fate::Gone;
-    let new_address = [(PublicIp(0), gone), (Gateway, gone), (Connection(0), gone), (Connection(1), gone)];
+    let new_address = [(PublicIp(0), gone), (Gateway, gone), (Connection(0, 0), gone), (Connection(1, 0), gone)];
     run_case(only(&[&new_address[..], &[(Cgw(0), Fate::Stranger(Stranger::Untagged))]].concat()), Outcome::Converged);
 }
 
@@ -760,6 +843,22 @@ fn a_vpn_connection_not_ours_on_our_customer_gateway_is_refused_when_in_the_way(
     let their_vgw = [(Vpn(0), stranger), (Vgw, stranger), (Attachment, Fate::Gone), (VpcRoutes, Fate::Gone)];
     run_case(only(&their_vgw), Outcome::Converged);
     let gone = Fate::Gone;
-    let new_address = [(PublicIp(0), gone), (Gateway, gone), (Connection(0), gone), (Connection(1), gone)];
+    let new_address = [(PublicIp(0), gone), (Gateway, gone), (Connection(0, 0), gone), (Connection(1, 0), gone)];
     run_case(only(&[&their_vgw[..], &new_address[..]].concat()), Outcome::Refused);
+}
+
+/// A VPN connection of ours handed to a stranger on our VGW, its customer gateway too
+/// (instance 0's new address leaves that one out of the way): in bgp-ha it still holds
+/// the inside CIDRs vpn-0 pins, which EC2 gives to one VPN connection per VGW
+/// (`InvalidCidr.InUse`), so the plan is refused up front naming it. In static-ha AWS
+/// chooses the new connection's CIDRs, and ours is built beside it.
+#[test]
+fn a_vpn_connection_not_ours_holding_our_pinned_inside_cidrs_is_refused_up_front() {
+    let (gone, stranger) = (Fate::Gone, Fate::Stranger(Stranger::Untagged));
+    let new_address = [(PublicIp(0), gone), (Gateway, gone)];
+    let theirs = [(Cgw(0), stranger), (Vpn(0), stranger)];
+    let bgp_connections = [(Connection(0, 0), gone), (Connection(0, 1), gone), (Connection(1, 0), gone), (Connection(1, 1), gone)];
+    run_case(only_in(Mode::BgpHa, &[&new_address[..], &bgp_connections, &theirs].concat()), Outcome::Refused);
+    let connections = [(Connection(0, 0), gone), (Connection(1, 0), gone)];
+    run_case(only(&[&new_address[..], &connections, &theirs].concat()), Outcome::Converged);
 }
