@@ -41,6 +41,37 @@ pub(super) fn plan<'a>(
     let mut vpn_steps: Vec<Option<StepId>> = Vec::new();
     let mut kept: Vec<Option<&'a VpnConnection>> = Vec::new();
     let mut tunnel_values: Vec<Vec<(Late<Ipv4Addr>, Late<Psk>)>> = Vec::new();
+    // A mode change: each VPN connection of ours with the other routing is replaced
+    // (EC2 cannot change `StaticRoutesOnly` in place). Every one goes before any
+    // successor is created: EC2 refuses a second one on the same CGW and VGW, and gives
+    // a tunnel inside CIDR to one VPN connection per VGW (InvalidCidr.InUse), so an old
+    // connection may hold a /30 the other new one pins.
+    let mut replaced_by_k: Vec<Vec<Option<StepId>>> = Vec::new();
+    for k in 0..INSTANCES {
+        let mut replaced = Vec::new();
+        let other_mode = aws.vpn_connections.iter().filter(|v| {
+            !v.state.is_gone()
+                && role_of(owner, &v.tags) == Some(Role::VpnConnection(k))
+                && matches!(vgw_id, Late::Known(id) if *id == v.vpn_gateway_id)
+                && v.static_routes_only != static_routes_only
+        });
+        for v in other_mode {
+            let op = AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() };
+            let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("vpn-{k} {} (replaced)", v.id), StepOp::Aws(op), &[]);
+            let (from, to) = if v.static_routes_only { ("static", "dynamic (BGP)") } else { ("dynamic (BGP)", "static") };
+            b.disrupt(
+                id,
+                format!(
+                    "{} uses {from} routing and mode = \"{}\" wants {to}: AWS cannot change that in place, so it is replaced; \
+                     its tunnels are down until the new one is up, with new outside IPs and keys",
+                    v.id, config.mode
+                ),
+            );
+            replaced.push(Some(id));
+        }
+        replaced_by_k.push(replaced);
+    }
+    let all_replaced: Vec<Option<StepId>> = replaced_by_k.iter().flatten().copied().collect();
     for k in 0..INSTANCES {
         let cgw_role = Role::CustomerGateway(k);
         let mut cgws: Vec<_> =
@@ -55,10 +86,9 @@ pub(super) fn plan<'a>(
         // new one is built) carries nothing to our VPC: it is replaced by one on ours.
         let (vpns, misplaced): (Vec<_>, Vec<_>) =
             vpns.into_iter().partition(|v| matches!(vgw_id, Late::Known(id) if *id == v.vpn_gateway_id));
-        // One with the other routing (the mode changed): EC2 cannot change
-        // `StaticRoutesOnly` in place, so it is replaced, its successor created once it
-        // is gone (EC2 refuses a second one on the same CGW and VGW).
-        let (vpns, other_mode): (Vec<_>, Vec<_>) = vpns.into_iter().partition(|v| v.static_routes_only == static_routes_only);
+        // One with the other routing (the mode changed) is replaced (its delete is
+        // planned above); the successor is created once every such one is gone.
+        let vpns: Vec<_> = vpns.into_iter().filter(|v| v.static_routes_only == static_routes_only).collect();
         let vpn = vpns.first().copied();
         // Deletes of our other VPN connections k (misplaced ones, duplicates from an
         // ambiguous create): a CGW they use goes only after them.
@@ -75,22 +105,8 @@ pub(super) fn plan<'a>(
             );
             vpn_deletes.push(Some(id));
         }
-        let mut replaced: Vec<Option<StepId>> = Vec::new();
-        for v in &other_mode {
-            let op = AwsOp::DeleteVpnConnection { vpn_id: v.id.clone() };
-            let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("vpn-{k} {} (replaced)", v.id), StepOp::Aws(op), &[]);
-            let (from, to) = if v.static_routes_only { ("static", "dynamic (BGP)") } else { ("dynamic (BGP)", "static") };
-            b.disrupt(
-                id,
-                format!(
-                    "{} uses {from} routing and mode = \"{}\" wants {to}: AWS cannot change that in place, so it is replaced; \
-                     its tunnels are down until the new one is up, with new outside IPs and keys",
-                    v.id, config.mode
-                ),
-            );
-            vpn_deletes.push(Some(id));
-            replaced.push(Some(id));
-        }
+        // Replaced for a mode change (deleted above).
+        vpn_deletes.extend(replaced_by_k[usize::from(k)].iter().copied());
         for extra in vpns.iter().skip(1) {
             let op = AwsOp::DeleteVpnConnection { vpn_id: extra.id.clone() };
             let id = b.push(Action::Delete, ResourceType::VpnConnection, format!("duplicate vpn-{k} {}", extra.id), StepOp::Aws(op), &[]);
@@ -189,7 +205,7 @@ pub(super) fn plan<'a>(
                     tags: owner.tags(&vpn_role),
                 };
                 let after: Vec<Option<StepId>> =
-                    [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).chain(replaced.iter().copied()).collect();
+                    [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).chain(all_replaced.iter().copied()).collect();
                 let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &after);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {

@@ -380,3 +380,42 @@ async fn bgp_ha_in_place_edits_converge_and_verify() {
         assert_eq!(sessions, 4, "{key}");
     }
 }
+
+/// static-ha with its /30s pinned crosswise (connection 1 holds what bgp-ha gives
+/// connection 2, and the other way round), then bgp-ha with its defaults: EC2 gives an
+/// inside CIDR to one VPN connection per VGW (`InvalidCidr.InUse`), so neither new
+/// connection may be created while either old one exists. The plan waits for both
+/// deletes; the change converges and verifies.
+#[tokio::test(start_paused = true)]
+async fn a_mode_change_where_an_old_connection_holds_the_others_inside_cidr_converges() {
+    let four = baseline()
+        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2")
+        .replace(PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"");
+    let crosswise = edit(
+        &four,
+        "aws.tunnel_inside_cidrs",
+        "tunnel_inside_cidrs = []",
+        "tunnel_inside_cidrs = [\"169.254.21.4/30\", \"169.254.22.4/30\", \"169.254.21.0/30\", \"169.254.22.0/30\"]",
+    );
+    let static_ha = parse(&crosswise).unwrap();
+    let bgp_ha = parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap();
+    let cloud = SimCloud::in_memory();
+    apply(&cloud, &static_ha).await;
+    cloud.ensure_probe_hosts(&ProbeHostSpec::from_config(&static_ha).expect("a [probe]")).unwrap();
+    let p = plan::plan_apply(&bgp_ha, &observe(&cloud, &bgp_ha).await).unwrap();
+    let deletes: Vec<usize> = p
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Delete && s.resource_type == plan::ResourceType::VpnConnection)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(deletes.len(), 2, "{p}");
+    for s in p.steps.iter().filter(|s| s.action == Action::Create && s.resource_type == plan::ResourceType::VpnConnection) {
+        assert!(deletes.iter().all(|d| s.depends_on.contains(d)), "{} waits for both old VPN connections:\n{p}", s.name);
+    }
+    apply(&cloud, &bgp_ha).await;
+    let again = plan::plan_apply(&bgp_ha, &observe(&cloud, &bgp_ha).await).unwrap();
+    assert!(again.is_empty(), "did not converge:\n{again}");
+    let (up, sessions) = verified(&cloud, &bgp_ha, "crosswise").await;
+    assert_eq!((up, sessions), (4, 4));
+}
