@@ -217,12 +217,19 @@ impl Executor {
         let mut running: JoinSet<(StepId, Result<OpOutput, StepError>)> = JoinSet::new();
 
         loop {
-            // Skip what can never run; start what is ready.
-            for s in &plan.steps {
-                if state[s.id] != Progress::Waiting {
-                    continue;
-                }
-                if let Some(&bad) = s.depends_on.iter().find(|d| matches!(state[**d], Progress::Failed | Progress::Skipped)) {
+            // Skip what can never run, until nothing more is skipped (a step may depend
+            // on a later one: a tunnel's wait moved to its last step); then start what
+            // is ready.
+            let mut skipped_more = true;
+            while skipped_more {
+                skipped_more = false;
+                for s in &plan.steps {
+                    if state[s.id] != Progress::Waiting {
+                        continue;
+                    }
+                    let Some(&bad) = s.depends_on.iter().find(|d| matches!(state[**d], Progress::Failed | Progress::Skipped)) else {
+                        continue;
+                    };
                     state[s.id] = Progress::Skipped;
                     let root = match &outcomes[bad] {
                         Some(StepOutcome::Skipped { because_of }) => *because_of,
@@ -230,6 +237,11 @@ impl Executor {
                     };
                     outcomes[s.id] = Some(StepOutcome::Skipped { because_of: root });
                     sink(&ExecEvent::Skipped { step: s.id, because_of: root });
+                    skipped_more = true;
+                }
+            }
+            for s in &plan.steps {
+                if state[s.id] != Progress::Waiting {
                     continue;
                 }
                 if !s.depends_on.iter().all(|d| state[*d] == Progress::Done) {
@@ -955,6 +967,27 @@ mod behaviour {
         assert!(matches!(report.steps[0].outcome, StepOutcome::Failed { ref error } if error.contains("VpnGatewayLimitExceeded")));
         assert_eq!(report.steps[1].outcome, StepOutcome::Skipped { because_of: 0 });
         assert_eq!(report.steps[2].outcome, StepOutcome::Done);
+    }
+
+    /// A step may wait for a later one (a tunnel's wait moved to its last step): when
+    /// that one is skipped, so is the step, reported as skipped, not as a cycle.
+    #[tokio::test(start_paused = true)]
+    async fn a_step_waiting_for_a_later_skipped_step_is_skipped_too() {
+        let mut aws = MockAwsEndpoint::new();
+        aws.expect_start().returning(|op| match op {
+            AwsOp::CreateVpnGateway { .. } => {
+                Err(EndpointError::new(CloudName::Aws, ErrorKind::Permanent, "VpnGatewayLimitExceeded", "quota"))
+            }
+            _ => Ok(OpHandle("ok".into())),
+        });
+        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("x".into()), ..Default::default() })));
+        let vgw = StepOp::Aws(AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Default::default() });
+        let cgw = || cgw_op(Late::Known([1, 2, 3, 4].into()));
+        let p = plan(vec![(cgw(), vec![1]), (cgw(), vec![2]), (vgw, vec![])]);
+        let report = executor(aws, MockAzureEndpoint::new()).run(&p, |_| {}).await;
+        assert!(matches!(report.steps[2].outcome, StepOutcome::Failed { .. }), "{:?}", report.steps[2].outcome);
+        assert_eq!(report.steps[1].outcome, StepOutcome::Skipped { because_of: 2 });
+        assert_eq!(report.steps[0].outcome, StepOutcome::Skipped { because_of: 2 });
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,6 +72,7 @@ pub(super) fn plan<'a>(
         replaced_by_k.push(replaced);
     }
     let all_replaced: Vec<Option<StepId>> = replaced_by_k.iter().flatten().copied().collect();
+    let (mut creates, mut all_going): (Vec<StepId>, Vec<StepId>) = (Vec::new(), Vec::new());
     for k in 0..INSTANCES {
         let cgw_role = Role::CustomerGateway(k);
         let mut cgws: Vec<_> =
@@ -135,6 +136,7 @@ pub(super) fn plan<'a>(
         } else {
             Vec::new()
         };
+        all_going.extend(going.iter().flatten().copied());
         // The CGW of instance k carries instance k's IP and the configured ASN. One with
         // another IP (the Azure side's IPs changed) or ASN (azure.asn changed; a CGW's
         // ASN cannot change) is stale: the VPN connection moves off it in place.
@@ -207,6 +209,7 @@ pub(super) fn plan<'a>(
                 let after: Vec<Option<StepId>> =
                     [cgw_step, vgw_step].into_iter().chain(going.iter().copied()).chain(all_replaced.iter().copied()).collect();
                 let id = b.push(Action::Create, ResourceType::VpnConnection, format!("vpn-{k}"), StepOp::Aws(op), &after);
+                creates.push(id);
                 vpn_step = Some(id);
                 for slot in 0..config.tunnels_per_connection {
                     values.push((
@@ -317,6 +320,17 @@ pub(super) fn plan<'a>(
         vpn_steps.push(vpn_step);
         kept.push(vpn);
         tunnel_values.push(values);
+    }
+    // A VPN connection of ours still being deleted holds its inside CIDRs until it is
+    // gone, whichever instance it served (a mode change interrupted after its deletes):
+    // every create waits for all of them.
+    for &c in &creates {
+        for &w in &all_going {
+            if !b.steps[c].depends_on.contains(&w) {
+                b.steps[c].depends_on.push(w);
+                b.steps[c].depends_on.sort_unstable();
+            }
+        }
     }
     AwsConnections { kept, steps: vpn_steps, tunnel_values }
 }

@@ -107,8 +107,11 @@ pub(super) fn plan(cx: &mut Ctx<'_>) -> AzureGateway {
                 ));
             }
             if gw.state == ProvisioningState::Updating {
+                // An update in flight (an interrupted BGP change or resize): the tunnels
+                // may all be down until it ends, so tunnel waits start after it.
                 let op = AzureOp::Await { kind: AzureResourceKind::VpnGateway, name: gw_name.clone() };
                 gw_step = Some(b.push(Action::Wait, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(op), &pip_step));
+                outage = gw_step;
             } else if gw.state == ProvisioningState::Failed {
                 // Azure's remedy for a gateway in Failed state: PUT it again.
                 let id = b.push(Action::Modify, ResourceType::VpnGateway, gw_name.clone(), StepOp::Azure(gateway_put), &pip_step);

@@ -424,13 +424,13 @@ pub fn plan_apply(config: &Config, observed: &Observed) -> Result<Plan, PlanErro
 ///   settings, or a Failed gateway provisioned again), the waiting step starts only once
 ///   the update is over (a customer gateway swap for a new ASN in bgp-ha, say).
 fn settle_gates(steps: &mut [Step], names: &Names, outage: Option<StepId>) {
-    // Whether step `a` comes after step `b` (depends on it, directly or not). Step ids
-    // are in order: a step depends only on earlier ones.
+    // Whether step `a` comes after step `b` (depends on it, directly or not). Once a
+    // wait has moved, a step may depend on a later one, so every path is followed.
     fn after(steps: &[Step], a: StepId, b: StepId) -> bool {
         let mut seen = vec![false; steps.len()];
         let mut todo = vec![a];
         while let Some(s) = todo.pop() {
-            for &d in steps[s].depends_on.iter().filter(|&&d| d >= b) {
+            for &d in &steps[s].depends_on {
                 if d == b {
                     return true;
                 }
@@ -475,7 +475,7 @@ fn settle_gates(steps: &mut [Step], names: &Names, outage: Option<StepId>) {
                 if let Some(d) = steps[l].disruption.as_mut().filter(|d| !d.contains(NEXT)) {
                     d.push_str(NEXT);
                 }
-                let waiters: Vec<StepId> = (g + 1..steps.len())
+                let waiters: Vec<StepId> = (0..steps.len())
                     .filter(|&s| s != l && steps[s].depends_on.contains(&g) && !of_the_tunnel(&steps[s]) && !after(steps, l, s))
                     .collect();
                 for s in waiters {

@@ -419,3 +419,37 @@ async fn a_mode_change_where_an_old_connection_holds_the_others_inside_cidr_conv
     let (up, sessions) = verified(&cloud, &bgp_ha, "crosswise").await;
     assert_eq!((up, sessions), (4, 4));
 }
+
+/// The same mode change interrupted after both old VPN connections' deletes were
+/// accepted: the next plan waits for both before it creates either new one (each old
+/// one still holds its /30s until it is gone).
+#[tokio::test(start_paused = true)]
+async fn a_mode_change_resumed_while_the_old_connections_are_deleting_waits_for_both() {
+    let four = baseline().replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    let crosswise = edit(
+        &four,
+        "aws.tunnel_inside_cidrs",
+        "tunnel_inside_cidrs = []",
+        "tunnel_inside_cidrs = [\"169.254.21.4/30\", \"169.254.22.4/30\", \"169.254.21.0/30\", \"169.254.22.0/30\"]",
+    );
+    let static_ha = parse(&crosswise).unwrap();
+    let bgp_ha = parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap();
+    let cloud = SimCloud::in_memory();
+    apply(&cloud, &static_ha).await;
+    cloud.with_world_mut(|w| {
+        let ids: Vec<String> = w.aws.vpn_connections.keys().cloned().collect();
+        for id in ids {
+            w.delete_vpn_connection(&id).unwrap();
+        }
+    });
+    let p = plan::plan_apply(&bgp_ha, &observe(&cloud, &bgp_ha).await).unwrap();
+    let waits: Vec<usize> =
+        p.steps.iter().filter(|s| s.action == Action::Wait && s.resource_type == plan::ResourceType::VpnConnection).map(|s| s.id).collect();
+    assert_eq!(waits.len(), 2, "{p}");
+    for s in p.steps.iter().filter(|s| s.action == Action::Create && s.resource_type == plan::ResourceType::VpnConnection) {
+        assert!(waits.iter().all(|w| s.depends_on.contains(w)), "{} waits for both old VPN connections:\n{p}", s.name);
+    }
+    apply(&cloud, &bgp_ha).await;
+    let again = plan::plan_apply(&bgp_ha, &observe(&cloud, &bgp_ha).await).unwrap();
+    assert!(again.is_empty(), "did not converge:\n{again}");
+}
