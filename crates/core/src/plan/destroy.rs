@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::model::{AttachmentState, AwsState, Owner, role_of};
 use crate::ops::{AwsOp, AwsResourceKind, AzureOp, AzureResourceKind, StepId};
 
-use super::preflight::{elsewhere_problems, moved_vpc_problems, vpn_connections_on};
+use super::preflight::{elsewhere_problems, moved_vpc_problems, vpn_connections_on, vpn_connections_on_vgw};
 use super::{Action, Builder, Observed, Plan, PlanError, PlanKind, ResourceType, StepOp, wait_if_updating};
 
 /// Plans the removal of everything this deployment owns, and nothing else: the
@@ -20,6 +20,10 @@ pub fn plan_destroy(config: &Config, observed: &Observed) -> Result<Plan, PlanEr
     let owner = Owner::new(&config.name);
     for c in observed.aws.customer_gateways.iter().filter(|c| owner.owns(&c.tags) && !c.state.is_gone()) {
         blockers.extend(vpn_connections_on(config, &observed.aws, &c.id, "destroy"));
+    }
+    // And a VGW of ours that someone else's VPN connection uses (IncorrectState).
+    for g in observed.aws.vpn_gateways.iter().filter(|g| owner.owns(&g.tags) && !g.state.is_gone()) {
+        blockers.extend(vpn_connections_on_vgw(config, &observed.aws, &g.id));
     }
     if !blockers.is_empty() {
         return Err(PlanError(blockers));

@@ -325,6 +325,28 @@ pub(super) fn inside_cidrs_in_use(config: &Config, aws: &AwsObserved, vgw: &str,
 /// VPN connections not ours on this deployment's customer gateway `cgw`, which `by`
 /// deletes ("this plan", "destroy"): EC2 does not delete a customer gateway in use
 /// (`DependencyViolation`), so the run would stop there.
+/// VPN connections not ours on our virtual private gateway `vgw`, which destroy
+/// deletes: EC2 deletes no VGW with a VPN connection (`IncorrectState`).
+pub(super) fn vpn_connections_on_vgw(config: &Config, aws: &AwsObserved, vgw: &str) -> Vec<String> {
+    aws.foreign_vpn_connections
+        .iter()
+        .filter(|v| v.vpn_gateway_id == vgw && v.state != AwsState::Deleted)
+        .map(|v| {
+            let (whose, _) = whose(config, &v.tags);
+            let fix = if v.state == AwsState::Deleting {
+                "it is being deleted: run destroy again once it is gone"
+            } else {
+                "delete that VPN connection first (it is not this deployment's to delete)"
+            };
+            format!(
+                "VPN connection {} uses this deployment's virtual private gateway {vgw}, which destroy deletes, but is not \
+                 this deployment's ({whose}): EC2 does not delete a virtual private gateway with a VPN connection; {fix}",
+                v.id
+            )
+        })
+        .collect()
+}
+
 pub(super) fn vpn_connections_on(config: &Config, aws: &AwsObserved, cgw: &str, by: &str) -> Vec<String> {
     aws.foreign_vpn_connections
         .iter()

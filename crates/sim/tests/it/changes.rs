@@ -453,3 +453,22 @@ async fn a_mode_change_resumed_while_the_old_connections_are_deleting_waits_for_
     let again = plan::plan_apply(&bgp_ha, &observe(&cloud, &bgp_ha).await).unwrap();
     assert!(again.is_empty(), "did not converge:\n{again}");
 }
+
+/// Someone else's VPN connection on this deployment's VGW: EC2 deletes no VGW with a
+/// VPN connection (`IncorrectState`), so destroy is refused before any call, naming it
+/// and the fix, instead of failing at the end with the rest already deleted.
+#[tokio::test(start_paused = true)]
+async fn destroy_is_refused_up_front_while_a_stranger_uses_our_vgw() {
+    let config = parse(&baseline()).unwrap();
+    let cloud = SimCloud::in_memory();
+    apply(&cloud, &config).await;
+    let cgw = cloud.add_foreign_customer_gateway([198, 51, 100, 9].into(), 65100);
+    let theirs = cloud.with_world_mut(|w| {
+        let vgw = w.aws.vpn_gateways.values().find(|v| v.tags.contains_key(TAG_DEPLOYMENT)).unwrap().id.clone();
+        w.create_vpn_connection(&cgw, &vgw, true, &[], &Default::default()).unwrap().id
+    });
+    let e = plan::plan_destroy(&config, &observe(&cloud, &config).await).expect_err("destroy goes ahead");
+    let text = e.to_string();
+    assert!(text.contains(&format!("VPN connection {theirs} uses this deployment's virtual private gateway")), "{text}");
+    assert!(text.contains("delete that VPN connection first"), "{text}");
+}
