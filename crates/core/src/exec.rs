@@ -950,8 +950,8 @@ mod behaviour {
         assert!(error.contains("ForeignCustomerGateway") && error.contains("cgw-theirs") && error.contains("untagged"), "{error}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_step_skips_its_dependents_and_lets_the_rest_finish() {
+    /// AWS refusing every CreateVpnGateway (a quota), and completing everything else.
+    fn vgw_create_refused() -> MockAwsEndpoint {
         let mut aws = MockAwsEndpoint::new();
         aws.expect_start().returning(|op| match op {
             AwsOp::CreateVpnGateway { .. } => {
@@ -960,6 +960,12 @@ mod behaviour {
             _ => Ok(OpHandle("ok".into())),
         });
         aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("x".into()), ..Default::default() })));
+        aws
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_step_skips_its_dependents_and_lets_the_rest_finish() {
+        let aws = vgw_create_refused();
         let vgw = StepOp::Aws(AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Default::default() });
         let attach = StepOp::Aws(AwsOp::AttachVpnGateway { vgw_id: Late::After(0, OutputField::Id), vpc_id: "vpc-1".into() });
         let p = plan(vec![(vgw, vec![]), (attach, vec![0]), (cgw_op(Late::Known([1, 2, 3, 4].into())), vec![])]);
@@ -973,14 +979,7 @@ mod behaviour {
     /// that one is skipped, so is the step, reported as skipped, not as a cycle.
     #[tokio::test(start_paused = true)]
     async fn a_step_waiting_for_a_later_skipped_step_is_skipped_too() {
-        let mut aws = MockAwsEndpoint::new();
-        aws.expect_start().returning(|op| match op {
-            AwsOp::CreateVpnGateway { .. } => {
-                Err(EndpointError::new(CloudName::Aws, ErrorKind::Permanent, "VpnGatewayLimitExceeded", "quota"))
-            }
-            _ => Ok(OpHandle("ok".into())),
-        });
-        aws.expect_poll().returning(|_| Ok(OpStatus::Done(OpOutput { id: Some("x".into()), ..Default::default() })));
+        let aws = vgw_create_refused();
         let vgw = StepOp::Aws(AwsOp::CreateVpnGateway { amazon_asn: 64512, tags: Default::default() });
         let cgw = || cgw_op(Late::Known([1, 2, 3, 4].into()));
         let p = plan(vec![(cgw(), vec![1]), (cgw(), vec![2]), (vgw, vec![])]);

@@ -381,6 +381,23 @@ async fn bgp_ha_in_place_edits_converge_and_verify() {
     }
 }
 
+/// static-ha with 4 tunnels and its /30s pinned crosswise (connection 1 on bgp-ha's
+/// /30s for connection 2 and the other way round), and bgp-ha with its defaults; with
+/// `probe_vms`, both name the test VMs.
+fn crosswise_mode_change(probe_vms: bool) -> (Config, Config) {
+    let mut four = baseline().replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
+    if probe_vms {
+        four = four.replace(PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"");
+    }
+    let crosswise = edit(
+        &four,
+        "aws.tunnel_inside_cidrs",
+        "tunnel_inside_cidrs = []",
+        "tunnel_inside_cidrs = [\"169.254.21.4/30\", \"169.254.22.4/30\", \"169.254.21.0/30\", \"169.254.22.0/30\"]",
+    );
+    (parse(&crosswise).unwrap(), parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap())
+}
+
 /// static-ha with its /30s pinned crosswise (connection 1 holds what bgp-ha gives
 /// connection 2, and the other way round), then bgp-ha with its defaults: EC2 gives an
 /// inside CIDR to one VPN connection per VGW (`InvalidCidr.InUse`), so neither new
@@ -388,17 +405,7 @@ async fn bgp_ha_in_place_edits_converge_and_verify() {
 /// deletes; the change converges and verifies.
 #[tokio::test(start_paused = true)]
 async fn a_mode_change_where_an_old_connection_holds_the_others_inside_cidr_converges() {
-    let four = baseline()
-        .replace("tunnels_per_connection = 1", "tunnels_per_connection = 2")
-        .replace(PROBE_COMMENTED, "[probe]\nazure_vm = \"vm-test\"\naws_instance = \"i-0123456789abcdef0\"");
-    let crosswise = edit(
-        &four,
-        "aws.tunnel_inside_cidrs",
-        "tunnel_inside_cidrs = []",
-        "tunnel_inside_cidrs = [\"169.254.21.4/30\", \"169.254.22.4/30\", \"169.254.21.0/30\", \"169.254.22.0/30\"]",
-    );
-    let static_ha = parse(&crosswise).unwrap();
-    let bgp_ha = parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap();
+    let (static_ha, bgp_ha) = crosswise_mode_change(true);
     let cloud = SimCloud::in_memory();
     apply(&cloud, &static_ha).await;
     cloud.ensure_probe_hosts(&ProbeHostSpec::from_config(&static_ha).expect("a [probe]")).unwrap();
@@ -425,15 +432,7 @@ async fn a_mode_change_where_an_old_connection_holds_the_others_inside_cidr_conv
 /// one still holds its /30s until it is gone).
 #[tokio::test(start_paused = true)]
 async fn a_mode_change_resumed_while_the_old_connections_are_deleting_waits_for_both() {
-    let four = baseline().replace("tunnels_per_connection = 1", "tunnels_per_connection = 2");
-    let crosswise = edit(
-        &four,
-        "aws.tunnel_inside_cidrs",
-        "tunnel_inside_cidrs = []",
-        "tunnel_inside_cidrs = [\"169.254.21.4/30\", \"169.254.22.4/30\", \"169.254.21.0/30\", \"169.254.22.0/30\"]",
-    );
-    let static_ha = parse(&crosswise).unwrap();
-    let bgp_ha = parse(&four.replace("mode = \"static-ha\"", "mode = \"bgp-ha\"")).unwrap();
+    let (static_ha, bgp_ha) = crosswise_mode_change(false);
     let cloud = SimCloud::in_memory();
     apply(&cloud, &static_ha).await;
     cloud.with_world_mut(|w| {
